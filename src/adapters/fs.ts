@@ -1,0 +1,90 @@
+import { randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { Readable } from "node:stream";
+import { BadInputError } from "../core/errors.js";
+import type { ObjectInfo, ObjectStore } from "../core/store.js";
+
+const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._=-]*$/;
+
+/** A local folder as an object store: temp file + fsync + rename, so objects appear whole. */
+export class FsStore implements ObjectStore {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = resolve(root);
+  }
+
+  private path(key: string): string {
+    const segments = key.split("/");
+    if (!segments.every((s) => SEGMENT.test(s))) {
+      throw new BadInputError(`object key '${key}' is not a plain relative path`);
+    }
+    return join(this.root, ...segments);
+  }
+
+  async put(key: string, body: ReadableStream<Uint8Array>): Promise<ObjectInfo> {
+    const target = this.path(key);
+    const dir = dirname(target);
+    const name = basename(target);
+    await mkdir(dir, { recursive: true });
+    // A killed writer leaves its temp file; the lease means no live writer owns one now.
+    for (const entry of await readdir(dir)) {
+      if (entry.startsWith(`.${name}.`) && entry.endsWith(".tmp")) {
+        await rm(join(dir, entry), { force: true });
+      }
+    }
+    const temp = join(dir, `.${name}.${process.pid}-${randomBytes(4).toString("hex")}.tmp`);
+    const fh = await open(temp, "w");
+    let bytes = 0;
+    try {
+      const reader = body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        await fh.write(value);
+        bytes += value.byteLength;
+      }
+      await fh.sync();
+      await fh.close();
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await rm(temp, { force: true });
+      throw err;
+    }
+    await rename(temp, target);
+    // The rename itself must survive a crash before any row is deleted on its strength.
+    const dh = await open(dir, "r");
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
+    return { key, bytes };
+  }
+
+  async get(key: string): Promise<ReadableStream<Uint8Array> | null> {
+    const p = this.path(key);
+    if (!(await this.head(key))) return null;
+    return Readable.toWeb(createReadStream(p, { highWaterMark: 1 << 20 })) as ReadableStream<Uint8Array>;
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    try {
+      const s = await stat(this.path(key));
+      return s.isFile() ? { key, bytes: s.size } : null;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw err;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.path(key), { force: true });
+  }
+
+  describe(): string {
+    return `file:${this.root}`;
+  }
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { runCli } from "./run.js";
+
+function positiveInt(name: string, max = 1_000_000_000) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > max) {
+      throw new InvalidArgumentError(`${name} must be a whole number from 1 to ${max}`);
+    }
+    return Number(value);
+  };
+}
+
+const program = new Command("sluice")
+  .description(
+    "Move large query results out of SQL databases with bounded memory, and never lose a row.",
+  )
+  .option("--db <url>", "hot store (env SLUICE_DB, default sqlite:./data/sluice.db)")
+  .option("--store <url>", "object store (env SLUICE_STORE, default file:./data/archive)")
+  .option("--table <name>", "table to archive (env SLUICE_TABLE, default traffic_events)")
+  .option("--json", "print one JSON object instead of text")
+  .exitOverride()
+  .configureOutput({ outputError: () => undefined });
+
+program
+  .command("prepare-data")
+  .description("create the traffic table and fill it with generated page views")
+  .option("--count <n>", "rows per day", positiveInt("--count"), 100_000)
+  .requiredOption("--date <YYYY-MM-DD>", "the (last) day to generate")
+  .option("--days <n>", "consecutive days ending at --date", positiveInt("--days", 3650), 1)
+  .addOption(new Option("--workload <name>", "which demo data").choices(["traffic"]).default("traffic"))
+  .action((o, cmd) => runCli("prepare-data", cmd.optsWithGlobals()));
+
+program
+  .command("archive")
+  .description("archive a date's rows as gzip JSONL in the object store, then verify it")
+  .requiredOption("--date <YYYY-MM-DD>", "the partition")
+  .action((o, cmd) => runCli("archive", cmd.optsWithGlobals()));
+
+program
+  .command("verify")
+  .description("read a date's archive back and prove it matches its manifest and the ledger")
+  .requiredOption("--date <YYYY-MM-DD>", "the partition")
+  .action((o, cmd) => runCli("verify", cmd.optsWithGlobals()));
+
+program
+  .command("status")
+  .description("a date's ledger state, archive and hot-store rows (all partitions without --date)")
+  .option("--date <YYYY-MM-DD>", "the partition")
+  .action((o, cmd) => runCli("status", cmd.optsWithGlobals()));
+
+program
+  .command("cleanup")
+  .description("delete a date's archived rows from the hot store; marks d1_cleaned=1 at zero")
+  .requiredOption("--date <YYYY-MM-DD>", "the partition")
+  .option("--batch <n>", "rows per DELETE (env SLUICE_DELETE_BATCH, default 1000)", positiveInt("--batch", 100_000))
+  .option("--budget-ms <n>", "stop after this long with progress saved (env SLUICE_CLEANUP_BUDGET_MS)", positiveInt("--budget-ms"))
+  .action((o, cmd) => runCli("cleanup", cmd.optsWithGlobals()));
+
+program
+  .command("backlog")
+  .description("archive, verify and clean every date older than the hot retention")
+  .option("--retention-days <n>", "keep this many days hot (env HOT_RETENTION_DAYS, default 3)", (v) => {
+    if (!/^\d+$/.test(v)) throw new InvalidArgumentError("--retention-days must be a whole number");
+    return Number(v);
+  })
+  .option("--today <YYYY-MM-DD>", "count retention back from this day (default: today, UTC)")
+  .option("--batch <n>", "rows per DELETE", positiveInt("--batch", 100_000))
+  .option("--budget-ms <n>", "per-date cleanup time budget", positiveInt("--budget-ms"))
+  .action((o, cmd) => runCli("backlog", cmd.optsWithGlobals()));
+
+program
+  .command("demo")
+  .description("the whole flow on generated data in ./data/demo: prepare, archive, verify, clean")
+  .option("--count <n>", "rows per day", positiveInt("--count"), 100_000)
+  .option("--days <n>", "days of data, ending today", positiveInt("--days", 60), 6)
+  .action((o, cmd) => runCli("demo", cmd.optsWithGlobals()));
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.exitCode === 0) {
+      process.exit(0);
+    }
+    process.stderr.write(`sluice: ${err.message.replace(/^error: /, "")}\n`);
+    process.exit(2);
+  }
+  throw err;
+}

@@ -1,0 +1,214 @@
+import { BadInputError } from "./errors.js";
+import { portableSha256, type Sha256Factory } from "./hash.js";
+import type { Lease, Ledger, PartRecord } from "./ledger.js";
+import { tap } from "./lines.js";
+import { type PartitionSpec, partManifestKey, partObjectKey } from "./partition.js";
+import type { ProgressListener } from "./progress.js";
+import { DEFAULT_FETCH_SIZE, type Row, type SqlSource, toCount } from "./source.js";
+import { type ObjectStore, putBytes } from "./store.js";
+
+export interface JobContext {
+  source: SqlSource;
+  store: ObjectStore;
+  ledger: Ledger;
+  spec: PartitionSpec;
+  /** Rows per page read from the source: the seed's DB_SLOW_FETCHMANY_SIZE. */
+  fetchSize?: number;
+  sha256?: Sha256Factory;
+  onProgress?: ProgressListener;
+  signal?: AbortSignal;
+}
+
+/** Written beside every part; verification checks the object against it and the ledger. */
+export interface Manifest {
+  format: "sluice-jsonl-gzip/1";
+  table: string;
+  partitionColumn: string;
+  keyColumn: string;
+  date: string;
+  part: number;
+  objectKey: string;
+  rows: number;
+  rawBytes: number;
+  bytes: number;
+  sha256: string;
+  minKey: number;
+  maxKey: number;
+  writtenAt: string;
+}
+
+/** Where the next part starts, and whether it replaces an unverified one. */
+export interface PartPlan {
+  part: number;
+  /** Archive rows with key > after (null: from the first row of the date). */
+  after: number | null;
+}
+
+/**
+ * Plan the next part of a partition: a new part after the last verified one, or a rewrite of
+ * a last part that was never verified (nothing of it can have been deleted). Null when the
+ * last part was verified and has been cleaned from, i.e. cannot be rewritten.
+ */
+export function planNextPart(parts: readonly PartRecord[]): PartPlan {
+  const last = parts.at(-1);
+  if (!last) return { part: 0, after: null };
+  const rewrite = last.verifiedAt === null && last.cleanedCount === 0;
+  if (rewrite) {
+    const prev = parts.at(-2);
+    return { part: last.part, after: prev ? prev.maxId : null };
+  }
+  return { part: last.part + 1, after: last.maxId };
+}
+
+/** Count the rows of a date after a key: what the next part would hold. */
+export async function countRowsAfter(
+  source: SqlSource,
+  spec: PartitionSpec,
+  date: string,
+  after: number | null,
+): Promise<number> {
+  const q = source.dialect.quote;
+  const rows = await source.query(
+    `SELECT COUNT(*) AS n FROM ${q(spec.table)} WHERE ${q(spec.partitionColumn)} = ?${after === null ? "" : ` AND ${q(spec.keyColumn)} > ?`}`,
+    after === null ? [date] : [date, after],
+  );
+  return toCount(rows[0]?.n);
+}
+
+/** Pages of a date's rows in key order, `key > last` each time: never OFFSET. */
+async function* pagesByKey(
+  ctx: JobContext,
+  date: string,
+  after: number | null,
+  lease: Lease,
+): AsyncGenerator<Row[]> {
+  const q = ctx.source.dialect.quote;
+  const { table, partitionColumn, keyColumn } = ctx.spec;
+  const size = ctx.fetchSize ?? DEFAULT_FETCH_SIZE;
+  const base = `SELECT * FROM ${q(table)} WHERE ${q(partitionColumn)} = ?`;
+  let last = after;
+  for (;;) {
+    ctx.signal?.throwIfAborted();
+    const rows =
+      last === null
+        ? await ctx.source.query(`${base} ORDER BY ${q(keyColumn)} LIMIT ?`, [date, size])
+        : await ctx.source.query(
+            `${base} AND ${q(keyColumn)} > ? ORDER BY ${q(keyColumn)} LIMIT ?`,
+            [date, last, size],
+          );
+    if (rows.length === 0) return;
+    yield rows;
+    const key = rows[rows.length - 1]?.[keyColumn];
+    if (typeof key !== "number" || !Number.isSafeInteger(key)) {
+      throw new BadInputError(
+        `key column '${keyColumn}' of '${table}' must hold integers; found ${JSON.stringify(key)}`,
+      );
+    }
+    last = key;
+    await lease.keepAlive();
+    if (rows.length < size) return;
+  }
+}
+
+/**
+ * Archive the rows of `date` not yet in a verified part as one new part: key-paginated reads
+ * -> JSONL -> gzip -> the store, streamed, with a manifest beside it and a ledger row. The
+ * caller holds the lease. Returns null when there is nothing new to archive.
+ */
+export async function archivePartition(
+  ctx: JobContext,
+  lease: Lease,
+  date: string,
+): Promise<PartRecord | null> {
+  const { spec, ledger, store, source } = ctx;
+  const parts = await ledger.parts(spec.table, date);
+  const plan = planNextPart(parts);
+  const total = await countRowsAfter(source, spec, date, plan.after);
+  if (total === 0) return null;
+
+  await ledger.move(lease, "archiving");
+  const objectKey = partObjectKey(spec, date, plan.part);
+  const hash = (ctx.sha256 ?? portableSha256)();
+  let rows = 0;
+  let rawBytes = 0;
+  let bytes = 0;
+  let minKey: number | null = null;
+  let maxKey: number | null = null;
+  const encoder = new TextEncoder();
+  const pages = pagesByKey(ctx, date, plan.after, lease);
+
+  // Pull-based, so the source is read only as fast as gzip and the store take bytes.
+  const jsonl = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const { done, value } = await pages.next();
+        if (done) {
+          controller.close();
+          return;
+        }
+        let text = "";
+        for (const row of value) text += `${JSON.stringify(row)}\n`;
+        const first = value[0]?.[spec.keyColumn] as number;
+        if (minKey === null) minKey = first;
+        maxKey = value[value.length - 1]?.[spec.keyColumn] as number;
+        const chunk = encoder.encode(text);
+        rows += value.length;
+        rawBytes += chunk.byteLength;
+        controller.enqueue(chunk);
+        ctx.onProgress?.({ phase: "archive", table: spec.table, date, done: rows, total });
+      },
+      async cancel(reason) {
+        await pages.return(reason);
+      },
+    },
+    { highWaterMark: 1 },
+  );
+  const body = jsonl.pipeThrough(new CompressionStream("gzip")).pipeThrough(
+    tap((chunk) => {
+      hash.update(chunk);
+      bytes += chunk.byteLength;
+    }),
+  );
+  await store.put(objectKey, body);
+  if (minKey === null || maxKey === null) return null; // rows vanished under us: nothing written is used
+
+  const manifest: Manifest = {
+    format: "sluice-jsonl-gzip/1",
+    table: spec.table,
+    partitionColumn: spec.partitionColumn,
+    keyColumn: spec.keyColumn,
+    date,
+    part: plan.part,
+    objectKey,
+    rows,
+    rawBytes,
+    bytes,
+    sha256: hash.hex(),
+    minKey,
+    maxKey,
+    writtenAt: new Date().toISOString(),
+  };
+  const manifestKey = partManifestKey(spec, date, plan.part);
+  await putBytes(store, manifestKey, encoder.encode(`${JSON.stringify(manifest, null, 2)}\n`));
+
+  const part: PartRecord = {
+    sourceTable: spec.table,
+    date,
+    part: plan.part,
+    objectKey,
+    manifestKey,
+    eventCount: rows,
+    rawSize: rawBytes,
+    fileSize: bytes,
+    sha256: manifest.sha256,
+    minId: minKey,
+    maxId: maxKey,
+    archivedAt: manifest.writtenAt,
+    verifiedAt: null,
+    cleanedCount: 0,
+    cleanupCursor: null,
+    cleanedAt: null,
+  };
+  await source.transaction((tx) => ledger.recordPart(lease, part, tx));
+  return part;
+}

@@ -1,0 +1,145 @@
+import type { JobContext } from "./archive.js";
+import { CleanupIncompleteError, NotFoundError, NotVerifiedError, VerificationError } from "./errors.js";
+import { portableSha256 } from "./hash.js";
+import type { Lease, PartRecord } from "./ledger.js";
+import { tap } from "./lines.js";
+import { countInRange, scanPart } from "./verify.js";
+
+export interface CleanupOptions {
+  /** Rows per DELETE: the seed's 1000. Capped by the dialect's bound-parameter limit. */
+  batchSize?: number;
+  /** Stop after this many ms with progress saved (state stays `cleaning`); 0: no budget. */
+  budgetMs?: number;
+}
+
+export interface CleanupOutcome {
+  /** Rows deleted by this run. */
+  deleted: number;
+  /** Rows deleted over every run of this partition. */
+  deletedTotal: number;
+  /** False when the run stopped at its budget; the next run resumes. */
+  complete: boolean;
+  /** Archived rows still in the hot store (0 when complete). */
+  remaining: number;
+}
+
+export const DEFAULT_DELETE_BATCH = 1000;
+
+/** Stream the object once to check its bytes still hash to what was verified. */
+async function checkUnchanged(ctx: JobContext, part: PartRecord): Promise<void> {
+  const body = await ctx.store.get(part.objectKey);
+  if (!body) throw new VerificationError(part.objectKey, ["object is missing"]);
+  const hash = (ctx.sha256 ?? portableSha256)();
+  let bytes = 0;
+  const reader = body
+    .pipeThrough(
+      tap((c) => {
+        hash.update(c);
+        bytes += c.byteLength;
+      }),
+    )
+    .getReader();
+  while (!(await reader.read()).done) {}
+  const sha = hash.hex();
+  if (sha !== part.sha256 || bytes !== part.fileSize) {
+    throw new VerificationError(part.objectKey, [
+      `changed since it was verified (sha256 ${sha}, ${bytes} bytes; verified ${part.sha256}, ${part.fileSize} bytes)`,
+    ]);
+  }
+}
+
+/**
+ * Delete from the hot store exactly the rows the verified archive holds, in batches keyed by
+ * the archive's own keys, until none is left; then count, and mark the partition cleaned
+ * only at zero. Rows that arrived after the archive are never touched. The caller holds the lease.
+ */
+export async function cleanupPartition(
+  ctx: JobContext,
+  lease: Lease,
+  date: string,
+  options: CleanupOptions = {},
+): Promise<CleanupOutcome> {
+  const { ledger, spec, source } = ctx;
+  const started = Date.now();
+  const budget = options.budgetMs ?? 0;
+  const batchSize = Math.max(
+    1,
+    Math.min(options.batchSize ?? DEFAULT_DELETE_BATCH, source.dialect.maxParams - 1),
+  );
+  const rec = await ledger.get(spec.table, date);
+  const parts = await ledger.parts(spec.table, date);
+  if (!rec || parts.length === 0) {
+    throw new NotFoundError(`no archive of ${spec.table} for ${date}: run archive first`);
+  }
+  const unverified = parts.find((p) => p.verifiedAt === null);
+  if (unverified || !["verified", "cleaning", "failed", "cleaned"].includes(rec.state)) {
+    throw new NotVerifiedError(spec.table, date, unverified ? "not verified" : rec.state);
+  }
+
+  const q = source.dialect.quote;
+  const placeholders = (n: number) => Array.from({ length: n }, () => "?").join(", ");
+  const deleteSql = (n: number) =>
+    `DELETE FROM ${q(spec.table)} WHERE ${q(spec.partitionColumn)} = ? AND ${q(spec.keyColumn)} IN (${placeholders(n)})`;
+  const total = parts.reduce((n, p) => n + p.eventCount, 0);
+  let deleted = 0;
+  let deletedTotal = rec.cleanedCount;
+
+  for (const part of parts) {
+    if (part.cleanedAt !== null) continue;
+    await ledger.move(lease, "cleaning");
+    await checkUnchanged(ctx, part);
+
+    // Deletes happen while the archive is read, one batch of its keys at a time. The delete
+    // and the saved cursor share a transaction, so a kill never loses count of what went.
+    let keys: number[] = [];
+    const flush = async () => {
+      if (keys.length === 0) return;
+      const batch = keys;
+      keys = [];
+      const cursor = batch[batch.length - 1] as number;
+      const n = await source.transaction(async (tx) => {
+        const res = await tx.execute(deleteSql(batch.length), [date, ...batch]);
+        await ledger.addCleaned(lease, part.part, res.changes, cursor, tx);
+        return res.changes;
+      });
+      deleted += n;
+      deletedTotal += n;
+      ctx.onProgress?.({ phase: "cleanup", table: spec.table, date, done: deletedTotal, total });
+      await lease.keepAlive();
+    };
+    const problems: string[] = [];
+    const stop = new Error("budget");
+    try {
+      await scanPart(ctx, part, problems, async (rows) => {
+        for (const row of rows) {
+          const key = row[spec.keyColumn] as number;
+          if (part.cleanupCursor !== null && key <= part.cleanupCursor) continue;
+          keys.push(key);
+          if (keys.length >= batchSize) {
+            ctx.signal?.throwIfAborted();
+            await flush();
+            if (budget > 0 && Date.now() - started >= budget) throw stop;
+          }
+        }
+      });
+      if (problems.length) throw new VerificationError(part.objectKey, problems);
+      await flush();
+    } catch (err) {
+      if (err !== stop) throw err;
+      const remaining = (
+        await Promise.all(parts.filter((p) => p.cleanedAt === null).map((p) => countInRange(ctx, p)))
+      ).reduce((a, b) => a + b, 0);
+      return { deleted, deletedTotal, complete: false, remaining };
+    }
+
+    const remaining = await countInRange(ctx, part);
+    if (remaining > 0) {
+      throw new CleanupIncompleteError(spec.table, date, deletedTotal, remaining);
+    }
+    await ledger.markPartCleaned(lease, part.part);
+  }
+  if (rec.state !== "cleaned") {
+    await ledger.move(lease, "cleaned", { d1_cleaned: 1, last_error: null });
+  }
+  return { deleted, deletedTotal, complete: true, remaining: 0 };
+}

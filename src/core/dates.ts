@@ -1,0 +1,21 @@
+import { BadInputError } from "./errors.js";
+
+const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+
+/** Validate a partition date: YYYY-MM-DD and a real calendar day. */
+export function parsePartitionDate(input: unknown): string {
+  if (typeof input !== "string" || !DATE.test(input)) {
+    throw new BadInputError(`date '${String(input)}' is not YYYY-MM-DD (e.g. 2025-10-13)`);
+  }
+  const d = new Date(`${input}T00:00:00Z`);
+  if (Number.isNaN(d.getTime()) || d.toISOString().slice(0, 10) !== input) {
+    throw new BadInputError(`date '${input}' is not a day of the calendar`);
+  }
+  return input;
+}
+
+/** The date `days` days before `today` (UTC), as YYYY-MM-DD. */
+export function daysBefore(today: Date, days: number): string {
+  const t = Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate());
+  return new Date(t - days * 86_400_000).toISOString().slice(0, 10);
+}

@@ -1,0 +1,101 @@
+/**
+ * Typed errors. Each carries the figures a person needs to act, and a `kind` that the
+ * CLI maps to an exit code and the HTTP layer to a status, each in one place.
+ */
+export type ErrorKind =
+  | "bad_input" // the caller must change what they asked for
+  | "not_found" // the thing asked about does not exist
+  | "conflict" // someone else holds the partition; try again later
+  | "failed"; // the job ran and could not finish; the ledger says why
+
+export class SluiceError extends Error {
+  readonly kind: ErrorKind;
+  constructor(kind: ErrorKind, message: string) {
+    super(message);
+    this.kind = kind;
+    this.name = new.target.name;
+  }
+}
+
+export class BadInputError extends SluiceError {
+  constructor(message: string) {
+    super("bad_input", message);
+  }
+}
+
+export class NotFoundError extends SluiceError {
+  constructor(message: string) {
+    super("not_found", message);
+  }
+}
+
+/** Another process holds the partition's lease. */
+export class LeaseHeldError extends SluiceError {
+  constructor(
+    readonly table: string,
+    readonly date: string,
+    readonly holder: string,
+    readonly expiresAt: number,
+  ) {
+    super(
+      "conflict",
+      `${table} ${date} is being worked on by ${holder} (lease until ${new Date(expiresAt).toISOString()}); try again later`,
+    );
+  }
+}
+
+/** Our lease was taken over (we stalled past its expiry); stop before touching anything. */
+export class LeaseLostError extends SluiceError {
+  constructor(
+    readonly table: string,
+    readonly date: string,
+  ) {
+    super("failed", `lost the lease on ${table} ${date}; another process took over; stopped`);
+  }
+}
+
+/** The stored archive does not match what was written or what the source holds. */
+export class VerificationError extends SluiceError {
+  constructor(
+    readonly objectKey: string,
+    readonly problems: string[],
+  ) {
+    super("failed", `archive ${objectKey} failed verification: ${problems.join("; ")}`);
+  }
+}
+
+/** Cleanup asked of a partition whose archive is not verified. Nothing was deleted. */
+export class NotVerifiedError extends SluiceError {
+  constructor(
+    readonly table: string,
+    readonly date: string,
+    readonly state: string,
+  ) {
+    super(
+      "failed",
+      `${table} ${date} is '${state}', not verified: refusing to delete any row. Run archive (it verifies) first`,
+    );
+  }
+}
+
+/** The seed's bug, made loud: rows of the archived range are still in the hot store. */
+export class CleanupIncompleteError extends SluiceError {
+  constructor(
+    readonly table: string,
+    readonly date: string,
+    readonly deleted: number,
+    readonly remaining: number,
+  ) {
+    super(
+      "failed",
+      `cleanup of ${table} ${date} incomplete: deleted ${deleted} rows, ${remaining} archived rows remain; partition not marked cleaned`,
+    );
+  }
+}
+
+
+/** Turn anything thrown into a one-line message, without a stack for our own errors. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

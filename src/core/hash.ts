@@ -1,0 +1,21 @@
+import { sha256 } from "@noble/hashes/sha2.js";
+import { bytesToHex } from "@noble/hashes/utils.js";
+
+/** An incremental SHA-256; Node injects its native one, Workers use the portable one. */
+export interface Sha256 {
+  update(bytes: Uint8Array): void;
+  hex(): string;
+}
+
+export type Sha256Factory = () => Sha256;
+
+/** The portable implementation, for runtimes without node:crypto. */
+export const portableSha256: Sha256Factory = () => {
+  const h = sha256.create();
+  return {
+    update: (bytes) => {
+      h.update(bytes);
+    },
+    hex: () => bytesToHex(h.digest()),
+  };
+};

@@ -1,0 +1,53 @@
+/**
+ * SqlSource: the one interface every database adapter implements. SQL given to it uses
+ * `?` placeholders; an adapter whose driver wants another style rewrites them.
+ */
+export type Row = Record<string, unknown>;
+
+/** The dialect facts the jobs need to write portable SQL. */
+export interface Dialect {
+  readonly name: "sqlite" | "postgres" | "mysql" | "d1";
+  /** Quote an identifier that has already passed checkIdentifier. */
+  quote(ident: string): string;
+  /** Most bound parameters one statement may carry (D1: 100, SQLite: 32766, ...). */
+  readonly maxParams: number;
+  /** An INSERT of one row that does nothing when the primary key already exists. */
+  insertIgnore(table: string, columns: readonly string[]): string;
+}
+
+export interface SqlExecutor {
+  readonly dialect: Dialect;
+  /** A query whose result is small enough to hold (counts, ledger rows, one page). */
+  query<T extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<T[]>;
+  /** A statement that changes rows; reports how many it changed. */
+  execute(sql: string, params?: readonly unknown[]): Promise<{ changes: number }>;
+}
+
+export interface StreamOptions {
+  /** Rows per batch: the seed's DB_SLOW_FETCHMANY_SIZE, default 5000. */
+  batchSize?: number;
+  /** Abort the running statement (client gone, job cancelled). */
+  signal?: AbortSignal;
+}
+
+export interface SqlSource extends SqlExecutor {
+  /** Read a result of any size as batches; holds at most one batch (plus driver buffers). */
+  stream(sql: string, params?: readonly unknown[], options?: StreamOptions): AsyncIterable<Row[]>;
+  /** Run `fn` in one transaction: all of it commits, or none of it. */
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  /** The columns of a table, or null when there is no such table. */
+  tableColumns(table: string): Promise<string[] | null>;
+  /** Where this source points, safe to print (no password). */
+  describe(): string;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_FETCH_SIZE = 5000;
+
+/** Read a COUNT(*)-style single number from a result whose drivers disagree on its type. */
+export function toCount(value: unknown): number {
+  if (typeof value === "number") return value;
+  if (typeof value === "bigint") return Number(value);
+  if (typeof value === "string" && value !== "") return Number(value);
+  return 0;
+}

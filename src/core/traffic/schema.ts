@@ -1,0 +1,40 @@
+import type { Dialect } from "../source.js";
+
+/** The path-stats hot table (DOMAINS.md), as each dialect spells it. */
+export const TRAFFIC_COLUMNS = [
+  "event_date",
+  "ts",
+  "path",
+  "referrer",
+  "country",
+  "user_agent",
+  "status",
+  "duration_ms",
+] as const;
+
+/**
+ * The key must never be reused: a reused id could land inside an archived key range and be
+ * missed as a late row. SQLite needs AUTOINCREMENT for that; the others never reuse.
+ */
+export function trafficSchema(dialect: Dialect, table = "traffic_events"): string[] {
+  const id =
+    dialect.name === "postgres"
+      ? "id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+      : dialect.name === "mysql"
+        ? "id BIGINT AUTO_INCREMENT PRIMARY KEY"
+        : "id INTEGER PRIMARY KEY AUTOINCREMENT";
+  return [
+    `CREATE TABLE IF NOT EXISTS ${table} (
+      ${id},
+      event_date VARCHAR(10) NOT NULL,
+      ts BIGINT NOT NULL,
+      path VARCHAR(512) NOT NULL,
+      referrer VARCHAR(512),
+      country VARCHAR(2),
+      user_agent VARCHAR(512),
+      status INTEGER NOT NULL,
+      duration_ms INTEGER NOT NULL
+    )`,
+    `CREATE INDEX ${dialect.name === "mysql" ? "" : "IF NOT EXISTS "}${table}_date_id ON ${table} (event_date, id)`,
+  ];
+}

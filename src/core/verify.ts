@@ -1,0 +1,176 @@
+import type { JobContext, Manifest } from "./archive.js";
+import { VerificationError } from "./errors.js";
+import { portableSha256 } from "./hash.js";
+import type { Lease, PartRecord } from "./ledger.js";
+import { readLines, tap } from "./lines.js";
+import { type Row, toCount } from "./source.js";
+import { getText } from "./store.js";
+
+/** What reading a stored part back found. */
+export interface PartScan {
+  rows: number;
+  rawBytes: number;
+  bytes: number;
+  sha256: string;
+  minKey: number | null;
+  maxKey: number | null;
+}
+
+/**
+ * Read a stored part back, gunzip it and visit its rows in batches; fills `problems` with
+ * anything malformed (bad gzip, a line that is not JSON, keys out of order, another date).
+ */
+export async function scanPart(
+  ctx: JobContext,
+  part: PartRecord,
+  problems: string[],
+  onRows?: (rows: Row[]) => Promise<void>,
+): Promise<PartScan> {
+  const { spec } = ctx;
+  const scan: PartScan = { rows: 0, rawBytes: 0, bytes: 0, sha256: "", minKey: null, maxKey: null };
+  const body = await ctx.store.get(part.objectKey);
+  if (!body) {
+    problems.push(`object ${part.objectKey} is missing from ${ctx.store.describe()}`);
+    return scan;
+  }
+  const hash = (ctx.sha256 ?? portableSha256)();
+  const raw = body
+    .pipeThrough(
+      tap((chunk) => {
+        hash.update(chunk);
+        scan.bytes += chunk.byteLength;
+      }),
+    )
+    .pipeThrough(new DecompressionStream("gzip"))
+    .pipeThrough(tap((chunk) => (scan.rawBytes += chunk.byteLength)));
+  try {
+    for await (const lines of readLines(raw)) {
+      const rows: Row[] = [];
+      for (const line of lines) {
+        let row: Row;
+        try {
+          row = JSON.parse(line) as Row;
+        } catch {
+          problems.push(`line ${scan.rows + rows.length + 1} is not JSON`);
+          return scan;
+        }
+        const key = row[spec.keyColumn];
+        if (typeof key !== "number" || (scan.maxKey !== null && key <= scan.maxKey)) {
+          problems.push(`line ${scan.rows + rows.length + 1}: key ${String(key)} out of order`);
+          return scan;
+        }
+        if (row[spec.partitionColumn] !== part.date) {
+          problems.push(`line ${scan.rows + rows.length + 1} belongs to another partition`);
+          return scan;
+        }
+        scan.minKey ??= key;
+        scan.maxKey = key;
+        rows.push(row);
+      }
+      scan.rows += rows.length;
+      if (onRows) await onRows(rows);
+    }
+  } catch (err) {
+    problems.push(`gzip stream is corrupt or truncated (${(err as Error).message})`);
+    return scan;
+  }
+  scan.sha256 = hash.hex();
+  return scan;
+}
+
+function compare(problems: string[], what: string, expected: unknown, actual: unknown): void {
+  if (expected !== actual) problems.push(`${what}: expected ${String(expected)}, found ${String(actual)}`);
+}
+
+/**
+ * Prove a stored part matches its manifest, its ledger row and (before any cleanup) the
+ * source: same rows, bytes, sha256 and key range. Throws VerificationError listing what differs.
+ */
+export async function verifyPart(ctx: JobContext, part: PartRecord): Promise<PartScan> {
+  const problems: string[] = [];
+  const manifestText = await getText(ctx.store, part.manifestKey);
+  if (manifestText === null) {
+    problems.push(`manifest ${part.manifestKey} is missing`);
+  } else {
+    try {
+      const m = JSON.parse(manifestText) as Manifest;
+      compare(problems, "manifest rows", part.eventCount, m.rows);
+      compare(problems, "manifest bytes", part.fileSize, m.bytes);
+      compare(problems, "manifest sha256", part.sha256, m.sha256);
+      compare(problems, "manifest min key", part.minId, m.minKey);
+      compare(problems, "manifest max key", part.maxId, m.maxKey);
+    } catch {
+      problems.push(`manifest ${part.manifestKey} is not JSON`);
+    }
+  }
+  let done = 0;
+  const scan = await scanPart(ctx, part, problems, async (rows) => {
+    done += rows.length;
+    ctx.onProgress?.({
+      phase: "verify",
+      table: part.sourceTable,
+      date: part.date,
+      done,
+      total: part.eventCount,
+    });
+  });
+  if (problems.length === 0) {
+    compare(problems, "rows", part.eventCount, scan.rows);
+    compare(problems, "uncompressed bytes", part.rawSize, scan.rawBytes);
+    compare(problems, "bytes", part.fileSize, scan.bytes);
+    compare(problems, "sha256", part.sha256, scan.sha256);
+    compare(problems, "min key", part.minId, scan.minKey);
+    compare(problems, "max key", part.maxId, scan.maxKey);
+  }
+  if (problems.length === 0 && part.cleanedCount === 0 && part.cleanedAt === null) {
+    // Before any delete, the source must hold exactly the archived rows in the archived range.
+    const inSource = await countInRange(ctx, part);
+    compare(problems, "rows in the source for the archived key range", part.eventCount, inSource);
+  }
+  if (problems.length) throw new VerificationError(part.objectKey, problems);
+  return scan;
+}
+
+/** Rows of the part's date still in the source within its archived key range. */
+export async function countInRange(ctx: JobContext, part: PartRecord): Promise<number> {
+  const q = ctx.source.dialect.quote;
+  const { table, partitionColumn, keyColumn } = ctx.spec;
+  const rows = await ctx.source.query(
+    `SELECT COUNT(*) AS n FROM ${q(table)} WHERE ${q(partitionColumn)} = ? AND ${q(keyColumn)} BETWEEN ? AND ?`,
+    [part.date, part.minId, part.maxId],
+  );
+  return toCount(rows[0]?.n);
+}
+
+/**
+ * Verify every part of a partition that needs it (all of them with `all`), then mark the
+ * partition verified. A part that fails and had nothing deleted loses its verified mark, so
+ * the next archive run rewrites it from the source.
+ */
+export async function verifyPartition(
+  ctx: JobContext,
+  lease: Lease,
+  date: string,
+  options: { all?: boolean } = {},
+): Promise<PartRecord[]> {
+  const { ledger, spec } = ctx;
+  const parts = await ledger.parts(spec.table, date);
+  for (const part of parts) {
+    if (part.verifiedAt !== null && !options.all) continue;
+    try {
+      await verifyPart(ctx, part);
+    } catch (err) {
+      if (part.cleanedCount === 0 && part.cleanedAt === null) {
+        await ledger.markPartUnverified(lease, part.part);
+      }
+      throw err;
+    }
+    await ledger.markPartVerified(lease, part.part);
+    await lease.keepAlive();
+  }
+  const rec = await ledger.get(spec.table, date);
+  if (rec && (rec.state === "archived" || rec.state === "failed")) {
+    await ledger.move(lease, "verified", { verified_at: new Date().toISOString(), last_error: null });
+  }
+  return ledger.parts(spec.table, date);
+}

@@ -1,0 +1,41 @@
+import { z } from "zod";
+import { BadInputError } from "../core/errors.js";
+
+const int = (def: number, min: number, max: number) =>
+  z.coerce.number().int().min(min).max(max).default(def);
+
+/** Every setting, from env vars (documented with defaults in deploy/.env.example). */
+const schema = z.object({
+  SLUICE_DB: z.string().min(1).default("sqlite:./data/sluice.db"),
+  SLUICE_STORE: z.string().min(1).default("file:./data/archive"),
+  SLUICE_TABLE: z.string().default("traffic_events"),
+  SLUICE_PARTITION_COLUMN: z.string().default("event_date"),
+  SLUICE_KEY_COLUMN: z.string().default("id"),
+  DB_SLOW_FETCHMANY_SIZE: int(5000, 1, 1_000_000),
+  SLUICE_DELETE_BATCH: int(1000, 1, 100_000),
+  SLUICE_CLEANUP_BUDGET_MS: int(0, 0, 86_400_000),
+  HOT_RETENTION_DAYS: int(3, 0, 36_500),
+  SLUICE_LEASE_MS: int(120_000, 1_000, 86_400_000),
+});
+
+export type Config = z.infer<typeof schema>;
+
+/** Validate the environment (plus command-line overrides); a bad value stops with a message. */
+export function loadConfig(
+  env: Record<string, string | undefined> = process.env,
+  overrides: Partial<Record<keyof Config, string | number | undefined>> = {},
+): Config {
+  const input: Record<string, unknown> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const v = overrides[key as keyof Config] ?? env[key];
+    if (v !== undefined && v !== "") input[key] = v;
+  }
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map(
+      (i) => `${i.path.join(".")}=${JSON.stringify(input[String(i.path[0])])}: ${i.message}`,
+    );
+    throw new BadInputError(`bad configuration: ${problems.join("; ")}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,52 @@
+import type { JobContext } from "../core/archive.js";
+import { Ledger } from "../core/ledger.js";
+import { checkSpec, type PartitionSpec } from "../core/partition.js";
+import type { ProgressListener } from "../core/progress.js";
+import type { Config } from "./config.js";
+import { openSource, openStore } from "./open.js";
+import { isHolderGone, nodeSha256, ownerId } from "./owner.js";
+
+export interface NodeContext {
+  ctx: JobContext;
+  owner: string;
+  close(): Promise<void>;
+}
+
+export function specOf(config: Config): PartitionSpec {
+  return {
+    table: config.SLUICE_TABLE,
+    partitionColumn: config.SLUICE_PARTITION_COLUMN,
+    keyColumn: config.SLUICE_KEY_COLUMN,
+  };
+}
+
+/** Open the configured hot store and object store, migrate the ledger, check the table. */
+export async function openContext(
+  config: Config,
+  options: { onProgress?: ProgressListener; signal?: AbortSignal } = {},
+): Promise<NodeContext> {
+  const source = openSource(config.SLUICE_DB);
+  try {
+    const store = openStore(config.SLUICE_STORE);
+    const ledger = new Ledger(source, { leaseMs: config.SLUICE_LEASE_MS, isHolderGone });
+    const spec = await checkSpec(source, specOf(config));
+    await ledger.migrate();
+    return {
+      ctx: {
+        source,
+        store,
+        ledger,
+        spec,
+        fetchSize: config.DB_SLOW_FETCHMANY_SIZE,
+        sha256: nodeSha256,
+        onProgress: options.onProgress,
+        signal: options.signal,
+      },
+      owner: ownerId(),
+      close: () => source.close(),
+    };
+  } catch (err) {
+    await source.close();
+    throw err;
+  }
+}

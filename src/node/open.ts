@@ -1,0 +1,52 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { SqliteSource } from "../adapters/sqlite.js";
+import { FsStore } from "../adapters/fs.js";
+import { BadInputError } from "../core/errors.js";
+import type { SqlSource } from "../core/source.js";
+import type { ObjectStore } from "../core/store.js";
+
+/** `sqlite:./data/sluice.db`, `sqlite:///abs/path.db` or a bare path ending in .db/.sqlite. */
+function sqlitePath(url: string): string | null {
+  if (url.startsWith("sqlite://")) return url.slice("sqlite://".length) || null;
+  if (url.startsWith("sqlite:")) return url.slice("sqlite:".length) || null;
+  if (/\.(db|sqlite3?)$/.test(url) && !url.includes("://")) return url;
+  return null;
+}
+
+/** Open the hot store named by a URL. `create` makes a missing SQLite file (prepare-data). */
+export function openSource(url: string, options: { create?: boolean } = {}): SqlSource {
+  const path = sqlitePath(url);
+  if (path) {
+    if (options.create && path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    try {
+      return new SqliteSource(path, options);
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      if (e.code === "SQLITE_CANTOPEN" || /does not exist/.test(e.message)) {
+        throw new BadInputError(
+          `no database at ${url} (run 'sluice prepare-data' to create one, or set SLUICE_DB)`,
+        );
+      }
+      throw err;
+    }
+  }
+  const scheme = url.split(":")[0];
+  throw new BadInputError(
+    `SLUICE_DB '${url.replace(/\/\/[^@/]*@/, "//***@")}': unsupported database scheme '${scheme}:' (supported: sqlite:PATH)`,
+  );
+}
+
+/** Open the object store named by a URL: `file:./data/archive` or `file:///abs/dir`. */
+export function openStore(url: string): ObjectStore {
+  if (url.startsWith("file:")) {
+    const path = url.startsWith("file://") ? url.slice("file://".length) : url.slice("file:".length);
+    if (!path) throw new BadInputError(`SLUICE_STORE '${url}' has no folder`);
+    return new FsStore(path);
+  }
+  if (!url.includes(":")) return new FsStore(url);
+  const scheme = url.split(":")[0];
+  throw new BadInputError(
+    `SLUICE_STORE '${url}': unsupported store scheme '${scheme}:' (supported: file:PATH)`,
+  );
+}
