@@ -67,7 +67,9 @@ export class FsStore implements ObjectStore {
   async get(key: string): Promise<ReadableStream<Uint8Array> | null> {
     const p = this.path(key);
     if (!(await this.head(key))) return null;
-    return Readable.toWeb(createReadStream(p, { highWaterMark: 1 << 20 })) as ReadableStream<Uint8Array>;
+    return Readable.toWeb(
+      createReadStream(p, { highWaterMark: 1 << 20 }),
+    ) as ReadableStream<Uint8Array>;
   }
 
   async head(key: string): Promise<ObjectInfo | null> {

@@ -40,7 +40,16 @@ export function describeStatus(s: PartitionStatus): string {
 export function describeList(records: PartitionRecord[]): string {
   if (records.length === 0) return "no partitions in the ledger yet";
   const rows = records.map((r) =>
-    [r.sourceTable, r.date, r.state, fmt(r.eventCount), bytes(r.fileSize), r.verifiedAt ? "yes" : "no", r.d1Cleaned ? "yes" : "no", r.lastError ?? ""].join("  "),
+    [
+      r.sourceTable,
+      r.date,
+      r.state,
+      fmt(r.eventCount),
+      bytes(r.fileSize),
+      r.verifiedAt ? "yes" : "no",
+      r.d1Cleaned ? "yes" : "no",
+      r.lastError ?? "",
+    ].join("  "),
   );
   return ["table  date  state  rows  gzip  verified  cleaned  last_error", ...rows].join("\n");
 }

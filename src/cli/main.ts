@@ -28,59 +28,78 @@ program
   .option("--count <n>", "rows per day", positiveInt("--count"), 100_000)
   .requiredOption("--date <YYYY-MM-DD>", "the (last) day to generate")
   .option("--days <n>", "consecutive days ending at --date", positiveInt("--days", 3650), 1)
-  .addOption(new Option("--workload <name>", "which demo data").choices(["traffic"]).default("traffic"))
-  .action((o, cmd) => runCli("prepare-data", cmd.optsWithGlobals()));
+  .addOption(
+    new Option("--workload <name>", "which demo data").choices(["traffic"]).default("traffic"),
+  )
+  .action((_o, cmd) => runCli("prepare-data", cmd.optsWithGlobals()));
 
 program
   .command("archive")
   .description("archive a date's rows as gzip JSONL in the object store, then verify it")
   .requiredOption("--date <YYYY-MM-DD>", "the partition")
-  .action((o, cmd) => runCli("archive", cmd.optsWithGlobals()));
+  .action((_o, cmd) => runCli("archive", cmd.optsWithGlobals()));
 
 program
   .command("verify")
   .description("read a date's archive back and prove it matches its manifest and the ledger")
   .requiredOption("--date <YYYY-MM-DD>", "the partition")
-  .action((o, cmd) => runCli("verify", cmd.optsWithGlobals()));
+  .action((_o, cmd) => runCli("verify", cmd.optsWithGlobals()));
 
 program
   .command("status")
   .description("a date's ledger state, archive and hot-store rows (all partitions without --date)")
   .option("--date <YYYY-MM-DD>", "the partition")
-  .action((o, cmd) => runCli("status", cmd.optsWithGlobals()));
+  .action((_o, cmd) => runCli("status", cmd.optsWithGlobals()));
 
 program
   .command("cleanup")
   .description("delete a date's archived rows from the hot store; marks d1_cleaned=1 at zero")
   .requiredOption("--date <YYYY-MM-DD>", "the partition")
-  .option("--batch <n>", "rows per DELETE (env SLUICE_DELETE_BATCH, default 1000)", positiveInt("--batch", 100_000))
-  .option("--budget-ms <n>", "stop after this long with progress saved (env SLUICE_CLEANUP_BUDGET_MS)", positiveInt("--budget-ms"))
-  .action((o, cmd) => runCli("cleanup", cmd.optsWithGlobals()));
+  .option(
+    "--batch <n>",
+    "rows per DELETE (env SLUICE_DELETE_BATCH, default 1000)",
+    positiveInt("--batch", 100_000),
+  )
+  .option(
+    "--budget-ms <n>",
+    "stop after this long with progress saved (env SLUICE_CLEANUP_BUDGET_MS)",
+    positiveInt("--budget-ms"),
+  )
+  .action((_o, cmd) => runCli("cleanup", cmd.optsWithGlobals()));
 
 program
   .command("backlog")
   .description("archive, verify and clean every date older than the hot retention")
-  .option("--retention-days <n>", "keep this many days hot (env HOT_RETENTION_DAYS, default 3)", (v) => {
-    if (!/^\d+$/.test(v)) throw new InvalidArgumentError("--retention-days must be a whole number");
-    return Number(v);
-  })
+  .option(
+    "--retention-days <n>",
+    "keep this many days hot (env HOT_RETENTION_DAYS, default 3)",
+    (v) => {
+      if (!/^\d+$/.test(v))
+        throw new InvalidArgumentError("--retention-days must be a whole number");
+      return Number(v);
+    },
+  )
   .option("--today <YYYY-MM-DD>", "count retention back from this day (default: today, UTC)")
   .option("--batch <n>", "rows per DELETE", positiveInt("--batch", 100_000))
   .option("--budget-ms <n>", "per-date cleanup time budget", positiveInt("--budget-ms"))
-  .action((o, cmd) => runCli("backlog", cmd.optsWithGlobals()));
+  .action((_o, cmd) => runCli("backlog", cmd.optsWithGlobals()));
 
 program
   .command("demo")
   .description("the whole flow on generated data in ./data/demo: prepare, archive, verify, clean")
   .option("--count <n>", "rows per day", positiveInt("--count"), 100_000)
   .option("--days <n>", "days of data, ending today", positiveInt("--days", 60), 6)
-  .action((o, cmd) => runCli("demo", cmd.optsWithGlobals()));
+  .action((_o, cmd) => runCli("demo", cmd.optsWithGlobals()));
 
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
-    if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.exitCode === 0) {
+    if (
+      err.code === "commander.helpDisplayed" ||
+      err.code === "commander.version" ||
+      err.exitCode === 0
+    ) {
       process.exit(0);
     }
     process.stderr.write(`sluice: ${err.message.replace(/^error: /, "")}\n`);

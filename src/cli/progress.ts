@@ -23,7 +23,9 @@ export function progressLine(enabled: boolean): {
       drawnAt = now;
       const rate = p.done / Math.max(0.001, (now - startedAt) / 1000);
       const frac = p.total ? Math.min(1, p.done / p.total) : 0;
-      const bar = p.total ? `[${"#".repeat(Math.round(frac * 24)).padEnd(24, "-")}] ${(frac * 100).toFixed(0).padStart(3)}% ` : "";
+      const bar = p.total
+        ? `[${"#".repeat(Math.round(frac * 24)).padEnd(24, "-")}] ${(frac * 100).toFixed(0).padStart(3)}% `
+        : "";
       const of = p.total ? `/${fmt(p.total)}` : "";
       process.stderr.write(
         `\r${p.phase.padEnd(7)} ${p.table} ${p.date} ${bar}${fmt(p.done)}${of} rows  ${fmt(Math.round(rate))} rows/s\x1b[K`,

@@ -1,6 +1,6 @@
 import { rmSync } from "node:fs";
 import { daysBefore, parsePartitionDate } from "../core/dates.js";
-import { type ErrorKind, SluiceError, describeError } from "../core/errors.js";
+import { describeError, type ErrorKind, SluiceError } from "../core/errors.js";
 import {
   archiveAndCleanDate,
   archiveDate,
@@ -23,9 +23,11 @@ type Opts = Record<string, unknown> & { json?: boolean };
 
 function configFrom(opts: Opts, defaults: Partial<Record<keyof Config, string>> = {}): Config {
   return loadConfig(process.env, {
-    SLUICE_DB: (opts.db as string | undefined) ?? (process.env.SLUICE_DB ? undefined : defaults.SLUICE_DB),
+    SLUICE_DB:
+      (opts.db as string | undefined) ?? (process.env.SLUICE_DB ? undefined : defaults.SLUICE_DB),
     SLUICE_STORE:
-      (opts.store as string | undefined) ?? (process.env.SLUICE_STORE ? undefined : defaults.SLUICE_STORE),
+      (opts.store as string | undefined) ??
+      (process.env.SLUICE_STORE ? undefined : defaults.SLUICE_STORE),
     SLUICE_TABLE: opts.table as string | undefined,
     SLUICE_DELETE_BATCH: opts.batch as number | undefined,
     SLUICE_CLEANUP_BUDGET_MS: opts.budgetMs as number | undefined,
@@ -45,7 +47,9 @@ export async function runCli(command: string, opts: Opts): Promise<void> {
   const onSignal = () => {
     // First Ctrl-C: stop at the next batch boundary (progress is saved). Second: now.
     if (++interrupted > 1) process.exit(130);
-    abort.abort(new SluiceError("failed", "interrupted; progress saved, run the command again to resume"));
+    abort.abort(
+      new SluiceError("failed", "interrupted; progress saved, run the command again to resume"),
+    );
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
@@ -123,7 +127,14 @@ const commands: Record<string, (opts: Opts, io: Io) => Promise<void>> = {
       const human = w
         ? `archived ${fmt(w.eventCount)} rows of ${ctx.spec.table} ${date} to ${ctx.store.describe()}/${w.objectKey}\n  ${bytes(w.fileSize)} gzip (${bytes(w.rawSize)} raw), sha256 ${w.sha256}, keys ${w.minId}..${w.maxId}\n  verified; ${(w.eventCount / Math.max(secs, 0.001)).toFixed(0)} rows/s, ${secs.toFixed(1)} s`
         : `nothing new to archive for ${ctx.spec.table} ${date}${out.note ? `: ${out.note}` : ` (${out.parts.length} verified part${out.parts.length === 1 ? "" : "s"} already)`}`;
-      print(opts, human, { ok: true, date, written: w, parts: out.parts, note: out.note, seconds: secs });
+      print(opts, human, {
+        ok: true,
+        date,
+        written: w,
+        parts: out.parts,
+        note: out.note,
+        seconds: secs,
+      });
     });
   },
 
@@ -173,13 +184,19 @@ const commands: Record<string, (opts: Opts, io: Io) => Promise<void>> = {
 
   async backlog(opts, io) {
     const config = configFrom(opts);
-    const today = opts.today === undefined ? new Date() : new Date(`${parsePartitionDate(opts.today)}T00:00:00Z`);
+    const today =
+      opts.today === undefined
+        ? new Date()
+        : new Date(`${parsePartitionDate(opts.today)}T00:00:00Z`);
     await runBacklog(config, io, opts, daysBefore(today, config.HOT_RETENTION_DAYS));
   },
 
   async demo(opts, io) {
     const dir = "./data/demo";
-    const config = configFrom(opts, { SLUICE_DB: `sqlite:${dir}/sluice.db`, SLUICE_STORE: `file:${dir}/archive` });
+    const config = configFrom(opts, {
+      SLUICE_DB: `sqlite:${dir}/sluice.db`,
+      SLUICE_STORE: `file:${dir}/archive`,
+    });
     if (!opts.db && !process.env.SLUICE_DB) rmSync(dir, { recursive: true, force: true });
     const today = new Date().toISOString().slice(0, 10);
     await commands["prepare-data"]?.(
@@ -189,10 +206,14 @@ const commands: Record<string, (opts: Opts, io: Io) => Promise<void>> = {
     await runBacklog(config, io, opts, daysBefore(new Date(), config.HOT_RETENTION_DAYS));
     await withContext(config, io, async ({ ctx }) => {
       const list = await ctx.ledger.list(ctx.spec.table);
-      print(opts, `\n${describeList(list)}\n\nnext: sluice status --date ${list[0]?.date ?? today} --db ${config.SLUICE_DB}`, {
-        ok: true,
-        partitions: list,
-      });
+      print(
+        opts,
+        `\n${describeList(list)}\n\nnext: sluice status --date ${list[0]?.date ?? today} --db ${config.SLUICE_DB}`,
+        {
+          ok: true,
+          partitions: list,
+        },
+      );
     });
   },
 };
@@ -223,7 +244,12 @@ async function runBacklog(config: Config, io: Io, opts: Opts, cutoff: string): P
         process.stderr.write(`${date}: ${describeError(err)}\n`);
       }
     }
-    if (dates.length === 0) print(opts, `nothing older than ${cutoff} to archive`, { ok: true, dates: [] });
-    if (failed) throw new SluiceError("failed", `${failed} of ${dates.length} dates failed; see above, and sluice status`);
+    if (dates.length === 0)
+      print(opts, `nothing older than ${cutoff} to archive`, { ok: true, dates: [] });
+    if (failed)
+      throw new SluiceError(
+        "failed",
+        `${failed} of ${dates.length} dates failed; see above, and sluice status`,
+      );
   });
 }

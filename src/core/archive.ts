@@ -1,3 +1,4 @@
+import { type Codec, webCodec, yieldToEventLoop } from "./codec.js";
 import { BadInputError } from "./errors.js";
 import { portableSha256, type Sha256Factory } from "./hash.js";
 import type { Lease, Ledger, PartRecord } from "./ledger.js";
@@ -15,6 +16,7 @@ export interface JobContext {
   /** Rows per page read from the source: the seed's DB_SLOW_FETCHMANY_SIZE. */
   fetchSize?: number;
   sha256?: Sha256Factory;
+  codec?: Codec;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
@@ -75,17 +77,43 @@ export async function countRowsAfter(
   return toCount(rows[0]?.n);
 }
 
-/** Pages of a date's rows in key order, `key > last` each time: never OFFSET. */
+/** One page of JSONL: whole lines, each ending in a newline. */
+interface Page {
+  text: string;
+  rows: number;
+  firstKey: number;
+  lastKey: number;
+}
+
+/**
+ * Pages of a date's rows in key order, `key > last` each time: never OFFSET. Rows are
+ * rendered as JSON with the key first, by the database where it can.
+ */
 async function* pagesByKey(
   ctx: JobContext,
   date: string,
   after: number | null,
   lease: Lease,
-): AsyncGenerator<Row[]> {
-  const q = ctx.source.dialect.quote;
+): AsyncGenerator<Page> {
+  const { quote: q, jsonObject } = ctx.source.dialect;
   const { table, partitionColumn, keyColumn } = ctx.spec;
   const size = ctx.fetchSize ?? DEFAULT_FETCH_SIZE;
-  const base = `SELECT * FROM ${q(table)} WHERE ${q(partitionColumn)} = ?`;
+  const columns = (await ctx.source.tableColumns(table)) ?? [];
+  const ordered = [keyColumn, ...columns.filter((c) => c !== keyColumn)];
+  const json = jsonObject?.(ordered);
+  const select = json
+    ? `SELECT ${q(keyColumn)} AS sluice_key, ${json} AS sluice_json`
+    : `SELECT ${ordered.map(q).join(", ")}`;
+  const base = `${select} FROM ${q(table)} WHERE ${q(partitionColumn)} = ?`;
+  const keyOf = (row: Row | undefined) => {
+    const key = json ? row?.sluice_key : row?.[keyColumn];
+    if (typeof key !== "number" || !Number.isSafeInteger(key)) {
+      throw new BadInputError(
+        `key column '${keyColumn}' of '${table}' must hold integers; found ${JSON.stringify(key)}`,
+      );
+    }
+    return key;
+  };
   let last = after;
   for (;;) {
     ctx.signal?.throwIfAborted();
@@ -97,14 +125,12 @@ async function* pagesByKey(
             [date, last, size],
           );
     if (rows.length === 0) return;
-    yield rows;
-    const key = rows[rows.length - 1]?.[keyColumn];
-    if (typeof key !== "number" || !Number.isSafeInteger(key)) {
-      throw new BadInputError(
-        `key column '${keyColumn}' of '${table}' must hold integers; found ${JSON.stringify(key)}`,
-      );
-    }
-    last = key;
+    let text = "";
+    if (json) for (const row of rows) text += `${row.sluice_json as string}\n`;
+    else for (const row of rows) text += `${JSON.stringify(row)}\n`;
+    const page = { text, rows: rows.length, firstKey: keyOf(rows[0]), lastKey: keyOf(rows.at(-1)) };
+    last = page.lastKey;
+    yield page;
     await lease.keepAlive();
     if (rows.length < size) return;
   }
@@ -141,18 +167,16 @@ export async function archivePartition(
   const jsonl = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
+        await yieldToEventLoop();
         const { done, value } = await pages.next();
         if (done) {
           controller.close();
           return;
         }
-        let text = "";
-        for (const row of value) text += `${JSON.stringify(row)}\n`;
-        const first = value[0]?.[spec.keyColumn] as number;
-        if (minKey === null) minKey = first;
-        maxKey = value[value.length - 1]?.[spec.keyColumn] as number;
-        const chunk = encoder.encode(text);
-        rows += value.length;
+        minKey ??= value.firstKey;
+        maxKey = value.lastKey;
+        const chunk = encoder.encode(value.text);
+        rows += value.rows;
         rawBytes += chunk.byteLength;
         controller.enqueue(chunk);
         ctx.onProgress?.({ phase: "archive", table: spec.table, date, done: rows, total });
@@ -163,7 +187,7 @@ export async function archivePartition(
     },
     { highWaterMark: 1 },
   );
-  const body = jsonl.pipeThrough(new CompressionStream("gzip")).pipeThrough(
+  const body = jsonl.pipeThrough((ctx.codec ?? webCodec).gzip()).pipeThrough(
     tap((chunk) => {
       hash.update(chunk);
       bytes += chunk.byteLength;

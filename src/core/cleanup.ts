@@ -1,5 +1,10 @@
 import type { JobContext } from "./archive.js";
-import { CleanupIncompleteError, NotFoundError, NotVerifiedError, VerificationError } from "./errors.js";
+import {
+  CleanupIncompleteError,
+  NotFoundError,
+  NotVerifiedError,
+  VerificationError,
+} from "./errors.js";
 import { portableSha256 } from "./hash.js";
 import type { Lease, PartRecord } from "./ledger.js";
 import { tap } from "./lines.js";
@@ -127,7 +132,9 @@ export async function cleanupPartition(
     } catch (err) {
       if (err !== stop) throw err;
       const remaining = (
-        await Promise.all(parts.filter((p) => p.cleanedAt === null).map((p) => countInRange(ctx, p)))
+        await Promise.all(
+          parts.filter((p) => p.cleanedAt === null).map((p) => countInRange(ctx, p)),
+        )
       ).reduce((a, b) => a + b, 0);
       return { deleted, deletedTotal, complete: false, remaining };
     }

@@ -93,7 +93,6 @@ export class CleanupIncompleteError extends SluiceError {
   }
 }
 
-
 /** Turn anything thrown into a one-line message, without a stack for our own errors. */
 export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;

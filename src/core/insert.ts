@@ -8,7 +8,10 @@ export async function insertRows(
   rows: readonly Row[],
 ): Promise<number> {
   const q = db.dialect.quote;
-  const perStatement = Math.max(1, Math.min(500, Math.floor(db.dialect.maxParams / columns.length)));
+  const perStatement = Math.max(
+    1,
+    Math.min(500, Math.floor(db.dialect.maxParams / columns.length)),
+  );
   const tuple = `(${columns.map(() => "?").join(", ")})`;
   const head = `INSERT INTO ${q(table)} (${columns.map(q).join(", ")}) VALUES `;
   let inserted = 0;

@@ -1,7 +1,13 @@
 import { archivePartition, type JobContext } from "./archive.js";
 import { type CleanupOptions, type CleanupOutcome, cleanupPartition } from "./cleanup.js";
-import { LeaseLostError, NotFoundError, NotVerifiedError, SluiceError, describeError } from "./errors.js";
-import type { Lease, PartRecord, PartitionRecord } from "./ledger.js";
+import {
+  describeError,
+  LeaseLostError,
+  NotFoundError,
+  NotVerifiedError,
+  SluiceError,
+} from "./errors.js";
+import type { Lease, PartitionRecord, PartRecord } from "./ledger.js";
 import { type Row, toCount } from "./source.js";
 import { verifyPartition } from "./verify.js";
 
@@ -46,7 +52,11 @@ export async function withLease<T>(
   }
 }
 
-async function archiveUnderLease(ctx: JobContext, lease: Lease, date: string): Promise<ArchiveOutcome> {
+async function archiveUnderLease(
+  ctx: JobContext,
+  lease: Lease,
+  date: string,
+): Promise<ArchiveOutcome> {
   const rec = await ctx.ledger.get(ctx.spec.table, date);
   if (rec?.state === "cleaning") {
     return {

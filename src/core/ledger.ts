@@ -336,10 +336,11 @@ export class Ledger {
   /** @internal Record a written part and refresh the partition's totals, in one transaction. */
   async recordPart(lease: Lease, part: PartRecord, db: SqlExecutor): Promise<void> {
     const q = this.d.quote("date");
-    await db.execute(
-      `DELETE FROM archive_parts WHERE source_table = ? AND ${q} = ? AND part = ?`,
-      [part.sourceTable, part.date, part.part],
-    );
+    await db.execute(`DELETE FROM archive_parts WHERE source_table = ? AND ${q} = ? AND part = ?`, [
+      part.sourceTable,
+      part.date,
+      part.part,
+    ]);
     await db.execute(
       `INSERT INTO archive_parts (source_table, ${q}, part, object_key, manifest_key, event_count, raw_size, file_size, sha256, min_id, max_id, archived_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,

@@ -26,9 +26,7 @@ export async function* readLines(body: ReadableStream<Uint8Array>): AsyncGenerat
 }
 
 /** Count and hash bytes as they pass, without holding them. */
-export function tap(
-  onChunk: (chunk: Uint8Array) => void,
-): TransformStream<Uint8Array, Uint8Array> {
+export function tap(onChunk: (chunk: Uint8Array) => void): TransformStream<Uint8Array, Uint8Array> {
   return new TransformStream({
     transform(chunk, controller) {
       onChunk(chunk);

@@ -13,6 +13,11 @@ export interface Dialect {
   readonly maxParams: number;
   /** An INSERT of one row that does nothing when the primary key already exists. */
   insertIgnore(table: string, columns: readonly string[]): string;
+  /**
+   * An SQL expression rendering the named columns of a row as one JSON object text, in
+   * that order, when the database can (several times faster than building row objects).
+   */
+  jsonObject?(columns: readonly string[]): string | undefined;
 }
 
 export interface SqlExecutor {

@@ -1,4 +1,5 @@
 import type { JobContext, Manifest } from "./archive.js";
+import { webCodec } from "./codec.js";
 import { VerificationError } from "./errors.js";
 import { portableSha256 } from "./hash.js";
 import type { Lease, PartRecord } from "./ledger.js";
@@ -41,7 +42,7 @@ export async function scanPart(
         scan.bytes += chunk.byteLength;
       }),
     )
-    .pipeThrough(new DecompressionStream("gzip"))
+    .pipeThrough((ctx.codec ?? webCodec).gunzip())
     .pipeThrough(tap((chunk) => (scan.rawBytes += chunk.byteLength)));
   try {
     for await (const lines of readLines(raw)) {
@@ -79,7 +80,8 @@ export async function scanPart(
 }
 
 function compare(problems: string[], what: string, expected: unknown, actual: unknown): void {
-  if (expected !== actual) problems.push(`${what}: expected ${String(expected)}, found ${String(actual)}`);
+  if (expected !== actual)
+    problems.push(`${what}: expected ${String(expected)}, found ${String(actual)}`);
 }
 
 /**
@@ -170,7 +172,10 @@ export async function verifyPartition(
   }
   const rec = await ledger.get(spec.table, date);
   if (rec && (rec.state === "archived" || rec.state === "failed")) {
-    await ledger.move(lease, "verified", { verified_at: new Date().toISOString(), last_error: null });
+    await ledger.move(lease, "verified", {
+      verified_at: new Date().toISOString(),
+      last_error: null,
+    });
   }
   return ledger.parts(spec.table, date);
 }

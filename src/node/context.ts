@@ -2,6 +2,7 @@ import type { JobContext } from "../core/archive.js";
 import { Ledger } from "../core/ledger.js";
 import { checkSpec, type PartitionSpec } from "../core/partition.js";
 import type { ProgressListener } from "../core/progress.js";
+import { zlibCodec } from "./codec.js";
 import type { Config } from "./config.js";
 import { openSource, openStore } from "./open.js";
 import { isHolderGone, nodeSha256, ownerId } from "./owner.js";
@@ -39,6 +40,7 @@ export async function openContext(
         spec,
         fetchSize: config.DB_SLOW_FETCHMANY_SIZE,
         sha256: nodeSha256,
+        codec: zlibCodec,
         onProgress: options.onProgress,
         signal: options.signal,
       },

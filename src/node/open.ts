@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { SqliteSource } from "../adapters/sqlite.js";
 import { FsStore } from "../adapters/fs.js";
+import { SqliteSource } from "../adapters/sqlite.js";
 import { BadInputError } from "../core/errors.js";
 import type { SqlSource } from "../core/source.js";
 import type { ObjectStore } from "../core/store.js";
@@ -40,7 +40,9 @@ export function openSource(url: string, options: { create?: boolean } = {}): Sql
 /** Open the object store named by a URL: `file:./data/archive` or `file:///abs/dir`. */
 export function openStore(url: string): ObjectStore {
   if (url.startsWith("file:")) {
-    const path = url.startsWith("file://") ? url.slice("file://".length) : url.slice("file:".length);
+    const path = url.startsWith("file://")
+      ? url.slice("file://".length)
+      : url.slice("file:".length);
     if (!path) throw new BadInputError(`SLUICE_STORE '${url}' has no folder`);
     return new FsStore(path);
   }

@@ -11,7 +11,8 @@ export function ownerId(): string {
 export function isHolderGone(holder: string): boolean {
   const [host, pidText] = holder.split(":");
   const pid = Number(pidText);
-  if (host !== hostname() || !Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  if (host !== hostname() || !Number.isInteger(pid) || pid <= 0 || pid === process.pid)
+    return false;
   try {
     process.kill(pid, 0);
     return false;

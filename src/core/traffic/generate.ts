@@ -15,7 +15,10 @@ function mulberry32(seed: number): () => number {
 const SECTIONS = ["blog", "docs", "products", "news", "help", "about", "pricing", "careers"];
 const PATHS = [
   "/",
-  ...SECTIONS.flatMap((s) => [`/${s}`, ...Array.from({ length: 30 }, (_, i) => `/${s}/${s}-article-${i + 1}`)]),
+  ...SECTIONS.flatMap((s) => [
+    `/${s}`,
+    ...Array.from({ length: 30 }, (_, i) => `/${s}/${s}-article-${i + 1}`),
+  ]),
 ];
 const REFERRERS = [
   null,
