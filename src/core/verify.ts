@@ -7,6 +7,10 @@ import { readLines, tap } from "./lines.js";
 import { type Row, toCount } from "./source.js";
 import { getText } from "./store.js";
 
+class CallerError {
+  constructor(readonly cause: unknown) {}
+}
+
 /** What reading a stored part back found. */
 export interface PartScan {
   rows: number;
@@ -69,9 +73,17 @@ export async function scanPart(
         rows.push(row);
       }
       scan.rows += rows.length;
-      if (onRows) await onRows(rows);
+      if (onRows) {
+        try {
+          await onRows(rows);
+        } catch (err) {
+          // The caller's own failure (a delete, a lost lease, a budget): not the archive's.
+          throw new CallerError(err);
+        }
+      }
     }
   } catch (err) {
+    if (err instanceof CallerError) throw err.cause;
     problems.push(`gzip stream is corrupt or truncated (${(err as Error).message})`);
     return scan;
   }
