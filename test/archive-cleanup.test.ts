@@ -151,7 +151,8 @@ describe("archive, verify, cleanup on SQLite and a folder", () => {
         const file = partFile(ws);
         if (damage === "flipped byte") {
           const bytes = readFileSync(file);
-          bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+          const at = Math.floor(bytes.length / 2);
+          bytes[at] = (bytes[at] ?? 0) ^ 0xff;
           writeFileSync(file, bytes);
         } else if (damage === "truncated") {
           truncateSync(file, Math.floor(readFileSync(file).length * 0.7));

@@ -102,7 +102,9 @@ try {
     ) {
       process.exit(0);
     }
-    process.stderr.write(`sluice: ${err.message.replace(/^error: /, "")}\n`);
+    process.stderr.write(
+      `sluice: ${err.message.replace(/^error: /, "").replace(/\s*\n\s*/g, " ")}\n`,
+    );
     process.exit(2);
   }
   throw err;

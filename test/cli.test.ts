@@ -1,0 +1,135 @@
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
+let dir = "";
+let db = "";
+
+function sluice(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    encoding: "utf8",
+    env: {
+      ...process.env,
+      SLUICE_DB: `sqlite:${db}`,
+      SLUICE_STORE: `file:${join(dir, "archive")}`,
+      ...env,
+    },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+beforeAll(() => {
+  if (!existsSync(CLI))
+    throw new Error(`${CLI} is missing: run 'npm run build' (npm test does it)`);
+  dir = mkdtempSync(join(tmpdir(), "sluice-cli-"));
+  db = join(dir, "hot.db");
+  expect(sluice(["prepare-data", "--count=3000", "--date=2025-10-13"]).code).toBe(0);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("sluice CLI", () => {
+  it("runs the whole flow and reports it as JSON for scripts", () => {
+    const archived = sluice(["--json", "archive", "--date=2025-10-13"]);
+    expect(archived.code).toBe(0);
+    expect(JSON.parse(archived.stdout)).toMatchObject({ ok: true, written: { eventCount: 3000 } });
+    const cleaned = sluice(["--json", "cleanup", "--date=2025-10-13"]);
+    expect(JSON.parse(cleaned.stdout)).toMatchObject({ ok: true, complete: true, deleted: 3000 });
+    const status = JSON.parse(sluice(["--json", "status", "--date=2025-10-13"]).stdout);
+    expect(status).toMatchObject({
+      hotRows: 0,
+      lateRows: 0,
+      record: { state: "cleaned", d1Cleaned: 1 },
+    });
+    expect(sluice(["status"]).stdout).toMatch(/2025-10-13\s+cleaned/);
+  });
+
+  // Each bad input: exit code 2 and one line on stderr that names what to fix; no stack trace.
+  const bad: [string, string[], RegExp, Record<string, string>?][] = [
+    ["archive, malformed date", ["archive", "--date=2025-13-45"], /not a day of the calendar/],
+    ["archive, not a date", ["archive", "--date=yesterday"], /not YYYY-MM-DD/],
+    ["archive, SQL in the date", ["archive", "--date=2025-10-13' OR 1=1 --"], /not YYYY-MM-DD/],
+    ["archive, no date", ["archive"], /required option '--date/],
+    ["archive, a date with no rows", ["archive", "--date=2030-01-01"], /nothing to archive/],
+    ["verify, a date never archived", ["verify", "--date=2030-01-01"], /no archive/],
+    [
+      "cleanup, a date never archived",
+      ["cleanup", "--date=2030-01-01"],
+      /no archive .* run archive first/,
+    ],
+    [
+      "cleanup, bad batch",
+      ["cleanup", "--date=2025-10-13", "--batch=0"],
+      /--batch must be a whole number/,
+    ],
+    [
+      "cleanup, bad budget",
+      ["cleanup", "--date=2025-10-13", "--budget-ms=soon"],
+      /--budget-ms must be/,
+    ],
+    ["status, bad date", ["status", "--date=20251013"], /not YYYY-MM-DD/],
+    [
+      "status, unknown table",
+      ["--table=trafic_events", "status"],
+      /table 'trafic_events' does not exist/,
+    ],
+    ["status, SQL as a table", ["--table=x; DROP TABLE y", "status"], /not a plain identifier/],
+    ["backlog, bad retention", ["backlog", "--retention-days=-1"], /retention-days/],
+    ["backlog, bad today", ["backlog", "--today=2025-02-30"], /not a day of the calendar/],
+    [
+      "prepare-data, bad count",
+      ["prepare-data", "--count=lots", "--date=2025-10-13"],
+      /--count must be/,
+    ],
+    [
+      "prepare-data, bad workload",
+      ["prepare-data", "--workload=mes", "--date=2025-10-13"],
+      /Allowed choices are traffic/,
+    ],
+    ["an unknown command", ["archvie", "--date=2025-10-13"], /unknown command 'archvie'/],
+    ["an unknown option", ["archive", "--date=2025-10-13", "--fast"], /unknown option '--fast'/],
+    [
+      "a missing database",
+      ["status"],
+      /no database at sqlite:.*nope\.db/,
+      { SLUICE_DB: "sqlite:/nonexistent/nope.db" },
+    ],
+    [
+      "an unsupported database URL",
+      ["status"],
+      /unsupported database scheme 'oracle:'/,
+      { SLUICE_DB: "oracle://scott@db/orcl" },
+    ],
+    [
+      "a bad env value",
+      ["status"],
+      /DB_SLOW_FETCHMANY_SIZE="-5"/,
+      { DB_SLOW_FETCHMANY_SIZE: "-5" },
+    ],
+  ];
+  for (const [name, args, message, env] of bad) {
+    it(`exits 2 with one clear line: ${name}`, () => {
+      const r = sluice(args, env);
+      expect(r.code, r.stderr).toBe(2);
+      const lines = r.stderr.trim().split("\n");
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(message);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    });
+  }
+
+  it("exits 1 when the job itself fails, and says why", () => {
+    // Verified archive, then the partition's state forbids cleanup: corrupt it on purpose.
+    const d = "2025-10-12";
+    expect(sluice(["prepare-data", "--count=500", `--date=${d}`]).code).toBe(0);
+    expect(sluice(["archive", `--date=${d}`]).code).toBe(0);
+    const file = join(dir, "archive", "traffic_events", `date=${d}`, "part-0000.jsonl.gz");
+    rmSync(file);
+    const r = sluice(["cleanup", `--date=${d}`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(/failed verification: object is missing/);
+  });
+});

@@ -1,0 +1,37 @@
+import { describe, expect, it } from "vitest";
+import { daysBefore, parsePartitionDate } from "../src/core/dates.js";
+import { BadInputError } from "../src/core/errors.js";
+import { checkIdentifier } from "../src/core/ident.js";
+import { loadConfig } from "../src/node/config.js";
+
+describe("configuration and input validation", () => {
+  it("defaults to the embedded store: SQLite and a local folder", () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      SLUICE_DB: "sqlite:./data/sluice.db",
+      SLUICE_STORE: "file:./data/archive",
+      DB_SLOW_FETCHMANY_SIZE: 5000,
+      SLUICE_DELETE_BATCH: 1000,
+      HOT_RETENTION_DAYS: 3,
+    });
+  });
+
+  it("stops on a bad value, naming the variable, the value and the rule", () => {
+    expect(() => loadConfig({ SLUICE_DELETE_BATCH: "1e9", HOT_RETENTION_DAYS: "three" })).toThrow(
+      /SLUICE_DELETE_BATCH="1e9".*HOT_RETENTION_DAYS="three"/,
+    );
+    expect(() => loadConfig({ DB_SLOW_FETCHMANY_SIZE: "0" })).toThrow(BadInputError);
+  });
+
+  it("accepts only calendar dates and plain identifiers", () => {
+    expect(parsePartitionDate("2024-02-29")).toBe("2024-02-29");
+    for (const bad of ["2025-02-29", "2025-1-01", "2025-10-13T00:00", "", "0000-00-00", 20251013]) {
+      expect(() => parsePartitionDate(bad)).toThrow(BadInputError);
+    }
+    expect(checkIdentifier("table", "traffic_events")).toBe("traffic_events");
+    for (const bad of ["events; DROP TABLE x", "a b", "1abc", 'x"y', "x".repeat(64)]) {
+      expect(() => checkIdentifier("table", bad)).toThrow(/not a plain identifier/);
+    }
+    expect(daysBefore(new Date("2025-03-01T15:00:00Z"), 1)).toBe("2025-02-28");
+  });
+});

@@ -1,0 +1,86 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { SqliteSource } from "../src/adapters/sqlite.js";
+import { canMove, Ledger, type PartitionState, TRANSITIONS } from "../src/core/ledger.js";
+
+let source: SqliteSource | undefined;
+afterEach(async () => {
+  await source?.close();
+  source = undefined;
+});
+
+describe("the archive_metadata state machine", () => {
+  it("only moves forward through verification before anything can be cleaned", () => {
+    const toCleaning = (Object.keys(TRANSITIONS) as PartitionState[]).filter((s) =>
+      canMove(s, "cleaning"),
+    );
+    expect(toCleaning.sort()).toEqual(["cleaning", "failed", "verified"]);
+    expect(canMove("archived", "cleaning")).toBe(false);
+    expect(canMove("pending", "cleaned")).toBe(false);
+    expect(canMove("verified", "cleaned")).toBe(false);
+    expect(canMove("cleaning", "cleaned")).toBe(true);
+    // Late rows reopen a cleaned partition for a new part, never for deletion directly.
+    expect(TRANSITIONS.cleaned).toEqual(["archiving"]);
+  });
+
+  it("refuses an illegal move, and any move by a process that does not hold the lease", async () => {
+    source = new SqliteSource(":memory:", { create: true });
+    const ledger = new Ledger(source);
+    await ledger.migrate();
+    await ledger.migrate(); // twice is harmless
+    const lease = await ledger.acquire("t", "2025-10-13", "me:1:a");
+    await expect(ledger.move(lease, "cleaned")).rejects.toThrow(
+      /cannot move from 'pending' to 'cleaned'/,
+    );
+    await ledger.move(lease, "archiving");
+    await lease.release();
+    await expect(ledger.move(lease, "archived")).rejects.toThrow(/lost the lease/);
+    const rec = await ledger.get("t", "2025-10-13");
+    expect(rec).toMatchObject({ state: "archiving", attempts: 1, leaseOwner: null });
+  });
+
+  it("hands a live holder's lease to no one, and a dead holder's to the next caller", async () => {
+    source = new SqliteSource(":memory:", { create: true });
+    const dead = new Set(["host:1:dead"]);
+    const ledger = new Ledger(source, { isHolderGone: (h) => dead.has(h) });
+    await ledger.migrate();
+    await ledger.acquire("t", "d", "host:2:alive");
+    await expect(ledger.acquire("t", "d", "host:3:other")).rejects.toThrow(
+      /being worked on by host:2:alive/,
+    );
+    await ledger.acquire("t", "e", "host:1:dead");
+    const taken = await ledger.acquire("t", "e", "host:3:other");
+    expect(taken.owner).toBe("host:3:other");
+    expect((await ledger.get("t", "e"))?.attempts).toBe(2);
+  });
+});
+
+describe("SqliteSource.stream", () => {
+  it("yields a large result in batches of the fetch size, on its own connection", async () => {
+    const { mkdtempSync, rmSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const dir = mkdtempSync(join(tmpdir(), "sluice-stream-"));
+    source = new SqliteSource(join(dir, "s.db"), { create: true });
+    // A reader and a writer at once need WAL (prepare-data turns it on for its files).
+    await source.execute("PRAGMA journal_mode = WAL");
+    await source.execute("CREATE TABLE n (v INTEGER)");
+    await source.execute(
+      "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 12345) INSERT INTO n SELECT x FROM c",
+    );
+    const sizes: number[] = [];
+    let sum = 0;
+    for await (const batch of source.stream("SELECT v FROM n ORDER BY v", [], {
+      batchSize: 5000,
+    })) {
+      sizes.push(batch.length);
+      for (const r of batch) sum += r.v as number;
+      // The main connection stays usable while a stream is open.
+      await source.execute("UPDATE n SET v = v WHERE v = 1");
+    }
+    expect(sizes).toEqual([5000, 5000, 2345]);
+    expect(sum).toBe((12345 * 12346) / 2);
+    await source.close();
+    source = undefined;
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
