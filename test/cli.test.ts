@@ -120,6 +120,39 @@ describe("sluice CLI", () => {
     });
   }
 
+  it("backlog archives and cleans every date older than the retention, and only those", () => {
+    const env = {
+      SLUICE_DB: `sqlite:${join(dir, "backlog.db")}`,
+      SLUICE_STORE: `file:${join(dir, "backlog")}`,
+    };
+    expect(sluice(["prepare-data", "--count=700", "--date=2025-11-05", "--days=5"], env).code).toBe(
+      0,
+    );
+    const run = sluice(["backlog", "--today=2025-11-05", "--retention-days=3"], env);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/2025-11-01: cleaned/);
+    expect(run.stdout).toMatch(/2025-11-02: cleaned/);
+    const list = JSON.parse(sluice(["--json", "status"], env).stdout) as {
+      partitions: { date: string; state: string }[];
+    };
+    expect(list.partitions.map((p) => [p.date, p.state])).toEqual([
+      ["2025-11-01", "cleaned"],
+      ["2025-11-02", "cleaned"],
+    ]);
+    for (const [date, rows] of [
+      ["2025-11-02", 0],
+      ["2025-11-03", 700],
+      ["2025-11-05", 700],
+    ] as const) {
+      expect(JSON.parse(sluice(["--json", "status", `--date=${date}`], env).stdout).hotRows).toBe(
+        rows,
+      );
+    }
+    expect(sluice(["backlog", "--today=2025-11-05", "--retention-days=3"], env).stdout).toMatch(
+      /nothing older than 2025-11-03/,
+    );
+  });
+
   it("exits 1 when the job itself fails, and says why", () => {
     // Verified archive, then the partition's state forbids cleanup: corrupt it on purpose.
     const d = "2025-10-12";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { daysBefore, parsePartitionDate } from "../src/core/dates.js";
+import { daysBefore, parsePartitionDate, retentionCutoff } from "../src/core/dates.js";
 import { BadInputError } from "../src/core/errors.js";
 import { checkIdentifier } from "../src/core/ident.js";
 import { loadConfig } from "../src/node/config.js";
@@ -33,5 +33,6 @@ describe("configuration and input validation", () => {
       expect(() => checkIdentifier("table", bad)).toThrow(/not a plain identifier/);
     }
     expect(daysBefore(new Date("2025-03-01T15:00:00Z"), 1)).toBe("2025-02-28");
+    expect(retentionCutoff(new Date("2025-11-05T23:59:00Z"), 3)).toBe("2025-11-03");
   });
 });

@@ -37,19 +37,45 @@ export function describeStatus(s: PartitionStatus): string {
   return lines.join("\n");
 }
 
+/** Columns padded to their widest cell. */
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}
+
 export function describeList(records: PartitionRecord[]): string {
   if (records.length === 0) return "no partitions in the ledger yet";
-  const rows = records.map((r) =>
+  return table([
     [
+      "table",
+      "date",
+      "state",
+      "rows",
+      "parts",
+      "gzip",
+      "verified",
+      "d1_cleaned",
+      "deleted",
+      "last_error",
+    ],
+    ...records.map((r) => [
       r.sourceTable,
       r.date,
       r.state,
       fmt(r.eventCount),
+      String(r.partCount),
       bytes(r.fileSize),
       r.verifiedAt ? "yes" : "no",
-      r.d1Cleaned ? "yes" : "no",
+      String(r.d1Cleaned),
+      fmt(r.cleanedCount),
       r.lastError ?? "",
-    ].join("  "),
-  );
-  return ["table  date  state  rows  gzip  verified  cleaned  last_error", ...rows].join("\n");
+    ]),
+  ]);
 }

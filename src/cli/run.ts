@@ -1,5 +1,5 @@
 import { rmSync } from "node:fs";
-import { daysBefore, parsePartitionDate } from "../core/dates.js";
+import { parsePartitionDate, retentionCutoff } from "../core/dates.js";
 import { describeError, type ErrorKind, SluiceError } from "../core/errors.js";
 import {
   archiveAndCleanDate,
@@ -188,7 +188,7 @@ const commands: Record<string, (opts: Opts, io: Io) => Promise<void>> = {
       opts.today === undefined
         ? new Date()
         : new Date(`${parsePartitionDate(opts.today)}T00:00:00Z`);
-    await runBacklog(config, io, opts, daysBefore(today, config.HOT_RETENTION_DAYS));
+    await runBacklog(config, io, opts, retentionCutoff(today, config.HOT_RETENTION_DAYS));
   },
 
   async demo(opts, io) {
@@ -203,7 +203,7 @@ const commands: Record<string, (opts: Opts, io: Io) => Promise<void>> = {
       { ...opts, db: config.SLUICE_DB, date: today, count: opts.count, days: opts.days },
       io,
     );
-    await runBacklog(config, io, opts, daysBefore(new Date(), config.HOT_RETENTION_DAYS));
+    await runBacklog(config, io, opts, retentionCutoff(new Date(), config.HOT_RETENTION_DAYS));
     await withContext(config, io, async ({ ctx }) => {
       const list = await ctx.ledger.list(ctx.spec.table);
       print(

@@ -19,3 +19,11 @@ export function daysBefore(today: Date, days: number): string {
   const t = Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate());
   return new Date(t - days * 86_400_000).toISOString().slice(0, 10);
 }
+
+/**
+ * The first date kept hot: with `days` = 3 the hot store keeps today and the two days before
+ * it, and every date before the cutoff is archived and cleaned.
+ */
+export function retentionCutoff(today: Date, days: number): string {
+  return daysBefore(today, days - 1);
+}
