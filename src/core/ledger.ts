@@ -262,6 +262,19 @@ export class Ledger {
    * lease expired, or who is known to be dead, is taken over.
    */
   async acquire(table: string, date: string, owner: string): Promise<Lease> {
+    // Two tries: a lease released, or a dead holder's taken, between our reads is one retry.
+    for (let attempt = 0; ; attempt++) {
+      const lease = await this.tryAcquire(table, date, owner, attempt > 0);
+      if (lease) return lease;
+    }
+  }
+
+  private async tryAcquire(
+    table: string,
+    date: string,
+    owner: string,
+    last: boolean,
+  ): Promise<Lease | null> {
     const q = this.d.quote("date");
     await this.db.execute(
       this.d.insertIgnore("archive_metadata", ["source_table", "date", "state", "updated_at"]),
@@ -284,10 +297,14 @@ export class Ledger {
         [owner, now + this.leaseMs, this.iso(), table, date, holder],
       );
       if (taken.changes === 1) return new Lease(this, table, date, owner);
-      return this.acquire(table, date, owner);
     }
-    if (!holder) return this.acquire(table, date, owner);
-    throw new LeaseHeldError(table, date, holder, rec?.leaseExpiresAt ?? now);
+    if (!holder && !last) return null;
+    throw new LeaseHeldError(
+      table,
+      date,
+      holder ?? "an unknown process",
+      rec?.leaseExpiresAt ?? now,
+    );
   }
 
   /** @internal Extend a lease; false if it is no longer ours. */
@@ -299,8 +316,12 @@ export class Ledger {
     return res.changes === 1;
   }
 
-  /** @internal */
+  /** @internal Let go; a partition that never got past pending leaves no ledger row. */
   async release(table: string, date: string, owner: string): Promise<void> {
+    await this.db.execute(
+      `DELETE FROM archive_metadata WHERE source_table = ? AND ${this.d.quote("date")} = ? AND lease_owner = ? AND state = 'pending' AND part_count = 0`,
+      [table, date, owner],
+    );
     await this.db.execute(
       `UPDATE archive_metadata SET lease_owner = NULL, lease_expires_at = NULL WHERE source_table = ? AND ${this.d.quote("date")} = ? AND lease_owner = ?`,
       [table, date, owner],
