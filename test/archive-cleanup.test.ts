@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
@@ -17,7 +17,7 @@ import {
   verifyDate,
   withLease,
 } from "../src/core/jobs.js";
-import { countOf, type EventRow, rowsOf, type Workspace, workspace } from "./helpers.js";
+import { type EventRow, type Workspace, countOf, rowsOf, workspace } from "./helpers.js";
 
 const DAY = "2025-10-13";
 const OTHER = "2025-10-14";

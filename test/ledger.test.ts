@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { SqliteSource } from "../src/adapters/sqlite.js";
-import { canMove, Ledger, type PartitionState, TRANSITIONS } from "../src/core/ledger.js";
+import { Ledger, type PartitionState, TRANSITIONS, canMove } from "../src/core/ledger.js";
 
 let source: SqliteSource | undefined;
 afterEach(async () => {

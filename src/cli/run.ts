@@ -1,6 +1,6 @@
 import { rmSync } from "node:fs";
 import { parsePartitionDate, retentionCutoff } from "../core/dates.js";
-import { describeError, type ErrorKind, SluiceError } from "../core/errors.js";
+import { type ErrorKind, SluiceError, describeError } from "../core/errors.js";
 import {
   archiveAndCleanDate,
   archiveDate,

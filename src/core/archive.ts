@@ -1,6 +1,6 @@
 import { type Codec, webCodec, yieldToEventLoop } from "./codec.js";
 import { BadInputError } from "./errors.js";
-import { portableSha256, type Sha256Factory } from "./hash.js";
+import { type Sha256Factory, portableSha256 } from "./hash.js";
 import type { Lease, Ledger, PartRecord } from "./ledger.js";
 import { tap } from "./lines.js";
 import { type PartitionSpec, partManifestKey, partObjectKey } from "./partition.js";

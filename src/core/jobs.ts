@@ -1,13 +1,13 @@
-import { archivePartition, type JobContext } from "./archive.js";
+import { type JobContext, archivePartition } from "./archive.js";
 import { type CleanupOptions, type CleanupOutcome, cleanupPartition } from "./cleanup.js";
 import {
-  describeError,
   LeaseLostError,
   NotFoundError,
   NotVerifiedError,
   SluiceError,
+  describeError,
 } from "./errors.js";
-import type { Lease, PartitionRecord, PartRecord } from "./ledger.js";
+import type { Lease, PartRecord, PartitionRecord } from "./ledger.js";
 import { type Row, toCount } from "./source.js";
 import { verifyPartition } from "./verify.js";
 

@@ -47,7 +47,11 @@ export async function scanPart(
       }),
     )
     .pipeThrough((ctx.codec ?? webCodec).gunzip())
-    .pipeThrough(tap((chunk) => (scan.rawBytes += chunk.byteLength)));
+    .pipeThrough(
+      tap((chunk) => {
+        scan.rawBytes += chunk.byteLength;
+      }),
+    );
   try {
     for await (const lines of readLines(raw)) {
       const rows: Row[] = [];

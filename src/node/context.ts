@@ -1,6 +1,6 @@
 import type { JobContext } from "../core/archive.js";
 import { Ledger } from "../core/ledger.js";
-import { checkSpec, type PartitionSpec } from "../core/partition.js";
+import { type PartitionSpec, checkSpec } from "../core/partition.js";
 import type { ProgressListener } from "../core/progress.js";
 import { zlibCodec } from "./codec.js";
 import type { Config } from "./config.js";

@@ -44,7 +44,10 @@ const CUMULATIVE = (() => {
   const w = PATHS.map((_, i) => 1 / (i + 1) ** 1.1);
   const total = w.reduce((a, b) => a + b, 0);
   let acc = 0;
-  return w.map((x) => (acc += x / total));
+  return w.map((x) => {
+    acc += x / total;
+    return acc;
+  });
 })();
 
 function pickPath(r: number): string {
