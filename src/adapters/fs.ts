@@ -68,7 +68,7 @@ export class FsStore implements ObjectStore {
     const p = this.path(key);
     if (!(await this.head(key))) return null;
     return Readable.toWeb(
-      createReadStream(p, { highWaterMark: 1 << 20 }),
+      createReadStream(p, { highWaterMark: 1 << 16 }),
     ) as ReadableStream<Uint8Array>;
   }
 

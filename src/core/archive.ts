@@ -1,4 +1,4 @@
-import { type Codec, webCodec, yieldToEventLoop } from "./codec.js";
+import { type Codec, webCodec } from "./codec.js";
 import { BadInputError } from "./errors.js";
 import { type Sha256Factory, portableSha256 } from "./hash.js";
 import type { Lease, Ledger, PartRecord } from "./ledger.js";
@@ -77,12 +77,36 @@ export async function countRowsAfter(
   return toCount(rows[0]?.n);
 }
 
-/** One page of JSONL: whole lines, each ending in a newline. */
+/** One page of rows, each already JSON text (no newline). */
 interface Page {
-  text: string;
-  rows: number;
+  lines: string[];
   firstKey: number;
   lastKey: number;
+}
+
+/**
+ * Encodes a page of lines into a buffer it reuses, so that archiving a day allocates no
+ * page-sized garbage (which V8 would keep until a major GC, growing RSS with the day).
+ */
+class PageEncoder {
+  private buf = new Uint8Array(1 << 21);
+  private readonly encoder = new TextEncoder();
+
+  /** The page as JSONL bytes: a view valid until the next call. */
+  encode(lines: readonly string[]): Uint8Array {
+    let used = 0;
+    for (const line of lines) {
+      const worst = used + line.length * 3 + 1;
+      if (worst > this.buf.length) {
+        const bigger = new Uint8Array(Math.max(worst, this.buf.length * 2));
+        bigger.set(this.buf.subarray(0, used));
+        this.buf = bigger;
+      }
+      used += this.encoder.encodeInto(line, this.buf.subarray(used)).written;
+      this.buf[used++] = 10;
+    }
+    return this.buf.subarray(0, used);
+  }
 }
 
 /**
@@ -125,10 +149,10 @@ async function* pagesByKey(
             [date, last, size],
           );
     if (rows.length === 0) return;
-    let text = "";
-    if (json) for (const row of rows) text += `${row.sluice_json as string}\n`;
-    else for (const row of rows) text += `${JSON.stringify(row)}\n`;
-    const page = { text, rows: rows.length, firstKey: keyOf(rows[0]), lastKey: keyOf(rows.at(-1)) };
+    const lines = json
+      ? rows.map((row) => row.sluice_json as string)
+      : rows.map((row) => JSON.stringify(row));
+    const page = { lines, firstKey: keyOf(rows[0]), lastKey: keyOf(rows.at(-1)) };
     last = page.lastKey;
     yield page;
     await lease.keepAlive();
@@ -161,39 +185,45 @@ export async function archivePartition(
   let minKey: number | null = null;
   let maxKey: number | null = null;
   const encoder = new TextEncoder();
-  const pages = pagesByKey(ctx, date, plan.after, lease);
 
-  // Pull-based, so the source is read only as fast as gzip and the store take bytes.
-  const jsonl = new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        await yieldToEventLoop();
-        const { done, value } = await pages.next();
-        if (done) {
-          controller.close();
-          return;
-        }
-        minKey ??= value.firstKey;
-        maxKey = value.lastKey;
-        const chunk = encoder.encode(value.text);
-        rows += value.rows;
-        rawBytes += chunk.byteLength;
-        controller.enqueue(chunk);
-        ctx.onProgress?.({ phase: "archive", table: spec.table, date, done: rows, total });
-      },
-      async cancel(reason) {
-        await pages.return(reason);
-      },
-    },
-    { highWaterMark: 1 },
+  const gzip = (ctx.codec ?? webCodec).gzip();
+  const stored = store.put(
+    objectKey,
+    gzip.readable.pipeThrough(
+      tap((chunk) => {
+        hash.update(chunk);
+        bytes += chunk.byteLength;
+      }),
+    ),
   );
-  const body = jsonl.pipeThrough((ctx.codec ?? webCodec).gzip()).pipeThrough(
-    tap((chunk) => {
-      hash.update(chunk);
-      bytes += chunk.byteLength;
-    }),
-  );
-  await store.put(objectKey, body);
+  stored.catch(() => undefined); // awaited below; a failure also surfaces through the writer
+  const writer = gzip.writable.getWriter();
+  // Two buffers take turns: page k is compressed (on zlib's thread) while page k+1 is read.
+  // A write resolves once the compressor has consumed its bytes, so a buffer is reused only
+  // after the write of the page before it has resolved.
+  const encoders = [new PageEncoder(), new PageEncoder()];
+  let inFlight: Promise<void> | null = null;
+  let pageNo = 0;
+  try {
+    for await (const page of pagesByKey(ctx, date, plan.after, lease)) {
+      const chunk = (encoders[pageNo++ % 2] as PageEncoder).encode(page.lines);
+      if (inFlight) await inFlight;
+      inFlight = writer.write(chunk);
+      inFlight.catch(() => undefined);
+      minKey ??= page.firstKey;
+      maxKey = page.lastKey;
+      rows += page.lines.length;
+      rawBytes += chunk.byteLength;
+      ctx.onProgress?.({ phase: "archive", table: spec.table, date, done: rows, total });
+    }
+    if (inFlight) await inFlight;
+    await writer.close();
+  } catch (err) {
+    await writer.abort(err).catch(() => undefined);
+    await stored.catch(() => undefined);
+    throw err;
+  }
+  await stored;
   if (minKey === null || maxKey === null) return null; // rows vanished under us: nothing written is used
 
   const manifest: Manifest = {

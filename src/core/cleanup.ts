@@ -115,9 +115,8 @@ export async function cleanupPartition(
     const problems: string[] = [];
     const stop = new Error("budget");
     try {
-      await scanPart(ctx, part, problems, async (rows) => {
-        for (const row of rows) {
-          const key = row[spec.keyColumn] as number;
+      await scanPart(ctx, part, problems, async (archived) => {
+        for (const key of archived) {
           if (part.cleanupCursor !== null && key <= part.cleanupCursor) continue;
           keys.push(key);
           if (keys.length >= batchSize) {

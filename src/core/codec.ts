@@ -14,9 +14,3 @@ export const webCodec: Codec = {
   gzip: () => new CompressionStream("gzip") as BytePipe,
   gunzip: () => new DecompressionStream("gzip") as BytePipe,
 };
-
-/**
- * Let queued stream writes reach the compressor before the next synchronous page read, so
- * that compression (on another thread) overlaps reading instead of waiting behind it.
- */
-export const yieldToEventLoop = (): Promise<void> => new Promise((r) => setTimeout(r, 0));

@@ -22,14 +22,38 @@ export interface PartScan {
 }
 
 /**
- * Read a stored part back, gunzip it and visit its rows in batches; fills `problems` with
+ * Reads the key and checks the partition of one archived line. Lines are written key first
+ * (`{"id":123,...}`), so the key is read from the text; any other shape is parsed as JSON.
+ * The partition test is exact: inside a JSON string a quote is always escaped, so
+ * `"event_date":"2025-10-13"` can only appear as the member itself.
+ */
+export function lineReader(keyColumn: string, partitionColumn: string, date: string) {
+  const prefix = `{${JSON.stringify(keyColumn)}:`;
+  const member = `${JSON.stringify(partitionColumn)}:${JSON.stringify(date)}`;
+  return (line: string): { key: unknown; inPartition: boolean } => {
+    if (line.startsWith(prefix)) {
+      let end = prefix.length;
+      if (line.charCodeAt(end) === 45) end++; // '-'
+      while (end < line.length && line.charCodeAt(end) >= 48 && line.charCodeAt(end) <= 57) end++;
+      const next = line.charCodeAt(end);
+      if (end > prefix.length && (next === 44 || next === 125) && line.endsWith("}")) {
+        return { key: Number(line.slice(prefix.length, end)), inPartition: line.includes(member) };
+      }
+    }
+    const row = JSON.parse(line) as Row;
+    return { key: row[keyColumn], inPartition: row[partitionColumn] === date };
+  };
+}
+
+/**
+ * Read a stored part back, gunzip it and visit its keys in batches; fills `problems` with
  * anything malformed (bad gzip, a line that is not JSON, keys out of order, another date).
  */
 export async function scanPart(
   ctx: JobContext,
   part: PartRecord,
   problems: string[],
-  onRows?: (rows: Row[]) => Promise<void>,
+  onKeys?: (keys: number[]) => Promise<void>,
 ): Promise<PartScan> {
   const { spec } = ctx;
   const scan: PartScan = { rows: 0, rawBytes: 0, bytes: 0, sha256: "", minKey: null, maxKey: null };
@@ -52,34 +76,36 @@ export async function scanPart(
         scan.rawBytes += chunk.byteLength;
       }),
     );
+  const read = lineReader(spec.keyColumn, spec.partitionColumn, part.date);
   try {
     for await (const lines of readLines(raw)) {
-      const rows: Row[] = [];
+      const keys: number[] = [];
       for (const line of lines) {
-        let row: Row;
+        const at = scan.rows + keys.length + 1;
+        let parsed: ReturnType<typeof read>;
         try {
-          row = JSON.parse(line) as Row;
+          parsed = read(line);
         } catch {
-          problems.push(`line ${scan.rows + rows.length + 1} is not JSON`);
+          problems.push(`line ${at} is not JSON`);
           return scan;
         }
-        const key = row[spec.keyColumn];
+        const { key } = parsed;
         if (typeof key !== "number" || (scan.maxKey !== null && key <= scan.maxKey)) {
-          problems.push(`line ${scan.rows + rows.length + 1}: key ${String(key)} out of order`);
+          problems.push(`line ${at}: key ${String(key)} out of order`);
           return scan;
         }
-        if (row[spec.partitionColumn] !== part.date) {
-          problems.push(`line ${scan.rows + rows.length + 1} belongs to another partition`);
+        if (!parsed.inPartition) {
+          problems.push(`line ${at} belongs to another partition`);
           return scan;
         }
         scan.minKey ??= key;
         scan.maxKey = key;
-        rows.push(row);
+        keys.push(key);
       }
-      scan.rows += rows.length;
-      if (onRows) {
+      scan.rows += keys.length;
+      if (onKeys) {
         try {
-          await onRows(rows);
+          await onKeys(keys);
         } catch (err) {
           // The caller's own failure (a delete, a lost lease, a budget): not the archive's.
           throw new CallerError(err);
@@ -122,8 +148,8 @@ export async function verifyPart(ctx: JobContext, part: PartRecord): Promise<Par
     }
   }
   let done = 0;
-  const scan = await scanPart(ctx, part, problems, async (rows) => {
-    done += rows.length;
+  const scan = await scanPart(ctx, part, problems, async (keys) => {
+    done += keys.length;
     ctx.onProgress?.({
       phase: "verify",
       table: part.sourceTable,
