@@ -14,10 +14,13 @@ export type PartitionState =
   | "cleaned"
   | "failed";
 
-/** Allowed moves. `cleaned -> archiving` and `verified -> archiving` write late rows as a new part. */
+/**
+ * Allowed moves. `cleaned -> archiving` and `verified -> archiving` write late rows as a new
+ * part; `archiving -> archiving` is a rerun after a job was killed mid-write.
+ */
 export const TRANSITIONS: Readonly<Record<PartitionState, readonly PartitionState[]>> = {
   pending: ["archiving", "failed"],
-  archiving: ["archived", "failed"],
+  archiving: ["archiving", "archived", "failed"],
   archived: ["verified", "archiving", "failed"],
   verified: ["cleaning", "archiving", "failed"],
   cleaning: ["cleaning", "cleaned", "failed"],

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Sha256Factory } from "../core/hash.js";
 
@@ -15,9 +16,23 @@ export function isHolderGone(holder: string): boolean {
     return false;
   try {
     process.kill(pid, 0);
-    return false;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "ESRCH";
+  }
+  return isZombie(pid);
+}
+
+/**
+ * A killed process stays a zombie until its parent (or init) reaps it, and kill(pid, 0)
+ * still succeeds meanwhile; a rerun right after a crash would wait for the lease to expire.
+ */
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Field 3, after the parenthesised command name (which may itself hold spaces).
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
+  } catch {
+    return false; // no /proc (not Linux): rely on kill(pid, 0) and lease expiry
   }
 }
 

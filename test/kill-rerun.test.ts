@@ -1,0 +1,158 @@
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
+import Database from "better-sqlite3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+/**
+ * DESIGN invariant 4: every job can be killed at any instant and run again; the rerun
+ * finishes the work, with no duplicate archive and no lost row. Real processes, SIGKILL.
+ */
+const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
+const DAY = "2025-10-13";
+const ROWS = 60_000;
+const TRIALS = 24;
+
+type Row = Record<string, unknown> & { id: number };
+let root = "";
+let template = "";
+let expected: Row[] = [];
+
+function env(dir: string): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    SLUICE_DB: `sqlite:${join(dir, "hot.db")}`,
+    SLUICE_STORE: `file:${join(dir, "archive")}`,
+  };
+}
+
+function run(dir: string, args: string[]) {
+  return spawnSync(process.execPath, [CLI, ...args], { env: env(dir), encoding: "utf8" });
+}
+
+function ledgerState(dir: string): string {
+  const db = new Database(join(dir, "hot.db"), { readonly: true });
+  try {
+    const r = db.prepare("SELECT state FROM archive_metadata WHERE date = ?").get(DAY) as
+      | { state: string }
+      | undefined;
+    return r?.state ?? "none";
+  } catch {
+    return "none"; // killed before the ledger was created
+  } finally {
+    db.close();
+  }
+}
+
+/** The job a trial kills: archive (write + verify), then cleanup with small batches. */
+function startJob(dir: string): { child: ChildProcess; done: Promise<void> } {
+  const script = `"${process.execPath}" "${CLI}" archive --date=${DAY} && "${process.execPath}" "${CLI}" cleanup --date=${DAY} --batch=250`;
+  // One process group, so that SIGKILL reaches whichever sluice is running.
+  const child = spawn("bash", ["-c", script], { env: env(dir), detached: true, stdio: "ignore" });
+  const done = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return { child, done };
+}
+
+function killGroup(child: ChildProcess): void {
+  try {
+    if (child.pid) process.kill(-child.pid, "SIGKILL");
+  } catch {
+    // already gone
+  }
+}
+
+beforeAll(() => {
+  if (!existsSync(CLI))
+    throw new Error(`${CLI} is missing: run 'npm run build' (npm test does it)`);
+  root = mkdtempSync(join(tmpdir(), "sluice-kill-"));
+  const t = join(root, "template");
+  const prep = run(t, ["prepare-data", `--count=${ROWS}`, `--date=${DAY}`]);
+  expect(prep.status, prep.stderr).toBe(0);
+  const db = new Database(join(t, "hot.db"));
+  db.pragma("wal_checkpoint(TRUNCATE)");
+  expected = db
+    .prepare("SELECT * FROM traffic_events WHERE event_date = ? ORDER BY id")
+    .all(DAY) as Row[];
+  db.close();
+  template = join(t, "hot.db");
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe("kill at a random instant, rerun", () => {
+  it(`finishes with one verified archive and every row, after ${TRIALS} SIGKILLs across archive and cleanup`, async () => {
+    // How long the uninterrupted job takes, so that kills spread over all of it.
+    const timing = join(root, "timing");
+    rmSync(timing, { recursive: true, force: true });
+    const { mkdirSync } = await import("node:fs");
+    mkdirSync(timing, { recursive: true });
+    copyFileSync(template, join(timing, "hot.db"));
+    const t0 = Date.now();
+    await startJob(timing).done;
+    const full = Date.now() - t0;
+    expect(ledgerState(timing)).toBe("cleaned");
+
+    const landed: string[] = [];
+    for (let i = 0; i < TRIALS; i++) {
+      const dir = join(root, `trial-${i}`);
+      mkdirSync(dir, { recursive: true });
+      copyFileSync(template, join(dir, "hot.db"));
+      // Spread kills evenly over the whole run, jittered within each slot.
+      const delay = Math.floor(((i + Math.random()) / TRIALS) * full);
+      const job = startJob(dir);
+      await new Promise((r) => setTimeout(r, delay));
+      killGroup(job.child);
+      await job.done;
+      landed.push(ledgerState(dir));
+
+      const archived = run(dir, ["archive", `--date=${DAY}`]);
+      expect(archived.status, `trial ${i} (${landed[i]}): ${archived.stderr}`).toBe(0);
+      const cleaned = run(dir, ["cleanup", `--date=${DAY}`]);
+      expect(cleaned.status, `trial ${i} (${landed[i]}): ${cleaned.stderr}`).toBe(0);
+
+      // Exactly one part and its manifest, no temp files left behind.
+      const folder = join(dir, "archive", "traffic_events", `date=${DAY}`);
+      expect(readdirSync(folder).sort()).toEqual(["part-0000.jsonl.gz", "part-0000.manifest.json"]);
+      // The archive holds every row, field for field; the hot store holds none.
+      const lines = gunzipSync(readFileSync(join(folder, "part-0000.jsonl.gz")))
+        .toString("utf8")
+        .trimEnd()
+        .split("\n");
+      expect(lines.length).toBe(ROWS);
+      expect(lines.map((l) => JSON.parse(l) as Row)).toEqual(expected);
+      const db = new Database(join(dir, "hot.db"), { readonly: true });
+      const left = db
+        .prepare("SELECT COUNT(*) AS n FROM traffic_events WHERE event_date = ?")
+        .get(DAY) as { n: number };
+      const meta = db.prepare("SELECT * FROM archive_metadata WHERE date = ?").get(DAY) as Record<
+        string,
+        unknown
+      >;
+      const parts = db.prepare("SELECT * FROM archive_parts WHERE date = ?").all(DAY) as Record<
+        string,
+        unknown
+      >[];
+      db.close();
+      expect(left.n).toBe(0);
+      expect(meta).toMatchObject({
+        state: "cleaned",
+        d1_cleaned: 1,
+        event_count: ROWS,
+        cleaned_count: ROWS,
+        part_count: 1,
+      });
+      expect(parts).toHaveLength(1);
+      expect(parts[0]?.verified_at).not.toBeNull();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const counts = landed.reduce<Record<string, number>>((m, s) => {
+      m[s] = (m[s] ?? 0) + 1;
+      return m;
+    }, {});
+    console.log(`uninterrupted job ${full} ms; kills landed in states: ${JSON.stringify(counts)}`);
+    // The kills must really have covered both jobs, not just one end of them.
+    expect(Object.keys(counts).length).toBeGreaterThanOrEqual(3);
+    expect(counts.cleaning ?? 0).toBeGreaterThan(0);
+  });
+});
