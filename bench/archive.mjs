@@ -1,0 +1,163 @@
+// bench/archive: what archiving one day costs, sluice beside two baselines, in one run.
+//
+//   npm run bench:archive                      # 1M and 5M rows (a few minutes)
+//   node bench/archive.mjs --sizes=100000      # a quick look
+//
+// For each size it generates a fresh day in SQLite (not timed), then runs under
+// /usr/bin/time -v:
+//   (a) sluice archive   key-paginated read -> JSONL -> gzip -> file, then read back and verified
+//   (a2) sluice cleanup  delete exactly the archived keys, batches of 1000, count to zero
+//   (b) naive            the seed's old code: OFFSET pages into one array, join, gzip whole
+//   (c) sqlite3 | gzip   `sqlite3 -json ... | gzip` (RSS: the largest process of the pipe)
+// and prints wall seconds, rows/s, peak RSS and archive size. Figures, not pass/fail.
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const CLI = join(ROOT, "dist", "cli", "main.js");
+const OUT = join(ROOT, "bench", "out");
+const DATE = "2025-10-13";
+const sizesArg = process.argv.find((a) => a.startsWith("--sizes="));
+const sizes = (sizesArg ? sizesArg.slice(8) : "1000000,5000000").split(",").map(Number);
+if (!existsSync(CLI)) throw new Error("run 'npm run build' first (npm run bench:archive does)");
+if (!existsSync("/usr/bin/time")) throw new Error("needs GNU time: apt-get install time");
+const hasSqlite3 = spawnSync("sqlite3", ["-version"]).status === 0;
+
+/** Run a command under /usr/bin/time -v; wall seconds, peak RSS (MB), exit code, output. */
+function timed(cmd, args, env = {}) {
+  const r = spawnSync("/usr/bin/time", ["-v", cmd, ...args], {
+    encoding: "utf8",
+    env: { ...process.env, ...env },
+    maxBuffer: 64 << 20,
+  });
+  const wall = /Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)/.exec(
+    r.stderr,
+  );
+  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr);
+  const secs = wall
+    ? Number(wall[1] ?? 0) * 3600 + Number(wall[2]) * 60 + Number(wall[3])
+    : Number.NaN;
+  const err = r.stderr.split("\n").find((l) => /Error|error:|sluice /.test(l));
+  return {
+    secs,
+    rssMB: rss ? Number(rss[1]) / 1024 : Number.NaN,
+    code: r.status,
+    stdout: r.stdout,
+    err,
+  };
+}
+
+const mb = (bytes) => bytes / 1048576;
+const results = [];
+for (const n of sizes) {
+  const dir = join(OUT, `archive-${n}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const db = join(dir, "hot.db");
+  process.stderr.write(`generating ${n.toLocaleString()} rows for ${DATE} ...\n`);
+  execFileSync(process.execPath, [
+    CLI,
+    "prepare-data",
+    `--count=${n}`,
+    `--date=${DATE}`,
+    `--db=sqlite:${db}`,
+  ]);
+  if (hasSqlite3) execFileSync("sqlite3", [db, "PRAGMA wal_checkpoint(TRUNCATE);"]);
+  const env = { SLUICE_DB: `sqlite:${db}`, SLUICE_STORE: `file:${join(dir, "store")}` };
+  const objectPath = join(dir, "store", "traffic_events", `date=${DATE}`, "part-0000.jsonl.gz");
+
+  process.stderr.write("(a) sluice archive ...\n");
+  const a = timed(process.execPath, [CLI, "archive", `--date=${DATE}`], env);
+  results.push({
+    rows: n,
+    contender: "(a) sluice archive + verify",
+    ...a,
+    sizeMB: a.code === 0 ? mb(statSync(objectPath).size) : null,
+  });
+
+  process.stderr.write("(a2) sluice cleanup ...\n");
+  const a2 = timed(process.execPath, [CLI, "cleanup", `--date=${DATE}`], env);
+  results.push({ rows: n, contender: "(a2) sluice cleanup", ...a2, sizeMB: null });
+
+  // (b) and (c) read the same rows: restore them from the archive's source copy first.
+  execFileSync(process.execPath, [
+    CLI,
+    "prepare-data",
+    `--count=${n}`,
+    `--date=${DATE}`,
+    `--db=sqlite:${join(dir, "hot-b.db")}`,
+  ]);
+  const dbB = join(dir, "hot-b.db");
+  process.stderr.write("(b) naive archive ...\n");
+  const naiveOut = join(dir, "naive.jsonl.gz");
+  const b = timed(process.execPath, [
+    "--max-old-space-size=16384",
+    join(ROOT, "bench", "naive-archive.mjs"),
+    dbB,
+    DATE,
+    naiveOut,
+  ]);
+  results.push({
+    rows: n,
+    contender: "(b) naive (seed's old code)",
+    ...b,
+    sizeMB: b.code === 0 ? mb(statSync(naiveOut).size) : null,
+  });
+
+  if (hasSqlite3) {
+    process.stderr.write("(c) sqlite3 -json | gzip ...\n");
+    const pipeOut = join(dir, "pipe.json.gz");
+    const c = timed("bash", [
+      "-c",
+      `set -o pipefail; sqlite3 -json '${dbB}' "SELECT * FROM traffic_events WHERE event_date='${DATE}'" | gzip > '${pipeOut}'`,
+    ]);
+    results.push({
+      rows: n,
+      contender: "(c) sqlite3 -json | gzip",
+      ...c,
+      sizeMB: c.code === 0 ? mb(statSync(pipeOut).size) : null,
+    });
+  }
+  rmSync(join(dir, "hot-b.db"), { force: true });
+}
+
+const pad = (s, w) => String(s).padStart(w);
+console.log(
+  `\nbench/archive on ${new Date().toISOString().slice(0, 10)}, node ${process.version}, ${(await import("node:os")).cpus().length} cores`,
+);
+console.log(
+  `${"rows".padEnd(10)} ${"contender".padEnd(30)} ${pad("wall s", 8)} ${pad("rows/s", 10)} ${pad("peak RSS MB", 12)} ${pad("archive MB", 11)}  note`,
+);
+for (const r of results) {
+  const ok = r.code === 0;
+  console.log(
+    `${r.rows.toLocaleString().padEnd(10)} ${r.contender.padEnd(30)} ${pad(r.secs.toFixed(2), 8)} ${pad(ok ? Math.round(r.rows / r.secs).toLocaleString() : "-", 10)} ${pad(r.rssMB.toFixed(1), 12)} ${pad(r.sizeMB === null ? "-" : r.sizeMB.toFixed(1), 11)}  ${ok ? "" : `FAILED: ${r.err ?? `exit ${r.code}`}`}`,
+  );
+}
+const find = (n, prefix) => results.find((r) => r.rows === n && r.contender.startsWith(prefix));
+console.log(
+  "\ntargets: (a) peak RSS < 100 MB at 1M and within 10% of that at 5M; (a) wall <= 2x (c)",
+);
+for (const n of sizes) {
+  const a = find(n, "(a)");
+  const c = find(n, "(c)");
+  if (a && c)
+    console.log(`  ${n.toLocaleString()} rows: wall (a)/(c) = ${(a.secs / c.secs).toFixed(2)}x`);
+}
+if (sizes.length > 1) {
+  const lo = find(sizes[0], "(a)");
+  const hi = find(sizes.at(-1), "(a)");
+  console.log(
+    `  peak RSS of (a): ${lo.rssMB.toFixed(1)} MB at ${sizes[0].toLocaleString()} -> ${hi.rssMB.toFixed(1)} MB at ${sizes.at(-1).toLocaleString()} (${(((hi.rssMB - lo.rssMB) / lo.rssMB) * 100).toFixed(1)}%)`,
+  );
+}
+writeFileSync(
+  join(OUT, "archive-results.json"),
+  `${JSON.stringify(
+    results.map(({ stdout, ...r }) => r),
+    null,
+    2,
+  )}\n`,
+);
