@@ -101,7 +101,7 @@ const commands: Record<string, (opts: Opts, io: Io) => Promise<void>> = {
         days: opts.days as number,
         table: config.SLUICE_TABLE,
         onProgress: (done, total) =>
-          io.bar.update({ phase: "archive", table: config.SLUICE_TABLE, date, done, total }),
+          io.bar.update({ phase: "prepare", table: config.SLUICE_TABLE, date, done, total }),
       });
       io.bar.done();
       const secs = (Date.now() - started) / 1000;
