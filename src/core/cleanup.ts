@@ -140,6 +140,9 @@ export async function cleanupPartition(
 
     const remaining = await countInRange(ctx, part);
     if (remaining > 0) {
+      // The cursor only resumes an interrupted pass. A finished pass that left rows behind
+      // must start over next time, or the rows it skipped past would never be retried.
+      await ledger.resetCleanupCursor(lease, part.part);
       throw new CleanupIncompleteError(spec.table, date, deletedTotal, remaining);
     }
     await ledger.markPartCleaned(lease, part.part);

@@ -441,6 +441,14 @@ export class Ledger {
     await this.move(lease, "cleaning", { cleaned_count }, db);
   }
 
+  /** @internal The next cleanup of this part reads every archived key again. */
+  async resetCleanupCursor(lease: Lease, part: number): Promise<void> {
+    await this.db.execute(
+      `UPDATE archive_parts SET cleanup_cursor = NULL WHERE source_table = ? AND ${this.d.quote("date")} = ? AND part = ?`,
+      [lease.table, lease.date, part],
+    );
+  }
+
   /** @internal */
   async markPartCleaned(lease: Lease, part: number, db: SqlExecutor = this.db): Promise<void> {
     await db.execute(
