@@ -16,6 +16,7 @@ const schema = z.object({
   SLUICE_CLEANUP_BUDGET_MS: int(0, 0, 86_400_000),
   HOT_RETENTION_DAYS: int(3, 0, 36_500),
   SLUICE_LEASE_MS: int(120_000, 1_000, 86_400_000),
+  SLUICE_STATEMENT_TIMEOUT_MS: int(60_000, 0, 86_400_000),
 });
 
 export type Config = z.infer<typeof schema>;

@@ -26,7 +26,9 @@ export async function openContext(
   config: Config,
   options: { onProgress?: ProgressListener; signal?: AbortSignal } = {},
 ): Promise<NodeContext> {
-  const source = openSource(config.SLUICE_DB);
+  const source = openSource(config.SLUICE_DB, {
+    statementTimeoutMs: config.SLUICE_STATEMENT_TIMEOUT_MS || undefined,
+  });
   try {
     const store = openStore(config.SLUICE_STORE);
     const ledger = new Ledger(source, { leaseMs: config.SLUICE_LEASE_MS, isHolderGone });

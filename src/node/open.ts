@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { FsStore } from "../adapters/fs.js";
+import { PostgresSource } from "../adapters/postgres.js";
 import { SqliteSource } from "../adapters/sqlite.js";
 import { BadInputError } from "../core/errors.js";
 import type { SqlSource } from "../core/source.js";
@@ -15,7 +16,13 @@ function sqlitePath(url: string): string | null {
 }
 
 /** Open the hot store named by a URL. `create` makes a missing SQLite file (prepare-data). */
-export function openSource(url: string, options: { create?: boolean } = {}): SqlSource {
+export function openSource(
+  url: string,
+  options: { create?: boolean; statementTimeoutMs?: number } = {},
+): SqlSource {
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    return new PostgresSource(url, { statementTimeoutMs: options.statementTimeoutMs });
+  }
   const path = sqlitePath(url);
   if (path) {
     if (options.create && path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
@@ -33,7 +40,7 @@ export function openSource(url: string, options: { create?: boolean } = {}): Sql
   }
   const scheme = url.split(":")[0];
   throw new BadInputError(
-    `SLUICE_DB '${url.replace(/\/\/[^@/]*@/, "//***@")}': unsupported database scheme '${scheme}:' (supported: sqlite:PATH)`,
+    `SLUICE_DB '${url.replace(/\/\/[^@/]*@/, "//***@")}': unsupported database scheme '${scheme}:' (supported: sqlite:PATH, postgres://USER@HOST/DB)`,
   );
 }
 
