@@ -121,6 +121,18 @@ export class PostgresSource implements SqlSource {
     }
   }
 
+  async ensureStatistics(table: string): Promise<void> {
+    const [stat] = await this.query<{ analyzed: boolean; stale: boolean }>(
+      `SELECT (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL) AS analyzed,
+              n_mod_since_analyze > GREATEST(n_live_tup, 1000) AS stale
+       FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ?`,
+      [table],
+    );
+    if (stat && (!stat.analyzed || stat.stale)) {
+      await this.execute(`ANALYZE ${postgresDialect.quote(table)}`);
+    }
+  }
+
   async tableColumns(table: string): Promise<string[] | null> {
     const rows = await this.query<{ column_name: string }>(
       "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",

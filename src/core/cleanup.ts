@@ -81,6 +81,7 @@ export async function cleanupPartition(
     throw new NotVerifiedError(spec.table, date, unverified ? "not verified" : rec.state);
   }
 
+  await source.ensureStatistics?.(spec.table);
   const q = source.dialect.quote;
   const placeholders = (n: number) => Array.from({ length: n }, () => "?").join(", ");
   const deleteSql = (n: number) =>

@@ -40,6 +40,12 @@ export interface SqlSource extends SqlExecutor {
   stream(sql: string, params?: readonly unknown[], options?: StreamOptions): AsyncIterable<Row[]>;
   /** Run `fn` in one transaction: all of it commits, or none of it. */
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  /**
+   * Make sure the planner knows the table's size before a job pages through it by key. A
+   * freshly loaded PostgreSQL table has no statistics, and its key-paginated pages then cost
+   * a sort of the whole rest of the day each: quadratic. Databases that need nothing omit it.
+   */
+  ensureStatistics?(table: string): Promise<void>;
   /** The columns of a table, or null when there is no such table. */
   tableColumns(table: string): Promise<string[] | null>;
   /** Where this source points, safe to print (no password). */
