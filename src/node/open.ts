@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { FsStore } from "../adapters/fs.js";
+import { MysqlSource } from "../adapters/mysql.js";
 import { PostgresSource } from "../adapters/postgres.js";
 import { SqliteSource } from "../adapters/sqlite.js";
 import { BadInputError } from "../core/errors.js";
@@ -23,6 +24,7 @@ export function openSource(
   if (/^postgres(ql)?:\/\//.test(url)) {
     return new PostgresSource(url, { statementTimeoutMs: options.statementTimeoutMs });
   }
+  if (/^(mysql|mariadb):\/\//.test(url)) return new MysqlSource(url.replace(/^mariadb:/, "mysql:"));
   const path = sqlitePath(url);
   if (path) {
     if (options.create && path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
@@ -40,7 +42,7 @@ export function openSource(
   }
   const scheme = url.split(":")[0];
   throw new BadInputError(
-    `SLUICE_DB '${url.replace(/\/\/[^@/]*@/, "//***@")}': unsupported database scheme '${scheme}:' (supported: sqlite:PATH, postgres://USER@HOST/DB)`,
+    `SLUICE_DB '${url.replace(/\/\/[^@/]*@/, "//***@")}': unsupported database scheme '${scheme}:' (supported: sqlite:PATH, postgres://USER@HOST/DB, mysql://USER@HOST/DB)`,
   );
 }
 
