@@ -87,11 +87,17 @@ describe("kill at a random instant, rerun", () => {
     rmSync(timing, { recursive: true, force: true });
     const { mkdirSync } = await import("node:fs");
     mkdirSync(timing, { recursive: true });
-    copyFileSync(template, join(timing, "hot.db"));
-    const t0 = Date.now();
-    await startJob(timing).done;
-    const full = Date.now() - t0;
-    expect(ledgerState(timing)).toBe("cleaned");
+    // Timed twice, the faster kept: the first run meets cold caches and the other test files,
+    // and an over-long estimate would land the later kills after the job has finished.
+    let full = Number.POSITIVE_INFINITY;
+    for (let round = 0; round < 2; round++) {
+      rmSync(join(timing, "archive"), { recursive: true, force: true });
+      copyFileSync(template, join(timing, "hot.db"));
+      const t0 = Date.now();
+      await startJob(timing).done;
+      full = Math.min(full, Date.now() - t0);
+      expect(ledgerState(timing)).toBe("cleaned");
+    }
 
     const landed: string[] = [];
     for (let i = 0; i < TRIALS; i++) {
@@ -99,7 +105,7 @@ describe("kill at a random instant, rerun", () => {
       mkdirSync(dir, { recursive: true });
       copyFileSync(template, join(dir, "hot.db"));
       // Spread kills evenly over the whole run, jittered within each slot.
-      const delay = Math.floor(((i + Math.random()) / TRIALS) * full);
+      const delay = Math.floor(((i + Math.random()) / TRIALS) * full * 0.9);
       const job = startJob(dir);
       await new Promise((r) => setTimeout(r, delay));
       killGroup(job.child);
