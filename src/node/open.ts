@@ -3,6 +3,7 @@ import { dirname } from "node:path";
 import { FsStore } from "../adapters/fs.js";
 import { MysqlSource } from "../adapters/mysql.js";
 import { PostgresSource } from "../adapters/postgres.js";
+import { s3StoreFromUrl } from "../adapters/s3.js";
 import { SqliteSource } from "../adapters/sqlite.js";
 import { BadInputError } from "../core/errors.js";
 import type { SqlSource } from "../core/source.js";
@@ -55,9 +56,10 @@ export function openStore(url: string): ObjectStore {
     if (!path) throw new BadInputError(`SLUICE_STORE '${url}' has no folder`);
     return new FsStore(path);
   }
+  if (url.startsWith("s3://")) return s3StoreFromUrl(url);
   if (!url.includes(":")) return new FsStore(url);
   const scheme = url.split(":")[0];
   throw new BadInputError(
-    `SLUICE_STORE '${url}': unsupported store scheme '${scheme}:' (supported: file:PATH)`,
+    `SLUICE_STORE '${url}': unsupported store scheme '${scheme}:' (supported: file:PATH, s3://BUCKET/PREFIX?endpoint=...)`,
   );
 }
