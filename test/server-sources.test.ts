@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
@@ -203,6 +204,47 @@ for (const server of servers) {
           });
         } finally {
           await c.close();
+        }
+      });
+
+      it("lets one of two sluice processes archive a date; the other exits 75 and nothing doubles", async () => {
+        const { c, store } = await fresh("te_race", 150_000);
+        await c.close();
+        const env = {
+          ...process.env,
+          SLUICE_DB: s.url,
+          SLUICE_STORE: `file:${store}`,
+          SLUICE_TABLE: "te_race",
+        };
+        const cli = join(import.meta.dirname, "..", "dist", "cli", "main.js");
+        const runOne = () =>
+          new Promise<{ code: number | null; stderr: string }>((resolve) => {
+            const child = spawn(process.execPath, [cli, "archive", `--date=${DAY}`], { env });
+            let stderr = "";
+            child.stderr.on("data", (d: Buffer) => {
+              stderr += d.toString();
+            });
+            child.on("exit", (code) => resolve({ code, stderr }));
+          });
+        const results = await Promise.all([runOne(), runOne()]);
+        const codes = results.map((r) => r.code).sort();
+        expect(codes, results.map((r) => r.stderr).join("\n")).toEqual([0, 75]);
+        expect(results.find((r) => r.code === 75)?.stderr).toMatch(
+          /is being worked on by .*try again later/,
+        );
+        expect(readdirSync(join(store, "te_race", `date=${DAY}`)).sort()).toEqual([
+          "part-0000.jsonl.gz",
+          "part-0000.manifest.json",
+        ]);
+        const after = await openContext(loadConfig({ ...env, SLUICE_DB: s.url }));
+        try {
+          expect(await after.ctx.ledger.parts("te_race", DAY)).toHaveLength(1);
+          expect(await after.ctx.ledger.get("te_race", DAY)).toMatchObject({
+            state: "verified",
+            eventCount: 150_000,
+          });
+        } finally {
+          await after.close();
         }
       });
 
