@@ -15,6 +15,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { timed } from "./timed.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const CLI = join(ROOT, "dist", "cli", "main.js");
@@ -29,30 +30,6 @@ const hasSqlite3 = spawnSync("sqlite3", ["-version"]).status === 0;
 // 746 s (1.66 GB) without finishing. It is stopped at this limit and reported as such.
 const limitArg = process.argv.find((a) => a.startsWith("--naive-limit="));
 const NAIVE_LIMIT_S = limitArg ? Number(limitArg.slice(14)) : 300;
-
-/** Run a command under /usr/bin/time -v; wall seconds, peak RSS (MB), exit code, output. */
-function timed(cmd, args, env = {}) {
-  const r = spawnSync("/usr/bin/time", ["-v", cmd, ...args], {
-    encoding: "utf8",
-    env: { ...process.env, ...env },
-    maxBuffer: 64 << 20,
-  });
-  const wall = /Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)/.exec(
-    r.stderr,
-  );
-  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr);
-  const secs = wall
-    ? Number(wall[1] ?? 0) * 3600 + Number(wall[2]) * 60 + Number(wall[3])
-    : Number.NaN;
-  const err = r.stderr.split("\n").find((l) => /Error|error:|sluice /.test(l));
-  return {
-    secs,
-    rssMB: rss ? Number(rss[1]) / 1024 : Number.NaN,
-    code: r.status,
-    stdout: r.stdout,
-    err,
-  };
-}
 
 const mb = (bytes) => bytes / 1048576;
 const results = [];

@@ -1,0 +1,26 @@
+// Shared by the bench scripts: run a command under GNU time and read its figures.
+import { spawnSync } from "node:child_process";
+
+/** Run a command under /usr/bin/time -v; wall seconds, peak RSS (MB), exit code, output. */
+export function timed(cmd, args, env = {}) {
+  const r = spawnSync("/usr/bin/time", ["-v", cmd, ...args], {
+    encoding: "utf8",
+    env: { ...process.env, ...env },
+    maxBuffer: 64 << 20,
+  });
+  const wall = /Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)/.exec(
+    r.stderr,
+  );
+  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr);
+  const secs = wall
+    ? Number(wall[1] ?? 0) * 3600 + Number(wall[2]) * 60 + Number(wall[3])
+    : Number.NaN;
+  const err = r.stderr.split("\n").find((l) => /Error|error:|sluice /.test(l));
+  return {
+    secs,
+    rssMB: rss ? Number(rss[1]) / 1024 : Number.NaN,
+    code: r.status,
+    stdout: r.stdout,
+    err,
+  };
+}
