@@ -46,7 +46,10 @@ export class MysqlSource implements SqlSource {
   readonly dialect = mysqlDialect;
   private readonly pool: mysql.Pool;
 
-  constructor(private readonly url: string) {
+  constructor(
+    private readonly url: string,
+    options: { statementTimeoutMs?: number } = {},
+  ) {
     this.pool = mysql.createPool({
       uri: url,
       connectionLimit: 4,
@@ -57,6 +60,17 @@ export class MysqlSource implements SqlSource {
       flags: ["FOUND_ROWS"],
       dateStrings: true,
     });
+    const ms = options.statementTimeoutMs ?? 0;
+    if (ms > 0) {
+      // MariaDB spells it max_statement_time (seconds, every statement), MySQL
+      // max_execution_time (ms, SELECTs only). Each server refuses the other's name; both are
+      // queued ahead of the connection's first query, and the refusal is ignored.
+      this.pool.on("connection", (conn) => {
+        const raw = conn as unknown as CallbackConnection;
+        raw.query(`SET SESSION max_statement_time = ${ms / 1000}`, () => undefined);
+        raw.query(`SET SESSION max_execution_time = ${Math.round(ms)}`, () => undefined);
+      });
+    }
   }
 
   query<T extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<T[]> {

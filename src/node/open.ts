@@ -25,7 +25,11 @@ export function openSource(
   if (/^postgres(ql)?:\/\//.test(url)) {
     return new PostgresSource(url, { statementTimeoutMs: options.statementTimeoutMs });
   }
-  if (/^(mysql|mariadb):\/\//.test(url)) return new MysqlSource(url.replace(/^mariadb:/, "mysql:"));
+  if (/^(mysql|mariadb):\/\//.test(url)) {
+    return new MysqlSource(url.replace(/^mariadb:/, "mysql:"), {
+      statementTimeoutMs: options.statementTimeoutMs,
+    });
+  }
   const path = sqlitePath(url);
   if (path) {
     if (options.create && path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
