@@ -1,4 +1,5 @@
 import { rmSync } from "node:fs";
+import type { CleanupOptions } from "../core/cleanup.js";
 import { parsePartitionDate, retentionCutoff } from "../core/dates.js";
 import { type ErrorKind, SluiceError, describeError } from "../core/errors.js";
 import {
@@ -170,13 +171,14 @@ const commands: Record<string, (opts: Opts, io: Io) => Promise<void>> = {
     const config = configFrom(opts);
     const date = parsePartitionDate(opts.date);
     await withContext(config, io, async ({ ctx, owner }) => {
-      const out = await cleanupDate(ctx, owner, date, {
-        batchSize: config.SLUICE_DELETE_BATCH,
-        budgetMs: config.SLUICE_CLEANUP_BUDGET_MS,
-      });
+      const out = await cleanupDate(ctx, owner, date, cleanupOptions(config));
       io.bar.done();
+      const how =
+        out.method === "drop-partition"
+          ? `dropped its table partition with ${fmt(out.deleted)} rows`
+          : `deleted ${fmt(out.deleted)} rows`;
       const human = out.complete
-        ? `cleaned ${ctx.spec.table} ${date}: deleted ${fmt(out.deleted)} rows (${fmt(out.deletedTotal)} in all), 0 archived rows remain; d1_cleaned=1`
+        ? `cleaned ${ctx.spec.table} ${date}: ${how} (${fmt(out.deletedTotal)} in all), 0 archived rows remain; d1_cleaned=1`
         : `stopped at the time budget: deleted ${fmt(out.deleted)} rows this run, ${fmt(out.remaining)} archived rows remain; progress saved, run cleanup again to resume`;
       print(opts, human, { ok: true, date, ...out });
     });
@@ -218,6 +220,14 @@ const commands: Record<string, (opts: Opts, io: Io) => Promise<void>> = {
   },
 };
 
+function cleanupOptions(config: Config): CleanupOptions {
+  return {
+    batchSize: config.SLUICE_DELETE_BATCH,
+    budgetMs: config.SLUICE_CLEANUP_BUDGET_MS,
+    dropPartitions: config.SLUICE_DROP_PARTITIONS,
+  };
+}
+
 async function runBacklog(config: Config, io: Io, opts: Opts, cutoff: string): Promise<void> {
   await withContext(config, io, async ({ ctx, owner }) => {
     const dates = await datesNeedingWork(ctx, cutoff);
@@ -225,10 +235,7 @@ async function runBacklog(config: Config, io: Io, opts: Opts, cutoff: string): P
     let failed = 0;
     for (const date of dates) {
       try {
-        const r = await archiveAndCleanDate(ctx, owner, date, {
-          batchSize: config.SLUICE_DELETE_BATCH,
-          budgetMs: config.SLUICE_CLEANUP_BUDGET_MS,
-        });
+        const r = await archiveAndCleanDate(ctx, owner, date, cleanupOptions(config));
         io.bar.done();
         const rows = r.archive.parts.reduce((n, p) => n + p.eventCount, 0);
         print(

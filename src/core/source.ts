@@ -18,6 +18,19 @@ export interface Dialect {
    * that order, when the database can (several times faster than building row objects).
    */
   jsonObject?(columns: readonly string[]): string | undefined;
+  /** Where a whole partition of a table can be dropped instead of its rows deleted. */
+  readonly partitions?: PartitionDdl;
+}
+
+/** The statements that drop one partition of a partitioned table, in a transaction. */
+export interface PartitionDdl {
+  /**
+   * Statements that lock the table and all its partitions against every reader and writer
+   * until the transaction ends, so that no row can arrive between the count and the drop.
+   */
+  lock(parent: string): string[];
+  /** Statements that take `child` out of `parent` and drop it. */
+  detachAndDrop(parent: string, child: string): string[];
 }
 
 export interface SqlExecutor {
@@ -46,6 +59,12 @@ export interface SqlSource extends SqlExecutor {
    * a sort of the whole rest of the day each: quadratic. Databases that need nothing omit it.
    */
   ensureStatistics?(table: string): Promise<void>;
+  /**
+   * The partition of `table` that holds the rows whose `column` is `value` and no others
+   * (a LIST partition of that one value, or a RANGE of that one day), or null when the table
+   * is not partitioned that way. Only where `dialect.partitions` is set.
+   */
+  dayPartition?(table: string, column: string, value: string): Promise<string | null>;
   /** The columns of a table, or null when there is no such table. */
   tableColumns(table: string): Promise<string[] | null>;
   /** Where this source points, safe to print (no password). */

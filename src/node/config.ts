@@ -17,6 +17,10 @@ const schema = z.object({
   HOT_RETENTION_DAYS: int(3, 0, 36_500),
   SLUICE_LEASE_MS: int(120_000, 1_000, 86_400_000),
   SLUICE_STATEMENT_TIMEOUT_MS: int(60_000, 0, 86_400_000),
+  SLUICE_DROP_PARTITIONS: z
+    .enum(["true", "false", "1", "0"], { message: "expected true or false" })
+    .default("true")
+    .transform((v) => v === "true" || v === "1"),
 });
 
 export type Config = z.infer<typeof schema>;
