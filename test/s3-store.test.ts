@@ -1,44 +1,23 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { S3Store } from "../src/adapters/s3.js";
-import { VerificationError } from "../src/core/errors.js";
-import { archiveDate, cleanupDate } from "../src/core/jobs.js";
-import { type Workspace, countOf, workspace } from "./helpers.js";
+import { type S3Server, startS3rver } from "./s3rver.js";
 
-/** The S3 store against a real S3-protocol server (s3rver) over HTTP on loopback. */
+/**
+ * The S3 store against a real S3-protocol server (s3rver) over HTTP on loopback. The jobs on
+ * it (round trip, corruption, kill-and-rerun) are in the contract suite (contract-s3.test.ts).
+ */
 const BUCKET = "sluice-test";
-const DAY = "2025-10-13";
-let server: ChildProcess;
-let endpoint = "";
-let dir = "";
+let server: S3Server;
 const sent: string[] = [];
 /** Bytes handed to UploadPart calls so far. */
 let partBytes = 0;
 let client: S3Client;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "sluice-s3-"));
-  // Its own process: what this one holds in memory is then only the client's.
-  server = spawn(
-    process.execPath,
-    [join(import.meta.dirname, "fixtures", "s3rver-server.mjs"), dir],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
-  const port = await new Promise<string>((resolve, reject) => {
-    server.stdout?.once("data", (d: Buffer) => resolve(d.toString().trim()));
-    server.once("exit", (code) => reject(new Error(`s3rver exited with ${code}`)));
-  });
-  endpoint = `http://127.0.0.1:${port}`;
-  process.env.AWS_ACCESS_KEY_ID = "S3RVER";
-  process.env.AWS_SECRET_ACCESS_KEY = "S3RVER";
-  client = new S3Client({ endpoint, region: "us-east-1", forcePathStyle: true });
+  server = await startS3rver([BUCKET]);
+  client = server.client;
   // Record every command the store sends, to see multipart really used (and aborted).
   client.middlewareStack.add(
     (next, context) => (args) => {
@@ -50,12 +29,8 @@ beforeAll(async () => {
     },
     { step: "initialize" },
   );
-  await client.send(new CreateBucketCommand({ Bucket: BUCKET }));
 });
-afterAll(async () => {
-  server?.kill();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => server?.stop());
 
 /**
  * `mb` MiB of pseudo-random bytes (gzip cannot shrink them), hashed as they are made;
@@ -132,35 +107,5 @@ describe("S3Store on an S3-protocol server", () => {
     expect(sent).toContain("UploadPartCommand");
     expect(sent).toContain("AbortMultipartUploadCommand");
     expect(await store.head("x/half.bin")).toBeNull();
-  });
-});
-
-describe("archive, verify, cleanup from SQLite to S3", () => {
-  let ws: Workspace;
-  beforeAll(async () => {
-    ws = await workspace([{ date: DAY, count: 20_000 }]);
-  });
-  afterAll(() => ws?.remove());
-
-  it("round-trips through the store URL, and refuses to delete after the object changed", async () => {
-    const url = `s3://${BUCKET}/archive?endpoint=${encodeURIComponent(endpoint)}&region=us-east-1&forcePathStyle=true`;
-    const c = await ws.open({ SLUICE_STORE: url });
-    try {
-      const out = await archiveDate(c.ctx, c.owner, DAY);
-      expect(out.written).toMatchObject({ eventCount: 20_000 });
-      expect(c.ctx.store.describe()).toBe(`s3://${BUCKET}/archive`);
-      // Someone overwrites the archive after it was verified: nothing may be deleted.
-      await client.send(
-        new PutObjectCommand({
-          Bucket: BUCKET,
-          Key: `archive/${out.written?.objectKey}`,
-          Body: "not the archive",
-        }),
-      );
-      await expect(cleanupDate(c.ctx, c.owner, DAY)).rejects.toBeInstanceOf(VerificationError);
-      expect(countOf(ws.sql(), DAY)).toBe(20_000);
-    } finally {
-      await c.close();
-    }
   });
 });

@@ -1,18 +1,14 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { gunzipSync } from "node:zlib";
-import mysql from "mysql2/promise";
-import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { CleanupIncompleteError } from "../src/core/errors.js";
 import { archiveDate, cleanupDate, partitionStatus } from "../src/core/jobs.js";
-import type { Row } from "../src/core/source.js";
 import { prepareTrafficData } from "../src/core/traffic/prepare.js";
 import { loadConfig } from "../src/node/config.js";
 import { openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
+import { type TestDb, mariaDb, postgresDb } from "./servers.js";
 
 /**
  * The archive/verify/cleanup flow on the machine's real PostgreSQL and MariaDB, each in a
@@ -20,112 +16,8 @@ import { openSource } from "../src/node/open.js";
  * (CI=true) it fails.
  */
 const DAY = "2025-10-13";
-const isolated = `sluice_t_${process.pid}_${Date.now().toString(36)}`;
 
-interface Server {
-  name: string;
-  /** Where sluice connects: the isolated schema/database. */
-  url: string;
-  rows(table: string): Promise<Row[]>;
-  run(sql: string, params?: unknown[]): Promise<void>;
-  /** Make the database refuse to delete one row; `silent`: it skips it, else it errors. */
-  blockDelete(table: string, id: number): Promise<"silent" | "error">;
-  unblock(table: string): Promise<void>;
-  close(): Promise<void>;
-}
-
-async function unavailable(name: string, base: string, env: string, err: unknown): Promise<null> {
-  const why = `${name} at ${base}: ${(err as Error).message}`;
-  if (process.env.CI === "true") throw new Error(`${why} (required in CI)`);
-  console.warn(`\n*** SKIPPING ${name} tests: no server (${why}); set ${env} ***\n`);
-  return null;
-}
-
-async function postgres(): Promise<Server | null> {
-  const base = process.env.SLUICE_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-  const admin = new pg.Client({ connectionString: base, connectionTimeoutMillis: 3000 });
-  try {
-    await admin.connect();
-    await admin.query(`CREATE SCHEMA ${isolated}`);
-  } catch (err) {
-    await admin.end().catch(() => undefined);
-    return unavailable("PostgreSQL", base, "SLUICE_TEST_PG_URL", err);
-  }
-  await admin.query(`SET search_path = ${isolated}`);
-  return {
-    name: "PostgreSQL",
-    url: `${base}${base.includes("?") ? "&" : "?"}options=${encodeURIComponent(`-c search_path=${isolated}`)}`,
-    rows: async (t) =>
-      (await admin.query(`SELECT * FROM ${t} WHERE event_date = $1 ORDER BY id`, [DAY])).rows.map(
-        (r: Row) => ({
-          ...r,
-          id: Number(r.id),
-          ts: Number(r.ts),
-        }),
-      ),
-    run: async (sql, params) => {
-      await admin.query(sql, params);
-    },
-    async blockDelete(t, id) {
-      await admin.query(`CREATE FUNCTION keep_one() RETURNS trigger LANGUAGE plpgsql AS
-        $$ BEGIN IF OLD.id = ${id} THEN RETURN NULL; END IF; RETURN OLD; END $$`);
-      await admin.query(
-        `CREATE TRIGGER keep_one BEFORE DELETE ON ${t} FOR EACH ROW EXECUTE FUNCTION keep_one()`,
-      );
-      return "silent";
-    },
-    unblock: async (t) => {
-      await admin.query(`DROP TRIGGER keep_one ON ${t}`);
-    },
-    async close() {
-      await admin.query(`DROP SCHEMA IF EXISTS ${isolated} CASCADE`);
-      await admin.end();
-    },
-  };
-}
-
-async function mariadb(): Promise<Server | null> {
-  const base = process.env.SLUICE_TEST_MYSQL_URL ?? "mysql://root@127.0.0.1:3306/test";
-  let admin: mysql.Connection;
-  try {
-    admin = await mysql.createConnection({
-      uri: base,
-      connectTimeout: 3000,
-      supportBigNumbers: true,
-    });
-    await admin.query(`CREATE DATABASE ${isolated}`);
-    await admin.query(`USE ${isolated}`);
-  } catch (err) {
-    return unavailable("MariaDB", base, "SLUICE_TEST_MYSQL_URL", err);
-  }
-  const u = new URL(base);
-  u.pathname = `/${isolated}`;
-  return {
-    name: "MariaDB",
-    url: u.toString(),
-    rows: async (t) =>
-      (await admin.query(`SELECT * FROM ${t} WHERE event_date = ? ORDER BY id`, [DAY]))[0] as Row[],
-    run: async (sql, params) => {
-      await admin.query(sql, params);
-    },
-    async blockDelete(t, id) {
-      // MariaDB cannot skip a row from a trigger; it can only fail the whole DELETE.
-      await admin.query(
-        `CREATE TRIGGER keep_one BEFORE DELETE ON ${t} FOR EACH ROW BEGIN IF OLD.id = ${id} THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'row ${id} is kept'; END IF; END`,
-      );
-      return "error";
-    },
-    unblock: async () => {
-      await admin.query("DROP TRIGGER keep_one");
-    },
-    async close() {
-      await admin.query(`DROP DATABASE IF EXISTS ${isolated}`);
-      await admin.end();
-    },
-  };
-}
-
-const servers = [await postgres(), await mariadb()];
+const servers = [await postgresDb(), await mariaDb()];
 const dir = mkdtempSync(join(tmpdir(), "sluice-servers-"));
 afterAll(async () => {
   for (const s of servers) await s?.close();
@@ -136,7 +28,7 @@ for (const server of servers) {
   describe.runIf(server !== null)(
     `archive, verify, cleanup on ${server?.name ?? "a missing server"}`,
     () => {
-      const s = server as Server;
+      const s = server as TestDb;
       async function fresh(table: string, count: number) {
         const source = openSource(s.url);
         await prepareTrafficData(source, { count, date: DAY, table });
@@ -147,65 +39,6 @@ for (const server of servers) {
         );
         return { c, store };
       }
-
-      it("round-trips 60K rows field for field, in more than 50 batches, and empties the date", async () => {
-        const { c, store } = await fresh("te_round", 60_000);
-        try {
-          const before = await s.rows("te_round");
-          const out = await archiveDate(c.ctx, c.owner, DAY);
-          expect(out.written?.eventCount).toBe(60_000);
-          const file = join(store, "te_round", `date=${DAY}`, "part-0000.jsonl.gz");
-          const lines = gunzipSync(readFileSync(file)).toString("utf8").trimEnd().split("\n");
-          expect(lines.map((l) => JSON.parse(l))).toEqual(before);
-          const cleaned = await cleanupDate(c.ctx, c.owner, DAY, { batchSize: 1000 });
-          expect(cleaned).toMatchObject({ complete: true, deleted: 60_000, remaining: 0 });
-          expect(await s.rows("te_round")).toEqual([]);
-          expect(await c.ctx.ledger.get("te_round", DAY)).toMatchObject({
-            state: "cleaned",
-            d1Cleaned: 1,
-            cleanedCount: 60_000,
-          });
-        } finally {
-          await c.close();
-        }
-      });
-
-      it("fails loudly when an archived row will not go, finishes on retry, and keeps late rows", async () => {
-        const { c } = await fresh("te_late", 3_000);
-        try {
-          await archiveDate(c.ctx, c.owner, DAY);
-          await s.run(
-            `INSERT INTO te_late (event_date, ts, path, status, duration_ms) VALUES ('${DAY}', 1, '/late', 200, 1)`,
-          );
-          const mode = await s.blockDelete("te_late", 7);
-          const err = await cleanupDate(c.ctx, c.owner, DAY).catch((e: unknown) => e);
-          if (mode === "silent") {
-            expect(err).toBeInstanceOf(CleanupIncompleteError);
-            expect(err).toMatchObject({ deleted: 2_999, remaining: 1 });
-          } else {
-            expect(String(err)).toMatch(/row 7 is kept/);
-          }
-          expect(await c.ctx.ledger.get("te_late", DAY)).toMatchObject({
-            state: "failed",
-            d1Cleaned: 0,
-          });
-
-          await s.unblock("te_late");
-          expect((await cleanupDate(c.ctx, c.owner, DAY)).complete).toBe(true);
-          expect(await partitionStatus(c.ctx, DAY)).toMatchObject({ hotRows: 1, lateRows: 1 });
-          const more = await archiveDate(c.ctx, c.owner, DAY);
-          expect(more.written).toMatchObject({ part: 1, eventCount: 1 });
-          await cleanupDate(c.ctx, c.owner, DAY);
-          expect(await s.rows("te_late")).toEqual([]);
-          expect(await c.ctx.ledger.get("te_late", DAY)).toMatchObject({
-            state: "cleaned",
-            eventCount: 3_001,
-            cleanedCount: 3_001,
-          });
-        } finally {
-          await c.close();
-        }
-      });
 
       it("lets one of two sluice processes archive a date; the other exits 75 and nothing doubles", async () => {
         const { c, store } = await fresh("te_race", 150_000);
@@ -248,6 +81,19 @@ for (const server of servers) {
         }
       });
 
+      it("stops a statement that runs past its timeout (SLUICE_STATEMENT_TIMEOUT_MS)", async () => {
+        const source = openSource(s.url, { statementTimeoutMs: 500 });
+        try {
+          const sleep = s.name === "PostgreSQL" ? "SELECT pg_sleep(5)" : "SELECT SLEEP(5)";
+          await expect(source.query(sleep)).rejects.toThrow(
+            /statement timeout|max_statement_time exceeded/,
+          );
+          expect(await source.query("SELECT 1 AS one")).toEqual([{ one: 1 }]);
+        } finally {
+          await source.close();
+        }
+      });
+
       it("streams a large result in batches", async () => {
         const source = openSource(s.url);
         try {
@@ -269,7 +115,7 @@ for (const server of servers) {
 
 describe.runIf(servers[0] !== null)("PostgreSQL planner statistics", () => {
   it("analyzes a freshly loaded table before paging through it", async () => {
-    const url = (servers[0] as Server).url;
+    const url = (servers[0] as TestDb).url;
     const source = openSource(url);
     await prepareTrafficData(source, { count: 20_000, date: DAY, table: "te_stats" });
     await source.close();
@@ -293,6 +139,125 @@ describe.runIf(servers[0] !== null)("PostgreSQL planner statistics", () => {
       expect(await reltuples()).toBe(-1);
       await archiveDate(c.ctx, c.owner, DAY);
       expect(await reltuples()).toBeGreaterThan(15_000);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe.runIf(servers[0] !== null)("PostgreSQL declarative partitions", () => {
+  const OTHER = "2025-10-14";
+  const db = () => servers[0] as TestDb;
+  const exists = async (rel: string) =>
+    (
+      await (async () => {
+        const source = openSource(db().url);
+        try {
+          return await source.query("SELECT to_regclass(?) IS NOT NULL AS e", [rel]);
+        } finally {
+          await source.close();
+        }
+      })()
+    )[0]?.e;
+  async function partitioned(table: string, by: string, partitions: string[]) {
+    await db().run(`CREATE TABLE ${table} (
+      id BIGINT GENERATED ALWAYS AS IDENTITY, event_date VARCHAR(10) NOT NULL,
+      ts BIGINT NOT NULL, path VARCHAR(512) NOT NULL, referrer VARCHAR(512),
+      country VARCHAR(2), user_agent VARCHAR(512), status INTEGER NOT NULL,
+      duration_ms INTEGER NOT NULL, PRIMARY KEY (event_date, id)) PARTITION BY ${by}`);
+    for (const p of partitions) await db().run(`CREATE TABLE ${p}`);
+    const source = openSource(db().url);
+    await prepareTrafficData(source, { count: 20_000, date: DAY, table });
+    await prepareTrafficData(source, { count: 1_000, date: OTHER, table });
+    await source.close();
+    return openContext(
+      loadConfig({
+        SLUICE_DB: db().url,
+        SLUICE_STORE: `file:${join(dir, table)}`,
+        SLUICE_TABLE: table,
+      }),
+    );
+  }
+
+  it("drops the date's LIST partition instead of deleting its rows, unless told not to", async () => {
+    const c = await partitioned("tp_list", "LIST (event_date)", [
+      `tp_list_a PARTITION OF tp_list FOR VALUES IN ('${DAY}')`,
+      `tp_list_b PARTITION OF tp_list FOR VALUES IN ('${OTHER}')`,
+    ]);
+    try {
+      await archiveDate(c.ctx, c.owner, DAY);
+      const out = await cleanupDate(c.ctx, c.owner, DAY);
+      expect(out).toMatchObject({ method: "drop-partition", deleted: 20_000, complete: true });
+      expect(await exists("tp_list_a")).toBe(false);
+      expect(await c.ctx.ledger.get("tp_list", DAY)).toMatchObject({
+        state: "cleaned",
+        d1Cleaned: 1,
+        cleanedCount: 20_000,
+      });
+      expect((await c.ctx.ledger.parts("tp_list", DAY))[0]?.cleanedAt).not.toBeNull();
+      // Done is done: a second run finds nothing to do.
+      expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({ deleted: 0, complete: true });
+
+      await archiveDate(c.ctx, c.owner, OTHER);
+      const rows = await cleanupDate(c.ctx, c.owner, OTHER, { dropPartitions: false });
+      expect(rows).toMatchObject({ method: "delete", deleted: 1_000 });
+      expect(await exists("tp_list_b")).toBe(true);
+      expect(await db().count("tp_list", OTHER)).toBe(0);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("deletes row by row while late rows share the partition, and drops it once they are archived", async () => {
+    const c = await partitioned("tp_late", "LIST (event_date)", [
+      `tp_late_a PARTITION OF tp_late FOR VALUES IN ('${DAY}')`,
+      "tp_late_rest PARTITION OF tp_late DEFAULT",
+    ]);
+    try {
+      await archiveDate(c.ctx, c.owner, DAY);
+      await db().run(
+        `INSERT INTO tp_late (event_date, ts, path, status, duration_ms) VALUES ('${DAY}', 1, '/late', 200, 1)`,
+      );
+      const first = await cleanupDate(c.ctx, c.owner, DAY);
+      expect(first).toMatchObject({ method: "delete", deleted: 20_000 });
+      expect(await partitionStatus(c.ctx, DAY)).toMatchObject({ hotRows: 1, lateRows: 1 });
+
+      await archiveDate(c.ctx, c.owner, DAY);
+      const second = await cleanupDate(c.ctx, c.owner, DAY);
+      expect(second).toMatchObject({ method: "drop-partition", deleted: 1 });
+      expect(await exists("tp_late_a")).toBe(false);
+      expect(await c.ctx.ledger.get("tp_late", DAY)).toMatchObject({
+        state: "cleaned",
+        eventCount: 20_001,
+        cleanedCount: 20_001,
+      });
+      // The DEFAULT partition holds OTHER among anything else: never dropped, rows deleted.
+      await archiveDate(c.ctx, c.owner, OTHER);
+      expect(await cleanupDate(c.ctx, c.owner, OTHER)).toMatchObject({ method: "delete" });
+      expect(await exists("tp_late_rest")).toBe(true);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("drops a RANGE partition of exactly the day, and deletes rows from one that spans more", async () => {
+    const c = await partitioned("tp_range", "RANGE (event_date)", [
+      `tp_range_a PARTITION OF tp_range FOR VALUES FROM ('${DAY}') TO ('${OTHER}')`,
+      `tp_range_b PARTITION OF tp_range FOR VALUES FROM ('${OTHER}') TO ('2025-10-16')`,
+    ]);
+    try {
+      await archiveDate(c.ctx, c.owner, DAY);
+      expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({
+        method: "drop-partition",
+        deleted: 20_000,
+      });
+      await archiveDate(c.ctx, c.owner, OTHER);
+      expect(await cleanupDate(c.ctx, c.owner, OTHER)).toMatchObject({
+        method: "delete",
+        deleted: 1_000,
+      });
+      expect(await exists("tp_range_a")).toBe(false);
+      expect(await exists("tp_range_b")).toBe(true);
     } finally {
       await c.close();
     }

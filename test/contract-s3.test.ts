@@ -1,0 +1,3 @@
+import { contractSuite } from "./contract.js";
+
+await contractSuite("s3");
