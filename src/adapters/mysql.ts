@@ -15,6 +15,46 @@ export const mysqlDialect: Dialect = {
 
 type Conn = mysql.Pool | mysql.PoolConnection;
 
+const T = mysql.Types;
+/**
+ * Column types that mysql2 reads to the same values through the binary protocol as through
+ * the text one. Not FLOAT (the float32 itself: 0.1 reads as 0.10000000149011612), not
+ * fractional seconds (their trailing zeros go), and not DOUBLE or anything else unproven.
+ */
+const SAME_IN_BINARY = new Set<number>([
+  T.TINY,
+  T.SHORT,
+  T.LONG,
+  T.INT24,
+  T.LONGLONG,
+  T.YEAR,
+  T.DECIMAL,
+  T.NEWDECIMAL,
+  T.DATE,
+  T.NEWDATE,
+  T.DATETIME,
+  T.TIMESTAMP,
+  T.TIME,
+  T.VARCHAR,
+  T.VAR_STRING,
+  T.STRING,
+  T.TINY_BLOB,
+  T.MEDIUM_BLOB,
+  T.LONG_BLOB,
+  T.BLOB,
+  T.ENUM,
+  T.SET,
+  T.JSON,
+  T.BIT,
+  T.NULL,
+]);
+const TEMPORAL = new Set<number>([T.DATETIME, T.TIMESTAMP, T.TIME]);
+
+function sameInBinary(field: mysql.FieldPacket): boolean {
+  const type = field.columnType ?? -1;
+  return SAME_IN_BINARY.has(type) && !(TEMPORAL.has(type) && field.decimals > 0);
+}
+
 async function query<T>(conn: Conn, sql: string, params: readonly unknown[]): Promise<T[]> {
   const [rows] = await conn.query(sql, params as unknown[]);
   return rows as T[];
@@ -81,6 +121,29 @@ export class MysqlSource implements SqlSource {
     return execute(this.pool, sql, params);
   }
 
+  /** Page SQL -> whether its columns read the same through the binary protocol. */
+  private readonly binaryPages = new Map<string, boolean>();
+
+  /**
+   * The binary protocol (a prepared statement) costs mysql2 about 40% less CPU per row than
+   * the text one, and its numbers make less garbage (measured on 1M rows: 1.0 s against
+   * 1.7 s, and peak RSS 140 MB against 200 MB). A page whose columns might read differently
+   * is read again as text, and so is every later page of that statement. Only pages use it:
+   * their few statements stay prepared, one each per pooled connection.
+   */
+  async queryPage(sql: string, params: readonly unknown[]): Promise<Row[]> {
+    if (this.binaryPages.get(sql) !== false) {
+      const [rows, fields] = await this.pool.execute(
+        sql,
+        params as Parameters<mysql.Pool["execute"]>[1],
+      );
+      const same = fields.every(sameInBinary);
+      this.binaryPages.set(sql, same);
+      if (same) return rows as Row[];
+    }
+    return this.query(sql, params);
+  }
+
   async *stream(
     sql: string,
     params: readonly unknown[] = [],
@@ -127,6 +190,47 @@ export class MysqlSource implements SqlSource {
     } finally {
       conn.release();
     }
+  }
+
+  /**
+   * MariaDB (10.11 here) answers `part = ? AND key > ? ORDER BY key LIMIT n` with `ref` access
+   * on the (part, key) index: it seeks to the day's first entry and skips key by key up to
+   * `last`, so page k reads k pages' worth of index, quadratic in the day (1M rows: 7-8 s of
+   * server CPU, against 1.7 s with the hint). Forced, the index is read as a range on both
+   * columns. InnoDB appends the primary key to every secondary index, so an index on the
+   * partition column alone serves when the key is the whole primary key.
+   */
+  async pageIndexHint(table: string, partitionColumn: string, keyColumn: string): Promise<string> {
+    const rows = await this.query<Row>(
+      "SELECT * FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+      [table],
+    );
+    const indexes = new Map<string, { columns: string[]; usable: boolean }>();
+    for (const r of rows) {
+      const name = String(r.INDEX_NAME);
+      const index = indexes.get(name) ?? { columns: [], usable: true };
+      index.columns.push(String(r.COLUMN_NAME));
+      // A prefix, hash or fulltext index gives no key order; an ignored (MariaDB) or
+      // invisible (MySQL) one cannot be forced at all.
+      if (
+        r.SUB_PART !== null ||
+        r.INDEX_TYPE !== "BTREE" ||
+        r.IGNORED === "YES" ||
+        r.IS_VISIBLE === "NO"
+      ) {
+        index.usable = false;
+      }
+      indexes.set(name, index);
+    }
+    const primary = indexes.get("PRIMARY")?.columns ?? [];
+    const keyIsPrimary = primary.length === 1 && primary[0] === keyColumn;
+    for (const [name, { columns, usable }] of indexes) {
+      if (!usable || name === "PRIMARY" || columns[0] !== partitionColumn) continue;
+      if (columns[1] === keyColumn || (columns.length === 1 && keyIsPrimary)) {
+        return `FORCE INDEX (${mysqlDialect.quote(name)})`;
+      }
+    }
+    return "";
   }
 
   async tableColumns(table: string): Promise<string[] | null> {

@@ -128,7 +128,8 @@ async function* pagesByKey(
   const select = json
     ? `SELECT ${q(keyColumn)} AS sluice_key, ${json} AS sluice_json`
     : `SELECT ${ordered.map(q).join(", ")}`;
-  const base = `${select} FROM ${q(table)} WHERE ${q(partitionColumn)} = ?`;
+  const hint = (await ctx.source.pageIndexHint?.(table, partitionColumn, keyColumn)) ?? "";
+  const base = `${select} FROM ${q(table)}${hint && ` ${hint}`} WHERE ${q(partitionColumn)} = ?`;
   const keyOf = (row: Row | undefined) => {
     const key = json ? row?.sluice_key : row?.[keyColumn];
     if (typeof key !== "number" || !Number.isSafeInteger(key)) {
@@ -138,16 +139,19 @@ async function* pagesByKey(
     }
     return key;
   };
+  const read = (sql: string, params: unknown[]) =>
+    ctx.source.queryPage ? ctx.source.queryPage(sql, params) : ctx.source.query(sql, params);
   let last = after;
   for (;;) {
     ctx.signal?.throwIfAborted();
     const rows =
       last === null
-        ? await ctx.source.query(`${base} ORDER BY ${q(keyColumn)} LIMIT ?`, [date, size])
-        : await ctx.source.query(
-            `${base} AND ${q(keyColumn)} > ? ORDER BY ${q(keyColumn)} LIMIT ?`,
-            [date, last, size],
-          );
+        ? await read(`${base} ORDER BY ${q(keyColumn)} LIMIT ?`, [date, size])
+        : await read(`${base} AND ${q(keyColumn)} > ? ORDER BY ${q(keyColumn)} LIMIT ?`, [
+            date,
+            last,
+            size,
+          ]);
     if (rows.length === 0) return;
     const lines = json
       ? rows.map((row) => row.sluice_json as string)

@@ -60,6 +60,17 @@ export interface SqlSource extends SqlExecutor {
    */
   ensureStatistics?(table: string): Promise<void>;
   /**
+   * An index hint to write after the table name of a key-paginated page query, where the
+   * planner would otherwise pick a plan whose every page rescans the day from its first row
+   * (quadratic in the day's size). Databases whose planner needs no help omit it.
+   */
+  pageIndexHint?(table: string, partitionColumn: string, keyColumn: string): Promise<string>;
+  /**
+   * query() for the pages of a key-paginated read, where the driver has a cheaper way to
+   * read many rows that yields the same values. Databases without one omit it.
+   */
+  queryPage?(sql: string, params: readonly unknown[]): Promise<Row[]>;
+  /**
    * The partition of `table` that holds the rows whose `column` is `value` and no others
    * (a LIST partition of that one value, or a RANGE of that one day), or null when the table
    * is not partitioned that way. Only where `dialect.partitions` is set.
