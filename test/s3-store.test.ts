@@ -95,6 +95,19 @@ describe("S3Store on an S3-protocol server", () => {
     expect(await store.head("x/missing.bin")).toBeNull();
   });
 
+  it("sends an object smaller than one part as a single PUT", async () => {
+    const store = new S3Store({ bucket: BUCKET, prefix: "small", client, partSize: 5 << 20 });
+    sent.length = 0;
+    const src = bytes(3);
+    expect((await store.put("x/small.bin", src.stream)).bytes).toBe(3 << 20);
+    expect(sent).toContain("PutObjectCommand");
+    expect(sent).not.toContain("CreateMultipartUploadCommand");
+    const back = createHash("sha256").update(
+      new Uint8Array(await new Response(await store.get("x/small.bin")).arrayBuffer()),
+    );
+    expect(back.digest("hex")).toBe(src.digest());
+  });
+
   it("aborts a multipart upload whose source fails, leaving no object", async () => {
     const store = new S3Store({ bucket: BUCKET, prefix: "fail", client, partSize: 5 << 20 });
     sent.length = 0;

@@ -1,13 +1,17 @@
-import { Readable } from "node:stream";
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  type CompletedPart,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   NoSuchKey,
   NotFound,
+  PutObjectCommand,
   S3Client,
+  UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
 import { BadInputError } from "../core/errors.js";
 import type { ObjectInfo, ObjectStore } from "../core/store.js";
 
@@ -21,6 +25,9 @@ export interface S3StoreOptions {
   /** Parts in flight at once; memory is about partSize x (queueSize + 1). */
   queueSize?: number;
 }
+
+/** S3's (and R2's) limit on the parts of one multipart upload. */
+const MAX_PARTS = 10_000;
 
 /**
  * S3 protocol (AWS S3, Cloudflare R2, MinIO). Objects are uploaded in parts as the stream
@@ -40,29 +47,110 @@ export class S3Store implements ObjectStore {
     return this.o.prefix ? `${this.o.prefix}/${key}` : key;
   }
 
+  /**
+   * Parts are cut into `queueSize + 1` buffers that are reused for the whole upload: one
+   * filling while the others are sent. Buffers allocated per part (as lib-storage does) are
+   * freed only when V8 next collects, and that slack grew RSS with the object's size.
+   */
   async put(key: string, body: ReadableStream<Uint8Array>): Promise<ObjectInfo> {
-    const source = Readable.fromWeb(body as import("node:stream/web").ReadableStream<Uint8Array>);
-    let sourceError: Error | null = null;
-    source.once("error", (err) => {
-      sourceError = err;
-    });
-    const upload = new Upload({
-      client: this.o.client,
-      params: { Bucket: this.o.bucket, Key: this.key(key), Body: source },
-      partSize: this.partSize,
-      queueSize: this.queueSize,
-      leavePartsOnError: false,
-    });
-    try {
-      await upload.done();
-    } catch (err) {
-      // lib-storage aborts the multipart upload on failure; if the abort fails too, its
-      // error replaces the real cause. Keep the cause first, and say parts may remain.
-      const cause = sourceError as Error | null;
-      if (cause && err !== cause) {
+    const { client, bucket: Bucket } = this.o;
+    const Key = this.key(key);
+    const size = this.partSize;
+    const free: Uint8Array[] = [];
+    const inFlight = new Set<Promise<void>>();
+    const parts: CompletedPart[] = [];
+    let buf: Uint8Array = new Uint8Array(size);
+    let used = 0;
+    let uploadId: string | undefined;
+    let failure: { error: unknown } | null = null;
+    const check = () => {
+      if (failure) throw failure.error;
+    };
+
+    const sendPart = async () => {
+      if (parts.length >= MAX_PARTS) {
         throw new Error(
-          `${cause.message} (and aborting the multipart upload failed: ${(err as Error).message}; its parts may remain until the bucket's lifecycle rule removes them)`,
+          `s3: ${this.describe()}/${key} needs more than ${MAX_PARTS} parts of ${size >> 20} MiB; raise partSizeMiB`,
         );
+      }
+      uploadId ??= (await client.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId;
+      const PartNumber = parts.length + 1;
+      parts.push({ PartNumber });
+      const filled = buf;
+      const Body = filled.subarray(0, used);
+      const sent: Promise<void> = client
+        .send(
+          new UploadPartCommand({
+            Bucket,
+            Key,
+            UploadId: uploadId,
+            PartNumber,
+            Body,
+            ContentLength: Body.byteLength,
+          }),
+        )
+        .then(
+          (res) => {
+            parts[PartNumber - 1] = { PartNumber, ETag: res.ETag };
+            free.push(filled);
+          },
+          (error: unknown) => {
+            failure ??= { error };
+          },
+        )
+        .finally(() => inFlight.delete(sent));
+      inFlight.add(sent);
+      buf = free.pop() ?? new Uint8Array(size);
+      used = 0;
+      while (inFlight.size >= this.queueSize) await Promise.race(inFlight);
+      check();
+    };
+
+    const reader = body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        check();
+        if (done) break;
+        for (let at = 0; at < value.byteLength; ) {
+          const n = Math.min(size - used, value.byteLength - at);
+          buf.set(value.subarray(at, at + n), used);
+          used += n;
+          at += n;
+          if (used === size) await sendPart();
+        }
+      }
+      if (uploadId === undefined) {
+        // Smaller than one part: a plain PUT, which is atomic by itself.
+        const Body = buf.subarray(0, used);
+        await client.send(
+          new PutObjectCommand({ Bucket, Key, Body, ContentLength: Body.byteLength }),
+        );
+      } else {
+        if (used > 0) await sendPart();
+        await Promise.all(inFlight);
+        check();
+        await client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket,
+            Key,
+            UploadId: uploadId,
+            MultipartUpload: { Parts: parts },
+          }),
+        );
+      }
+    } catch (err) {
+      await reader.cancel(err).catch(() => undefined);
+      await Promise.allSettled(inFlight);
+      if (uploadId !== undefined) {
+        try {
+          await client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId: uploadId }));
+        } catch (abortErr) {
+          throw new Error(
+            `${(err as Error).message} (and aborting the multipart upload failed: ${(abortErr as Error).message}; its parts may remain until the bucket's lifecycle rule removes them)`,
+            { cause: err },
+          );
+        }
       }
       throw err;
     }
