@@ -14,6 +14,8 @@ const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
 const DAY = "2025-10-13";
 const ROWS = 60_000;
 const TRIALS = 24;
+/** States that a third of the kills wait for before they strike. */
+const TARGETS = ["archiving", "verified", "cleaning"];
 
 type Row = Record<string, unknown> & { id: number };
 let root = "";
@@ -104,10 +106,23 @@ describe("kill at a random instant, rerun", () => {
       const dir = join(root, `trial-${i}`);
       mkdirSync(dir, { recursive: true });
       copyFileSync(template, join(dir, "hot.db"));
-      // Spread kills evenly over the whole run, jittered within each slot.
-      const delay = Math.floor(((i + Math.random()) / TRIALS) * full * 0.9);
       const job = startJob(dir);
-      await new Promise((r) => setTimeout(r, delay));
+      if (i % 3 === 2) {
+        // Every third kill waits for a state, so that each state is hit however the machine's
+        // load skews the timing; then a jitter, to land anywhere inside it.
+        const target = TARGETS[Math.floor(i / 3) % TARGETS.length] as string;
+        let exited = false;
+        job.done.then(() => {
+          exited = true;
+        });
+        while (!exited && ledgerState(dir) !== target) await new Promise((r) => setTimeout(r, 10));
+        await new Promise((r) => setTimeout(r, Math.random() * 100));
+      } else {
+        // The others spread evenly over the whole run, jittered within each slot.
+        await new Promise((r) =>
+          setTimeout(r, Math.floor(((i + Math.random()) / TRIALS) * full * 0.9)),
+        );
+      }
       killGroup(job.child);
       await job.done;
       landed.push(ledgerState(dir));

@@ -16,6 +16,8 @@ export interface TestDb {
   /** The rows of one date, in key order, as the database has them. */
   rows(table: string, date: string): Promise<Row[]>;
   count(table: string, date: string): Promise<number>;
+  /** The ledger's state of a partition, read directly ("none" before there is one). */
+  ledgerState(table: string, date: string): Promise<string>;
   run(sql: string, params?: unknown[]): Promise<void>;
   /** Make the database refuse to delete one row; `silent`: it skips it, else it errors. */
   blockDelete(table: string, id: number): Promise<"silent" | "error">;
@@ -54,6 +56,16 @@ export function sqliteDb(dir: string): TestDb {
           n: number;
         }
       ).n,
+    ledgerState: async (t, d) => {
+      try {
+        const r = db()
+          .prepare('SELECT state FROM archive_metadata WHERE source_table = ? AND "date" = ?')
+          .get(t, d) as { state: string } | undefined;
+        return r?.state ?? "none";
+      } catch {
+        return "none"; // no ledger yet
+      }
+    },
     run: async (sql, params = []) => {
       db()
         .prepare(sql)
@@ -97,6 +109,12 @@ export async function postgresDb(): Promise<TestDb | null> {
       Number(
         (await admin.query(`SELECT COUNT(*) AS n FROM ${t} WHERE event_date = $1`, [d])).rows[0].n,
       ),
+    ledgerState: async (t, d) => {
+      const res = await admin
+        .query('SELECT state FROM archive_metadata WHERE source_table = $1 AND "date" = $2', [t, d])
+        .catch(() => ({ rows: [] }));
+      return res.rows[0]?.state ?? "none";
+    },
     run: async (sql, params) => {
       await admin.query(sql, params);
     },
@@ -148,6 +166,12 @@ export async function mariaDb(): Promise<TestDb | null> {
           )[0] as Row[]
         )[0]?.n,
       ),
+    ledgerState: async (t, d) => {
+      const [rows] = await admin
+        .query("SELECT state FROM archive_metadata WHERE source_table = ? AND `date` = ?", [t, d])
+        .catch(() => [[]]);
+      return (rows as Row[])[0]?.state?.toString() ?? "none";
+    },
     run: async (sql, params) => {
       await admin.query(sql, params);
     },
