@@ -9,7 +9,7 @@
 // schema/database `sluice_bench` it drops and makes anew. Needs GNU time, psql, mysql, gzip;
 // pt-archiver (Debian: percona-toolkit) for its row. Every command runs under /usr/bin/time -v.
 // Figures, not pass/fail.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -77,6 +77,33 @@ function record(section, rows, contender, r, extra = {}) {
     `SELECT count(*) FROM ${schema}.te WHERE event_date = '${DATE}'`,
   ]);
   record("PostgreSQL", ROWS, "sluice cleanup", c, { left: Number(String(left).trim()) });
+
+  // The same rows in a table partitioned by date: cleanup drops the day's partition.
+  execFileSync("psql", [
+    PG,
+    "-qc",
+    `CREATE TABLE ${schema}.tp (id BIGINT GENERATED ALWAYS AS IDENTITY, event_date VARCHAR(10) NOT NULL,
+       ts BIGINT NOT NULL, path VARCHAR(512) NOT NULL, referrer VARCHAR(512), country VARCHAR(2),
+       user_agent VARCHAR(512), status INTEGER NOT NULL, duration_ms INTEGER NOT NULL,
+       PRIMARY KEY (event_date, id)) PARTITION BY LIST (event_date);
+     CREATE TABLE ${schema}.tp_day PARTITION OF ${schema}.tp FOR VALUES IN ('${DATE}');
+     CREATE TABLE ${schema}.tp_rest PARTITION OF ${schema}.tp DEFAULT`,
+  ]);
+  note(`PostgreSQL: generating ${ROWS.toLocaleString()} rows in a partitioned table ...`);
+  prepare(db, "tp", ROWS);
+  const penv = { ...env, SLUICE_TABLE: "tp", SLUICE_STORE: `file:${join(OUT, "pg-part")}` };
+  const pa = timed(process.execPath, [CLI, "archive", `--date=${DATE}`], penv);
+  record("PostgreSQL", ROWS, "partitioned: sluice archive + verify", pa);
+  const pc = timed(process.execPath, [CLI, "cleanup", `--date=${DATE}`, "--json"], penv);
+  const how = /"method":"([a-z-]+)"/.exec(pc.stdout)?.[1];
+  const pleft = execFileSync("psql", [
+    PG,
+    "-tAc",
+    `SELECT count(*) FROM ${schema}.tp WHERE event_date = '${DATE}'`,
+  ]);
+  record("PostgreSQL", ROWS, `partitioned: sluice cleanup (${how})`, pc, {
+    left: Number(String(pleft).trim()),
+  });
   execFileSync("psql", [PG, "-qc", `DROP SCHEMA ${schema} CASCADE`]);
 }
 
@@ -129,21 +156,29 @@ function record(section, rows, contender, r, extra = {}) {
   // pt-archiver's defaults, as a user would run it: it writes the rows to --file and deletes
   // them, 1000 a statement, committing each batch. By default (--safe-auto-increment) it
   // leaves the row with the highest AUTO_INCREMENT key, so "rows left" is 1, not 0.
-  const pt = timed("pt-archiver", [
-    "--source",
-    [...source, `D=${dbName}`, "t=te_pt"].join(","),
-    "--where",
-    `event_date = '${DATE}'`,
-    "--file",
-    ptOut,
-    "--limit",
-    "1000",
-    "--commit-each",
-  ]);
-  record("MariaDB", ROWS, "pt-archiver --file (archive + delete)", pt, {
-    sizeMB: size(ptOut),
-    left: Number(mysql(`SELECT COUNT(*) FROM ${dbName}.te_pt WHERE event_date = '${DATE}'`)),
-  });
+  const hasPt = spawnSync("pt-archiver", ["--version"]).status === 0;
+  if (!hasPt)
+    note(
+      "pt-archiver is not installed (Debian: apt-get install percona-toolkit); its row is skipped",
+    );
+  const pt = !hasPt
+    ? null
+    : timed("pt-archiver", [
+        "--source",
+        [...source, `D=${dbName}`, "t=te_pt"].join(","),
+        "--where",
+        `event_date = '${DATE}'`,
+        "--file",
+        ptOut,
+        "--limit",
+        "1000",
+        "--commit-each",
+      ]);
+  if (pt)
+    record("MariaDB", ROWS, "pt-archiver --file (archive + delete)", pt, {
+      sizeMB: size(ptOut),
+      left: Number(mysql(`SELECT COUNT(*) FROM ${dbName}.te_pt WHERE event_date = '${DATE}'`)),
+    });
   mysql(`DROP DATABASE ${dbName}`);
 }
 
