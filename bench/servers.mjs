@@ -223,12 +223,12 @@ function record(section, rows, contender, r, extra = {}) {
 const pad = (s, w) => String(s).padStart(w);
 console.log(`\nbench/servers on ${new Date().toISOString().slice(0, 10)}, node ${process.version}`);
 console.log(
-  `${"section".padEnd(12)} ${"rows".padEnd(10)} ${"contender".padEnd(40)} ${pad("wall s", 8)} ${pad("rows/s", 9)} ${pad("peak RSS MB", 12)} ${pad("out MB", 7)} ${pad("rows left", 9)}  note`,
+  `${"section".padEnd(12)} ${"rows".padEnd(10)} ${"contender".padEnd(46)} ${pad("wall s", 8)} ${pad("rows/s", 9)} ${pad("peak RSS MB", 12)} ${pad("out MB", 7)} ${pad("rows left", 9)}  note`,
 );
 for (const r of results) {
   const ok = r.code === 0;
   console.log(
-    `${r.section.padEnd(12)} ${r.rows.toLocaleString().padEnd(10)} ${r.contender.padEnd(40)} ${pad(r.secs.toFixed(2), 8)} ${pad(ok ? Math.round(r.rows / r.secs).toLocaleString() : "-", 9)} ${pad(Number.isNaN(r.rssMB) ? "-" : r.rssMB.toFixed(1), 12)} ${pad(r.sizeMB == null ? "-" : r.sizeMB.toFixed(1), 7)} ${pad(r.left ?? "-", 9)}  ${ok ? "" : `FAILED: ${r.err ?? `exit ${r.code}`}`}`,
+    `${r.section.padEnd(12)} ${r.rows.toLocaleString().padEnd(10)} ${r.contender.padEnd(46)} ${pad(r.secs.toFixed(2), 8)} ${pad(ok ? Math.round(r.rows / r.secs).toLocaleString() : "-", 9)} ${pad(Number.isNaN(r.rssMB) ? "-" : r.rssMB.toFixed(1), 12)} ${pad(r.sizeMB == null ? "-" : r.sizeMB.toFixed(1), 7)} ${pad(r.left ?? "-", 9)}  ${ok ? "" : `FAILED: ${r.err ?? `exit ${r.code}`}`}`,
   );
 }
 const s3 = results.filter((r) => r.section.startsWith("S3"));
