@@ -90,6 +90,17 @@ program
   .action((_o, cmd) => runCli("backlog", cmd.optsWithGlobals()));
 
 program
+  .command("serve")
+  .description("the HTTP API: ingest, stats, admin (env PORT, HOST, ADMIN_TOKEN)")
+  .option("--port <n>", "port (env PORT, default 8080; 0: any free port)", (v) => {
+    if (!/^\d+$/.test(v) || Number(v) > 65_535)
+      throw new InvalidArgumentError("--port must be a whole number from 0 to 65535");
+    return Number(v);
+  })
+  .option("--host <address>", "address to listen on (env HOST, default 127.0.0.1)")
+  .action((_o, cmd) => runCli("serve", cmd.optsWithGlobals()));
+
+program
   .command("demo")
   .description("the whole flow on generated data in ./data/demo: prepare, archive, verify, clean")
   .option("--count <n>", "rows per day", positiveInt("--count"), 100_000)

@@ -14,6 +14,7 @@ import { prepareTrafficData } from "../core/traffic/prepare.js";
 import { type Config, loadConfig } from "../node/config.js";
 import { openContext } from "../node/context.js";
 import { openSource } from "../node/open.js";
+import { startService } from "../node/serve.js";
 import { bytes, describeList, describeStatus, fmt } from "./format.js";
 import { progressLine } from "./progress.js";
 
@@ -33,6 +34,8 @@ function configFrom(opts: Opts, defaults: Partial<Record<keyof Config, string>> 
     SLUICE_DELETE_BATCH: opts.batch as number | undefined,
     SLUICE_CLEANUP_BUDGET_MS: opts.budgetMs as number | undefined,
     HOT_RETENTION_DAYS: opts.retentionDays as number | undefined,
+    PORT: opts.port as number | undefined,
+    HOST: opts.host as string | undefined,
   });
 }
 
@@ -182,6 +185,15 @@ const commands: Record<string, (opts: Opts, io: Io) => Promise<void>> = {
         : `stopped at the time budget: deleted ${fmt(out.deleted)} rows this run, ${fmt(out.remaining)} archived rows remain; progress saved, run cleanup again to resume`;
       print(opts, human, { ok: true, date, ...out });
     });
+  },
+
+  async serve(opts, io) {
+    const config = configFrom(opts);
+    const service = await startService(config, io.signal, (line) =>
+      process.stderr.write(`sluice serve: ${line}\n`),
+    );
+    print(opts, `sluice serve: listening on ${service.url}`, { ok: true, url: service.url });
+    await service.closed;
   },
 
   async backlog(opts, io) {

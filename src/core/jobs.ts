@@ -37,7 +37,18 @@ export async function withLease<T>(
   date: string,
   fn: (lease: Lease) => Promise<T>,
 ): Promise<T> {
-  const lease = await ctx.ledger.acquire(ctx.spec.table, date, owner);
+  return runLeased(ctx, await ctx.ledger.acquire(ctx.spec.table, date, owner), fn);
+}
+
+/**
+ * Run `fn` under a lease already taken (the service takes it before answering 202, so that a
+ * held partition is a 409), recording a failure in the ledger and always letting go.
+ */
+export async function runLeased<T>(
+  ctx: JobContext,
+  lease: Lease,
+  fn: (lease: Lease) => Promise<T>,
+): Promise<T> {
   try {
     return await fn(lease);
   } catch (err) {
@@ -52,7 +63,8 @@ export async function withLease<T>(
   }
 }
 
-async function archiveUnderLease(
+/** Archive what of `date` is not archived yet, then verify it; the caller holds the lease. */
+export async function archiveUnderLease(
   ctx: JobContext,
   lease: Lease,
   date: string,

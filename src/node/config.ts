@@ -21,6 +21,14 @@ const schema = z.object({
     .enum(["true", "false", "1", "0"], { message: "expected true or false" })
     .default("true")
     .transform((v) => v === "true" || v === "1"),
+  PORT: int(8080, 0, 65_535),
+  HOST: z.string().min(1).default("127.0.0.1"),
+  ADMIN_TOKEN: z
+    .string()
+    .min(16, "must be at least 16 characters (e.g. openssl rand -hex 24)")
+    .optional(),
+  INGEST_MAX_BYTES: int(5 << 20, 1024, 1 << 30),
+  INGEST_MAX_EVENTS: int(10_000, 1, 1_000_000),
 });
 
 export type Config = z.infer<typeof schema>;
@@ -37,9 +45,12 @@ export function loadConfig(
   }
   const parsed = schema.safeParse(input);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map(
-      (i) => `${i.path.join(".")}=${JSON.stringify(input[String(i.path[0])])}: ${i.message}`,
-    );
+    const problems = parsed.error.issues.map((i) => {
+      const key = String(i.path[0]);
+      // A secret that failed its check is still a secret: never print it.
+      const shown = /TOKEN|SECRET|PASSWORD/.test(key) ? "***" : JSON.stringify(input[key]);
+      return `${i.path.join(".")}=${shown}: ${i.message}`;
+    });
     throw new BadInputError(`bad configuration: ${problems.join("; ")}`);
   }
   return parsed.data;

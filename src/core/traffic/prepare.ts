@@ -15,9 +15,11 @@ export interface PrepareOptions {
   onProgress?: (inserted: number, total: number) => void;
 }
 
-/** Create the traffic table if needed and fill it with generated page views. */
-export async function prepareTrafficData(source: SqlSource, o: PrepareOptions): Promise<number> {
-  const table = o.table ?? "traffic_events";
+/** Create the traffic table and its index if they are missing (WAL on SQLite). */
+export async function ensureTrafficTable(
+  source: SqlSource,
+  table = "traffic_events",
+): Promise<void> {
   if (source.dialect.name === "sqlite") await source.execute("PRAGMA journal_mode = WAL");
   for (const stmt of trafficSchema(source.dialect, table)) {
     try {
@@ -27,6 +29,12 @@ export async function prepareTrafficData(source: SqlSource, o: PrepareOptions): 
       if (!/Duplicate key name/i.test((err as Error).message)) throw err;
     }
   }
+}
+
+/** Create the traffic table if needed and fill it with generated page views. */
+export async function prepareTrafficData(source: SqlSource, o: PrepareOptions): Promise<number> {
+  const table = o.table ?? "traffic_events";
+  await ensureTrafficTable(source, table);
   const days = o.days ?? 1;
   const last = new Date(`${o.date}T00:00:00Z`);
   const total = o.count * days;

@@ -1,0 +1,101 @@
+import type { JobContext } from "./archive.js";
+import { type CleanupOptions, cleanupPartition } from "./cleanup.js";
+import { LeaseHeldError, describeError } from "./errors.js";
+import { archiveUnderLease, runLeased } from "./jobs.js";
+import type { Progress } from "./progress.js";
+
+export type JobKind = "archive" | "cleanup" | "archive-and-cleanup";
+
+/** A job the service started, as archive-status shows it. */
+export interface JobView {
+  id: string;
+  kind: JobKind;
+  table: string;
+  date: string;
+  state: "running" | "succeeded" | "failed";
+  startedAt: string;
+  finishedAt: string | null;
+  progress: Progress | null;
+  result: unknown;
+  error: string | null;
+}
+
+/**
+ * Starts jobs in the background for the service: the lease is taken before `start` returns,
+ * so that a partition someone else holds is refused at once, and the job then runs on while
+ * its progress and outcome stay readable here. One job per partition in this process, too.
+ */
+export class JobRunner {
+  private readonly jobs = new Map<string, { view: JobView; done: Promise<void> }>();
+  private seq = 0;
+
+  constructor(
+    private readonly ctx: JobContext,
+    private readonly owner: string,
+    private readonly cleanup: CleanupOptions = {},
+  ) {}
+
+  /** Take the lease of `date` and run `kind` under it; throws LeaseHeldError when held. */
+  async start(kind: JobKind, date: string): Promise<JobView> {
+    const { table } = this.ctx.spec;
+    const current = this.jobs.get(date);
+    if (current?.view.state === "running") {
+      throw new LeaseHeldError(table, date, `${this.owner} (job ${current.view.id})`, Date.now());
+    }
+    const lease = await this.ctx.ledger.acquire(table, date, this.owner);
+    const view: JobView = {
+      id: `${date}-${++this.seq}`,
+      kind,
+      table,
+      date,
+      state: "running",
+      startedAt: new Date().toISOString(),
+      finishedAt: null,
+      progress: null,
+      result: null,
+      error: null,
+    };
+    const ctx: JobContext = {
+      ...this.ctx,
+      onProgress: (p) => {
+        view.progress = p;
+        this.ctx.onProgress?.(p);
+      },
+    };
+    const done = runLeased(ctx, lease, async (l) => {
+      const archive = kind === "cleanup" ? null : await archiveUnderLease(ctx, l, date);
+      const cleanup =
+        kind === "archive" ? null : await cleanupPartition(ctx, l, date, this.cleanup);
+      return { archive, cleanup };
+    }).then(
+      (result) => {
+        view.state = "succeeded";
+        view.result = result;
+      },
+      (err: unknown) => {
+        view.state = "failed";
+        view.error = describeError(err);
+      },
+    );
+    const settled = done.finally(() => {
+      view.finishedAt = new Date().toISOString();
+    });
+    this.jobs.set(date, { view, done: settled });
+    return view;
+  }
+
+  /** The latest job of `date` started by this process, running or finished. */
+  get(date: string): JobView | undefined {
+    return this.jobs.get(date)?.view;
+  }
+
+  /** Jobs still running. */
+  running(): JobView[] {
+    return [...this.jobs.values()].filter((j) => j.view.state === "running").map((j) => j.view);
+  }
+
+  /** Resolves when every job started so far has finished (graceful shutdown). */
+  async drain(): Promise<void> {
+    await Promise.all([...this.jobs.values()].map((j) => j.done));
+  }
+}

@@ -1,0 +1,258 @@
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { requestId } from "hono/request-id";
+import type { JobContext } from "../core/archive.js";
+import { daysBefore, parsePartitionDate } from "../core/dates.js";
+import { BadInputError } from "../core/errors.js";
+import { insertRows } from "../core/insert.js";
+import { partitionStatus } from "../core/jobs.js";
+import type { JobKind, JobRunner } from "../core/runner.js";
+import { toCount } from "../core/source.js";
+import { BadEventError, parseTrafficEvent } from "../core/traffic/event.js";
+import { TRAFFIC_COLUMNS } from "../core/traffic/schema.js";
+import { sameSecret } from "./secret.js";
+import { httpError } from "./status.js";
+
+export interface AppOptions {
+  ctx: JobContext;
+  runner: JobRunner;
+  /** Bearer token for /admin/*; without one the admin routes are off. */
+  adminToken?: string;
+  /** Largest ingest body in bytes (413 above). */
+  maxBodyBytes: number;
+  /** Most events in one ingest batch (413 above). */
+  maxEvents: number;
+  /** Longest stats range in days. */
+  maxStatsDays?: number;
+}
+
+export type AppEnv = { Variables: { requestId: string } };
+
+/** The sluice HTTP API: ingest, stats and admin, on any runtime Hono runs on. */
+export function createApp(o: AppOptions): Hono<AppEnv> {
+  const { ctx, runner } = o;
+  const { source, spec } = ctx;
+  const q = source.dialect.quote;
+  const maxDays = o.maxStatsDays ?? 366;
+  const app = new Hono<AppEnv>();
+
+  app.use(requestId());
+  app.onError((err, c) => {
+    const { status, body } = httpError(err);
+    return c.json({ ...body, requestId: c.get("requestId") }, status);
+  });
+  app.notFound((c) =>
+    c.json({ error: "not_found", message: `no route ${c.req.method} ${c.req.path}` }, 404),
+  );
+
+  app.get("/healthz", async (c) => {
+    try {
+      await source.query("SELECT 1 AS one");
+      return c.json({ ok: true, db: source.describe(), store: ctx.store.describe() });
+    } catch (err) {
+      return c.json({ ok: false, message: `database unreachable: ${(err as Error).message}` }, 503);
+    }
+  });
+
+  app.post(
+    "/api/events",
+    bodyLimit({
+      maxSize: o.maxBodyBytes,
+      onError: (c) =>
+        c.json(
+          {
+            error: "too_large",
+            message: `body over ${o.maxBodyBytes} bytes; send smaller batches`,
+            limit: o.maxBodyBytes,
+          },
+          413,
+        ),
+    }),
+    async (c) => {
+      const type = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase();
+      const ndjson = type === "application/x-ndjson" || type === "application/ndjson";
+      if (!ndjson && type !== "application/json") {
+        return c.json(
+          {
+            error: "unsupported_media_type",
+            message:
+              "send a JSON array of events (Content-Type: application/json) or one event per line (application/x-ndjson)",
+          },
+          415,
+        );
+      }
+      const items = parseBatch(await c.req.text(), ndjson);
+      if (items.length === 0) throw new BadInputError("no events in the batch");
+      if (items.length > o.maxEvents) {
+        return c.json(
+          {
+            error: "too_many_events",
+            message: `${items.length} events in one batch; at most ${o.maxEvents}`,
+            limit: o.maxEvents,
+            count: items.length,
+          },
+          413,
+        );
+      }
+      const rows = items.map((item, i) => parseTrafficEvent(item, i));
+      const inserted = await source.transaction((tx) =>
+        insertRows(tx, spec.table, TRAFFIC_COLUMNS, rows),
+      );
+      const dates: Record<string, number> = {};
+      for (const r of rows)
+        dates[r.event_date as string] = (dates[r.event_date as string] ?? 0) + 1;
+      return c.json({ inserted, dates }, 201);
+    },
+  );
+
+  app.get("/api/stats/top-paths", async (c) => {
+    const { from, to } = dateRange(c, maxDays);
+    const limit = intParam(c, "limit", 10, 1, 1000);
+    const rows = await source.query(
+      `SELECT path, COUNT(*) AS views FROM ${q(spec.table)}
+       WHERE ${q(spec.partitionColumn)} BETWEEN ? AND ?
+       GROUP BY path ORDER BY views DESC, path LIMIT ?`,
+      [from, to, limit],
+    );
+    return c.json({
+      from,
+      to,
+      paths: rows.map((r) => ({ path: r.path, views: toCount(r.views) })),
+    });
+  });
+
+  app.get("/api/stats/path-daily", async (c) => {
+    const path = c.req.query("path");
+    if (!path || path.length > 512 || !path.startsWith("/")) {
+      throw new BadInputError("path must be given, start with '/' and be at most 512 characters");
+    }
+    const { from, to } = dateRange(c, maxDays);
+    const rows = await source.query(
+      `SELECT ${q(spec.partitionColumn)} AS d, COUNT(*) AS views FROM ${q(spec.table)}
+       WHERE ${q(spec.partitionColumn)} BETWEEN ? AND ? AND path = ?
+       GROUP BY ${q(spec.partitionColumn)} ORDER BY ${q(spec.partitionColumn)}`,
+      [from, to, path],
+    );
+    return c.json({
+      path,
+      from,
+      to,
+      days: rows.map((r) => ({ date: String(r.d), views: toCount(r.views) })),
+    });
+  });
+
+  // Admin: the seed's route names, GET allowed on the triggers for its curl runbook.
+  app.use("/admin/*", async (c, next) => {
+    if (!o.adminToken) {
+      return c.json(
+        {
+          error: "admin_disabled",
+          message: "admin routes are off: set ADMIN_TOKEN to turn them on",
+        },
+        403,
+      );
+    }
+    const m = /^Bearer (.+)$/.exec(c.req.header("authorization") ?? "");
+    if (!m || !(await sameSecret(m[1] as string, o.adminToken))) {
+      c.header("WWW-Authenticate", 'Bearer realm="sluice admin"');
+      return c.json(
+        { error: "unauthorized", message: "send Authorization: Bearer <ADMIN_TOKEN>" },
+        401,
+      );
+    }
+    await next();
+  });
+
+  const trigger = (kind: JobKind) => async (c: Context<AppEnv>) => {
+    const date = parsePartitionDate(c.req.query("date"));
+    const job = await runner.start(kind, date);
+    return c.json({ accepted: true, job, status: `/admin/archive-status?date=${date}` }, 202);
+  };
+  app.on(["GET", "POST"], "/admin/trigger-archive", trigger("archive"));
+  app.on(["GET", "POST"], "/admin/trigger-cleanup", trigger("cleanup"));
+
+  app.get("/admin/archive-status", async (c) => {
+    const date = parsePartitionDate(c.req.query("date"));
+    const status = await partitionStatus(ctx, date);
+    return c.json({ ...status, job: runner.get(date) ?? null });
+  });
+
+  app.get("/admin/partitions", async (c) => {
+    const records = await ctx.ledger.list(spec.table);
+    const partitions = [];
+    for (const r of records) {
+      const s = await partitionStatus(ctx, r.date);
+      partitions.push({
+        date: r.date,
+        state: r.state,
+        rows: r.eventCount,
+        parts: r.partCount,
+        bytes: r.fileSize,
+        rawBytes: r.rawSize,
+        verifiedAt: r.verifiedAt,
+        cleaned: r.d1Cleaned === 1,
+        cleanedCount: r.cleanedCount,
+        hotRows: s.hotRows,
+        lateRows: s.lateRows,
+        lastError: r.lastError,
+        leaseOwner: r.leaseOwner,
+        job: runner.get(r.date) ?? null,
+      });
+    }
+    return c.json({ table: spec.table, partitions });
+  });
+
+  return app;
+}
+
+/** A JSON array, or NDJSON; an unparsable line or body is a 400 that says where. */
+function parseBatch(text: string, ndjson: boolean): unknown[] {
+  if (ndjson) {
+    const items: unknown[] = [];
+    for (const line of text.split("\n")) {
+      if (line.trim() === "") continue;
+      try {
+        items.push(JSON.parse(line));
+      } catch (err) {
+        throw new BadEventError(items.length, `not JSON: ${(err as Error).message}`);
+      }
+    }
+    return items;
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (err) {
+    throw new BadInputError(`body is not JSON: ${(err as Error).message}`);
+  }
+  if (!Array.isArray(body)) {
+    throw new BadInputError("body must be a JSON array of events");
+  }
+  return body;
+}
+
+function intParam(c: Context, name: string, def: number, min: number, max: number): number {
+  const raw = c.req.query(name);
+  if (raw === undefined || raw === "") return def;
+  if (!/^\d{1,9}$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+    throw new BadInputError(`${name} must be a whole number from ${min} to ${max}`);
+  }
+  return Number(raw);
+}
+
+/** `from`/`to` (YYYY-MM-DD, inclusive); by default the last 7 days up to today (UTC). */
+function dateRange(c: Context, maxDays: number): { from: string; to: string } {
+  const toRaw = c.req.query("to");
+  const fromRaw = c.req.query("from");
+  const to = toRaw === undefined ? daysBefore(new Date(), 0) : parsePartitionDate(toRaw);
+  const from =
+    fromRaw === undefined
+      ? daysBefore(new Date(`${to}T00:00:00Z`), 6)
+      : parsePartitionDate(fromRaw);
+  if (from > to) throw new BadInputError(`from ${from} is after to ${to}`);
+  if (from < daysBefore(new Date(`${to}T00:00:00Z`), maxDays - 1)) {
+    throw new BadInputError(`from..to spans more than ${maxDays} days`);
+  }
+  return { from, to };
+}

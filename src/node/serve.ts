@@ -1,0 +1,67 @@
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import { JobRunner } from "../core/runner.js";
+import { ensureTrafficTable } from "../core/traffic/prepare.js";
+import { createApp } from "../http/app.js";
+import type { Config } from "./config.js";
+import { openContext } from "./context.js";
+import { openSource } from "./open.js";
+
+export interface Service {
+  url: string;
+  /** Resolves once the server has stopped, its jobs have reached a safe point, and all closed. */
+  closed: Promise<void>;
+}
+
+/**
+ * Serve the HTTP API until `signal` aborts. Then: stop taking connections, let running jobs
+ * stop at their next batch boundary (their progress is saved; the next start resumes), close.
+ */
+export async function startService(
+  config: Config,
+  signal: AbortSignal,
+  log: (line: string) => void = () => undefined,
+): Promise<Service> {
+  // An empty embedded default becomes a working service: the table ingest writes to.
+  if (config.SLUICE_TABLE === "traffic_events") {
+    const source = openSource(config.SLUICE_DB, { create: true });
+    try {
+      await ensureTrafficTable(source, config.SLUICE_TABLE);
+    } finally {
+      await source.close();
+    }
+  }
+  const c = await openContext(config, { signal });
+  const runner = new JobRunner(c.ctx, c.owner, {
+    batchSize: config.SLUICE_DELETE_BATCH,
+    budgetMs: config.SLUICE_CLEANUP_BUDGET_MS,
+    dropPartitions: config.SLUICE_DROP_PARTITIONS,
+  });
+  const app = createApp({
+    ctx: c.ctx,
+    runner,
+    adminToken: config.ADMIN_TOKEN,
+    maxBodyBytes: config.INGEST_MAX_BYTES,
+    maxEvents: config.INGEST_MAX_EVENTS,
+  });
+  if (!config.ADMIN_TOKEN) log("ADMIN_TOKEN is not set: the /admin routes are off");
+  const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST });
+  await new Promise<void>((resolve, reject) => {
+    server.once("listening", resolve);
+    server.once("error", reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST}:${port}`;
+  const closed = new Promise<void>((resolve) => {
+    const stop = async () => {
+      log("stopping: no new connections; running jobs stop at their next batch");
+      await new Promise<void>((r) => server.close(() => r()));
+      await runner.drain();
+      await c.close();
+      resolve();
+    };
+    if (signal.aborted) void stop();
+    else signal.addEventListener("abort", () => void stop(), { once: true });
+  });
+  return { url, closed };
+}
