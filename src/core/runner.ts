@@ -66,7 +66,16 @@ export class JobRunner {
       const archive = kind === "cleanup" ? null : await archiveUnderLease(ctx, l, date);
       const cleanup =
         kind === "archive" ? null : await cleanupPartition(ctx, l, date, this.cleanup);
-      return { archive, cleanup };
+      return {
+        archived: archive && {
+          partWritten: archive.written?.part ?? null,
+          rowsWritten: archive.written?.eventCount ?? 0,
+          parts: archive.parts.length,
+          rows: archive.parts.reduce((n, p) => n + p.eventCount, 0),
+          note: archive.note ?? null,
+        },
+        cleanup,
+      };
     }).then(
       (result) => {
         view.state = "succeeded";
