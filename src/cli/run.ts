@@ -1,3 +1,4 @@
+import cluster from "node:cluster";
 import { rmSync } from "node:fs";
 import type { CleanupOptions } from "../core/cleanup.js";
 import { parsePartitionDate, retentionCutoff } from "../core/dates.js";
@@ -11,9 +12,11 @@ import {
   verifyDate,
 } from "../core/jobs.js";
 import { prepareTrafficData } from "../core/traffic/prepare.js";
+import { runCluster } from "../node/cluster.js";
 import { type Config, loadConfig } from "../node/config.js";
 import { openContext } from "../node/context.js";
 import { openSource } from "../node/open.js";
+import { checkCron } from "../node/scheduler.js";
 import { startService } from "../node/serve.js";
 import { bytes, describeList, describeStatus, fmt } from "./format.js";
 import { progressLine } from "./progress.js";
@@ -189,11 +192,29 @@ const commands: Record<string, (opts: Opts, io: Io) => Promise<void>> = {
 
   async serve(opts, io) {
     const config = configFrom(opts);
-    const service = await startService(config, io.signal, (line) =>
-      process.stderr.write(`sluice serve: ${line}\n`),
-    );
+    if (config.ARCHIVE_CRON !== "off") checkCron(config.ARCHIVE_CRON);
+    if (config.WEB_CONCURRENCY > 1 && cluster.isPrimary) {
+      print(opts, `sluice serve: starting ${config.WEB_CONCURRENCY} workers`, {
+        ok: true,
+        workers: config.WEB_CONCURRENCY,
+      });
+      await runCluster(config.WEB_CONCURRENCY, io.signal, (line) =>
+        process.stderr.write(`sluice serve: ${line}\n`),
+      );
+      return;
+    }
+    // A worker stops on its primary's message as on a signal; two signals still mean "now".
+    const stop = new AbortController();
+    io.signal.addEventListener("abort", () => stop.abort(), { once: true });
+    process.on("message", (m: { cmd?: string }) => {
+      if (m?.cmd === "shutdown") stop.abort();
+    });
+    // One worker keeps the schedule; the lease would keep the others off each date anyway.
+    const index = Number(process.env.SLUICE_WORKER_INDEX ?? 0);
+    const service = await startService(config, stop.signal, { scheduler: index === 0 });
     print(opts, `sluice serve: listening on ${service.url}`, { ok: true, url: service.url });
     await service.closed;
+    if (cluster.isWorker) process.disconnect();
   },
 
   async backlog(opts, io) {

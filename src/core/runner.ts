@@ -1,5 +1,5 @@
 import type { JobContext } from "./archive.js";
-import { type CleanupOptions, cleanupPartition } from "./cleanup.js";
+import { type CleanupOptions, type CleanupOutcome, cleanupPartition } from "./cleanup.js";
 import { LeaseHeldError, describeError } from "./errors.js";
 import { archiveUnderLease, runLeased } from "./jobs.js";
 import type { Progress } from "./progress.js";
@@ -16,8 +16,21 @@ export interface JobView {
   startedAt: string;
   finishedAt: string | null;
   progress: Progress | null;
-  result: unknown;
+  result: JobResult | null;
   error: string | null;
+}
+
+export interface JobResult {
+  archived: {
+    partWritten: number | null;
+    rowsWritten: number;
+    /** Compressed bytes of the part this job wrote. */
+    bytesWritten: number;
+    parts: number;
+    rows: number;
+    note: string | null;
+  } | null;
+  cleanup: CleanupOutcome | null;
 }
 
 /**
@@ -33,6 +46,8 @@ export class JobRunner {
     private readonly ctx: JobContext,
     private readonly owner: string,
     private readonly cleanup: CleanupOptions = {},
+    /** Told of every job once it has finished (metrics, logs). */
+    private readonly onFinish?: (job: JobView) => void,
   ) {}
 
   /** Take the lease of `date` and run `kind` under it; throws LeaseHeldError when held. */
@@ -62,7 +77,7 @@ export class JobRunner {
         this.ctx.onProgress?.(p);
       },
     };
-    const done = runLeased(ctx, lease, async (l) => {
+    const done = runLeased(ctx, lease, async (l): Promise<JobResult> => {
       const archive = kind === "cleanup" ? null : await archiveUnderLease(ctx, l, date);
       const cleanup =
         kind === "archive" ? null : await cleanupPartition(ctx, l, date, this.cleanup);
@@ -70,6 +85,7 @@ export class JobRunner {
         archived: archive && {
           partWritten: archive.written?.part ?? null,
           rowsWritten: archive.written?.eventCount ?? 0,
+          bytesWritten: archive.written?.fileSize ?? 0,
           parts: archive.parts.length,
           rows: archive.parts.reduce((n, p) => n + p.eventCount, 0),
           note: archive.note ?? null,
@@ -88,6 +104,7 @@ export class JobRunner {
     );
     const settled = done.finally(() => {
       view.finishedAt = new Date().toISOString();
+      this.onFinish?.(view);
     });
     this.jobs.set(date, { view, done: settled });
     return view;
@@ -96,6 +113,11 @@ export class JobRunner {
   /** The latest job of `date` started by this process, running or finished. */
   get(date: string): JobView | undefined {
     return this.jobs.get(date)?.view;
+  }
+
+  /** Resolves when the latest job of `date` has finished (at once if there is none). */
+  async done(date: string): Promise<void> {
+    await this.jobs.get(date)?.done;
   }
 
   /** Jobs still running. */

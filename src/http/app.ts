@@ -25,6 +25,17 @@ export interface AppOptions {
   maxEvents: number;
   /** Longest stats range in days. */
   maxStatsDays?: number;
+  /** GET /metrics: the runtime's metrics text (Prometheus exposition), when it has some. */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Told of every accepted ingest batch. */
+  onIngest?: (events: number) => void;
+  /** A structured logger (pino's shape); one line per request, with its id. */
+  log?: RequestLog;
+}
+
+export interface RequestLog {
+  info(fields: Record<string, unknown>, message: string): void;
+  error(fields: Record<string, unknown>, message: string): void;
 }
 
 export type AppEnv = { Variables: { requestId: string } };
@@ -38,8 +49,28 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.use(requestId());
+  if (o.log) {
+    const log = o.log;
+    app.use(async (c, next) => {
+      const started = performance.now();
+      await next();
+      log.info(
+        {
+          reqId: c.get("requestId"),
+          method: c.req.method,
+          path: c.req.path,
+          status: c.res.status,
+          ms: Math.round(performance.now() - started),
+        },
+        "request",
+      );
+    });
+  }
   app.onError((err, c) => {
     const { status, body } = httpError(err);
+    if (status >= 500) {
+      o.log?.error({ reqId: c.get("requestId"), err: body.message }, "request failed");
+    }
     return c.json({ ...body, requestId: c.get("requestId") }, status);
   });
   app.notFound((c) =>
@@ -53,6 +84,12 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
     } catch (err) {
       return c.json({ ok: false, message: `database unreachable: ${(err as Error).message}` }, 503);
     }
+  });
+
+  app.get("/metrics", async (c) => {
+    if (!o.metrics) return c.json({ error: "not_found", message: "no metrics here" }, 404);
+    const { contentType, body } = await o.metrics();
+    return c.body(body, 200, { "Content-Type": contentType });
   });
 
   app.post(
@@ -102,6 +139,7 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
       const dates: Record<string, number> = {};
       for (const r of rows)
         dates[r.event_date as string] = (dates[r.event_date as string] ?? 0) + 1;
+      o.onIngest?.(inserted);
       return c.json({ inserted, dates }, 201);
     },
   );

@@ -29,6 +29,9 @@ const schema = z.object({
     .optional(),
   INGEST_MAX_BYTES: int(5 << 20, 1024, 1 << 30),
   INGEST_MAX_EVENTS: int(10_000, 1, 1_000_000),
+  ARCHIVE_CRON: z.string().min(1).default("30 3 * * *"),
+  WEB_CONCURRENCY: int(2, 1, 64),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
 export type Config = z.infer<typeof schema>;

@@ -1,11 +1,14 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
+import { type Logger, pino } from "pino";
 import { JobRunner } from "../core/runner.js";
 import { ensureTrafficTable } from "../core/traffic/prepare.js";
 import { createApp } from "../http/app.js";
 import type { Config } from "./config.js";
 import { openContext } from "./context.js";
+import { createMetrics } from "./metrics.js";
 import { openSource } from "./open.js";
+import { startScheduler } from "./scheduler.js";
 
 export interface Service {
   url: string;
@@ -20,8 +23,10 @@ export interface Service {
 export async function startService(
   config: Config,
   signal: AbortSignal,
-  log: (line: string) => void = () => undefined,
+  options: { scheduler?: boolean; logger?: Logger } = {},
 ): Promise<Service> {
+  const logger = options.logger ?? pino({ level: config.LOG_LEVEL });
+  const log = (line: string) => logger.info(line);
   // An empty embedded default becomes a working service: the table ingest writes to.
   if (config.SLUICE_TABLE === "traffic_events") {
     const source = openSource(config.SLUICE_DB, { create: true });
@@ -32,19 +37,47 @@ export async function startService(
     }
   }
   const c = await openContext(config, { signal });
-  const runner = new JobRunner(c.ctx, c.owner, {
-    batchSize: config.SLUICE_DELETE_BATCH,
-    budgetMs: config.SLUICE_CLEANUP_BUDGET_MS,
-    dropPartitions: config.SLUICE_DROP_PARTITIONS,
-  });
+  const metrics = createMetrics(c.ctx);
+  const runner = new JobRunner(
+    c.ctx,
+    c.owner,
+    {
+      batchSize: config.SLUICE_DELETE_BATCH,
+      budgetMs: config.SLUICE_CLEANUP_BUDGET_MS,
+      dropPartitions: config.SLUICE_DROP_PARTITIONS,
+    },
+    (job) => {
+      metrics.jobFinished(job);
+      const fields = { job: job.id, kind: job.kind, date: job.date, result: job.result };
+      if (job.state === "succeeded") logger.info(fields, "job done");
+      else logger.error({ ...fields, error: job.error }, "job failed");
+    },
+  );
   const app = createApp({
     ctx: c.ctx,
     runner,
     adminToken: config.ADMIN_TOKEN,
     maxBodyBytes: config.INGEST_MAX_BYTES,
     maxEvents: config.INGEST_MAX_EVENTS,
+    metrics: metrics.render,
+    onIngest: metrics.ingested,
+    log: logger,
   });
   if (!config.ADMIN_TOKEN) log("ADMIN_TOKEN is not set: the /admin routes are off");
+  const scheduler =
+    options.scheduler !== false && config.ARCHIVE_CRON !== "off"
+      ? startScheduler({
+          pattern: config.ARCHIVE_CRON,
+          ctx: c.ctx,
+          runner,
+          retentionDays: config.HOT_RETENTION_DAYS,
+          log: (fields, message) => logger.info(fields, message),
+        })
+      : null;
+  if (scheduler)
+    log(
+      `archive schedule '${config.ARCHIVE_CRON}' (UTC); next run ${scheduler.next()?.toISOString()}`,
+    );
   const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST });
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
@@ -55,6 +88,7 @@ export async function startService(
   const closed = new Promise<void>((resolve) => {
     const stop = async () => {
       log("stopping: no new connections; running jobs stop at their next batch");
+      scheduler?.stop();
       await new Promise<void>((r) => server.close(() => r()));
       await runner.drain();
       await c.close();

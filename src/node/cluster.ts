@@ -1,0 +1,33 @@
+import cluster from "node:cluster";
+
+/**
+ * The primary of `sluice serve` with WEB_CONCURRENCY > 1: forks that many workers, which share
+ * the port, and forks again a worker that dies while the service is up. On `signal` it stops
+ * forking, tells each worker to stop gracefully, and waits for them.
+ */
+export async function runCluster(
+  workers: number,
+  signal: AbortSignal,
+  log: (message: string) => void,
+): Promise<void> {
+  const fork = (index: number) => {
+    const w = cluster.fork({ SLUICE_WORKER_INDEX: String(index) });
+    w.once("exit", (code, sig) => {
+      if (signal.aborted) return;
+      log(`worker ${index} (pid ${w.process.pid}) exited (${sig ?? code}); starting another`);
+      fork(index);
+    });
+  };
+  for (let i = 0; i < workers; i++) fork(i);
+  await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve()));
+  // A message, not a signal: a worker that also got the terminal's or systemd's signal would
+  // take a second one as "exit now".
+  for (const w of Object.values(cluster.workers ?? {})) w?.send({ cmd: "shutdown" });
+  await new Promise<void>((resolve) => {
+    const check = () => {
+      if (Object.keys(cluster.workers ?? {}).length === 0) resolve();
+    };
+    cluster.on("exit", check);
+    check();
+  });
+}

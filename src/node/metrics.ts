@@ -1,0 +1,103 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { JobContext } from "../core/archive.js";
+import type { JobView } from "../core/runner.js";
+import { toCount } from "../core/source.js";
+
+export interface Metrics {
+  /** Count a finished job: outcome, rows and bytes archived, rows deleted and remaining. */
+  jobFinished(job: JobView): void;
+  ingested(events: number): void;
+  /** The Prometheus text exposition of every metric. */
+  render(): Promise<{ contentType: string; body: string }>;
+}
+
+/**
+ * prom-client metrics for one process. Hot-store rows by date are counted when scraped, at
+ * most once per `hotRowsTtlMs`, by one grouped query on the (date, key) index.
+ */
+export function createMetrics(ctx: JobContext, hotRowsTtlMs = 30_000): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "sluice_" });
+  const jobs = new Counter({
+    name: "sluice_jobs_total",
+    help: "Archive and cleanup jobs run by this process, by kind and outcome",
+    labelNames: ["kind", "outcome"] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: "sluice_job_duration_seconds",
+    help: "Wall time of finished jobs",
+    labelNames: ["kind"] as const,
+    buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600],
+    registers: [registry],
+  });
+  const archivedRows = new Counter({
+    name: "sluice_archived_rows_total",
+    help: "Rows written to verified archives",
+    registers: [registry],
+  });
+  const archivedBytes = new Counter({
+    name: "sluice_archived_bytes_total",
+    help: "Compressed bytes written to archives",
+    registers: [registry],
+  });
+  const deleted = new Counter({
+    name: "sluice_deleted_rows_total",
+    help: "Rows removed from the hot store by cleanup (deleted or in dropped partitions)",
+    registers: [registry],
+  });
+  const remaining = new Gauge({
+    name: "sluice_cleanup_remaining_rows",
+    help: "Archived rows still in the hot store after the latest cleanup of a date",
+    labelNames: ["date"] as const,
+    registers: [registry],
+  });
+  const ingestedEvents = new Counter({
+    name: "sluice_ingested_events_total",
+    help: "Events accepted by POST /api/events",
+    registers: [registry],
+  });
+  let hotCountedAt = 0;
+  const { source, spec } = ctx;
+  const q = source.dialect.quote;
+  new Gauge({
+    name: "sluice_hot_rows",
+    help: "Rows in the hot store, by date",
+    labelNames: ["date"] as const,
+    registers: [registry],
+    async collect() {
+      if (Date.now() - hotCountedAt < hotRowsTtlMs) return;
+      hotCountedAt = Date.now();
+      const rows = await source.query(
+        `SELECT ${q(spec.partitionColumn)} AS d, COUNT(*) AS n FROM ${q(spec.table)} GROUP BY ${q(spec.partitionColumn)}`,
+      );
+      this.reset();
+      for (const r of rows) this.set({ date: String(r.d) }, toCount(r.n));
+    },
+  });
+
+  return {
+    jobFinished(job) {
+      jobs.inc({ kind: job.kind, outcome: job.state === "succeeded" ? "ok" : "failed" });
+      if (job.finishedAt) {
+        duration.observe(
+          { kind: job.kind },
+          (Date.parse(job.finishedAt) - Date.parse(job.startedAt)) / 1000,
+        );
+      }
+      const r = job.result;
+      if (r?.archived) {
+        archivedRows.inc(r.archived.rowsWritten);
+        archivedBytes.inc(r.archived.bytesWritten);
+      }
+      if (r?.cleanup) {
+        deleted.inc(r.cleanup.deleted);
+        remaining.set({ date: job.date }, r.cleanup.remaining);
+      }
+    },
+    ingested: (n) => ingestedEvents.inc(n),
+    async render() {
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+  };
+}
