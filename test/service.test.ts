@@ -1,0 +1,225 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterAll, describe, expect, it } from "vitest";
+import { daysBefore } from "../src/core/dates.js";
+import { JobRunner } from "../src/core/runner.js";
+import { prepareTrafficData } from "../src/core/traffic/prepare.js";
+import { loadConfig } from "../src/node/config.js";
+import { openContext } from "../src/node/context.js";
+import { openSource } from "../src/node/open.js";
+import { startScheduler } from "../src/node/scheduler.js";
+
+/** `sluice serve` as real processes: two on one database, shutdown, the schedule. */
+const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
+const DAY = "2025-10-13";
+const TOKEN = "test-admin-token-0123456789";
+const root = mkdtempSync(join(tmpdir(), "sluice-service-"));
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const c of children) c.kill("SIGKILL");
+  rmSync(root, { recursive: true, force: true });
+});
+
+async function hotDb(name: string, days: { date: string; count: number }[]): Promise<string> {
+  const dir = join(root, name);
+  const source = openSource(`sqlite:${join(dir, "hot.db")}`, { create: true });
+  for (const d of days) await prepareTrafficData(source, d);
+  await source.close();
+  return dir;
+}
+
+interface Served {
+  url: string;
+  child: ChildProcess;
+  exited: Promise<number | null>;
+}
+
+function serve(dir: string): Promise<Served> {
+  const child = spawn(process.execPath, [CLI, "serve"], {
+    env: {
+      ...process.env,
+      SLUICE_DB: `sqlite:${join(dir, "hot.db")}`,
+      SLUICE_STORE: `file:${join(dir, "archive")}`,
+      ADMIN_TOKEN: TOKEN,
+      PORT: "0",
+      WEB_CONCURRENCY: "1",
+      ARCHIVE_CRON: "off",
+      LOG_LEVEL: "warn",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve({ url: m[1] as string, child, exited });
+    });
+    let err = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    child.once("exit", (code) => reject(new Error(`serve exited ${code}: ${err}`)));
+  });
+}
+
+const admin = (url: string, path: string, method = "POST") =>
+  fetch(`${url}${path}`, { method, headers: { Authorization: `Bearer ${TOKEN}` } });
+
+async function waitForJob(url: string, date: string): Promise<Record<string, unknown>> {
+  for (let i = 0; i < 600; i++) {
+    const s = (await (await admin(url, `/admin/archive-status?date=${date}`, "GET")).json()) as {
+      job: { state: string } | null;
+    };
+    if (s.job && s.job.state !== "running") return s as Record<string, unknown>;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("job did not finish");
+}
+
+function ledger(dir: string, date: string): Record<string, unknown> | undefined {
+  const db = new Database(join(dir, "hot.db"), { readonly: true });
+  try {
+    return db.prepare("SELECT * FROM archive_metadata WHERE date = ?").get(date) as
+      | Record<string, unknown>
+      | undefined;
+  } finally {
+    db.close();
+  }
+}
+
+function hotRows(dir: string, date: string): number {
+  const db = new Database(join(dir, "hot.db"), { readonly: true });
+  try {
+    return (
+      db.prepare("SELECT COUNT(*) AS n FROM traffic_events WHERE event_date = ?").get(date) as {
+        n: number;
+      }
+    ).n;
+  } finally {
+    db.close();
+  }
+}
+
+describe("sluice serve", () => {
+  it("two service processes on one database: one archives the date, the other answers 409", async () => {
+    const dir = await hotDb("two", [{ date: DAY, count: 150_000 }]);
+    const [a, b] = await Promise.all([serve(dir), serve(dir)]);
+    const answers = await Promise.all(
+      [a, b].map((s) => admin(s.url, `/admin/trigger-archive?date=${DAY}`)),
+    );
+    const statuses = answers.map((r) => r.status).sort();
+    expect(statuses).toEqual([202, 409]);
+    const refused = answers.find((r) => r.status === 409);
+    expect(await refused?.json()).toMatchObject({ error: "locked", holder: expect.any(String) });
+    const winner = answers[0]?.status === 202 ? a : b;
+    const done = await waitForJob(winner.url, DAY);
+    expect(done).toMatchObject({ job: { state: "succeeded" }, record: { state: "verified" } });
+    expect(readdirSync(join(dir, "archive", "traffic_events", `date=${DAY}`)).sort()).toEqual([
+      "part-0000.jsonl.gz",
+      "part-0000.manifest.json",
+    ]);
+    expect(ledger(dir, DAY)).toMatchObject({ part_count: 1, event_count: 150_000 });
+    a.child.kill("SIGTERM");
+    b.child.kill("SIGTERM");
+    expect(await a.exited).toBe(0);
+    expect(await b.exited).toBe(0);
+  });
+
+  it("on SIGTERM stops a running cleanup at a batch boundary, exits 0, and the next start finishes it", async () => {
+    const dir = await hotDb("shutdown", [{ date: DAY, count: 300_000 }]);
+    const first = await serve(dir);
+    expect((await admin(first.url, `/admin/trigger-archive?date=${DAY}`)).status).toBe(202);
+    await waitForJob(first.url, DAY);
+    expect((await admin(first.url, `/admin/trigger-cleanup?date=${DAY}`)).status).toBe(202);
+    // Let it delete some rows, then ask it to stop.
+    while (hotRows(dir, DAY) === 300_000) await new Promise((r) => setTimeout(r, 20));
+    first.child.kill("SIGTERM");
+    expect(await first.exited).toBe(0);
+    const left = hotRows(dir, DAY);
+    const rec = ledger(dir, DAY);
+    // Stopped part-way: not failed, its progress saved, the lease let go.
+    expect(rec).toMatchObject({ state: "cleaning", lease_owner: null, last_error: null });
+    expect(left).toBeGreaterThan(0);
+    expect(rec?.cleaned_count).toBe(300_000 - left);
+
+    const second = await serve(dir);
+    expect((await admin(second.url, `/admin/trigger-cleanup?date=${DAY}`)).status).toBe(202);
+    expect(await waitForJob(second.url, DAY)).toMatchObject({ job: { state: "succeeded" } });
+    expect(hotRows(dir, DAY)).toBe(0);
+    expect(ledger(dir, DAY)).toMatchObject({
+      state: "cleaned",
+      d1_cleaned: 1,
+      cleaned_count: 300_000,
+    });
+    second.child.kill("SIGTERM");
+    expect(await second.exited).toBe(0);
+  });
+
+  it("a second signal exits at once, when the first is still waiting for a request", async () => {
+    const dir = await hotDb("twice", [{ date: DAY, count: 10 }]);
+    const s = await serve(dir);
+    // A client that never finishes its body: a graceful stop waits for it.
+    const req = request(`${s.url}/api/events`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Content-Length": "1000" },
+    });
+    req.on("error", () => undefined);
+    req.write("[");
+    await new Promise((r) => setTimeout(r, 200));
+    s.child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 500));
+    expect(s.child.exitCode).toBeNull();
+    s.child.kill("SIGTERM");
+    expect(await s.exited).toBe(130);
+    req.destroy();
+  });
+});
+
+describe("the archive schedule", () => {
+  it("archives, verifies and cleans every date older than the hot retention, and no newer one", async () => {
+    const today = new Date();
+    const days = [5, 4, 3, 2, 1, 0].map((n) => daysBefore(today, n));
+    const dir = await hotDb(
+      "schedule",
+      days.map((date) => ({ date, count: 2_000 })),
+    );
+    const c = await openContext(
+      loadConfig({
+        SLUICE_DB: `sqlite:${join(dir, "hot.db")}`,
+        SLUICE_STORE: `file:${join(dir, "archive")}`,
+      }),
+    );
+    try {
+      const runner = new JobRunner(c.ctx, c.owner);
+      const scheduler = startScheduler({
+        pattern: "0 0 1 1 *",
+        ctx: c.ctx,
+        runner,
+        retentionDays: 3,
+        log: () => undefined,
+      });
+      const outcomes = await scheduler.runOnce();
+      scheduler.stop();
+      // HOT_RETENTION_DAYS=3 keeps today and the two days before it.
+      expect(outcomes).toEqual(days.slice(0, 3).map((date) => ({ date, outcome: "succeeded" })));
+      for (const date of days.slice(0, 3)) {
+        expect(hotRows(dir, date)).toBe(0);
+        expect(ledger(dir, date)).toMatchObject({ state: "cleaned", d1_cleaned: 1 });
+      }
+      for (const date of days.slice(3)) {
+        expect(hotRows(dir, date)).toBe(2_000);
+        expect(ledger(dir, date)).toBeUndefined();
+      }
+      expect(existsSync(join(dir, "archive", "traffic_events", `date=${days[3]}`))).toBe(false);
+    } finally {
+      await c.close();
+    }
+  });
+});
