@@ -1,4 +1,5 @@
 import cluster from "node:cluster";
+import { serveClusterMetrics } from "./metrics.js";
 
 /**
  * The primary of `sluice serve` with WEB_CONCURRENCY > 1: forks that many workers, which share
@@ -18,6 +19,7 @@ export async function runCluster(
       fork(index);
     });
   };
+  serveClusterMetrics();
   for (let i = 0; i < workers; i++) fork(i);
   await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve()));
   // A message, not a signal: a worker that also got the terminal's or systemd's signal would

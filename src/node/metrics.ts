@@ -1,4 +1,12 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import cluster from "node:cluster";
+import {
+  AggregatorRegistry,
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  collectDefaultMetrics,
+} from "prom-client";
 import type { JobContext } from "../core/archive.js";
 import type { JobView } from "../core/runner.js";
 import { toCount } from "../core/source.js";
@@ -11,12 +19,20 @@ export interface Metrics {
   render(): Promise<{ contentType: string; body: string }>;
 }
 
+const ASK = "sluice:cluster-metrics";
+
 /**
- * prom-client metrics for one process. Hot-store rows by date are counted when scraped, at
- * most once per `hotRowsTtlMs`, by one grouped query on the (date, key) index.
+ * prom-client metrics. Hot-store rows by date are counted when scraped, at most once per
+ * `hotRowsTtlMs`, by one grouped query on the (date, key) index. In a cluster worker,
+ * /metrics answers for the whole cluster: the primary gathers every worker's (see
+ * `serveClusterMetrics`); counters add up, the database's gauges are taken once.
  */
 export function createMetrics(ctx: JobContext, hotRowsTtlMs = 30_000): Metrics {
   const registry = new Registry();
+  if (cluster.isWorker) {
+    new AggregatorRegistry(); // its constructor makes this worker answer the primary
+    AggregatorRegistry.setRegistries([registry]);
+  }
   collectDefaultMetrics({ register: registry, prefix: "sluice_" });
   const jobs = new Counter({
     name: "sluice_jobs_total",
@@ -51,6 +67,7 @@ export function createMetrics(ctx: JobContext, hotRowsTtlMs = 30_000): Metrics {
     help: "Archived rows still in the hot store after the latest cleanup of a date",
     labelNames: ["date"] as const,
     registers: [registry],
+    aggregator: "max",
   });
   const ingestedEvents = new Counter({
     name: "sluice_ingested_events_total",
@@ -65,6 +82,7 @@ export function createMetrics(ctx: JobContext, hotRowsTtlMs = 30_000): Metrics {
     help: "Rows in the hot store, by date",
     labelNames: ["date"] as const,
     registers: [registry],
+    aggregator: "max",
     async collect() {
       if (Date.now() - hotCountedAt < hotRowsTtlMs) return;
       hotCountedAt = Date.now();
@@ -97,7 +115,40 @@ export function createMetrics(ctx: JobContext, hotRowsTtlMs = 30_000): Metrics {
     },
     ingested: (n) => ingestedEvents.inc(n),
     async render() {
+      if (cluster.isWorker) return askPrimary();
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };
+}
+
+let asked = 0;
+function askPrimary(): Promise<{ contentType: string; body: string }> {
+  const id = ++asked;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      process.off("message", onReply);
+      reject(new Error("the cluster primary did not answer for metrics within 10 s"));
+    }, 10_000);
+    const onReply = (m: { cmd?: string; id?: number; body?: string; error?: string }) => {
+      if (m?.cmd !== ASK || m.id !== id) return;
+      clearTimeout(timer);
+      process.off("message", onReply);
+      if (m.error !== undefined) reject(new Error(`cluster metrics: ${m.error}`));
+      else resolve({ contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE, body: m.body ?? "" });
+    };
+    process.on("message", onReply);
+    process.send?.({ cmd: ASK, id });
+  });
+}
+
+/** In the cluster primary: answer workers' /metrics with every worker's metrics, aggregated. */
+export function serveClusterMetrics(): void {
+  const aggregator = new AggregatorRegistry();
+  cluster.on("message", (worker, m: { cmd?: string; id?: number }) => {
+    if (m?.cmd !== ASK) return;
+    aggregator.clusterMetrics().then(
+      (body) => worker.send({ cmd: ASK, id: m.id, body }),
+      (err: Error) => worker.send({ cmd: ASK, id: m.id, error: err.message }),
+    );
+  });
 }
