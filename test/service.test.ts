@@ -38,7 +38,7 @@ interface Served {
   exited: Promise<number | null>;
 }
 
-function serve(dir: string): Promise<Served> {
+function serve(dir: string, workers = 1): Promise<Served> {
   const child = spawn(process.execPath, [CLI, "serve"], {
     env: {
       ...process.env,
@@ -46,7 +46,7 @@ function serve(dir: string): Promise<Served> {
       SLUICE_STORE: `file:${join(dir, "archive")}`,
       ADMIN_TOKEN: TOKEN,
       PORT: "0",
-      WEB_CONCURRENCY: "1",
+      WEB_CONCURRENCY: String(workers),
       ARCHIVE_CRON: "off",
       LOG_LEVEL: "warn",
     },
@@ -179,6 +179,51 @@ describe("sluice serve", () => {
     s.child.kill("SIGTERM");
     expect(await s.exited).toBe(130);
     req.destroy();
+  });
+});
+
+describe("GET /metrics", () => {
+  it("counts ingest, jobs, rows archived and deleted, and hot rows by date, over two workers", async () => {
+    const OTHER = "2025-10-14";
+    const dir = await hotDb("metrics", [{ date: OTHER, count: 500 }]);
+    const s = await serve(dir, 2);
+    const events = Array.from({ length: 300 }, (_, i) => ({
+      ts: Date.parse(`${DAY}T12:00:00Z`) + i,
+      path: `/m/${i % 7}`,
+      status: 200,
+      duration_ms: i,
+    }));
+    // Ten batches: the cluster spreads connections over both workers.
+    for (let i = 0; i < 10; i++) {
+      const r = await fetch(`${s.url}/api/events`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Connection: "close" },
+        body: JSON.stringify(events.slice(i * 30, i * 30 + 30)),
+      });
+      expect(r.status).toBe(201);
+    }
+    expect((await admin(s.url, `/admin/trigger-archive?date=${DAY}`)).status).toBe(202);
+    await waitForJob(s.url, DAY);
+    expect((await admin(s.url, `/admin/trigger-cleanup?date=${DAY}`)).status).toBe(202);
+    const metric = async (name: string) => {
+      const text = await (await fetch(`${s.url}/metrics`)).text();
+      const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+      return line === undefined ? undefined : Number(line.split(" ")[1]);
+    };
+    // The cleanup job may answer archive-status from either worker: wait on the ledger.
+    for (let i = 0; i < 300 && ledger(dir, DAY)?.state !== "cleaned"; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await metric("sluice_ingested_events_total")).toBe(300);
+    expect(await metric('sluice_jobs_total{kind="archive",outcome="ok"}')).toBe(1);
+    expect(await metric('sluice_jobs_total{kind="cleanup",outcome="ok"}')).toBe(1);
+    expect(await metric("sluice_archived_rows_total")).toBe(300);
+    expect(await metric("sluice_deleted_rows_total")).toBe(300);
+    expect(await metric(`sluice_cleanup_remaining_rows{date="${DAY}"}`)).toBe(0);
+    expect(await metric(`sluice_hot_rows{date="${OTHER}"}`)).toBe(500);
+    expect(await metric("sluice_process_resident_memory_bytes")).toBeGreaterThan(0);
+    s.child.kill("SIGTERM");
+    expect(await s.exited).toBe(0);
   });
 });
 
