@@ -108,6 +108,25 @@ describe("sluice CLI", () => {
       /DB_SLOW_FETCHMANY_SIZE="-5"/,
       { DB_SLOW_FETCHMANY_SIZE: "-5" },
     ],
+    [
+      "serve, a short admin token (never printed)",
+      ["serve", "--port=0"],
+      /ADMIN_TOKEN=\*\*\*: must be at least 16 characters/,
+      { ADMIN_TOKEN: "hunter2" },
+    ],
+    [
+      "serve, a bad schedule",
+      ["serve", "--port=0"],
+      /ARCHIVE_CRON 'every day at 3'/,
+      { ARCHIVE_CRON: "every day at 3" },
+    ],
+    ["serve, a bad port", ["serve", "--port=99999"], /--port must be a whole number/],
+    [
+      "serve, bad drop-partitions flag",
+      ["serve", "--port=0"],
+      /SLUICE_DROP_PARTITIONS="maybe": expected true or false/,
+      { SLUICE_DROP_PARTITIONS: "maybe" },
+    ],
   ];
   for (const [name, args, message, env] of bad) {
     it(`exits 2 with one clear line: ${name}`, () => {
