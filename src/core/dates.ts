@@ -7,6 +7,9 @@ export function parsePartitionDate(input: unknown): string {
   if (typeof input !== "string" || !DATE.test(input)) {
     throw new BadInputError(`date '${String(input)}' is not YYYY-MM-DD (e.g. 2025-10-13)`);
   }
+  if (input < "1000") {
+    throw new BadInputError(`date '${input}' is before the year 1000`);
+  }
   const d = new Date(`${input}T00:00:00Z`);
   if (Number.isNaN(d.getTime()) || d.toISOString().slice(0, 10) !== input) {
     throw new BadInputError(`date '${input}' is not a day of the calendar`);
@@ -16,7 +19,8 @@ export function parsePartitionDate(input: unknown): string {
 
 /** The date `days` days before `today` (UTC), as YYYY-MM-DD. */
 export function daysBefore(today: Date, days: number): string {
-  const t = Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate());
+  // Not Date.UTC(y, m, d): it reads years 0-99 as 1900-1999.
+  const t = Math.floor(today.getTime() / 86_400_000) * 86_400_000;
   return new Date(t - days * 86_400_000).toISOString().slice(0, 10);
 }
 

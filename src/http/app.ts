@@ -119,20 +119,23 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
           415,
         );
       }
-      const items = parseBatch(await c.req.text(), ndjson);
-      if (items.length === 0) throw new BadInputError("no events in the batch");
-      if (items.length > o.maxEvents) {
+      const parts = splitBatch(await c.req.text(), ndjson);
+      if (parts.length === 0) throw new BadInputError("no events in the batch");
+      if (parts.length > o.maxEvents) {
         return c.json(
           {
             error: "too_many_events",
-            message: `${items.length} events in one batch; at most ${o.maxEvents}`,
+            message: `${parts.length} events in one batch; at most ${o.maxEvents}`,
             limit: o.maxEvents,
-            count: items.length,
+            count: parts.length,
           },
           413,
         );
       }
-      const rows = items.map((item, i) => parseTrafficEvent(item, i));
+      // In order, so that the index a 400 names is the first bad event's.
+      const rows = parts.map((part, i) =>
+        parseTrafficEvent(ndjson ? parseLine(part as string, i) : part, i),
+      );
       const inserted = await source.transaction((tx) =>
         insertRows(tx, spec.table, TRAFFIC_COLUMNS, rows),
       );
@@ -244,20 +247,9 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
   return app;
 }
 
-/** A JSON array, or NDJSON; an unparsable line or body is a 400 that says where. */
-function parseBatch(text: string, ndjson: boolean): unknown[] {
-  if (ndjson) {
-    const items: unknown[] = [];
-    for (const line of text.split("\n")) {
-      if (line.trim() === "") continue;
-      try {
-        items.push(JSON.parse(line));
-      } catch (err) {
-        throw new BadEventError(items.length, `not JSON: ${(err as Error).message}`);
-      }
-    }
-    return items;
-  }
+/** The events of a JSON array, or the non-blank lines of NDJSON (parsed one by one later). */
+function splitBatch(text: string, ndjson: boolean): unknown[] {
+  if (ndjson) return text.split("\n").filter((line) => line.trim() !== "");
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -268,6 +260,14 @@ function parseBatch(text: string, ndjson: boolean): unknown[] {
     throw new BadInputError("body must be a JSON array of events");
   }
   return body;
+}
+
+function parseLine(line: string, index: number): unknown {
+  try {
+    return JSON.parse(line);
+  } catch (err) {
+    throw new BadEventError(index, `not JSON: ${(err as Error).message}`);
+  }
 }
 
 function intParam(c: Context, name: string, def: number, min: number, max: number): number {

@@ -1,4 +1,6 @@
+import { STATUS_CODES } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import { serve } from "@hono/node-server";
 import { type Logger, pino } from "pino";
 import { JobRunner } from "../core/runner.js";
@@ -79,6 +81,22 @@ export async function startService(
       `archive schedule '${config.ARCHIVE_CRON}' (UTC); next run ${scheduler.next()?.toISOString()}`,
     );
   const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST });
+  // Requests Node's HTTP parser refuses (oversized headers, malformed framing) never reach
+  // the app; answer them in the API's JSON shape too.
+  server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === "ECONNRESET" || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : 400;
+    const body = JSON.stringify({
+      error: status === 431 ? "headers_too_large" : "bad_request",
+      message: `the request could not be parsed (${err.code ?? "bad request"})`,
+    });
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
     server.once("error", reject);
