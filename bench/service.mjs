@@ -7,7 +7,8 @@
 //    connections, loopback); events/s, p99 latency, and the service's peak RSS.
 // 2. archive: the same day of --rows rows archived (write + verify) by `sluice archive` on
 //    the command line (the baseline), then by the service via POST /admin/trigger-archive
-//    while ingest goes on; wall seconds and the service's peak RSS beside its idle RSS.
+//    while ingest goes on, flat out and at 10,000 events/s; wall seconds and the service's
+//    peak RSS beside its idle RSS.
 // One service process (WEB_CONCURRENCY=1), SQLite + a folder. RSS is read from
 // /proc/PID/status (VmRSS every 100 ms, VmHWM at the end). Figures, not pass/fail.
 import { execFileSync, spawn } from "node:child_process";
@@ -111,8 +112,9 @@ const batch = () =>
     })),
   );
 
-function ingest(url, seconds) {
+function ingest(url, seconds, overallRate) {
   return autocannon({
+    ...(overallRate ? { overallRate } : {}),
     url: `${url}/api/events`,
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -162,15 +164,16 @@ const results = [];
     code: t.code,
   });
 }
-{
-  const dir = join(OUT, "http");
+// Ingest flat out (saturating the process), then at a steady 10,000 events/s.
+for (const rate of [undefined, 100]) {
+  const dir = join(OUT, `http-${rate ?? "max"}`);
   mkdirSync(dir, { recursive: true });
   copyFileSync(template, join(dir, "hot.db"));
   const svc = await startService(dir);
   const idle = svc.rssMB();
   svc.resetPeak();
   note("archive: POST /admin/trigger-archive while ingest goes on ...");
-  const load = ingest(svc.url, 3600);
+  const load = ingest(svc.url, 3600, rate);
   await new Promise((r) => setTimeout(r, 2000));
   const t0 = Date.now();
   const auth = { Authorization: `Bearer ${TOKEN}` };
@@ -193,7 +196,7 @@ const results = [];
   load.stop();
   const r = await load;
   results.push({
-    what: `service archive over HTTP during ingest, ${ROWS.toLocaleString()} rows`,
+    what: `service archive, ${ROWS.toLocaleString()} rows, during ingest ${rate ? `at ${rate * 100} events/s` : "flat out"}`,
     wall,
     idle,
     peak: svc.peakMB(),
@@ -207,10 +210,10 @@ const results = [];
 const f = (n, d = 1) => (n === undefined || Number.isNaN(n) ? "-" : n.toFixed(d));
 console.log(`\nbench/service on ${new Date().toISOString().slice(0, 10)}, node ${process.version}`);
 console.log(
-  `${"what".padEnd(58)} ${"wall s".padStart(7)} ${"events/s".padStart(9)} ${"p99 ms".padStart(7)} ${"idle RSS MB".padStart(12)} ${"peak RSS MB".padStart(12)}  note`,
+  `${"what".padEnd(66)} ${"wall s".padStart(7)} ${"events/s".padStart(9)} ${"p99 ms".padStart(7)} ${"idle RSS MB".padStart(12)} ${"peak RSS MB".padStart(12)}  note`,
 );
 for (const r of results) {
   console.log(
-    `${r.what.padEnd(58)} ${f(r.wall, 2).padStart(7)} ${r.events === undefined ? "-".padStart(9) : Math.round(r.events).toLocaleString().padStart(9)} ${f(r.p99, 0).padStart(7)} ${f(r.idle).padStart(12)} ${f(r.peak).padStart(12)}  ${r.code && r.code !== 0 ? `FAILED ${r.code}` : r.non2xx ? `${r.non2xx} non-2xx` : ""}`,
+    `${r.what.padEnd(66)} ${f(r.wall, 2).padStart(7)} ${r.events === undefined ? "-".padStart(9) : Math.round(r.events).toLocaleString().padStart(9)} ${f(r.p99, 0).padStart(7)} ${f(r.idle).padStart(12)} ${f(r.peak).padStart(12)}  ${r.code && r.code !== 0 ? `FAILED ${r.code}` : r.non2xx ? `${r.non2xx} non-2xx` : ""}`,
   );
 }
