@@ -19,7 +19,9 @@ export const sqliteDialect: Dialect = {
 export class SqliteSource implements SqlSource {
   readonly dialect = sqliteDialect;
   private readonly db: Database.Database;
-  private reader: Database.Database | null = null;
+  /** Read-only connections for streams, one per open stream, kept for reuse. */
+  private readonly idleReaders: Database.Database[] = [];
+  private readonly readers = new Set<Database.Database>();
   private readonly statements = new Map<string, Database.Statement>();
   private inTransaction = false;
 
@@ -69,12 +71,9 @@ export class SqliteSource implements SqlSource {
     options: StreamOptions = {},
   ): AsyncIterable<Row[]> {
     const size = options.batchSize ?? DEFAULT_FETCH_SIZE;
-    // An open iterator makes its connection busy, so stream on a second, read-only one.
-    if (this.path !== ":memory:") {
-      this.reader ??= new Database(this.path, { readonly: true, fileMustExist: true });
-      this.reader.pragma("busy_timeout = 10000");
-    }
-    const conn = this.reader ?? this.db;
+    // An open iterator makes its connection busy: each stream reads on a read-only
+    // connection of its own, so several can be open at once (trace workers).
+    const conn = this.path === ":memory:" ? this.db : this.takeReader();
     const it = conn.prepare(sql).iterate(...params) as IterableIterator<Row>;
     try {
       let batch: Row[] = [];
@@ -89,6 +88,26 @@ export class SqliteSource implements SqlSource {
       if (batch.length) yield batch;
     } finally {
       it.return?.();
+      if (conn !== this.db) this.giveBack(conn);
+    }
+  }
+
+  private takeReader(): Database.Database {
+    let reader = this.idleReaders.pop();
+    if (!reader) {
+      reader = new Database(this.path, { readonly: true, fileMustExist: true });
+      reader.pragma("busy_timeout = 10000");
+      this.readers.add(reader);
+    }
+    return reader;
+  }
+
+  private giveBack(reader: Database.Database): void {
+    if (this.idleReaders.length < 4) {
+      this.idleReaders.push(reader);
+    } else {
+      this.readers.delete(reader);
+      reader.close();
     }
   }
 
@@ -120,7 +139,7 @@ export class SqliteSource implements SqlSource {
   }
 
   async close(): Promise<void> {
-    this.reader?.close();
+    for (const reader of this.readers) reader.close();
     this.db.close();
   }
 }

@@ -93,6 +93,20 @@ export class CleanupIncompleteError extends SluiceError {
   }
 }
 
+/** Too many containers for an interactive trace profile: refused before any event query. */
+export class TooManyContainersError extends SluiceError {
+  constructor(
+    readonly profile: string,
+    readonly count: number,
+    readonly limit: number,
+  ) {
+    super(
+      "bad_input",
+      `${count} containers for profile ${profile}; the limit is ${limit} (TRACE_EVENTS_CID_LIMIT): narrow the seeds`,
+    );
+  }
+}
+
 /** Turn anything thrown into a one-line message, without a stack for our own errors. */
 export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;

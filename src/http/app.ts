@@ -13,6 +13,7 @@ import { BadEventError, parseTrafficEvent } from "../core/traffic/event.js";
 import { TRAFFIC_COLUMNS } from "../core/traffic/schema.js";
 import { sameSecret } from "./secret.js";
 import { httpError } from "./status.js";
+import { type TraceOptions, traceRoutes } from "./trace.js";
 
 export interface AppOptions {
   ctx: JobContext;
@@ -31,6 +32,8 @@ export interface AppOptions {
   onIngest?: (events: number) => void;
   /** A structured logger (pino's shape); one line per request, with its id. */
   log?: RequestLog;
+  /** The MES trace routes under /api/trace, when a trace database is configured. */
+  trace?: TraceOptions;
 }
 
 export interface RequestLog {
@@ -146,6 +149,8 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
       return c.json({ inserted, dates }, 201);
     },
   );
+
+  if (o.trace) app.route("/api/trace", traceRoutes({ ...o.trace, log: o.trace.log ?? o.log }));
 
   app.get("/api/stats/top-paths", async (c) => {
     const { from, to } = dateRange(c, maxDays);

@@ -4,6 +4,7 @@ import {
   LeaseHeldError,
   NotVerifiedError,
   SluiceError,
+  TooManyContainersError,
   describeError,
 } from "../core/errors.js";
 import { BadEventError } from "../core/traffic/event.js";
@@ -22,6 +23,12 @@ export function httpError(err: unknown): { status: ContentfulStatusCode; body: E
     return {
       status: 400,
       body: { error: "bad_event", message, index: err.index, reason: err.reason },
+    };
+  }
+  if (err instanceof TooManyContainersError) {
+    return {
+      status: 413,
+      body: { error: "too_many_containers", message, limit: err.limit, count: err.count },
     };
   }
   if (err instanceof LeaseHeldError) {
