@@ -85,8 +85,8 @@ describe("sluice CLI", () => {
     ],
     [
       "prepare-data, bad workload",
-      ["prepare-data", "--workload=mes", "--date=2025-10-13"],
-      /Allowed choices are traffic/,
+      ["prepare-data", "--workload=orders", "--date=2025-10-13"],
+      /Allowed choices are traffic, mes/,
     ],
     ["an unknown command", ["archvie", "--date=2025-10-13"], /unknown command 'archvie'/],
     ["an unknown option", ["archive", "--date=2025-10-13", "--fast"], /unknown option '--fast'/],

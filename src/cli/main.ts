@@ -27,15 +27,41 @@ const program = new Command("sluice")
   .exitOverride()
   .configureOutput({ outputError: () => undefined });
 
+/** A number in (0, max], as written by a person: 1, 0.01, .5 (no exponents, no signs). */
+function positiveScale(name: string, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value) || !(n > 0) || n > max) {
+      throw new InvalidArgumentError(`${name} must be a number greater than 0 and at most ${max}`);
+    }
+    return n;
+  };
+}
+
 program
   .command("prepare-data")
-  .description("create the traffic table and fill it with generated page views")
-  .option("--count <n>", "rows per day", positiveInt("--count"), 100_000)
-  .requiredOption("--date <YYYY-MM-DD>", "the (last) day to generate")
-  .option("--days <n>", "consecutive days ending at --date", positiveInt("--days", 3650), 1)
-  .addOption(
-    new Option("--workload <name>", "which demo data").choices(["traffic"]).default("traffic"),
+  .description(
+    "create demo tables and fill them with generated data: traffic page views (--date), or an MES factory (--workload=mes)",
   )
+  .option("--count <n>", "traffic: rows per day", positiveInt("--count"), 100_000)
+  .option("--date <YYYY-MM-DD>", "traffic: the (last) day to generate (required)")
+  .option(
+    "--days <n>",
+    "traffic: consecutive days ending at --date",
+    positiveInt("--days", 3650),
+    1,
+  )
+  .addOption(
+    new Option("--workload <name>", "which demo data")
+      .choices(["traffic", "mes"])
+      .default("traffic"),
+  )
+  .option(
+    "--scale <x>",
+    "mes: factory size, 1 = the seed's case (70K lots, ~2.6M rows; default 1)",
+    positiveScale("--scale", 10),
+  )
+  .option("--replace", "mes: drop the four MES tables first and generate them again")
   .action((_o, cmd) => runCli("prepare-data", cmd.optsWithGlobals()));
 
 program

@@ -2,7 +2,7 @@ import cluster from "node:cluster";
 import { rmSync } from "node:fs";
 import type { CleanupOptions } from "../core/cleanup.js";
 import { parsePartitionDate, retentionCutoff } from "../core/dates.js";
-import { type ErrorKind, SluiceError, describeError } from "../core/errors.js";
+import { BadInputError, type ErrorKind, SluiceError, describeError } from "../core/errors.js";
 import {
   archiveAndCleanDate,
   archiveDate,
@@ -11,6 +11,8 @@ import {
   partitionStatus,
   verifyDate,
 } from "../core/jobs.js";
+import { checkMesScale, prepareMesData } from "../core/mes/prepare.js";
+import { MES_TABLES } from "../core/mes/schema.js";
 import { prepareTrafficData } from "../core/traffic/prepare.js";
 import { runCluster } from "../node/cluster.js";
 import { type Config, loadConfig } from "../node/config.js";
@@ -98,6 +100,19 @@ async function withContext<T>(
 const commands: Record<string, (opts: Opts, io: Io) => Promise<void>> = {
   async "prepare-data"(opts, io) {
     const config = configFrom(opts);
+    if (opts.workload === "mes") return prepareMes(config, opts, io);
+    for (const flag of ["scale", "replace"] as const) {
+      if (opts[flag] !== undefined) {
+        throw new BadInputError(
+          `--${flag} is for --workload=mes (traffic takes --count, --date, --days)`,
+        );
+      }
+    }
+    if (opts.date === undefined) {
+      throw new BadInputError(
+        "required option '--date <YYYY-MM-DD>' not specified (the day to generate for --workload=traffic)",
+      );
+    }
     const date = parsePartitionDate(opts.date);
     const source = openSource(config.SLUICE_DB, { create: true });
     const started = Date.now();
@@ -252,6 +267,31 @@ const commands: Record<string, (opts: Opts, io: Io) => Promise<void>> = {
     });
   },
 };
+
+/** prepare-data --workload=mes: the MES trace tables, generated at --scale. */
+async function prepareMes(config: Config, opts: Opts, io: Io): Promise<void> {
+  const scale = checkMesScale(opts.scale ?? 1);
+  const source = openSource(config.SLUICE_DB, { create: true });
+  const started = Date.now();
+  try {
+    const s = await prepareMesData(source, {
+      scale,
+      replace: opts.replace === true,
+      onProgress: (done, total) =>
+        io.bar.update({ phase: "prepare", table: "mes", date: `scale=${scale}`, done, total }),
+    });
+    io.bar.done();
+    const secs = (Date.now() - started) / 1000;
+    const tables = MES_TABLES.map((t) => `${t} ${fmt(s[t])}`).join(", ");
+    print(
+      opts,
+      `inserted ${fmt(s.rows)} MES rows at scale ${scale} (${fmt(s.lots)} lots, ${fmt(s.containers)} containers): ${tables} into ${source.describe()} in ${secs.toFixed(1)} s`,
+      { ok: true, workload: "mes", ...s, seconds: secs },
+    );
+  } finally {
+    await source.close();
+  }
+}
 
 function cleanupOptions(config: Config): CleanupOptions {
   return {
