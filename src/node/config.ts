@@ -31,6 +31,12 @@ const schema = z.object({
   INGEST_MAX_EVENTS: int(10_000, 1, 1_000_000),
   ARCHIVE_CRON: z.string().min(1).default("30 3 * * *"),
   WEB_CONCURRENCY: int(2, 1, 64),
+  TRACE_DB: z.string().min(1).optional(),
+  TRACE_EVENTS_CID_LIMIT: int(50_000, 1, 10_000_000),
+  DB_SLOW_MAX_CONCURRENT: int(2, 1, 64),
+  TRACE_WORKERS_PER_DOMAIN: int(2, 1, 16),
+  TRACE_MAX_BODY_BYTES: int(32 << 20, 1024, 1 << 30),
+  TRACE_MEMORY_LIMIT_MB: int(4096, 0, 1 << 20),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 

@@ -20,10 +20,13 @@ function sqlitePath(url: string): string | null {
 /** Open the hot store named by a URL. `create` makes a missing SQLite file (prepare-data). */
 export function openSource(
   url: string,
-  options: { create?: boolean; statementTimeoutMs?: number } = {},
+  options: { create?: boolean; statementTimeoutMs?: number; poolSize?: number } = {},
 ): SqlSource {
   if (/^postgres(ql)?:\/\//.test(url)) {
-    return new PostgresSource(url, { statementTimeoutMs: options.statementTimeoutMs });
+    return new PostgresSource(url, {
+      statementTimeoutMs: options.statementTimeoutMs,
+      max: options.poolSize,
+    });
   }
   if (/^(mysql|mariadb):\/\//.test(url)) {
     return new MysqlSource(url.replace(/^mariadb:/, "mysql:"), {

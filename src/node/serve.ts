@@ -3,9 +3,13 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { serve } from "@hono/node-server";
 import { type Logger, pino } from "pino";
+import { BadInputError } from "../core/errors.js";
 import { JobRunner } from "../core/runner.js";
+import { Semaphore } from "../core/semaphore.js";
+import type { SqlSource } from "../core/source.js";
 import { ensureTrafficTable } from "../core/traffic/prepare.js";
 import { createApp } from "../http/app.js";
+import type { TraceOptions } from "../http/trace.js";
 import type { Config } from "./config.js";
 import { openContext } from "./context.js";
 import { createMetrics } from "./metrics.js";
@@ -55,7 +59,9 @@ export async function startService(
       else logger.error({ ...fields, error: job.error }, "job failed");
     },
   );
+  const trace = await openTrace(config, log);
   const app = createApp({
+    trace: trace?.options,
     ctx: c.ctx,
     runner,
     adminToken: config.ADMIN_TOKEN,
@@ -109,6 +115,7 @@ export async function startService(
       scheduler?.stop();
       await new Promise<void>((r) => server.close(() => r()));
       await runner.drain();
+      await trace?.source.close();
       await c.close();
       resolve();
     };
@@ -116,4 +123,50 @@ export async function startService(
     else signal.addEventListener("abort", () => void stop(), { once: true });
   });
   return { url, closed };
+}
+
+/**
+ * The trace database, with a pool of its own: TRACE_DB, or SLUICE_DB when it holds the MES
+ * tables. Without either, the trace routes are off.
+ */
+async function openTrace(
+  config: Config,
+  log: (line: string) => void,
+): Promise<{ source: SqlSource; options: TraceOptions } | null> {
+  const url = config.TRACE_DB ?? config.SLUICE_DB;
+  const source = openSource(url, {
+    statementTimeoutMs: config.SLUICE_STATEMENT_TIMEOUT_MS || undefined,
+    poolSize: config.DB_SLOW_MAX_CONCURRENT * config.TRACE_WORKERS_PER_DOMAIN + 1,
+  });
+  if ((await source.tableColumns("lot_moves")) === null) {
+    await source.close();
+    if (config.TRACE_DB) {
+      throw new BadInputError(
+        `TRACE_DB ${source.describe()} has no lot_moves table (sluice prepare-data --workload=mes creates one)`,
+      );
+    }
+    log("trace routes off: SLUICE_DB has no lot_moves table (set TRACE_DB)");
+    return null;
+  }
+  const limitMb = config.TRACE_MEMORY_LIMIT_MB;
+  return {
+    source,
+    options: {
+      source,
+      slots: new Semaphore(config.DB_SLOW_MAX_CONCURRENT),
+      cidLimit: config.TRACE_EVENTS_CID_LIMIT,
+      workersPerDomain: config.TRACE_WORKERS_PER_DOMAIN,
+      fetchSize: config.DB_SLOW_FETCHMANY_SIZE,
+      maxBodyBytes: config.TRACE_MAX_BODY_BYTES,
+      memoryGuard:
+        limitMb > 0
+          ? () => {
+              const rss = process.memoryUsage.rss() / 1048576;
+              return rss > limitMb
+                ? `resident memory ${rss.toFixed(0)} MB is over TRACE_MEMORY_LIMIT_MB=${limitMb}`
+                : null;
+            }
+          : undefined,
+    },
+  };
 }
