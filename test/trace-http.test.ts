@@ -205,13 +205,16 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
   it("a client that disconnects mid-stream: its statements are cancelled, and the server keeps serving", async () => {
     const admin = new pg.Client({ connectionString: db.url });
     await admin.connect();
-    const running = async () =>
+    // 'active': a statement running; anything but 'idle': one still open (a cursor waiting).
+    const count = async (states: string) =>
       (
         await admin.query(
-          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND ${states}`,
           [`sluice_trace_${process.pid}`],
         )
       ).rows[0].n as number;
+    const running = () => count("state = 'active'");
+    const open = () => count("state <> 'idle'");
     slow = true;
     try {
       const leave = new AbortController();
@@ -234,7 +237,7 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
       let left = -1;
       for (let i = 0; i < 40 && left !== 0; i++) {
         await new Promise((r) => setTimeout(r, 100));
-        left = await running();
+        left = await open();
       }
       expect(left).toBe(0);
       expect(slots.inUse).toBe(0);

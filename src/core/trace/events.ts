@@ -33,10 +33,85 @@ export interface EventOptions {
 }
 
 /**
+ * One statement read ahead by at most `ahead` chunks: its cursor waits (backpressure) until
+ * the consumer takes one. Rows then live briefly and die young, instead of a whole
+ * statement's rows surviving into V8's old generation and raising RSS with the request.
+ */
+class Fetcher {
+  private readonly chunks: Row[][] = [];
+  private done = false;
+  private error: { err: unknown } | null = null;
+  private wake: (() => void) | null = null;
+  private resume: (() => void) | null = null;
+  private closed = false;
+
+  constructor(
+    rows: AsyncIterable<Row[]>,
+    private readonly ahead = 2,
+  ) {
+    void this.run(rows);
+  }
+
+  private async run(rows: AsyncIterable<Row[]>): Promise<void> {
+    try {
+      for await (const chunk of rows) {
+        this.chunks.push(chunk);
+        this.signal();
+        while (this.chunks.length >= this.ahead && !this.closed) {
+          await new Promise<void>((r) => {
+            this.resume = r;
+          });
+        }
+        // Leaving the loop returns the statement's iterator: its cursor closes.
+        if (this.closed) break;
+      }
+    } catch (err) {
+      this.error = { err };
+    } finally {
+      this.done = true;
+      this.signal();
+    }
+  }
+
+  private signal(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  /** Stop reading: a waiting statement is closed rather than left open behind backpressure. */
+  close(): void {
+    this.closed = true;
+    this.chunks.length = 0;
+    const r = this.resume;
+    this.resume = null;
+    r?.();
+  }
+
+  /** The next chunk, or null at the end; throws what the statement threw. */
+  async next(): Promise<Row[] | null> {
+    for (;;) {
+      const chunk = this.chunks.shift();
+      if (chunk) {
+        const r = this.resume;
+        this.resume = null;
+        r?.();
+        return chunk;
+      }
+      if (this.error) throw this.error.err;
+      if (this.done) return null;
+      await new Promise<void>((r) => {
+        this.wake = r;
+      });
+    }
+  }
+}
+
+/**
  * Stage 3 for one domain: its rows for `cids`, as batches, grouped by CONTAINERID. Ids go
  * in IN-lists of `idsPerStatement`, each statement ordered by CONTAINERID, so a container's
- * rows come together. `workers` statements run at once; the next ones' rows wait in order
- * behind the one being written. Memory: `workers` id-batches' rows, whatever the total.
+ * rows come together. `workers` statements are open at once, each read at most two fetches
+ * ahead of the one being written: memory is workers x 2 x fetchSize rows, whatever the total.
  */
 export async function* domainEvents(
   source: SqlSource,
@@ -51,40 +126,40 @@ export async function* domainEvents(
   const onAbort = () => stop.abort(options.signal?.reason);
   options.signal?.addEventListener("abort", onAbort, { once: true });
   const batches = idBatches(cids, options.idsPerStatement ?? 1000);
-  const fetchOne = async (ids: string[]): Promise<Row[][]> => {
-    const chunks: Row[][] = [];
-    const sql = `SELECT ${columns} FROM ${q(domain)} WHERE ${q("CONTAINERID")} IN (${placeholders(ids.length)}) ORDER BY ${q("CONTAINERID")}, ${q("ID")}`;
-    for await (const chunk of readSqlStreaming(source, sql, ids, {
-      batchSize: options.fetchSize,
-      signal: stop.signal,
-    })) {
-      chunks.push(chunk);
-    }
-    return chunks;
-  };
-  const inFlight: Promise<Row[][]>[] = [];
+  const sqlFor = (n: number) =>
+    `SELECT ${columns} FROM ${q(domain)} WHERE ${q("CONTAINERID")} IN (${placeholders(n)}) ORDER BY ${q("CONTAINERID")}, ${q("ID")}`;
+  const inFlight: Fetcher[] = [];
   const fill = () => {
     while (inFlight.length < workers) {
       const next = batches.next();
       if (next.done) return;
-      const p = fetchOne(next.value);
-      // Awaited in turn below; until then a failure must not count as unhandled.
-      p.catch(() => undefined);
-      inFlight.push(p);
+      inFlight.push(
+        new Fetcher(
+          readSqlStreaming(source, sqlFor(next.value.length), next.value, {
+            batchSize: options.fetchSize,
+            signal: stop.signal,
+          }),
+        ),
+      );
     }
   };
   try {
     fill();
     while (inFlight.length > 0) {
-      const chunks = await (inFlight.shift() as Promise<Row[][]>);
-      fill();
-      for (const chunk of chunks) {
+      const head = inFlight[0] as Fetcher;
+      for (;;) {
+        const chunk = await head.next();
+        if (chunk === null) break;
         if (chunk.length > 0) yield chunk;
       }
+      inFlight.shift();
+      fill();
     }
   } finally {
-    // A consumer that stopped early (client gone) stops the statements still running.
+    // A consumer that stopped early (client gone) stops the statements still running,
+    // and closes those waiting for it.
     stop.abort();
+    for (const f of inFlight) f.close();
     options.signal?.removeEventListener("abort", onAbort);
   }
 }
