@@ -30,7 +30,7 @@ export async function openContext(
     statementTimeoutMs: config.SLUICE_STATEMENT_TIMEOUT_MS || undefined,
   });
   try {
-    const store = openStore(config.SLUICE_STORE);
+    const store = await openStore(config.SLUICE_STORE);
     const ledger = new Ledger(source, { leaseMs: config.SLUICE_LEASE_MS, isHolderGone });
     const spec = await checkSpec(source, specOf(config));
     await ledger.migrate();

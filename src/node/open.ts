@@ -3,7 +3,6 @@ import { dirname } from "node:path";
 import { FsStore } from "../adapters/fs.js";
 import { MysqlSource } from "../adapters/mysql.js";
 import { PostgresSource } from "../adapters/postgres.js";
-import { s3StoreFromUrl } from "../adapters/s3.js";
 import { SqliteSource } from "../adapters/sqlite.js";
 import { BadInputError } from "../core/errors.js";
 import type { SqlSource } from "../core/source.js";
@@ -54,8 +53,8 @@ export function openSource(
   );
 }
 
-/** Open the object store named by a URL: `file:./data/archive` or `file:///abs/dir`. */
-export function openStore(url: string): ObjectStore {
+/** Open the object store named by a URL: `file:./data/archive`, `file:///abs/dir` or `s3://...`. */
+export async function openStore(url: string): Promise<ObjectStore> {
   if (url.startsWith("file:")) {
     const path = url.startsWith("file://")
       ? url.slice("file://".length)
@@ -63,7 +62,8 @@ export function openStore(url: string): ObjectStore {
     if (!path) throw new BadInputError(`SLUICE_STORE '${url}' has no folder`);
     return new FsStore(path);
   }
-  if (url.startsWith("s3://")) return s3StoreFromUrl(url);
+  // Loaded only for S3: the AWS SDK costs ~22 MB of memory in every process that imports it.
+  if (url.startsWith("s3://")) return (await import("../adapters/s3.js")).s3StoreFromUrl(url);
   if (!url.includes(":")) return new FsStore(url);
   const scheme = url.split(":")[0];
   throw new BadInputError(
