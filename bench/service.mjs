@@ -11,11 +11,12 @@
 //    peak RSS beside its idle RSS.
 // One service process (WEB_CONCURRENCY=1), SQLite + a folder. RSS is read from
 // /proc/PID/status (VmRSS every 100 ms, VmHWM at the end). Figures, not pass/fail.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
+import { spawnServe } from "./serve.mjs";
 import { timed } from "./timed.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -54,28 +55,7 @@ function status(pid) {
 }
 
 async function startService(dir) {
-  const child = spawn(process.execPath, [CLI, "serve"], {
-    env: {
-      ...process.env,
-      SLUICE_DB: `sqlite:${join(dir, "hot.db")}`,
-      SLUICE_STORE: `file:${join(dir, "archive")}`,
-      ADMIN_TOKEN: TOKEN,
-      PORT: "0",
-      WEB_CONCURRENCY: "1",
-      ARCHIVE_CRON: "off",
-      LOG_LEVEL: "warn",
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const url = await new Promise((resolve, reject) => {
-    let out = "";
-    child.stdout.on("data", (d) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    child.once("exit", (code) => reject(new Error(`serve exited ${code}`)));
-  });
+  const { child, url } = await spawnServe(CLI, dir, { ADMIN_TOKEN: TOKEN });
   // Peak RSS over a phase: VmHWM is the process's all-time peak, so sample VmRSS as well.
   let peak = 0;
   const timer = setInterval(() => {

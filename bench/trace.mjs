@@ -1,0 +1,371 @@
+// bench/trace: POST /api/trace/events for MSD (both domains) at the seed's size, beside the
+// seed's old path and beside psql, in one run.
+//
+//   npm run bench:trace                     # scales 1 (the seed's case) and 0.1
+//   node bench/trace.mjs --scales=0.01      # a quick look
+//   node bench/trace.mjs --keep             # leave the schemas (--reuse skips generating)
+//
+// Per scale, in a PostgreSQL schema of its own (SLUICE_BENCH_PG_URL, default
+// postgres://postgres@127.0.0.1:5432/test; schema sluice_trace_s<scale>, dropped and made anew):
+// 1. `sluice prepare-data --workload=mes --scale=S --replace`, then ANALYZE;
+// 2. `sluice serve` (one process) on it; the MSD containers from POST /api/trace/seed-resolve
+//    (TMTT, all dates) and POST /api/trace/lineage (backward);
+// 3. sluice: POST /api/trace/events {profile: mid_section_defect, both domains}, read to the
+//    last byte (counted, not kept; the counts and the msd trailer checked); the server's VmRSS
+//    sampled every 50 ms from /proc/PID/status during the request, and just before it;
+// 4. naive: bench/trace-naive.mjs (materialise, group, serialise whole) under /usr/bin/time -v;
+// 5. psql: `COPY (SELECT row_to_json(t) ... JOIN <ids table>) TO STDOUT > /dev/null` for both
+//    domains in one bash -c, under /usr/bin/time -v (its output size is summed by a query).
+// Results: a table on stdout, JSON in bench/out/trace-results.json. Figures, not pass/fail.
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { spawnServe } from "./serve.mjs";
+import { timed } from "./timed.mjs";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const CLI = join(ROOT, "dist", "cli", "main.js");
+const NAIVE = join(ROOT, "bench", "trace-naive.mjs");
+const OUT = join(ROOT, "bench", "out", "trace");
+const arg = (name) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
+const flag = (name) => process.argv.includes(`--${name}`);
+const SCALES = (arg("scales") ?? "1,0.1").split(",").map(Number);
+const KEEP = flag("keep");
+const REUSE = flag("reuse");
+const PG = process.env.SLUICE_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const DOMAINS = ["upstream_history", "defect_records"];
+const SAMPLE_MS = 50;
+if (!existsSync(CLI)) throw new Error("run 'npm run build' first (npm run bench:trace does)");
+if (SCALES.some((s) => !(s > 0 && s <= 10))) throw new Error("--scales: numbers in (0, 10]");
+
+const note = (msg) => process.stderr.write(`${msg}\n`);
+const load = () => loadavg()[0];
+const fmt = (n) => (typeof n === "number" ? n.toLocaleString("en-US") : "-");
+// No NOTICEs ("schema ... does not exist, skipping", "drop cascades to ...") on stderr.
+const PSQL_ENV = { ...process.env, PGOPTIONS: "-c client_min_messages=warning" };
+const psql = (sql) =>
+  execFileSync("psql", [PG, "-qtAc", sql], { encoding: "utf8", env: PSQL_ENV }).trim();
+const withSchema = (schema) =>
+  `${PG}${PG.includes("?") ? "&" : "?"}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+
+function vmRss(pid) {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? Number.NaN);
+    return { rss: kb("VmRSS") / 1024, hwm: kb("VmHWM") / 1024 };
+  } catch {
+    return { rss: Number.NaN, hwm: Number.NaN };
+  }
+}
+
+async function startServer(dir, traceDb) {
+  const { child, url, exited } = await spawnServe(CLI, dir, {
+    TRACE_DB: traceDb,
+    TRACE_MEMORY_LIMIT_MB: "0",
+  });
+  return {
+    url,
+    pid: child.pid,
+    async stop() {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+async function postJson(url, body) {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`${url}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+const COUNT_MARK = Buffer.from('],"count":');
+const TAIL = 1 << 20;
+
+/**
+ * sluice's events request: read to the last byte, counting bytes and each domain's count
+ * (`],"count":N}`, which no row holds: columns are upper case), keeping only the last MB or
+ * so to parse the msd trailer; the server's VmRSS sampled every SAMPLE_MS meanwhile.
+ */
+async function sluiceEvents(server, containers) {
+  const before = vmRss(server.pid).rss;
+  let peak = before;
+  const timer = setInterval(() => {
+    const r = vmRss(server.pid).rss;
+    if (r > peak) peak = r;
+  }, SAMPLE_MS);
+  const t0 = performance.now();
+  let bytes = 0;
+  const counts = new Map(); // offset of a mark in the body -> the count after it
+  const tail = [];
+  let tailBytes = 0;
+  let carry = Buffer.alloc(0);
+  let status;
+  try {
+    const res = await fetch(`${server.url}/api/trace/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ profile: "mid_section_defect", containers, domains: DOMAINS }),
+    });
+    status = res.status;
+    if (!res.ok) throw new Error(`events: ${res.status} ${await res.text()}`);
+    for await (const chunk of res.body) {
+      // A mark or its number may straddle chunks: look at the last 40 bytes too.
+      const look = Buffer.concat([carry, chunk]);
+      const base = bytes - carry.length;
+      for (let at = look.indexOf(COUNT_MARK); at >= 0; at = look.indexOf(COUNT_MARK, at + 1)) {
+        const m = /^\],"count":(\d+)\}/.exec(look.subarray(at, at + 40).toString("latin1"));
+        if (m) counts.set(base + at, Number(m[1]));
+      }
+      bytes += chunk.length;
+      carry = look.subarray(Math.max(0, look.length - 40));
+      tail.push(chunk);
+      tailBytes += chunk.length;
+      while (tail.length > 1 && tailBytes - tail[0].length >= TAIL) {
+        tailBytes -= tail.shift().length;
+      }
+    }
+  } finally {
+    clearInterval(timer);
+  }
+  const secs = (performance.now() - t0) / 1000;
+  peak = Math.max(peak, vmRss(server.pid).rss);
+  const m = /"msd":(\{.*\})\}$/s.exec(Buffer.concat(tail).toString("utf8"));
+  const msd = m ? JSON.parse(m[1]) : null;
+  // MSD writes defect_records first (its pareto needs the defects before the history).
+  const order = ["defect_records", "upstream_history"];
+  const found = [...counts.entries()].sort((a, b) => a[0] - b[0]).map(([, n]) => n);
+  const got =
+    found.length === order.length ? Object.fromEntries(order.map((d, i) => [d, found[i]])) : null;
+  return {
+    secs,
+    rssMB: peak,
+    rssBeforeMB: before,
+    hwmMB: vmRss(server.pid).hwm,
+    sizeMB: bytes / 1048576,
+    bytes,
+    status,
+    got,
+    msd: msd
+      ? {
+          totalDefectQty: msd.totalDefectQty,
+          defectiveContainers: msd.defectiveContainers,
+          bars: msd.pareto?.length,
+          head: msd.pareto?.[0],
+        }
+      : null,
+    code:
+      msd && got ? 0 : `msd trailer ${msd ? "found" : "missing"}, ${found.length} domain counts`,
+  };
+}
+
+const results = [];
+const scales = [];
+for (const scale of SCALES) {
+  const schema = `sluice_trace_s${String(scale).replace(".", "_")}`;
+  const db = withSchema(schema);
+  const dir = join(OUT, `s${scale}`);
+  const idsFile = join(dir, "ids.txt");
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const have =
+    REUSE &&
+    psql(
+      `SELECT count(*) FROM pg_tables WHERE schemaname = '${schema}' AND tablename = 'lot_moves'`,
+    ) === "1";
+  let prepared = null;
+  if (!have) {
+    psql(`DROP SCHEMA IF EXISTS ${schema} CASCADE; CREATE SCHEMA ${schema}`);
+    note(`scale ${scale}: generating the factory in ${schema} ...`);
+    const t0 = performance.now();
+    const out = execFileSync(
+      process.execPath,
+      [
+        CLI,
+        "prepare-data",
+        "--workload=mes",
+        `--scale=${scale}`,
+        "--replace",
+        `--db=${db}`,
+        "--json",
+      ],
+      { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] },
+    );
+    prepared = {
+      ...JSON.parse(out.trim().split("\n").at(-1)),
+      wall: (performance.now() - t0) / 1000,
+    };
+  }
+  // Statistics, as a production database has them (the same plans for every contender).
+  psql(
+    `ANALYZE ${[...DOMAINS, "lot_moves", "container_lineage"].map((t) => `${schema}.${t}`).join(", ")}`,
+  );
+
+  // The MSD containers, as the front end gets them; then sluice's events request.
+  const server = await startServer(dir, db);
+  let containers;
+  let seeds;
+  let rows;
+  let sluice;
+  try {
+    seeds = await postJson(`${server.url}/api/trace/seed-resolve`, {
+      profile: "mid_section_defect",
+      filter: { workcenter: "TMTT", from: "2000-01-01", to: "2100-01-01" },
+    });
+    const lineage = await postJson(`${server.url}/api/trace/lineage`, {
+      profile: "mid_section_defect",
+      containers: seeds.containers,
+    });
+    containers = lineage.containers;
+    note(
+      `scale ${scale}: ${fmt(seeds.lots)} seed lots, ${fmt(seeds.count)} seed containers -> ${fmt(containers.length)} containers (lineage depth ${lineage.depth})`,
+    );
+    writeFileSync(idsFile, `${containers.join("\n")}\n`);
+    psql(
+      `DROP TABLE IF EXISTS ${schema}.trace_ids; CREATE TABLE ${schema}.trace_ids (cid VARCHAR(16) PRIMARY KEY)`,
+    );
+    execFileSync("psql", [PG, "-qc", `COPY ${schema}.trace_ids (cid) FROM STDIN`], {
+      input: readFileSync(idsFile),
+      env: PSQL_ENV,
+    });
+    psql(`ANALYZE ${schema}.trace_ids`);
+    // The rows every contender reads, counted once (which also warms the cache for all three).
+    rows = Object.fromEntries(
+      DOMAINS.map((d) => [
+        d,
+        Number(
+          psql(
+            `SELECT count(*) FROM ${schema}.${d} t JOIN ${schema}.trace_ids c ON c.cid = t."CONTAINERID"`,
+          ),
+        ),
+      ]),
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    note(`scale ${scale}: sluice POST /api/trace/events (load ${load().toFixed(2)}) ...`);
+    const l0 = load();
+    sluice = { ...(await sluiceEvents(server, containers)), load: l0 };
+  } finally {
+    await server.stop();
+  }
+  const record = (contender, r) =>
+    results.push({ scale, containers: containers.length, rows, contender, ...r });
+  record("sluice POST /api/trace/events", sluice);
+
+  note(`scale ${scale}: naive: materialise, group, serialise (load ${load().toFixed(2)}) ...`);
+  const nl = load();
+  const naive = timed(process.execPath, [NAIVE, `--db=${db}`, `--ids=${idsFile}`]);
+  let naiveOut = null;
+  try {
+    naiveOut = JSON.parse(naive.stdout.trim().split("\n").at(-1));
+  } catch {}
+  record("naive: materialise, group, serialise", {
+    secs: naive.secs,
+    rssMB: naive.rssMB,
+    sizeMB: naiveOut ? naiveOut.bytes / 1048576 : Number.NaN,
+    got: naiveOut?.rows ?? null,
+    code: naive.code,
+    err: naive.err,
+    load: nl,
+  });
+
+  note(`scale ${scale}: psql COPY row_to_json, both domains (load ${load().toFixed(2)}) ...`);
+  const copy = (d) =>
+    `psql '${PG}' -qc "COPY (SELECT row_to_json(t) FROM ${schema}.${d} t JOIN ${schema}.trace_ids c ON c.cid = t.\\"CONTAINERID\\") TO STDOUT" > /dev/null`;
+  const pl = load();
+  const p = timed("bash", ["-c", `set -e; ${DOMAINS.map(copy).join("; ")}`]);
+  // Its output's size, summed by a query (the timed run writes to /dev/null).
+  const copyBytes = DOMAINS.reduce(
+    (n, d) =>
+      n +
+      Number(
+        psql(
+          `SELECT sum(octet_length(row_to_json(t)::text) + 1) FROM ${schema}.${d} t JOIN ${schema}.trace_ids c ON c.cid = t."CONTAINERID"`,
+        ),
+      ),
+    0,
+  );
+  record("psql COPY (SELECT row_to_json(t) ...)", {
+    secs: p.secs,
+    rssMB: p.rssMB,
+    sizeMB: copyBytes / 1048576,
+    code: p.code,
+    err: p.err,
+    load: pl,
+  });
+  scales.push({
+    scale,
+    schema,
+    prepared,
+    lots: seeds.lots,
+    seedContainers: seeds.count,
+    containers: containers.length,
+    rows,
+  });
+  if (!KEEP) psql(`DROP SCHEMA ${schema} CASCADE`);
+}
+
+const pad = (s, w) => String(s).padStart(w);
+const f = (n, d = 1) => (n == null || Number.isNaN(n) ? "-" : n.toFixed(d));
+console.log(`\nbench/trace on ${new Date().toISOString().slice(0, 10)}, node ${process.version}`);
+console.log(
+  `${"scale".padEnd(5)} ${pad("containers", 10)} ${pad("rows: upstream / defect", 23)}  ${"contender".padEnd(38)} ${pad("wall s", 7)} ${pad("peak RSS MB", 11)} ${pad("output MB", 9)} ${pad("load", 5)}  note`,
+);
+for (const r of results) {
+  const notes = [];
+  if (r.code !== 0) notes.push(`FAILED: ${r.err ?? r.code}`);
+  if (r.got && DOMAINS.some((d) => r.got[d] !== r.rows[d])) {
+    notes.push(`rows differ: ${DOMAINS.map((d) => fmt(r.got[d])).join(" / ")}`);
+  }
+  if (r.rssBeforeMB !== undefined) notes.push(`RSS before the request ${f(r.rssBeforeMB)} MB`);
+  console.log(
+    `${String(r.scale).padEnd(5)} ${pad(fmt(r.containers), 10)} ${pad(`${fmt(r.rows.upstream_history)} / ${fmt(r.rows.defect_records)}`, 23)}  ${r.contender.padEnd(38)} ${pad(f(r.secs, 2), 7)} ${pad(f(r.rssMB), 11)} ${pad(f(r.sizeMB), 9)} ${pad(f(r.load, 2), 5)}  ${notes.join("; ")}`,
+  );
+}
+
+// The issue's targets.
+const of = (scale, prefix) =>
+  results.find((r) => r.scale === scale && r.contender.startsWith(prefix));
+const targets = [];
+console.log("");
+for (const scale of SCALES) {
+  const s = of(scale, "sluice");
+  const p = of(scale, "psql");
+  const rss = { scale, what: "sluice peak RSS < 150 MB", value: s.rssMB, met: s.rssMB < 150 };
+  const wall = { scale, what: "sluice wall / psql wall <= 2", value: s.secs / p.secs };
+  wall.met = wall.value <= 2;
+  targets.push(rss, wall);
+  console.log(
+    `scale ${scale}: sluice peak RSS ${f(s.rssMB)} MB (target < 150 MB: ${rss.met ? "met" : "NOT met"}); sluice wall / psql wall ${f(wall.value, 2)}x (${f(s.secs, 2)} s / ${f(p.secs, 2)} s; target <= 2x: ${wall.met ? "met" : "NOT met"})`,
+  );
+}
+const big = Math.max(...SCALES);
+const small = big / 10;
+if (SCALES.includes(small) || SCALES.some((x) => Math.abs(x - small) < 1e-9)) {
+  const hi = of(big, "sluice");
+  const lo = results.find(
+    (r) => Math.abs(r.scale - small) < 1e-9 && r.contender.startsWith("sluice"),
+  );
+  const pct = ((hi.rssMB - lo.rssMB) / lo.rssMB) * 100;
+  targets.push({
+    what: `sluice peak RSS at scale ${big} vs ${small}, percent`,
+    value: pct,
+    met: pct <= 10,
+  });
+  console.log(
+    `sluice peak RSS at scale ${big} vs ${small}: ${f(hi.rssMB)} MB vs ${f(lo.rssMB)} MB (${pct >= 0 ? "+" : ""}${f(pct)}%; target: no more than 10% above: ${pct <= 10 ? "met" : "NOT met"})`,
+  );
+  console.log(
+    `  over the RSS just before the request: +${f(hi.rssMB - hi.rssBeforeMB)} MB at scale ${big}, +${f(lo.rssMB - lo.rssBeforeMB)} MB at ${small}; before: ${f(hi.rssBeforeMB)} vs ${f(lo.rssBeforeMB)} MB`,
+  );
+}
+mkdirSync(join(OUT, ".."), { recursive: true });
+writeFileSync(
+  join(OUT, "..", "trace-results.json"),
+  `${JSON.stringify({ date: new Date().toISOString(), node: process.version, pg: PG, scales, results, targets }, null, 2)}\n`,
+);
