@@ -31,6 +31,7 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
   const warnings: Record<string, unknown>[] = [];
   let seeds: string[] = [];
   let slow = false;
+  let full: string | null = null;
   const slots = new Semaphore(2);
 
   beforeAll(async () => {
@@ -62,6 +63,7 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
       trace: {
         source: counting,
         slots,
+        memoryGuard: () => full,
         cidLimit: LIMIT,
         workersPerDomain: 2,
         fetchSize: 100,
@@ -250,6 +252,29 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
       containers: seeds.slice(0, 3),
     });
     expect(again.status).toBe(200);
+  });
+
+  it("over the memory guard: 503 with Retry-After and nothing read, then served again", async () => {
+    const before = streamed.length;
+    full = "resident memory 5000 MB is over TRACE_MEMORY_LIMIT_MB=4096";
+    try {
+      const res = await post("/api/trace/events", {
+        profile: "query_tool",
+        containers: seeds.slice(0, 5),
+      });
+      expect(res.status).toBe(503);
+      expect(res.headers.get("retry-after")).toBe("30");
+      expect(await res.json()).toMatchObject({ error: "busy" });
+      expect(streamed.length).toBe(before);
+    } finally {
+      full = null;
+    }
+    const ok = await post("/api/trace/events", {
+      profile: "query_tool",
+      containers: seeds.slice(0, 5),
+    });
+    expect(ok.status).toBe(200);
+    await ok.arrayBuffer();
   });
 
   it("bad requests are 4xx JSON: unknown profile, bad ids, unknown domain, not JSON", async () => {
