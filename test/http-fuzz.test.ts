@@ -2,6 +2,7 @@ import { connect } from "node:net";
 import type Database from "better-sqlite3";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TRAFFIC_COLUMNS } from "../src/core/traffic/schema.js";
 import {
   MAX_BYTES,
   MAX_EVENTS,
@@ -484,16 +485,8 @@ const validEvent = fc
     return out;
   });
 
-const KEYS = [
-  "ts",
-  "event_date",
-  "path",
-  "referrer",
-  "country",
-  "user_agent",
-  "status",
-  "duration_ms",
-];
+/** The fields of an ingest event: the traffic table's columns. */
+const KEYS: string[] = [...TRAFFIC_COLUMNS];
 const nested = fc.jsonValue({ maxDepth: 3 });
 /** Values each field must refuse. */
 const BAD_VALUES: Record<string, fc.Arbitrary<unknown>> = {

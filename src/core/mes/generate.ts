@@ -1,3 +1,4 @@
+import { mulberry32 } from "../random.js";
 import type { Row } from "../source.js";
 
 /**
@@ -197,18 +198,6 @@ export interface MesBatch {
   container_lineage: Row[];
   upstream_history: Row[];
   defect_records: Row[];
-}
-
-/** A small fast PRNG, so a scale's factory is the same on every run. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** FNV-1a of a string: the PRNG seed of a scale. */

@@ -1,19 +1,11 @@
+import { DEFECT_RECORDS_COLUMNS, UPSTREAM_HISTORY_COLUMNS } from "../mes/schema.js";
 import type { Row, SqlSource } from "../source.js";
 import { idBatches, placeholders, readSqlStreaming } from "./readers.js";
 
 /** The event domains and the columns the trace API returns for each (DOMAINS.md). */
 export const EVENT_DOMAINS = {
-  upstream_history: [
-    "CONTAINERID",
-    "WORKCENTER",
-    "EQUIPMENT",
-    "SPEC",
-    "TRACKIN_TS",
-    "TRACKOUT_TS",
-    "QTY",
-    "OPERATOR",
-  ],
-  defect_records: ["CONTAINERID", "WORKCENTER", "EQUIPMENT", "REASON_CODE", "DEFECT_QTY", "TS"],
+  upstream_history: UPSTREAM_HISTORY_COLUMNS,
+  defect_records: DEFECT_RECORDS_COLUMNS,
 } as const;
 
 export type EventDomain = keyof typeof EVENT_DOMAINS;

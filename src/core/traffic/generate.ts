@@ -1,16 +1,5 @@
+import { mulberry32 } from "../random.js";
 import type { Row } from "../source.js";
-
-/** A small fast PRNG, so a date's generated day is the same on every run. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SECTIONS = ["blog", "docs", "products", "news", "help", "about", "pricing", "careers"];
 const PATHS = [
