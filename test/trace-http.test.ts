@@ -196,6 +196,7 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
       }),
     );
     const p = new MsdPareto();
+    p.addLineage((await traceLineage(source, cids, "backward")).edges);
     for await (const b of domainEvents(source, "defect_records", cids)) p.addDefects(b);
     for await (const b of domainEvents(source, "upstream_history", cids)) p.addUpstream(b);
     expect(body.msd).toEqual(JSON.parse(JSON.stringify(p.result())));

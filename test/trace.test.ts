@@ -140,6 +140,7 @@ for (const maybe of dbs) {
       const s = await seeds();
       const { containers } = await traceLineage(source, s.containers, "backward");
       const pareto = new MsdPareto();
+      pareto.addLineage((await traceLineage(source, containers, "backward")).edges);
       for await (const b of domainEvents(source, "defect_records", containers))
         pareto.addDefects(b);
       for await (const b of domainEvents(source, "upstream_history", containers))
@@ -150,11 +151,21 @@ for (const maybe of dbs) {
       await source.execute("CREATE TABLE t_cids (cid VARCHAR(64) PRIMARY KEY)");
       for (const c of containers) await source.execute("INSERT INTO t_cids VALUES (?)", [c]);
       const C = q("CONTAINERID");
+      const L = q("container_lineage");
+      const v = (x: string) => `CAST(${x} AS VARCHAR(64))`;
+      // A defective container's history: its own rows and every ancestor's (among the
+      // traced containers); each of its stations/equipment credited once.
       const expected = await source.query(
-        `WITH d AS (SELECT r.${C} AS cid, SUM(r.${q("DEFECT_QTY")}) AS qty FROM ${q("defect_records")} r
+        `WITH RECURSIVE d AS (SELECT r.${C} AS cid, SUM(r.${q("DEFECT_QTY")}) AS qty FROM ${q("defect_records")} r
                     JOIN t_cids t ON t.cid = r.${C} GROUP BY r.${C}),
-              u AS (SELECT DISTINCT h.${C} AS cid, h.${q("WORKCENTER")} AS wc, h.${q("EQUIPMENT")} AS eq
-                    FROM ${q("upstream_history")} h JOIN t_cids t ON t.cid = h.${C})
+              anc(d, x) AS (
+                SELECT ${v("cid")}, ${v("cid")} FROM d
+                UNION
+                SELECT anc.d, ${v(`l.${q("PARENT_CONTAINERID")}`)} FROM anc
+                JOIN ${L} l ON l.${q("CHILD_CONTAINERID")} = anc.x
+                JOIN t_cids t ON t.cid = l.${q("PARENT_CONTAINERID")}),
+              u AS (SELECT DISTINCT anc.d AS cid, h.${q("WORKCENTER")} AS wc, h.${q("EQUIPMENT")} AS eq
+                    FROM anc JOIN ${q("upstream_history")} h ON h.${C} = anc.x)
          SELECT u.wc, u.eq, SUM(d.qty) AS qty, COUNT(*) AS n FROM u JOIN d ON d.cid = u.cid
          GROUP BY u.wc, u.eq`,
       );

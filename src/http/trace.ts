@@ -165,6 +165,18 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     }
     const pareto = msd ? new MsdPareto() : null;
     const release = await o.slots.acquire(c.req.raw.signal);
+    if (pareto) {
+      // The edges among the containers: a container's history includes its ancestors'.
+      try {
+        const lineage = await traceLineage(o.source, cids, "backward", {
+          signal: c.req.raw.signal,
+        });
+        pareto.addLineage(lineage.edges);
+      } catch (err) {
+        release();
+        throw err;
+      }
+    }
     const feed = async function* (domain: EventDomain): AsyncGenerator<Row[]> {
       for await (const batch of domainEvents(o.source, domain, cids, {
         workers: o.workersPerDomain,
