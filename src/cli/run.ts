@@ -1,6 +1,5 @@
 import cluster from "node:cluster";
 import { rmSync } from "node:fs";
-import type { CleanupOptions } from "../core/cleanup.js";
 import { parsePartitionDate, retentionCutoff } from "../core/dates.js";
 import { BadInputError, type ErrorKind, SluiceError, describeError } from "../core/errors.js";
 import {
@@ -15,7 +14,7 @@ import { checkMesScale, prepareMesData } from "../core/mes/prepare.js";
 import { MES_TABLES } from "../core/mes/schema.js";
 import { prepareTrafficData } from "../core/traffic/prepare.js";
 import { runCluster } from "../node/cluster.js";
-import { type Config, loadConfig } from "../node/config.js";
+import { type Config, cleanupOptions, loadConfig } from "../node/config.js";
 import { openContext } from "../node/context.js";
 import { openSource } from "../node/open.js";
 import { checkCron } from "../node/scheduler.js";
@@ -291,14 +290,6 @@ async function prepareMes(config: Config, opts: Opts, io: Io): Promise<void> {
   } finally {
     await source.close();
   }
-}
-
-function cleanupOptions(config: Config): CleanupOptions {
-  return {
-    batchSize: config.SLUICE_DELETE_BATCH,
-    budgetMs: config.SLUICE_CLEANUP_BUDGET_MS,
-    dropPartitions: config.SLUICE_DROP_PARTITIONS,
-  };
 }
 
 async function runBacklog(config: Config, io: Io, opts: Opts, cutoff: string): Promise<void> {

@@ -13,7 +13,7 @@ import {
 } from "../core/trace/events.js";
 import { type Direction, traceLineage } from "../core/trace/lineage.js";
 import { MsdPareto } from "../core/trace/msd.js";
-import { checkSeedFilter, resolveSeeds } from "../core/trace/seed-resolve.js";
+import { MES_ID, checkSeedFilter, resolveSeeds } from "../core/trace/seed-resolve.js";
 import type { AppEnv, RequestLog } from "./app.js";
 
 export const PROFILES = ["query_tool", "query_tool_reverse", "mid_section_defect"] as const;
@@ -35,8 +35,6 @@ export interface TraceOptions {
   log?: RequestLog;
 }
 
-const ID = /^[A-Za-z0-9_.:-]{1,64}$/;
-
 function checkProfile(value: unknown): Profile {
   if (!PROFILES.includes(value as Profile)) {
     throw new BadInputError(`profile must be one of ${PROFILES.join(", ")}`);
@@ -49,7 +47,7 @@ function checkContainers(value: unknown, max = 2_000_000): string[] {
     throw new BadInputError(`containers must be an array of 1 to ${max} container ids`);
   }
   for (const [i, id] of value.entries()) {
-    if (typeof id !== "string" || !ID.test(id)) {
+    if (typeof id !== "string" || !MES_ID.test(id)) {
       throw new BadInputError(
         `containers[${i}] is not a container id (letters, digits, _.:-; 1-64)`,
       );

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { CleanupOptions } from "../core/cleanup.js";
 import { BadInputError } from "../core/errors.js";
 
 const int = (def: number, min: number, max: number) =>
@@ -63,4 +64,13 @@ export function loadConfig(
     throw new BadInputError(`bad configuration: ${problems.join("; ")}`);
   }
   return parsed.data;
+}
+
+/** The cleanup settings, as every job runner (CLI, service, schedule) passes them on. */
+export function cleanupOptions(config: Config): CleanupOptions {
+  return {
+    batchSize: config.SLUICE_DELETE_BATCH,
+    budgetMs: config.SLUICE_CLEANUP_BUDGET_MS,
+    dropPartitions: config.SLUICE_DROP_PARTITIONS,
+  };
 }

@@ -10,7 +10,7 @@ import type { SqlSource } from "../core/source.js";
 import { ensureTrafficTable } from "../core/traffic/prepare.js";
 import { createApp } from "../http/app.js";
 import type { TraceOptions } from "../http/trace.js";
-import type { Config } from "./config.js";
+import { type Config, cleanupOptions } from "./config.js";
 import { openContext } from "./context.js";
 import { createMetrics } from "./metrics.js";
 import { openSource } from "./open.js";
@@ -44,21 +44,12 @@ export async function startService(
   }
   const c = await openContext(config, { signal });
   const metrics = createMetrics(c.ctx);
-  const runner = new JobRunner(
-    c.ctx,
-    c.owner,
-    {
-      batchSize: config.SLUICE_DELETE_BATCH,
-      budgetMs: config.SLUICE_CLEANUP_BUDGET_MS,
-      dropPartitions: config.SLUICE_DROP_PARTITIONS,
-    },
-    (job) => {
-      metrics.jobFinished(job);
-      const fields = { job: job.id, kind: job.kind, date: job.date, result: job.result };
-      if (job.state === "succeeded") logger.info(fields, "job done");
-      else logger.error({ ...fields, error: job.error }, "job failed");
-    },
-  );
+  const runner = new JobRunner(c.ctx, c.owner, cleanupOptions(config), (job) => {
+    metrics.jobFinished(job);
+    const fields = { job: job.id, kind: job.kind, date: job.date, result: job.result };
+    if (job.state === "succeeded") logger.info(fields, "job done");
+    else logger.error({ ...fields, error: job.error }, "job failed");
+  });
   const trace = await openTrace(config, log);
   const app = createApp({
     trace: trace?.options,

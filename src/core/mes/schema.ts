@@ -19,19 +19,6 @@ export type MesTable = (typeof MES_TABLES)[number];
 /** The surrogate key column of every MES table. */
 export const MES_KEY = "ID";
 
-/** Every track-out of a container at a station. */
-export const LOT_MOVES_COLUMNS = [
-  "CONTAINERID",
-  "LOTID",
-  "WORKCENTER",
-  "EQUIPMENT",
-  "SPEC",
-  "TRACKIN_TS",
-  "TRACKOUT_TS",
-  "QTY",
-  "OPERATOR",
-] as const;
-
 /** Genealogy edges: RELATION is 'SPLIT' (parent -> new child) or 'MERGE' (merged -> kept). */
 export const CONTAINER_LINEAGE_COLUMNS = [
   "PARENT_CONTAINERID",
@@ -50,6 +37,13 @@ export const UPSTREAM_HISTORY_COLUMNS = [
   "TRACKOUT_TS",
   "QTY",
   "OPERATOR",
+] as const;
+
+/** Every track-out of a container at a station: its history's columns, with its LOTID. */
+export const LOT_MOVES_COLUMNS = [
+  "CONTAINERID",
+  "LOTID",
+  ...UPSTREAM_HISTORY_COLUMNS.slice(1),
 ] as const;
 
 /** Defects recorded on a container at a station (most at TMTT, the late test station). */

@@ -13,7 +13,8 @@ export interface Seeds {
   moves: number;
 }
 
-const ID = /^[A-Za-z0-9_.:-]{1,64}$/;
+/** A lot, container or station id: what the site uses, and nothing that could be SQL. */
+export const MES_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 /** Check a request's filter; a bad one is a BadInputError that says what to fix. */
 export function checkSeedFilter(input: unknown, maxLots = 100_000): SeedFilter {
@@ -23,14 +24,14 @@ export function checkSeedFilter(input: unknown, maxLots = 100_000): SeedFilter {
       throw new BadInputError(`lotIds must hold 1 to ${maxLots} lot ids`);
     }
     for (const [i, id] of f.lotIds.entries()) {
-      if (typeof id !== "string" || !ID.test(id)) {
+      if (typeof id !== "string" || !MES_ID.test(id)) {
         throw new BadInputError(`lotIds[${i}] is not a lot id (letters, digits, _.:-; 1-64)`);
       }
     }
     return { lotIds: f.lotIds as string[] };
   }
   if (f && typeof f.workcenter === "string") {
-    if (!ID.test(f.workcenter)) throw new BadInputError("workcenter is not a station name");
+    if (!MES_ID.test(f.workcenter)) throw new BadInputError("workcenter is not a station name");
     const from = parsePartitionDate(f.from);
     const to = parsePartitionDate(f.to);
     if (from > to) throw new BadInputError(`from ${from} is after to ${to}`);
