@@ -1,19 +1,7 @@
 import Database from "better-sqlite3";
-import type { Dialect, Row, SqlExecutor, SqlSource, StreamOptions } from "../core/source.js";
+import type { Row, SqlExecutor, SqlSource, StreamOptions } from "../core/source.js";
 import { DEFAULT_FETCH_SIZE } from "../core/source.js";
-
-export const sqliteDialect: Dialect = {
-  name: "sqlite",
-  quote: (ident) => `"${ident.replaceAll('"', '""')}"`,
-  // json_object takes at most 127 arguments by default; wider tables use the portable path.
-  jsonObject: (columns) =>
-    columns.length > 63
-      ? undefined
-      : `json_object(${columns.map((c) => `'${c.replaceAll("'", "''")}', "${c.replaceAll('"', '""')}"`).join(", ")})`,
-  maxParams: 32766,
-  insertIgnore: (table, columns) =>
-    `INSERT INTO ${table} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")}) ON CONFLICT DO NOTHING`,
-};
+import { sqliteDialect } from "./sqlite-dialect.js";
 
 /** A SQLite file through better-sqlite3. Reads that stream use their own connection. */
 export class SqliteSource implements SqlSource {

@@ -7,7 +7,7 @@ import {
   VerificationError,
 } from "./errors.js";
 import { portableSha256 } from "./hash.js";
-import type { Lease, PartRecord } from "./ledger.js";
+import { LEASE_GUARD_PARAMS, type Lease, type PartRecord } from "./ledger.js";
 import { tap } from "./lines.js";
 import { countInRange, scanPart } from "./verify.js";
 
@@ -75,9 +75,11 @@ export async function cleanupPartition(
   const { ledger, spec, source } = ctx;
   const started = Date.now();
   const budget = options.budgetMs ?? 0;
+  // Each DELETE binds the date, the batch's keys and, in an atomic batch, the lease guard.
+  const reserved = 1 + (source.batch ? LEASE_GUARD_PARAMS : 0);
   const batchSize = Math.max(
     1,
-    Math.min(options.batchSize ?? DEFAULT_DELETE_BATCH, source.dialect.maxParams - 1),
+    Math.min(options.batchSize ?? DEFAULT_DELETE_BATCH, source.dialect.maxParams - reserved),
   );
   const rec = await ledger.get(spec.table, date);
   const parts = await ledger.parts(spec.table, date);
@@ -134,11 +136,14 @@ export async function cleanupPartition(
       const batch = keys;
       keys = [];
       const cursor = batch[batch.length - 1] as number;
-      const n = await source.transaction(async (tx) => {
-        const res = await tx.execute(deleteSql(batch.length), [date, ...batch]);
-        await ledger.addCleaned(lease, part.part, res.changes, cursor, tx);
-        return res.changes;
-      });
+      const del = { sql: deleteSql(batch.length), params: [date, ...batch] };
+      const n = source.batch
+        ? await ledger.deleteAndRecord(source, lease, part.part, cursor, del)
+        : await source.transaction(async (tx) => {
+            const res = await tx.execute(del.sql, del.params);
+            await ledger.addCleaned(lease, part.part, res.changes, cursor, tx);
+            return res.changes;
+          });
       deleted += n;
       deletedTotal += n;
       ctx.onProgress?.({ phase: "cleanup", table: spec.table, date, done: deletedTotal, total });

@@ -1,4 +1,26 @@
-import type { Row, SqlExecutor } from "./source.js";
+import type { BatchStatement, Row, SqlExecutor, SqlSource } from "./source.js";
+
+/** Multi-row INSERTs for `rows`, each sized to the dialect's bound-parameter limit. */
+function* insertStatements(
+  db: SqlExecutor,
+  table: string,
+  columns: readonly string[],
+  rows: readonly Row[],
+): Generator<BatchStatement> {
+  const q = db.dialect.quote;
+  const perStatement = Math.max(
+    1,
+    Math.min(500, Math.floor(db.dialect.maxParams / columns.length)),
+  );
+  const tuple = `(${columns.map(() => "?").join(", ")})`;
+  const head = `INSERT INTO ${q(table)} (${columns.map(q).join(", ")}) VALUES `;
+  for (let i = 0; i < rows.length; i += perStatement) {
+    const chunk = rows.slice(i, i + perStatement);
+    const params: unknown[] = [];
+    for (const row of chunk) for (const c of columns) params.push(row[c] ?? null);
+    yield { sql: head + Array(chunk.length).fill(tuple).join(", "), params };
+  }
+}
 
 /** Insert rows with multi-row INSERTs sized to the dialect's bound-parameter limit. */
 export async function insertRows(
@@ -7,20 +29,23 @@ export async function insertRows(
   columns: readonly string[],
   rows: readonly Row[],
 ): Promise<number> {
-  const q = db.dialect.quote;
-  const perStatement = Math.max(
-    1,
-    Math.min(500, Math.floor(db.dialect.maxParams / columns.length)),
-  );
-  const tuple = `(${columns.map(() => "?").join(", ")})`;
-  const head = `INSERT INTO ${q(table)} (${columns.map(q).join(", ")}) VALUES `;
   let inserted = 0;
-  for (let i = 0; i < rows.length; i += perStatement) {
-    const chunk = rows.slice(i, i + perStatement);
-    const params: unknown[] = [];
-    for (const row of chunk) for (const c of columns) params.push(row[c] ?? null);
-    const res = await db.execute(head + Array(chunk.length).fill(tuple).join(", "), params);
-    inserted += res.changes;
+  for (const s of insertStatements(db, table, columns, rows)) {
+    inserted += (await db.execute(s.sql, s.params)).changes;
   }
   return inserted;
+}
+
+/** Insert rows so that all of them commit or none do, on any source (D1 included). */
+export async function insertAtomically(
+  source: SqlSource,
+  table: string,
+  columns: readonly string[],
+  rows: readonly Row[],
+): Promise<number> {
+  if (!source.batch) {
+    return source.transaction((tx) => insertRows(tx, table, columns, rows));
+  }
+  const results = await source.batch([...insertStatements(source, table, columns, rows)]);
+  return results.reduce((n, r) => n + r.changes, 0);
 }

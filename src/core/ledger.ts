@@ -1,5 +1,11 @@
 import { LeaseHeldError, LeaseLostError, SluiceError } from "./errors.js";
-import { type Row, type SqlExecutor, toCount } from "./source.js";
+import {
+  type BatchStatement,
+  type Row,
+  type SqlExecutor,
+  type SqlSource,
+  toCount,
+} from "./source.js";
 
 /**
  * The archive_metadata table: one row per (table, date) partition, moved through an
@@ -441,6 +447,43 @@ export class Ledger {
     await this.move(lease, "cleaning", { cleaned_count }, db);
   }
 
+  /**
+   * @internal One cleanup batch where the database has no interactive transactions (D1): the
+   * delete and the record of it go as one atomic batch. Each statement runs only while the
+   * lease is ours, and SQLite's changes() carries the delete's count into the part's row.
+   */
+  async deleteAndRecord(
+    source: SqlSource,
+    lease: Lease,
+    part: number,
+    cursor: number,
+    del: BatchStatement,
+  ): Promise<number> {
+    if (!source.batch) throw new Error("deleteAndRecord needs a source with batch()");
+    const q = this.d.quote("date");
+    const ours = `EXISTS (SELECT 1 FROM archive_metadata m WHERE m.source_table = ? AND m.${q} = ? AND m.lease_owner = ?)`;
+    const who = [lease.table, lease.date, lease.owner]; // LEASE_GUARD_PARAMS of them
+    const from = (Object.keys(TRANSITIONS) as PartitionState[]).filter((s) =>
+      canMove(s, "cleaning"),
+    );
+    const [deleted, , moved] = await source.batch([
+      { sql: `${del.sql} AND ${ours}`, params: [...(del.params ?? []), ...who] },
+      {
+        sql: `UPDATE archive_parts SET cleaned_count = cleaned_count + changes(), cleanup_cursor = ?
+              WHERE source_table = ? AND ${q} = ? AND part = ? AND ${ours}`,
+        params: [cursor, lease.table, lease.date, part, ...who],
+      },
+      {
+        sql: `UPDATE archive_metadata SET state = 'cleaning', updated_at = ?,
+                cleaned_count = (SELECT SUM(p.cleaned_count) FROM archive_parts p WHERE p.source_table = ? AND p.${q} = ?)
+              WHERE source_table = ? AND ${q} = ? AND lease_owner = ? AND state IN (${from.map(() => "?").join(", ")})`,
+        params: [this.iso(), lease.table, lease.date, ...who, ...from],
+      },
+    ]);
+    if (moved?.changes !== 1) throw new LeaseLostError(lease.table, lease.date);
+    return deleted?.changes ?? 0;
+  }
+
   /** @internal The next cleanup of this part reads every archived key again. */
   async resetCleanupCursor(lease: Lease, part: number): Promise<void> {
     await this.db.execute(
@@ -477,6 +520,9 @@ export class Ledger {
     };
   }
 }
+
+/** Parameters deleteAndRecord adds to a DELETE to run it only while the lease is ours. */
+export const LEASE_GUARD_PARAMS = 3;
 
 /** A held lease. Renew it during long work; every ledger write checks it is still ours. */
 export class Lease {

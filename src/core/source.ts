@@ -48,11 +48,23 @@ export interface StreamOptions {
   signal?: AbortSignal;
 }
 
+/** One statement of an atomic batch. */
+export interface BatchStatement {
+  sql: string;
+  params?: readonly unknown[];
+}
+
 export interface SqlSource extends SqlExecutor {
   /** Read a result of any size as batches; holds at most one batch (plus driver buffers). */
   stream(sql: string, params?: readonly unknown[], options?: StreamOptions): AsyncIterable<Row[]>;
   /** Run `fn` in one transaction: all of it commits, or none of it. */
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  /**
+   * Where the database has no interactive transactions (D1), `transaction` cannot make `fn`
+   * atomic; this runs a list of write statements in one transaction instead: all commit, or
+   * none. Writes that must commit together use it when it is there.
+   */
+  batch?(statements: readonly BatchStatement[]): Promise<{ changes: number }[]>;
   /**
    * Make sure the planner knows the table's size before a job pages through it by key. A
    * freshly loaded PostgreSQL table has no statistics, and its key-paginated pages then cost

@@ -5,7 +5,7 @@ import { requestId } from "hono/request-id";
 import type { JobContext } from "../core/archive.js";
 import { daysBefore, parsePartitionDate } from "../core/dates.js";
 import { BadInputError } from "../core/errors.js";
-import { insertRows } from "../core/insert.js";
+import { insertAtomically } from "../core/insert.js";
 import { partitionStatus } from "../core/jobs.js";
 import type { JobKind, JobRunner } from "../core/runner.js";
 import { toCount } from "../core/source.js";
@@ -34,6 +34,11 @@ export interface AppOptions {
   log?: RequestLog;
   /** The MES trace routes under /api/trace, when a trace database is configured. */
   trace?: TraceOptions;
+  /**
+   * Keep the runtime alive for a job that runs on after its 202 (a Worker's waitUntil; Node
+   * needs nothing).
+   */
+  waitUntil?: (c: Context<AppEnv>, work: Promise<void>) => void;
 }
 
 export interface RequestLog {
@@ -139,9 +144,7 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
       const rows = parts.map((part, i) =>
         parseTrafficEvent(ndjson ? parseLine(part as string, i) : part, i),
       );
-      const inserted = await source.transaction((tx) =>
-        insertRows(tx, spec.table, TRAFFIC_COLUMNS, rows),
-      );
+      const inserted = await insertAtomically(source, spec.table, TRAFFIC_COLUMNS, rows);
       const dates: Record<string, number> = {};
       for (const r of rows)
         dates[r.event_date as string] = (dates[r.event_date as string] ?? 0) + 1;
@@ -213,6 +216,7 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
   const trigger = (kind: JobKind) => async (c: Context<AppEnv>) => {
     const date = parsePartitionDate(c.req.query("date"));
     const job = await runner.start(kind, date);
+    o.waitUntil?.(c, runner.done(date));
     return c.json({ accepted: true, job, status: `/admin/archive-status?date=${date}` }, 202);
   };
   app.on(["GET", "POST"], "/admin/trigger-archive", trigger("archive"));

@@ -1,0 +1,66 @@
+import { z } from "zod";
+import type { CleanupOptions } from "./cleanup.js";
+import { BadInputError } from "./errors.js";
+
+/** A whole number from an env string, within bounds, with a default. */
+export const intSetting = (def: number, min: number, max: number) =>
+  z.coerce.number().int().min(min).max(max).default(def);
+
+/**
+ * The settings every runtime (Node service, CLI, Worker) shares: what to archive, how, and
+ * the HTTP API's limits. Documented with their defaults in deploy/.env.example.
+ */
+export const commonSettings = {
+  SLUICE_TABLE: z.string().default("traffic_events"),
+  SLUICE_PARTITION_COLUMN: z.string().default("event_date"),
+  SLUICE_KEY_COLUMN: z.string().default("id"),
+  DB_SLOW_FETCHMANY_SIZE: intSetting(5000, 1, 1_000_000),
+  SLUICE_DELETE_BATCH: intSetting(1000, 1, 100_000),
+  SLUICE_CLEANUP_BUDGET_MS: intSetting(0, 0, 86_400_000),
+  HOT_RETENTION_DAYS: intSetting(3, 0, 36_500),
+  SLUICE_LEASE_MS: intSetting(120_000, 1_000, 86_400_000),
+  ADMIN_TOKEN: z
+    .string()
+    .min(16, "must be at least 16 characters (e.g. openssl rand -hex 24)")
+    .optional(),
+  INGEST_MAX_BYTES: intSetting(5 << 20, 1024, 1 << 30),
+  INGEST_MAX_EVENTS: intSetting(10_000, 1, 1_000_000),
+};
+
+/** Validate settings from the environment; a bad value throws one message naming each. */
+export function parseSettings<S extends z.ZodRawShape>(
+  shape: S,
+  env: Record<string, unknown>,
+  overrides: Record<string, string | number | undefined> = {},
+): z.infer<z.ZodObject<S>> {
+  const schema = z.object(shape);
+  const input: Record<string, unknown> = {};
+  for (const key of Object.keys(shape)) {
+    const v = overrides[key] ?? env[key];
+    if (v !== undefined && v !== "") input[key] = v;
+  }
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => {
+      const key = String(i.path[0]);
+      // A secret that failed its check is still a secret: never print it.
+      const shown = /TOKEN|SECRET|PASSWORD/.test(key) ? "***" : JSON.stringify(input[key]);
+      return `${i.path.join(".")}=${shown}: ${i.message}`;
+    });
+    throw new BadInputError(`bad configuration: ${problems.join("; ")}`);
+  }
+  return parsed.data;
+}
+
+/** The cleanup settings, as every job runner (CLI, service, schedule, Worker) passes them on. */
+export function cleanupOptions(s: {
+  SLUICE_DELETE_BATCH: number;
+  SLUICE_CLEANUP_BUDGET_MS: number;
+  SLUICE_DROP_PARTITIONS?: boolean;
+}): CleanupOptions {
+  return {
+    batchSize: s.SLUICE_DELETE_BATCH,
+    budgetMs: s.SLUICE_CLEANUP_BUDGET_MS,
+    dropPartitions: s.SLUICE_DROP_PARTITIONS ?? true,
+  };
+}

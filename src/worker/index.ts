@@ -1,0 +1,137 @@
+import type { Hono } from "hono";
+import { type D1DatabaseLike, D1Source } from "../adapters/d1.js";
+import { type R2BucketLike, R2Store } from "../adapters/r2.js";
+import type { JobContext } from "../core/archive.js";
+import { describeError } from "../core/errors.js";
+import { Ledger } from "../core/ledger.js";
+import { checkSpec } from "../core/partition.js";
+import { JobRunner } from "../core/runner.js";
+import { type ScheduledOutcome, runScheduled } from "../core/schedule.js";
+import { cleanupOptions } from "../core/settings.js";
+import { ensureTrafficTable } from "../core/traffic/prepare.js";
+import { type AppEnv, createApp } from "../http/app.js";
+import { type WorkerConfig, loadWorkerConfig } from "./config.js";
+
+/** The bindings wrangler.toml declares: D1 as `DB`, R2 as `ARCHIVE`, plus string vars. */
+export interface Env {
+  DB: D1DatabaseLike;
+  ARCHIVE: R2BucketLike;
+  [name: string]: unknown;
+}
+interface ExecutionContextLike {
+  waitUntil(work: Promise<unknown>): void;
+}
+interface ScheduledControllerLike {
+  scheduledTime: number;
+  cron: string;
+}
+
+interface WorkerState {
+  config: WorkerConfig;
+  ctx: JobContext;
+  runner: JobRunner;
+  app: Hono<AppEnv>;
+}
+
+const log = (fields: Record<string, unknown>, message: string) =>
+  console.log(JSON.stringify({ msg: message, ...fields }));
+
+// One per isolate: requests and cron runs in it share the app, the ledger and the runner, so
+// that archive-status shows the jobs this isolate started. The ledger is the shared truth.
+let state: Promise<WorkerState> | null = null;
+
+async function setUp(env: Env): Promise<WorkerState> {
+  const config = loadWorkerConfig(env);
+  if (!env.DB || !env.ARCHIVE) {
+    throw new Error("the Worker needs a D1 binding named DB and an R2 binding named ARCHIVE");
+  }
+  const source = new D1Source(env.DB);
+  const store = new R2Store(env.ARCHIVE, {
+    name: "ARCHIVE",
+    prefix: config.R2_PREFIX,
+    partSize: config.R2_PART_SIZE_MIB << 20,
+  });
+  const ledger = new Ledger(source, { leaseMs: config.SLUICE_LEASE_MS });
+  await ledger.migrate();
+  // An empty database becomes a working Worker: the table ingest writes to.
+  if (config.SLUICE_TABLE === "traffic_events") await ensureTrafficTable(source);
+  const spec = await checkSpec(source, {
+    table: config.SLUICE_TABLE,
+    partitionColumn: config.SLUICE_PARTITION_COLUMN,
+    keyColumn: config.SLUICE_KEY_COLUMN,
+  });
+  const ctx: JobContext = {
+    source,
+    store,
+    ledger,
+    spec,
+    fetchSize: config.DB_SLOW_FETCHMANY_SIZE,
+  };
+  const owner = `worker:${crypto.randomUUID()}`;
+  const runner = new JobRunner(ctx, owner, cleanupOptions(config), (job) =>
+    log(
+      { job: job.id, kind: job.kind, state: job.state, result: job.result, error: job.error },
+      "job finished",
+    ),
+  );
+  const app = createApp({
+    ctx,
+    runner,
+    adminToken: config.ADMIN_TOKEN,
+    maxBodyBytes: config.INGEST_MAX_BYTES,
+    maxEvents: config.INGEST_MAX_EVENTS,
+    log: { info: log, error: log },
+    waitUntil: (c, work) => c.executionCtx.waitUntil(work),
+  });
+  return { config, ctx, runner, app };
+}
+
+function stateFor(env: Env): Promise<WorkerState> {
+  if (!state) {
+    state = setUp(env);
+    // A failed set-up (bad config, D1 unreachable) is retried by the next event.
+    state.catch(() => {
+      state = null;
+    });
+  }
+  return state;
+}
+
+/** The scheduled run: archive, verify and clean every date older than the hot retention. */
+export async function scheduledRun(env: Env, now: Date): Promise<ScheduledOutcome[]> {
+  const s = await stateFor(env);
+  return runScheduled({
+    ctx: s.ctx,
+    runner: s.runner,
+    retentionDays: s.config.HOT_RETENTION_DAYS,
+    now,
+    budgetMs: s.config.SCHEDULE_BUDGET_MS,
+    log,
+  });
+}
+
+export default {
+  async fetch(request: Request, env: Env, ctx: ExecutionContextLike): Promise<Response> {
+    let s: WorkerState;
+    try {
+      s = await stateFor(env);
+    } catch (err) {
+      const message = describeError(err);
+      log({ error: message }, "worker set-up failed");
+      return Response.json({ error: "unavailable", message }, { status: 503 });
+    }
+    return s.app.fetch(request, env, ctx as never);
+  },
+
+  async scheduled(controller: ScheduledControllerLike, env: Env, ctx: ExecutionContextLike) {
+    const work = scheduledRun(env, new Date(controller.scheduledTime)).then(
+      (outcomes) => log({ cron: controller.cron, outcomes }, "scheduled run done"),
+      (err: unknown) => {
+        log({ cron: controller.cron, error: describeError(err) }, "scheduled run failed");
+        throw err;
+      },
+    );
+    ctx.waitUntil(work);
+    await work;
+  },
+};
