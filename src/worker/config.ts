@@ -8,7 +8,7 @@ import { commonSettings, intSetting, parseSettings } from "../core/settings.js";
 const workerSettings = {
   ...commonSettings,
   // Cron invocations may run 15 minutes of wall time; stop well inside it and resume next run.
-  SLUICE_CLEANUP_BUDGET_MS: intSetting(60_000, 1_000, 840_000),
+  SLUICE_CLEANUP_BUDGET_MS: intSetting(60_000, 1, 840_000),
   // D1 allows 100 bound parameters per statement; four go to the date and the lease guard.
   SLUICE_DELETE_BATCH: intSetting(96, 1, 96),
   // A scheduled run starts no new date after this many ms (the rest wait for the next run).

@@ -1,0 +1,128 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { gunzipSync } from "node:zlib";
+import { build } from "esbuild";
+import { Miniflare } from "miniflare";
+import type { Row } from "../src/core/source.js";
+
+export const TOKEN = "worker-admin-token-0123456789";
+
+let bundle: Promise<string> | null = null;
+
+/** src/worker bundled as wrangler would (esbuild, ESM, no Node built-ins), once per file. */
+export function workerBundle(): Promise<string> {
+  bundle ??= build({
+    entryPoints: [join(import.meta.dirname, "..", "src", "worker", "index.ts")],
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    write: false,
+    logLevel: "warning",
+  }).then((r) => r.outputFiles[0]?.text ?? "");
+  return bundle;
+}
+
+/** The Worker in real workerd (Miniflare), with local D1 and R2 persisted in a temp dir. */
+export interface TestWorker {
+  mf: Miniflare;
+  dir: string;
+  /** A request to the Worker; `admin` adds the bearer token. */
+  fetch(path: string, init?: RequestInit & { admin?: boolean }): Promise<Response>;
+  /** One run of the `scheduled` handler, as the Cron Trigger would start it at `at`. */
+  scheduled(at: Date): Promise<void>;
+  /** SQL on the Worker's D1 database, from outside the Worker. */
+  sql<T = Row>(sql: string, ...params: unknown[]): Promise<T[]>;
+  /** The stored archive object, decompressed into rows. */
+  archivedRows(key: string): Promise<Row[]>;
+  head(key: string): Promise<{ size: number; etag: string } | null>;
+  stop(): Promise<void>;
+}
+
+export async function startWorker(vars: Record<string, string> = {}): Promise<TestWorker> {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-worker-"));
+  const logs: string[] = [];
+  const mf = new Miniflare({
+    modules: true,
+    script: await workerBundle(),
+    compatibilityDate: "2026-04-01",
+    d1Databases: { DB: "sluice-hot" },
+    r2Buckets: { ARCHIVE: "sluice-archive" },
+    d1Persist: join(dir, "d1"),
+    r2Persist: join(dir, "r2"),
+    bindings: { ADMIN_TOKEN: TOKEN, ...vars },
+    handleRuntimeStdio(stdout: Readable, stderr: Readable) {
+      // Keep the Worker's log lines out of the test output, but at hand when one fails.
+      stdout.on("data", (d: Buffer) => logs.push(d.toString()));
+      stderr.on("data", (d: Buffer) => logs.push(d.toString()));
+    },
+  });
+  const base = "http://sluice.test";
+  return {
+    mf,
+    dir,
+    fetch: async (path, init = {}) => {
+      const { admin, ...rest } = init;
+      const headers = new Headers(rest.headers as Record<string, string> | undefined);
+      if (admin) headers.set("authorization", `Bearer ${TOKEN}`);
+      return (await mf.dispatchFetch(`${base}${path}`, {
+        ...rest,
+        headers,
+      } as never)) as unknown as Response;
+    },
+    scheduled: async (at) => {
+      const worker = await mf.getWorker();
+      const res = await worker.scheduled({ cron: "30 3 * * *", scheduledTime: at });
+      if (res.outcome !== "ok") {
+        throw new Error(`scheduled run ended '${res.outcome}'\n${logs.slice(-20).join("")}`);
+      }
+    },
+    sql: async <T = Row>(sql: string, ...params: unknown[]) => {
+      const db = await mf.getD1Database("DB");
+      const res = await db
+        .prepare(sql)
+        .bind(...params)
+        .all<T>();
+      return res.results as T[];
+    },
+    archivedRows: async (key) => {
+      const bucket = await mf.getR2Bucket("ARCHIVE");
+      const obj = await bucket.get(key);
+      if (!obj) throw new Error(`no object ${key}`);
+      const text = gunzipSync(Buffer.from(await obj.arrayBuffer())).toString("utf8");
+      return text
+        .split("\n")
+        .filter((l) => l !== "")
+        .map((l) => JSON.parse(l) as Row);
+    },
+    head: async (key) => {
+      const bucket = await mf.getR2Bucket("ARCHIVE");
+      const obj = await bucket.head(key);
+      return obj ? { size: obj.size, etag: obj.etag } : null;
+    },
+    stop: async () => {
+      await mf.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** POST events to the Worker's ingest route as NDJSON; returns how many went in. */
+export async function ingest(w: TestWorker, events: readonly Row[]): Promise<number> {
+  const res = await w.fetch("/api/events", {
+    method: "POST",
+    headers: { "content-type": "application/x-ndjson" },
+    body: events.map((e) => JSON.stringify(e)).join("\n"),
+  });
+  const body = (await res.json()) as { inserted?: number; message?: string };
+  if (res.status !== 201) throw new Error(`ingest: ${res.status} ${body.message}`);
+  return body.inserted ?? 0;
+}
+
+/** A generated row as the ingest route takes it (no id, no event_date: the Worker derives it). */
+export function asEvent(row: Row): Row {
+  const { event_date: _date, id: _id, ...event } = row;
+  return event;
+}

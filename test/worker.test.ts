@@ -1,0 +1,227 @@
+import { randomBytes } from "node:crypto";
+import { afterEach, describe, expect, it } from "vitest";
+import { daysBefore } from "../src/core/dates.js";
+import type { Row } from "../src/core/source.js";
+import { generateTrafficDay } from "../src/core/traffic/generate.js";
+import { type TestWorker, asEvent, ingest, startWorker } from "./worker-helpers.js";
+
+// The Worker in real workerd (Miniflare) with local D1 and R2: the seed's deployment target.
+
+let worker: TestWorker | null = null;
+afterEach(async () => {
+  await worker?.stop();
+  worker = null;
+});
+
+async function open(vars: Record<string, string> = {}): Promise<TestWorker> {
+  worker = await startWorker(vars);
+  return worker;
+}
+
+async function ingestDay(w: TestWorker, date: string, count: number): Promise<void> {
+  for (const batch of generateTrafficDay(date, count, 2000)) {
+    expect(await ingest(w, batch.map(asEvent))).toBe(batch.length);
+  }
+}
+
+interface Status {
+  record: Row | null;
+  parts: Row[];
+  hotRows: number;
+  job: { state: string; error: string | null; result: Row | null } | null;
+}
+
+async function status(w: TestWorker, date: string): Promise<Status> {
+  const res = await w.fetch(`/admin/archive-status?date=${date}`, { admin: true });
+  expect(res.status).toBe(200);
+  return (await res.json()) as Status;
+}
+
+/** Trigger a job through the admin route and wait for the job it started to finish. */
+async function runJob(w: TestWorker, kind: "archive" | "cleanup", date: string): Promise<Status> {
+  const res = await w.fetch(`/admin/trigger-${kind}?date=${date}`, { method: "POST", admin: true });
+  expect(res.status).toBe(202);
+  for (let i = 0; i < 600; i++) {
+    const s = await status(w, date);
+    if (s.job && s.job.state !== "running") return s;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${kind} of ${date} did not finish`);
+}
+
+const count = async (w: TestWorker, date: string) =>
+  (
+    await w.sql<{ n: number }>(
+      "SELECT COUNT(*) AS n FROM traffic_events WHERE event_date = ?",
+      date,
+    )
+  )[0]?.n;
+
+/** The archive's rows equal the rows D1 held before cleanup, field for field, in key order. */
+function expectSameRows(archived: Row[], hot: Row[]): void {
+  expect(archived.length).toBe(hot.length);
+  for (let i = 0; i < hot.length; i++) expect(archived[i]).toEqual(hot[i]);
+}
+
+describe("the Worker on workerd with local D1 and R2", () => {
+  it("ingest -> archive -> verify -> cleanup through its own routes; the archive round-trips", async () => {
+    const w = await open();
+    const day = "2026-10-01";
+    const other = "2026-10-02";
+    await ingestDay(w, day, 3000);
+    await ingestDay(w, other, 250);
+    const hot = await w.sql("SELECT * FROM traffic_events WHERE event_date = ? ORDER BY id", day);
+    expect(hot).toHaveLength(3000);
+
+    const archived = await runJob(w, "archive", day);
+    expect(archived.job?.error).toBeNull();
+    expect(archived.record?.state).toBe("verified");
+    expect(archived.record?.eventCount).toBe(3000);
+    expect(archived.parts).toHaveLength(1);
+    const key = archived.parts[0]?.objectKey as string;
+    expect(key).toBe(`traffic_events/date=${day}/part-0000.jsonl.gz`);
+    expectSameRows(await w.archivedRows(key), hot);
+    expect((await w.head(key))?.size).toBe(archived.parts[0]?.fileSize);
+
+    const cleaned = await runJob(w, "cleanup", day);
+    expect(cleaned.job?.error).toBeNull();
+    expect(cleaned.record).toMatchObject({ state: "cleaned", d1Cleaned: 1, cleanedCount: 3000 });
+    expect(await count(w, day)).toBe(0);
+    expect(await count(w, other)).toBe(250);
+    // The archive outlives the rows: still there, still the same rows.
+    expectSameRows(await w.archivedRows(key), hot);
+  });
+
+  it("the scheduled handler archives and cleans every date older than the retention, only those", async () => {
+    const w = await open({ HOT_RETENTION_DAYS: "3" });
+    const now = new Date("2026-11-20T03:30:00Z");
+    const old1 = daysBefore(now, 9);
+    const old2 = daysBefore(now, 4);
+    const recent = daysBefore(now, 2);
+    await ingestDay(w, old1, 1800);
+    await ingestDay(w, old2, 1200);
+    await ingestDay(w, recent, 300);
+    const hot1 = await w.sql("SELECT * FROM traffic_events WHERE event_date = ? ORDER BY id", old1);
+
+    await w.scheduled(now);
+
+    const ledger = await w.sql<Row>(
+      "SELECT date, state, event_count, cleaned_count, d1_cleaned FROM archive_metadata ORDER BY date",
+    );
+    expect(ledger).toEqual([
+      { date: old1, state: "cleaned", event_count: 1800, cleaned_count: 1800, d1_cleaned: 1 },
+      { date: old2, state: "cleaned", event_count: 1200, cleaned_count: 1200, d1_cleaned: 1 },
+    ]);
+    expect(await count(w, old1)).toBe(0);
+    expect(await count(w, old2)).toBe(0);
+    expect(await count(w, recent)).toBe(300);
+    expectSameRows(await w.archivedRows(`traffic_events/date=${old1}/part-0000.jsonl.gz`), hot1);
+
+    // A second run finds nothing left to do and changes nothing.
+    await w.scheduled(now);
+    expect(await count(w, recent)).toBe(300);
+    expect(await w.sql("SELECT COUNT(*) AS n FROM archive_parts")).toEqual([{ n: 2 }]);
+  });
+
+  it("an archive over 20 MB compressed goes up to R2 in 5 MiB parts, and verifies", async () => {
+    const w = await open({ INGEST_MAX_BYTES: String(16 << 20) });
+    const day = "2026-09-15";
+    // User agents of random text, so that gzip cannot shrink the day below several parts.
+    const rows = 72_000;
+    let sent = 0;
+    for (const batch of generateTrafficDay(day, rows, 8000)) {
+      const events = batch.map((r) => ({
+        ...asEvent(r),
+        user_agent: randomBytes(300).toString("base64"),
+      }));
+      sent += await ingest(w, events);
+    }
+    expect(sent).toBe(rows);
+
+    const s = await runJob(w, "archive", day);
+    expect(s.job?.error).toBeNull();
+    expect(s.record?.state).toBe("verified");
+    const part = s.parts[0] as Row;
+    const key = part.objectKey as string;
+    const head = await w.head(key);
+    expect(head?.size).toBe(part.fileSize);
+    expect(head?.size).toBeGreaterThan(20 << 20);
+    // R2 (and Miniflare's R2) gives a multipart object the etag "<md5 of part md5s>-<parts>".
+    const parts = Number(/-(\d+)$/.exec(head?.etag ?? "")?.[1]);
+    expect(parts).toBe(Math.ceil((head?.size ?? 0) / (5 << 20)));
+    expect(parts).toBeGreaterThanOrEqual(5);
+
+    const archived = await w.archivedRows(key);
+    expect(archived).toHaveLength(rows);
+    const hot = await w.sql<{ id: number; user_agent: string }>(
+      "SELECT id, user_agent FROM traffic_events WHERE event_date = ? ORDER BY id",
+      day,
+    );
+    for (let i = 0; i < rows; i += 997) {
+      expect(archived[i]?.id).toBe(hot[i]?.id);
+      expect(archived[i]?.user_agent).toBe(hot[i]?.user_agent);
+    }
+  });
+
+  it("a cleanup that needs several invocations resumes each time and is marked cleaned only at zero", async () => {
+    const w = await open({ SLUICE_CLEANUP_BUDGET_MS: "1" });
+    const now = new Date("2026-11-20T03:30:00Z");
+    const day = daysBefore(now, 6);
+    await ingestDay(w, day, 4000);
+
+    const seen: { state: string; cleaned: number; hot: number }[] = [];
+    for (let run = 0; run < 400; run++) {
+      // Every fifth run comes from the admin route instead of the cron: both resume.
+      if (run % 5 === 4) await runJob(w, "cleanup", day);
+      else await w.scheduled(now);
+      const [rec] = await w.sql<{ state: string; d1_cleaned: number; cleaned_count: number }>(
+        "SELECT state, d1_cleaned, cleaned_count FROM archive_metadata WHERE date = ?",
+        day,
+      );
+      const hot = (await count(w, day)) as number;
+      seen.push({ state: rec?.state as string, cleaned: rec?.d1_cleaned as number, hot });
+      if (rec?.state === "cleaned") break;
+      // Not done yet: never marked cleaned, and the ledger's count is what D1 lost.
+      expect(rec).toMatchObject({ state: "cleaning", d1_cleaned: 0 });
+      expect(hot).toBeGreaterThan(0);
+      expect(rec?.cleaned_count).toBe(4000 - hot);
+    }
+    expect(seen.length).toBeGreaterThan(3);
+    expect(seen.at(-1)).toEqual({ state: "cleaned", cleaned: 1, hot: 0 });
+    for (let i = 1; i < seen.length; i++) {
+      expect(seen[i]?.hot).toBeLessThan(seen[i - 1]?.hot as number);
+    }
+    expect(
+      await w.sql("SELECT cleaned_count, d1_cleaned FROM archive_metadata WHERE date = ?", day),
+    ).toEqual([{ cleaned_count: 4000, d1_cleaned: 1 }]);
+  });
+
+  it("rows D1 refuses to delete fail the cleanup loudly, never 'cleaned'; the next run finishes", async () => {
+    const w = await open();
+    const now = new Date("2026-11-20T03:30:00Z");
+    const day = daysBefore(now, 5);
+    await ingestDay(w, day, 2000);
+    // The seed's bug from the other side: deletes that report success but leave rows.
+    await w.sql(
+      "CREATE TRIGGER keep_some BEFORE DELETE ON traffic_events WHEN old.id % 40 = 0 BEGIN SELECT RAISE(IGNORE); END",
+    );
+    await w.scheduled(now);
+    const [rec] = await w.sql<Row>(
+      "SELECT state, d1_cleaned, cleaned_count, last_error FROM archive_metadata WHERE date = ?",
+      day,
+    );
+    expect(rec).toMatchObject({ state: "failed", d1_cleaned: 0, cleaned_count: 1950 });
+    expect(rec?.last_error).toMatch(/deleted 1950 rows, 50 archived rows remain/);
+    expect(await count(w, day)).toBe(50);
+
+    await w.sql("DROP TRIGGER keep_some");
+    await w.scheduled(now);
+    expect(
+      await w.sql(
+        "SELECT state, d1_cleaned, cleaned_count FROM archive_metadata WHERE date = ?",
+        day,
+      ),
+    ).toEqual([{ state: "cleaned", d1_cleaned: 1, cleaned_count: 2000 }]);
+    expect(await count(w, day)).toBe(0);
+  });
+});
