@@ -224,4 +224,49 @@ describe("the Worker on workerd with local D1 and R2", () => {
     ).toEqual([{ state: "cleaned", d1_cleaned: 1, cleaned_count: 2000 }]);
     expect(await count(w, day)).toBe(0);
   });
+
+  it("an ingest batch is all or nothing on D1 (one batch), and bad input is a 4xx", async () => {
+    const w = await open();
+    const day = "2026-10-05";
+    await ingestDay(w, day, 10);
+    await w.sql(
+      "CREATE TRIGGER boom BEFORE INSERT ON traffic_events WHEN new.path = '/boom' BEGIN SELECT RAISE(ABORT, 'boom'); END",
+    );
+    const [batch] = [...generateTrafficDay(day, 1000, 1000)];
+    const events = (batch as Row[]).map(asEvent);
+    (events[900] as Row).path = "/boom";
+    const res = await w.fetch("/api/events", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(events),
+    });
+    expect(res.status).toBe(500);
+    // The 81 statements before the failing one were rolled back with it.
+    expect(await count(w, day)).toBe(10);
+
+    const bad = await w.fetch("/api/events", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify([{ ts: 1, path: "x", status: 200, duration_ms: 1 }]),
+    });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as Row).error).toBe("bad_event");
+    const noToken = await w.fetch(`/admin/trigger-archive?date=${day}`, { method: "POST" });
+    expect(noToken.status).toBe(401);
+    expect(await w.sql("SELECT COUNT(*) AS n FROM archive_metadata")).toEqual([{ n: 0 }]);
+  });
+
+  it("a bad setting makes every request a 503 that names it; no ADMIN_TOKEN turns admin off", async () => {
+    const w = await open({ R2_PART_SIZE_MIB: "2" });
+    const res = await w.fetch("/healthz");
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as Row).message).toMatch(/R2_PART_SIZE_MIB="2"/);
+    await w.stop();
+    worker = null;
+
+    const off = await open({ ADMIN_TOKEN: "" });
+    const admin = await off.fetch("/admin/partitions", { admin: true });
+    expect(admin.status).toBe(403);
+    expect(((await admin.json()) as Row).error).toBe("admin_disabled");
+  });
 });
