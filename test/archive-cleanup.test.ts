@@ -186,6 +186,36 @@ describe("archive, verify, cleanup on SQLite and a folder", () => {
     });
   }
 
+  it("deletes by archived key range on SQLite, never touching another date's rows between its keys", async () => {
+    ws = await workspace([]);
+    const sql = ws.sql();
+    sql.exec(
+      "CREATE TABLE traffic_events (id INTEGER PRIMARY KEY AUTOINCREMENT, event_date TEXT NOT NULL, ts INTEGER, path TEXT, referrer TEXT, country TEXT, user_agent TEXT, status INTEGER, duration_ms INTEGER)",
+    );
+    const insert = sql.prepare(
+      "INSERT INTO traffic_events (event_date, ts, path, status, duration_ms) VALUES (?, ?, ?, 200, 7)",
+    );
+    // Two dates whose keys interleave irregularly, as ingest of late events makes them.
+    sql.transaction(() => {
+      for (let i = 0; i < 5000; i++)
+        insert.run(i % 3 === 0 || i % 7 === 0 ? OTHER : DAY, i, `/${i}`);
+    })();
+    const other = rowsOf(sql, OTHER);
+    const day = countOf(sql, DAY);
+    const c = await ws.open();
+    try {
+      await archiveDate(c.ctx, c.owner, DAY);
+      for (let i = 0; i < 5; i++) insert.run(DAY, 9_000 + i, `/late/${i}`);
+      const cleaned = await cleanupDate(c.ctx, c.owner, DAY, { batchSize: 37 });
+      expect(cleaned.deleted).toBe(day);
+      expect(rowsOf(sql, OTHER)).toEqual(other);
+      expect(rowsOf(sql, DAY).map((r) => r.path)).toEqual([0, 1, 2, 3, 4].map((i) => `/late/${i}`));
+      expect((await c.ctx.ledger.get("traffic_events", DAY))?.cleanedCount).toBe(day);
+    } finally {
+      await c.close();
+    }
+  });
+
   it("leaves rows that arrive after the archive, reports them late, and archives them as a new part", async () => {
     ws = await workspace([{ date: DAY, count: 10_000 }]);
     const sql = ws.sql();

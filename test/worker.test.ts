@@ -164,7 +164,7 @@ describe("the Worker on workerd with local D1 and R2", () => {
   });
 
   it("a cleanup that needs several invocations resumes each time and is marked cleaned only at zero", async () => {
-    const w = await open({ SLUICE_CLEANUP_BUDGET_MS: "1" });
+    const w = await open({ SLUICE_CLEANUP_BUDGET_MS: "1", SLUICE_DELETE_BATCH: "100" });
     const now = new Date("2026-11-20T03:30:00Z");
     const day = daysBefore(now, 6);
     await ingestDay(w, day, 4000);

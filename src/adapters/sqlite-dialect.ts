@@ -10,6 +10,7 @@ export const sqliteDialect: Dialect = {
       ? undefined
       : `json_object(${columns.map((c) => `'${c.replaceAll("'", "''")}', "${c.replaceAll('"', '""')}"`).join(", ")})`,
   maxParams: 32766,
+  keysCommitInOrder: true,
   insertIgnore: (table, columns) =>
     `INSERT INTO ${table} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")}) ON CONFLICT DO NOTHING`,
 };

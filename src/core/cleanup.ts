@@ -75,11 +75,16 @@ export async function cleanupPartition(
   const { ledger, spec, source } = ctx;
   const started = Date.now();
   const budget = options.budgetMs ?? 0;
-  // Each DELETE binds the date, the batch's keys and, in an atomic batch, the lease guard.
+  // By key range where keys commit in order (every key of the date inside an archived range
+  // is an archived key); otherwise by the archive's keys, as many as one statement may bind
+  // besides the date and, in an atomic batch, the lease guard.
+  const byRange = source.dialect.keysCommitInOrder === true;
   const reserved = 1 + (source.batch ? LEASE_GUARD_PARAMS : 0);
   const batchSize = Math.max(
     1,
-    Math.min(options.batchSize ?? DEFAULT_DELETE_BATCH, source.dialect.maxParams - reserved),
+    byRange
+      ? (options.batchSize ?? DEFAULT_DELETE_BATCH)
+      : Math.min(options.batchSize ?? DEFAULT_DELETE_BATCH, source.dialect.maxParams - reserved),
   );
   const rec = await ledger.get(spec.table, date);
   const parts = await ledger.parts(spec.table, date);
@@ -94,8 +99,11 @@ export async function cleanupPartition(
   await source.ensureStatistics?.(spec.table);
   const q = source.dialect.quote;
   const placeholders = (n: number) => Array.from({ length: n }, () => "?").join(", ");
-  const deleteSql = (n: number) =>
-    `DELETE FROM ${q(spec.table)} WHERE ${q(spec.partitionColumn)} = ? AND ${q(spec.keyColumn)} IN (${placeholders(n)})`;
+  const deleteWhere = `DELETE FROM ${q(spec.table)} WHERE ${q(spec.partitionColumn)} = ? AND ${q(spec.keyColumn)}`;
+  const deleteOf = (keys: number[]) =>
+    byRange
+      ? { sql: `${deleteWhere} BETWEEN ? AND ?`, params: [date, keys[0], keys[keys.length - 1]] }
+      : { sql: `${deleteWhere} IN (${placeholders(keys.length)})`, params: [date, ...keys] };
   const total = parts.reduce((n, p) => n + p.eventCount, 0);
   let deleted = 0;
   let deletedTotal = rec.cleanedCount;
@@ -136,7 +144,7 @@ export async function cleanupPartition(
       const batch = keys;
       keys = [];
       const cursor = batch[batch.length - 1] as number;
-      const del = { sql: deleteSql(batch.length), params: [date, ...batch] };
+      const del = deleteOf(batch);
       const n = source.batch
         ? await ledger.deleteAndRecord(source, lease, part.part, cursor, del)
         : await source.transaction(async (tx) => {
@@ -172,7 +180,11 @@ export async function cleanupPartition(
           parts.filter((p) => p.cleanedAt === null).map((p) => countInRange(ctx, p)),
         )
       ).reduce((a, b) => a + b, 0);
-      return { deleted, deletedTotal, complete: false, remaining, method: "delete" };
+      if (remaining > 0) {
+        return { deleted, deletedTotal, complete: false, remaining, method: "delete" };
+      }
+      // The budget ran out on the last batch: finish now, rather than leave the date
+      // 'cleaning' with nothing left for the next run to find.
     }
 
     const remaining = await countInRange(ctx, part);

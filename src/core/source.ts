@@ -18,6 +18,14 @@ export interface Dialect {
    * that order, when the database can (several times faster than building row objects).
    */
   jsonObject?(columns: readonly string[]): string | undefined;
+  /**
+   * True where keys become visible in the order they were assigned (SQLite and D1: one
+   * writer at a time, so an AUTOINCREMENT key is committed before the next is handed out).
+   * Then no row can appear later inside an archived key range, and cleanup may delete by key
+   * range instead of by IN-lists (D1: a few statements per thousand rows instead of ten).
+   * Not PostgreSQL or MySQL: a transaction holding a lower key can commit after a higher one.
+   */
+  readonly keysCommitInOrder?: boolean;
   /** Where a whole partition of a table can be dropped instead of its rows deleted. */
   readonly partitions?: PartitionDdl;
 }

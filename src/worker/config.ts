@@ -9,8 +9,9 @@ const workerSettings = {
   ...commonSettings,
   // Cron invocations may run 15 minutes of wall time; stop well inside it and resume next run.
   SLUICE_CLEANUP_BUDGET_MS: intSetting(60_000, 1, 840_000),
-  // D1 allows 100 bound parameters per statement; four go to the date and the lease guard.
-  SLUICE_DELETE_BATCH: intSetting(96, 1, 96),
+  // Archived keys per range DELETE. D1 counts queries per invocation (1000 on Workers Paid),
+  // so a million rows should take hundreds of statements, not thousands.
+  SLUICE_DELETE_BATCH: intSetting(5000, 1, 100_000),
   // A scheduled run starts no new date after this many ms (the rest wait for the next run).
   SCHEDULE_BUDGET_MS: intSetting(600_000, 1_000, 840_000),
   R2_PREFIX: z
