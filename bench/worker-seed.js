@@ -4,10 +4,11 @@
 //                   string, then gzip, then one R2 put.
 //   GET /fix?date=  the seed's "streaming" fix: LIMIT/OFFSET pages written into a gzip stream,
 //                   but every compressed chunk kept until the end, merged, then one R2 put.
-//   GET /floor?date=&bytes=  not the seed's: the same I/O as sluice's archive + verify with
-//                   none of the work: reads the day in key pages (as sluice does) keeping
-//                   nothing, uploads `bytes` of filler as 5 MiB R2 parts, reads them back.
-//                   What local D1 and R2 cost the workerd process by themselves.
+//   GET /floor?date=&bytes=&key=  not the seed's: the same I/O as sluice's archive + verify
+//                   with none of its work: reads the day in key pages (as sluice does)
+//                   keeping nothing, uploads `bytes` of filler as 5 MiB R2 parts, then reads
+//                   sluice's archive `key` back through DecompressionStream, keeping nothing.
+//                   What local D1, local R2 and the runtime's gunzip cost by themselves.
 // Plain JS, as close to the seed's TypeScript as it goes; not part of sluice.
 async function fetchEventsForDate(env, date) {
   const allEvents = [];
@@ -97,14 +98,13 @@ async function scan(env, date) {
   return { rows };
 }
 
-async function floor(env, date, bytes) {
+async function floor(env, date, bytes, archived) {
   const { rows } = await scan(env, date);
   const part = new Uint8Array(5 << 20);
   for (let at = 0; at < part.byteLength; at += 65536) {
     crypto.getRandomValues(part.subarray(at, at + 65536));
   }
-  const key = `floor/${date}`;
-  const upload = await env.ARCHIVE.createMultipartUpload(key);
+  const upload = await env.ARCHIVE.createMultipartUpload(`floor/${date}`);
   const parts = [];
   for (let left = bytes, n = 1; left > 0; n++) {
     const size = Math.min(part.byteLength, left);
@@ -112,14 +112,17 @@ async function floor(env, date, bytes) {
     left -= size;
   }
   await upload.complete(parts);
-  const reader = (await env.ARCHIVE.get(key)).body.getReader();
+  // Read back as verify does: the archive sluice wrote, through the runtime's gunzip.
+  const reader = (await env.ARCHIVE.get(archived)).body
+    .pipeThrough(new DecompressionStream("gzip"))
+    .getReader();
   let read = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
     read += value.byteLength;
   }
-  return { rows, bytes: read };
+  return { rows, bytes, rawBytes: read };
 }
 
 export default {
@@ -129,7 +132,8 @@ export default {
     if (url.pathname === "/old") return Response.json(await oldArchive(env, date));
     if (url.pathname === "/fix") return Response.json(await fixArchive(env, date));
     if (url.pathname === "/floor") {
-      return Response.json(await floor(env, date, Number(url.searchParams.get("bytes"))));
+      const bytes = Number(url.searchParams.get("bytes"));
+      return Response.json(await floor(env, date, bytes, url.searchParams.get("key")));
     }
     return new Response("ok");
   },
