@@ -196,6 +196,27 @@ describe("the Worker on workerd with local D1 and R2", () => {
     ).toEqual([{ cleaned_count: 4000, d1_cleaned: 1 }]);
   });
 
+  it("a cleanup stops at SLUICE_CLEANUP_MAX_BATCHES (D1's queries per invocation) and resumes", async () => {
+    const w = await open({ SLUICE_CLEANUP_MAX_BATCHES: "3", SLUICE_DELETE_BATCH: "100" });
+    const now = new Date("2026-11-20T03:30:00Z");
+    const day = daysBefore(now, 6);
+    await ingestDay(w, day, 1000);
+    const left: number[] = [];
+    for (let run = 0; run < 10; run++) {
+      await w.scheduled(now);
+      left.push((await count(w, day)) as number);
+      if (left.at(-1) === 0) break;
+    }
+    // 300 rows per invocation: 700, 400, 100, then the last 100 and the mark.
+    expect(left).toEqual([700, 400, 100, 0]);
+    expect(
+      await w.sql(
+        "SELECT state, d1_cleaned, cleaned_count FROM archive_metadata WHERE date = ?",
+        day,
+      ),
+    ).toEqual([{ state: "cleaned", d1_cleaned: 1, cleaned_count: 1000 }]);
+  });
+
   it("rows D1 refuses to delete fail the cleanup loudly, never 'cleaned'; the next run finishes", async () => {
     const w = await open();
     const now = new Date("2026-11-20T03:30:00Z");

@@ -17,6 +17,11 @@ export interface CleanupOptions {
   /** Stop after this many ms with progress saved (state stays `cleaning`); 0: no budget. */
   budgetMs?: number;
   /**
+   * Stop after this many DELETE batches, likewise: where the platform counts statements per
+   * invocation (D1: 1000 on Workers Paid). 0: no limit.
+   */
+  maxBatches?: number;
+  /**
    * Where the database allows it (PostgreSQL declarative partitions), drop the date's table
    * partition instead of deleting its rows, when it holds exactly the archived rows. Default true.
    */
@@ -75,6 +80,8 @@ export async function cleanupPartition(
   const { ledger, spec, source } = ctx;
   const started = Date.now();
   const budget = options.budgetMs ?? 0;
+  const maxBatches = options.maxBatches ?? 0;
+  let batches = 0;
   // By key range where keys commit in order (every key of the date inside an archived range
   // is an archived key); otherwise by the archive's keys, as many as one statement may bind
   // besides the date and, in an atomic batch, the lease guard.
@@ -152,6 +159,7 @@ export async function cleanupPartition(
             await ledger.addCleaned(lease, part.part, res.changes, cursor, tx);
             return res.changes;
           });
+      batches++;
       deleted += n;
       deletedTotal += n;
       ctx.onProgress?.({ phase: "cleanup", table: spec.table, date, done: deletedTotal, total });
@@ -168,6 +176,7 @@ export async function cleanupPartition(
             ctx.signal?.throwIfAborted();
             await flush();
             if (budget > 0 && Date.now() - started >= budget) throw stop;
+            if (maxBatches > 0 && batches >= maxBatches) throw stop;
           }
         }
       });

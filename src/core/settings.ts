@@ -56,11 +56,13 @@ export function parseSettings<S extends z.ZodRawShape>(
 export function cleanupOptions(s: {
   SLUICE_DELETE_BATCH: number;
   SLUICE_CLEANUP_BUDGET_MS: number;
+  SLUICE_CLEANUP_MAX_BATCHES?: number;
   SLUICE_DROP_PARTITIONS?: boolean;
 }): CleanupOptions {
   return {
     batchSize: s.SLUICE_DELETE_BATCH,
     budgetMs: s.SLUICE_CLEANUP_BUDGET_MS,
+    maxBatches: s.SLUICE_CLEANUP_MAX_BATCHES ?? 0,
     dropPartitions: s.SLUICE_DROP_PARTITIONS ?? true,
   };
 }

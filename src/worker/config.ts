@@ -12,6 +12,9 @@ const workerSettings = {
   // Archived keys per range DELETE. D1 counts queries per invocation (1000 on Workers Paid),
   // so a million rows should take hundreds of statements, not thousands.
   SLUICE_DELETE_BATCH: intSetting(5000, 1, 100_000),
+  // D1 counts queries per invocation (1000 on Workers Paid, 50 on Free): a cleanup stops after
+  // this many delete batches, progress saved, leaving room for the ledger's own statements.
+  SLUICE_CLEANUP_MAX_BATCHES: intSetting(800, 1, 100_000),
   // A scheduled run starts no new date after this many ms (the rest wait for the next run).
   SCHEDULE_BUDGET_MS: intSetting(600_000, 1_000, 840_000),
   R2_PREFIX: z
