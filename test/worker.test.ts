@@ -234,7 +234,7 @@ describe("the Worker on workerd with local D1 and R2", () => {
         cleanedCount: number;
       } | null;
     const killedIn: string[] = [];
-    // workerd serves no other request to the Worker while its cron handler runs, so the kills
+    // Here (Miniflare) workerd serves no other request while the cron handler runs, so kills
     // are timed: a random moment in the first ~0.7 s of each run (the whole job takes ~1 s
     // here), which lands in archive, verify or cleanup. What each kill left is read after.
     for (let k = 0; k < 5; k++) {
