@@ -16,6 +16,17 @@ describe("configuration and input validation", () => {
     });
   });
 
+  it("trace fetches: TRACE_FETCHMANY_SIZE, else the seed's DB_SLOW_FETCHMANY_SIZE when set, else 1000", () => {
+    expect(loadConfig({}).TRACE_FETCHMANY_SIZE).toBe(1000);
+    expect(loadConfig({ DB_SLOW_FETCHMANY_SIZE: "5000" }).TRACE_FETCHMANY_SIZE).toBe(5000);
+    expect(
+      loadConfig({ DB_SLOW_FETCHMANY_SIZE: "5000", TRACE_FETCHMANY_SIZE: "200" })
+        .TRACE_FETCHMANY_SIZE,
+    ).toBe(200);
+    expect(loadConfig({}, { DB_SLOW_FETCHMANY_SIZE: 300 }).TRACE_FETCHMANY_SIZE).toBe(300);
+    expect(() => loadConfig({ TRACE_FETCHMANY_SIZE: "0" })).toThrow(/TRACE_FETCHMANY_SIZE="0"/);
+  });
+
   it("stops on a bad value, naming the variable, the value and the rule", () => {
     expect(() => loadConfig({ SLUICE_DELETE_BATCH: "1e9", HOT_RETENTION_DAYS: "three" })).toThrow(
       /SLUICE_DELETE_BATCH="1e9".*HOT_RETENTION_DAYS="three"/,

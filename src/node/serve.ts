@@ -147,7 +147,7 @@ async function openTrace(
       slots: new Semaphore(config.DB_SLOW_MAX_CONCURRENT),
       cidLimit: config.TRACE_EVENTS_CID_LIMIT,
       workersPerDomain: config.TRACE_WORKERS_PER_DOMAIN,
-      fetchSize: config.DB_SLOW_FETCHMANY_SIZE,
+      fetchSize: config.TRACE_FETCHMANY_SIZE,
       maxBodyBytes: config.TRACE_MAX_BODY_BYTES,
       memoryGuard:
         limitMb > 0
