@@ -1,7 +1,14 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, it, vi } from "vitest";
-import { type RowBatches, jsonText, traceJsonStream, traceNdjsonStream } from "../src/core/json.js";
+import {
+  type RowBatches,
+  StreamedArray,
+  jsonObjectStream,
+  jsonText,
+  traceJsonStream,
+  traceNdjsonStream,
+} from "../src/core/json.js";
 import type { Row } from "../src/core/source.js";
 
 async function readText(stream: ReadableStream<Uint8Array>): Promise<string> {
@@ -537,6 +544,69 @@ function findGc(): (() => void) | undefined {
     return undefined;
   }
 }
+
+describe("jsonObjectStream", () => {
+  it("writes the fields in order: values, streamed arrays (empty too), functions at their turn", async () => {
+    const order: string[] = [];
+    let total = 0;
+    const edges = async function* () {
+      for (const b of [[{ a: 1 }, { a: 2 }], [], [{ a: 3, t: tricky }]]) {
+        order.push("batch");
+        total += b.length;
+        yield b;
+      }
+    };
+    const text = await readText(
+      jsonObjectStream([
+        ["profile", "mid_section_defect"],
+        ["edges", new StreamedArray(edges)],
+        ["none", new StreamedArray(() => [])],
+        [
+          "count",
+          () => {
+            order.push("count");
+            return total;
+          },
+        ],
+        ["nan", Number.NaN],
+      ]),
+    );
+    expect(text).toBe(
+      JSON.stringify({
+        profile: "mid_section_defect",
+        edges: [{ a: 1 }, { a: 2 }, { a: 3, t: tricky }],
+        none: [],
+        count: 3,
+        nan: null,
+      }),
+    );
+    expect(order).toEqual(["batch", "batch", "batch", "count"]);
+    expect(await readText(jsonObjectStream([]))).toBe("{}");
+  });
+
+  it("sends one chunk per batch, reads one ahead of a slow reader, and cancelling returns the source", async () => {
+    const { state, source } = counted(50, 10);
+    const reader = jsonObjectStream([["rows", new StreamedArray(() => source)]]).getReader();
+    await reader.read();
+    await settle();
+    expect(state.yielded).toBeLessThanOrEqual(3);
+    await reader.cancel();
+    expect(state.closed).toBe(true);
+    expect(state.yielded).toBeLessThanOrEqual(3);
+  });
+
+  it("a source that throws errors the stream, leaving a body that does not parse", async () => {
+    const failing = async function* () {
+      yield [1, 2];
+      throw new Error("statement timeout");
+    };
+    const { text, error } = await readUntilError(
+      jsonObjectStream([["edges", new StreamedArray(failing)]]),
+    );
+    expect(String(error)).toMatch(/statement timeout/);
+    expect(() => JSON.parse(text)).toThrow();
+  });
+});
 
 describe("memory", () => {
   it("1M rows (200 batches of 5000) stream through with a flat heap", async () => {

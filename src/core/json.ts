@@ -369,3 +369,98 @@ function traceStream(
     { highWaterMark: options.highWaterMark ?? 1 },
   );
 }
+
+/** A field of {@link jsonObjectStream} written as one JSON array, batch by batch as they come. */
+export class StreamedArray {
+  /** `batches` is called when the field's turn comes (so it may use what earlier fields did). */
+  constructor(readonly batches: () => AsyncIterable<unknown[]> | Iterable<unknown[]>) {}
+}
+
+/**
+ * `{"k":v,...}` written field by field, in order: a {@link StreamedArray} as its batches arrive
+ * (one chunk each, pulled: a slow reader stops the source), a function by what it returns when
+ * its turn comes, anything else as JSON (the trace API's rules, {@link jsonText}). Cancelling
+ * the stream returns the array being read.
+ */
+export function jsonObjectStream(
+  fields: readonly (readonly [string, unknown])[],
+): ReadableStream<Uint8Array> {
+  const out = new ChunkEncoder();
+  let index = 0;
+  let active: { it: AnyUnknownIterator; first: boolean } | null = null;
+  let finished = false;
+  const close = async () => {
+    if (finished) return;
+    finished = true;
+    out.release();
+    const current = active;
+    active = null;
+    await Promise.allSettled([current?.it.return?.()]);
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          for (;;) {
+            if (finished) return;
+            if (active === null) {
+              const field = fields[index++];
+              if (field === undefined) {
+                out.write(index === 1 ? "{}" : "}");
+                controller.enqueue(out.take());
+                finished = true;
+                out.release();
+                controller.close();
+                return;
+              }
+              const [key, value] = field;
+              out.write(`${index === 1 ? "{" : ","}${JSON.stringify(key)}:`);
+              if (!(value instanceof StreamedArray)) {
+                out.write(jsonText(typeof value === "function" ? await value() : value));
+                continue;
+              }
+              const batches = value.batches() as Partial<
+                AsyncIterable<unknown[]> & Iterable<unknown[]>
+              >;
+              const it =
+                typeof batches[Symbol.asyncIterator] === "function"
+                  ? (batches as AsyncIterable<unknown[]>)[Symbol.asyncIterator]()
+                  : (batches as Iterable<unknown[]>)[Symbol.iterator]();
+              active = { it, first: true };
+            }
+            const current = active;
+            let step: IteratorResult<unknown[]>;
+            try {
+              step = await current.it.next();
+            } catch (err) {
+              active = null;
+              throw err;
+            }
+            if (finished) return;
+            if (step.done) {
+              out.write(current.first ? "[]" : "]");
+              active = null;
+              continue;
+            }
+            if (step.value.length === 0) continue;
+            // "[a,b]" from one native call: its "[" opens the array or becomes ",".
+            const at = out.used;
+            out.write(jsonText(step.value));
+            out.used -= 1;
+            if (!current.first) out.buf[at] = COMMA;
+            current.first = false;
+            controller.enqueue(out.take());
+            return;
+          }
+        } catch (err) {
+          await close();
+          throw err;
+        }
+      },
+      cancel: close,
+    },
+    { highWaterMark: 1 },
+  );
+}
+
+type AnyUnknownIterator = AsyncIterator<unknown[]> | Iterator<unknown[]>;
