@@ -117,13 +117,21 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
     ["mid_section_defect", "backward"],
   ] as const) {
     it(`lineage for ${profile} walks ${direction}, as the library does`, async () => {
-      const some = seeds.slice(0, 10);
+      const some = direction === "forward" ? seeds.slice(0, 10) : seeds;
       const res = await post("/api/trace/lineage", { profile, containers: some });
       expect(res.status).toBe(200);
-      const body = (await res.json()) as { direction: string; containers: string[] };
+      const body = await res.json();
       const expected = await traceLineage(source, some, direction);
-      expect(body.direction).toBe(direction);
-      expect([...body.containers].sort()).toEqual([...expected.containers].sort());
+      expect(expected.edges.length).toBeGreaterThan(0);
+      // Streamed (edges as found, then the containers): the library's whole answer.
+      expect(body).toEqual({
+        profile,
+        direction,
+        edges: expected.edges,
+        containers: expected.containers,
+        count: expected.containers.length,
+        depth: expected.depth,
+      });
     });
   }
 
@@ -195,7 +203,7 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
         limit: LIMIT,
       }),
     );
-    const p = new MsdPareto();
+    const p = new MsdPareto(cids);
     p.addLineage((await traceLineage(source, cids, "backward")).edges);
     for await (const b of domainEvents(source, "defect_records", cids)) p.addDefects(b);
     for await (const b of domainEvents(source, "upstream_history", cids)) p.addUpstream(b);
@@ -203,6 +211,46 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
     expect(body.msd.pareto.length).toBeGreaterThan(0);
     // The defects come first in MSD's response: the pareto is built from them.
     expect(Object.keys(body.results)).toEqual(["defect_records", "upstream_history"]);
+  });
+
+  it("the MSD pareto alone: the events route's trailer, with the rows counted and none sent", async () => {
+    const cids = (await traceLineage(source, seeds, "backward")).containers;
+    const events = await post("/api/trace/events", {
+      profile: "mid_section_defect",
+      containers: cids,
+    });
+    const full = (await events.json()) as {
+      results: Record<string, { count: number }>;
+      msd: unknown;
+    };
+    const before = streamed.length;
+    const res = await post("/api/trace/pareto", { containers: cids });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    const body = JSON.parse(text);
+    expect(body).toEqual({
+      profile: "mid_section_defect",
+      containers: cids.length,
+      rows: {
+        defect_records: full.results.defect_records?.count,
+        upstream_history: full.results.upstream_history?.count,
+      },
+      msd: full.msd,
+    });
+    expect(body.rows.upstream_history).toBeGreaterThan(0);
+    // Over the limit it warns and goes on, as MSD does; the rows were read, none sent.
+    expect(cids.length).toBeGreaterThan(LIMIT);
+    expect(streamed.length).toBeGreaterThan(before);
+    expect(text).not.toContain("SPEC");
+    for (const bad of [
+      { profile: "query_tool", containers: cids },
+      { containers: [] },
+      { containers: ["C1; DROP TABLE lot_moves"] },
+    ]) {
+      const r = await post("/api/trace/pareto", bad);
+      expect(r.status).toBe(400);
+      expect(await r.json()).toMatchObject({ error: "bad_input" });
+    }
   });
 
   it("a client that disconnects mid-stream: its statements are cancelled, and the server keeps serving", async () => {

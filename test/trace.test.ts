@@ -139,7 +139,7 @@ for (const maybe of dbs) {
     it("MSD pareto: defect qty by upstream station and equipment, as GROUP BY says", async () => {
       const s = await seeds();
       const { containers } = await traceLineage(source, s.containers, "backward");
-      const pareto = new MsdPareto();
+      const pareto = new MsdPareto(containers);
       pareto.addLineage((await traceLineage(source, containers, "backward")).edges);
       for await (const b of domainEvents(source, "defect_records", containers))
         pareto.addDefects(b);

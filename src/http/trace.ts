@@ -2,7 +2,12 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { BadInputError, TooManyContainersError } from "../core/errors.js";
-import { traceJsonStream, traceNdjsonStream } from "../core/json.js";
+import {
+  StreamedArray,
+  jsonObjectStream,
+  traceJsonStream,
+  traceNdjsonStream,
+} from "../core/json.js";
 import type { Semaphore } from "../core/semaphore.js";
 import type { Row, SqlSource } from "../core/source.js";
 import {
@@ -11,8 +16,13 @@ import {
   domainEvents,
   isEventDomain,
 } from "../core/trace/events.js";
-import { type Direction, traceLineage } from "../core/trace/lineage.js";
-import { MsdPareto } from "../core/trace/msd.js";
+import {
+  type Direction,
+  type LineageEdge,
+  type LineageEnd,
+  walkLineage,
+} from "../core/trace/lineage.js";
+import { MsdPareto, computeMsdPareto, feedMsdLineage } from "../core/trace/msd.js";
 import { MES_ID, checkSeedFilter, resolveSeeds } from "../core/trace/seed-resolve.js";
 import type { AppEnv, RequestLog } from "./app.js";
 
@@ -67,6 +77,31 @@ async function jsonBody(c: Context): Promise<Record<string, unknown>> {
     throw new BadInputError("body must be a JSON object");
   }
   return body as Record<string, unknown>;
+}
+
+/** A streamed 200 whose slot is given back when the body ends, fails, or the client leaves. */
+function streamed(
+  c: Context,
+  stream: ReadableStream<Uint8Array>,
+  release: () => void,
+  type: string,
+): Response {
+  const body = stream.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ flush: release }));
+  c.req.raw.signal.addEventListener("abort", release, { once: true });
+  return c.body(body, 200, { "Content-Type": type });
+}
+
+/** A set's items in arrays of at most `size`. */
+function* slices<T>(items: Iterable<T>, size: number): Generator<T[]> {
+  let batch: T[] = [];
+  for (const item of items) {
+    batch.push(item);
+    if (batch.length === size) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
 }
 
 /**
@@ -131,10 +166,75 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     const profile = checkProfile(body.profile);
     const seeds = checkContainers(body.containers);
     const direction: Direction = profile === "query_tool" ? "forward" : "backward";
-    const lineage = await withSlot(c, () =>
-      traceLineage(o.source, seeds, direction, { signal: c.req.raw.signal }),
+    // Streamed as the walk finds edges (the seed's 114K containers made 54 MB of JSON): edges
+    // first, then the containers reached, which only the end of the walk knows.
+    const release = await o.slots.acquire(c.req.raw.signal);
+    let end: LineageEnd | null = null;
+    const walk = walkLineage(o.source, seeds, direction, { signal: c.req.raw.signal });
+    let first: IteratorResult<LineageEdge[], LineageEnd>;
+    try {
+      // The first statement runs before the status is sent: a failure there is a proper error.
+      first = await walk.next();
+    } catch (err) {
+      release();
+      throw err;
+    }
+    const edges = async function* (): AsyncGenerator<LineageEdge[]> {
+      try {
+        for (let step = first; ; step = await walk.next()) {
+          if (step.done) {
+            end = step.value;
+            return;
+          }
+          yield step.value;
+        }
+      } finally {
+        await walk.return({ containers: new Set(), depth: 0 });
+      }
+    };
+    const reached = () => (end as LineageEnd).containers;
+    const stream = jsonObjectStream([
+      ["profile", profile],
+      ["direction", direction],
+      ["edges", new StreamedArray(edges)],
+      ["containers", new StreamedArray(() => slices(reached(), 5000))],
+      ["count", () => reached().size],
+      ["depth", () => (end as LineageEnd).depth],
+    ]);
+    return streamed(c, stream, release, "application/json");
+  });
+
+  /**
+   * D1 of the seed: interactive profiles are refused over the limit before any event query;
+   * MSD is not (a missing container would make its statistics wrong), it warns and goes on.
+   */
+  const admit = (c: Context<AppEnv>, profile: Profile, count: number) => {
+    if (count <= o.cidLimit) return;
+    if (profile !== "mid_section_defect") {
+      throw new TooManyContainersError(profile, count, o.cidLimit);
+    }
+    o.log?.info(
+      { reqId: c.get("requestId"), profile, containers: count, limit: o.cidLimit },
+      "mid_section_defect over TRACE_EVENTS_CID_LIMIT: going on",
     );
-    return c.json({ profile, direction, count: lineage.containers.length, ...lineage });
+  };
+
+  // The MSD pareto alone: the same reads as /events with its trailer, but no rows sent.
+  app.post("/pareto", async (c) => {
+    const body = await jsonBody(c);
+    if (body.profile !== undefined && body.profile !== "mid_section_defect") {
+      throw new BadInputError("the pareto is mid_section_defect's: profile must be that or absent");
+    }
+    const cids = checkContainers(body.containers);
+    admit(c, "mid_section_defect", cids.length);
+    const { rows, msd } = await withSlot(c, () =>
+      computeMsdPareto(o.source, cids, {
+        workers: o.workersPerDomain,
+        fetchSize: o.fetchSize,
+        signal: c.req.raw.signal,
+      }),
+    );
+    return c.json({ profile: "mid_section_defect", containers: cids.length, rows, msd });
   });
 
   app.post("/events", async (c) => {
@@ -146,30 +246,19 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     if (!Array.isArray(requested) || requested.length === 0 || !requested.every(isEventDomain)) {
       throw new BadInputError(`domains must be a list of ${Object.keys(EVENT_DOMAINS).join(", ")}`);
     }
-    // D1 of the seed: interactive profiles are refused over the limit before any event query;
-    // MSD is not (a missing container would make its statistics wrong), it warns and goes on.
-    if (cids.length > o.cidLimit) {
-      if (!msd) throw new TooManyContainersError(profile, cids.length, o.cidLimit);
-      o.log?.info(
-        { reqId: c.get("requestId"), profile, containers: cids.length, limit: o.cidLimit },
-        "mid_section_defect over TRACE_EVENTS_CID_LIMIT: going on",
-      );
-    }
+    admit(c, profile, cids.length);
     // MSD reads defects first: the pareto credits each defective container's quantity to the
     // upstream stations as upstream_history streams by.
     const domains = [...new Set(requested as EventDomain[])];
     if (msd) {
       domains.sort((a, b) => (a === "defect_records" ? -1 : b === "defect_records" ? 1 : 0));
     }
-    const pareto = msd ? new MsdPareto() : null;
+    const pareto = msd ? new MsdPareto(cids) : null;
     const release = await o.slots.acquire(c.req.raw.signal);
     if (pareto) {
       // The edges among the containers: a container's history includes its ancestors'.
       try {
-        const lineage = await traceLineage(o.source, cids, "backward", {
-          signal: c.req.raw.signal,
-        });
-        pareto.addLineage(lineage.edges);
+        await feedMsdLineage(o.source, pareto, cids, { signal: c.req.raw.signal });
       } catch (err) {
         release();
         throw err;
@@ -190,17 +279,8 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     const trailer = pareto ? () => ({ msd: pareto.result() }) : undefined;
     const ndjson = (c.req.header("accept") ?? "").includes("application/x-ndjson");
     const stream = (ndjson ? traceNdjsonStream : traceJsonStream)(sources, { trailer });
-    // Give the slot back when the body ends, fails, or the client cancels it.
-    const body$ = stream.pipeThrough(
-      new TransformStream<Uint8Array, Uint8Array>({
-        flush: () => release(),
-      }),
-    );
-    c.req.raw.signal.addEventListener("abort", () => release(), { once: true });
-    return c.body(body$, 200, {
-      "Content-Type": ndjson ? "application/x-ndjson" : "application/json",
-      "X-Trace-Containers": String(cids.length),
-    });
+    c.header("X-Trace-Containers", String(cids.length));
+    return streamed(c, stream, release, ndjson ? "application/x-ndjson" : "application/json");
   });
 
   return app;

@@ -19,45 +19,83 @@ export interface Lineage {
 }
 
 /**
- * Walk `container_lineage` from the seed containers, one generation at a time, each
- * generation's ids in IN-lists of at most `idsPerStatement`. Holds the ids and edges found
- * (the answer), never a table.
+ * The edges one generation away from `ids`, a batch per IN-list of at most `idsPerStatement`:
+ * those whose parent (forward) or child (backward) is one of them.
  */
+export async function* lineageEdges(
+  source: SqlSource,
+  ids: readonly string[],
+  direction: Direction,
+  options: { idsPerStatement?: number; signal?: AbortSignal } = {},
+): AsyncGenerator<LineageEdge[]> {
+  const q = source.dialect.quote;
+  const from = direction === "forward" ? "PARENT_CONTAINERID" : "CHILD_CONTAINERID";
+  for (const batch of idBatches(ids, options.idsPerStatement ?? 1000)) {
+    options.signal?.throwIfAborted();
+    const rows = await source.query<Record<string, unknown>>(
+      `SELECT ${q("PARENT_CONTAINERID")} AS p, ${q("CHILD_CONTAINERID")} AS c, ${q("RELATION")} AS r
+       FROM ${q("container_lineage")} WHERE ${q(from)} IN (${placeholders(batch.length)})`,
+      batch,
+    );
+    yield rows.map((row) => ({
+      parent: String(row.p),
+      child: String(row.c),
+      relation: String(row.r),
+    }));
+  }
+}
+
+/** What a walk ends with: the containers reached (seeds first, each once) and the generations. */
+export interface LineageEnd {
+  containers: ReadonlySet<string>;
+  depth: number;
+}
+
+/**
+ * Walk `container_lineage` from the seed containers, one generation at a time, each
+ * generation's ids in IN-lists of at most `idsPerStatement`, yielding each statement's edges
+ * as they are found. Holds the containers reached and the next generation, never the edges.
+ */
+export async function* walkLineage(
+  source: SqlSource,
+  seeds: readonly string[],
+  direction: Direction,
+  options: { idsPerStatement?: number; signal?: AbortSignal } = {},
+): AsyncGenerator<LineageEdge[], LineageEnd> {
+  const seen = new Set<string>(seeds);
+  let frontier: string[] = [...seen];
+  let depth = 0;
+  while (frontier.length > 0) {
+    const next: string[] = [];
+    for await (const batch of lineageEdges(source, frontier, direction, options)) {
+      for (const edge of batch) {
+        const reached = direction === "forward" ? edge.child : edge.parent;
+        if (!seen.has(reached)) {
+          seen.add(reached);
+          next.push(reached);
+        }
+      }
+      if (batch.length > 0) yield batch;
+    }
+    if (next.length > 0) depth++;
+    frontier = next;
+  }
+  return { containers: seen, depth };
+}
+
+/** The whole lineage at once (walkLineage, collected): for callers that need it all anyway. */
 export async function traceLineage(
   source: SqlSource,
   seeds: readonly string[],
   direction: Direction,
   options: { idsPerStatement?: number; signal?: AbortSignal } = {},
 ): Promise<Lineage> {
-  const q = source.dialect.quote;
-  const from = direction === "forward" ? "PARENT_CONTAINERID" : "CHILD_CONTAINERID";
-  const seen = new Set<string>(seeds);
-  const containers = [...seen];
   const edges: LineageEdge[] = [];
-  let frontier = containers;
-  let depth = 0;
-  while (frontier.length > 0) {
-    const next: string[] = [];
-    for (const ids of idBatches(frontier, options.idsPerStatement ?? 1000)) {
-      options.signal?.throwIfAborted();
-      const rows = await source.query<Record<string, unknown>>(
-        `SELECT ${q("PARENT_CONTAINERID")} AS p, ${q("CHILD_CONTAINERID")} AS c, ${q("RELATION")} AS r
-         FROM ${q("container_lineage")} WHERE ${q(from)} IN (${placeholders(ids.length)})`,
-        ids,
-      );
-      for (const row of rows) {
-        const edge = { parent: String(row.p), child: String(row.c), relation: String(row.r) };
-        edges.push(edge);
-        const reached = direction === "forward" ? edge.child : edge.parent;
-        if (!seen.has(reached)) {
-          seen.add(reached);
-          containers.push(reached);
-          next.push(reached);
-        }
-      }
-    }
-    if (next.length > 0) depth++;
-    frontier = next;
+  const walk = walkLineage(source, seeds, direction, options);
+  for (;;) {
+    const step = await walk.next();
+    if (step.done)
+      return { containers: [...step.value.containers], edges, depth: step.value.depth };
+    for (const e of step.value) edges.push(e);
   }
-  return { containers, edges, depth };
 }

@@ -1,4 +1,6 @@
-import type { Row } from "../source.js";
+import type { Row, SqlSource } from "../source.js";
+import { type EventOptions, domainEvents } from "./events.js";
+import { lineageEdges } from "./lineage.js";
 
 /** One bar of the MSD pareto: defect quantity traced back to an upstream station/equipment. */
 export interface ParetoEntry {
@@ -11,6 +13,18 @@ export interface ParetoEntry {
   cumulativePercent: number;
 }
 
+export interface MsdResult {
+  totalDefectQty: number;
+  defectiveContainers: number;
+  pareto: ParetoEntry[];
+}
+
+/** Compressed adjacency lists over container indices: the items of node x are at[start[x]..start[x+1]). */
+interface Adjacency {
+  start: Int32Array;
+  at: Int32Array;
+}
+
 /**
  * Mid-section-defect trace-back, computed while the rows stream. A container's history is
  * its own upstream_history and that of its ancestors (a split child's rows start at the
@@ -18,73 +32,112 @@ export interface ParetoEntry {
  * DEFECT_QTY is credited once to every WORKCENTER/EQUIPMENT of that history.
  *
  * Feed order: `addLineage` (edges among the containers), `addDefects` (all defect_records),
- * then `addUpstream` (upstream_history, a container's rows together). Holds per defective
- * container its quantity, the containers it inherits from, and a bitset of the bars it has
- * been credited to; per bar two numbers. Never the rows.
+ * then `addUpstream` (upstream_history). Containers are numbered once, from the request's
+ * list; everything else is typed arrays over those numbers (quantities, lineage, who credits
+ * whom, a bitset of the bars each defective container was credited to) plus two numbers per
+ * bar. Never the rows, and no object per container: at the seed's 114K containers the state
+ * is a few MB, which keeps V8's heap (sized from what is live) small for the whole request.
  */
 export class MsdPareto {
-  private readonly parents = new Map<string, string[]>();
-  private readonly defects = new Map<string, number>();
-  /** Defective containers (by index) whose history includes each container's rows. */
-  private creditors: Map<string, number[]> | null = null;
-  private defective: { cid: string; qty: number }[] = [];
+  private readonly index = new Map<string, number>();
+  private readonly edgeChild: number[] = [];
+  private readonly edgeParent: number[] = [];
+  private readonly qty: Float64Array;
+  private readonly hasDefect: Uint8Array;
+  private defectQtyTotal = 0;
+  /** Per container, the defective containers (by rank) whose history includes its rows. */
+  private creditors: Adjacency | null = null;
+  private defectiveQty = new Float64Array(0);
   private readonly bars = new Map<string, { index: number; qty: number; containers: number }>();
-  private barKeys: string[] = [];
-  /** For defective container i, bit b set once bar b was credited: bitsets[i * words + w]. */
+  /** For defective container k, bit b set once bar b was credited: bitsets[k * words + w]. */
   private bitsets = new Uint32Array(0);
   private words = 0;
 
-  /** Feed lineage edges (child inherits from parent) among the traced containers. */
-  addLineage(edges: readonly { parent: string; child: string }[]): void {
+  /** `containers`: every container of the request (the seeds and their ancestors). */
+  constructor(containers: Iterable<string>) {
+    for (const cid of containers) {
+      if (!this.index.has(cid)) this.index.set(cid, this.index.size);
+    }
+    this.qty = new Float64Array(this.index.size);
+    this.hasDefect = new Uint8Array(this.index.size);
+  }
+
+  /** Feed lineage edges (child inherits from parent); edges outside the containers are left out. */
+  addLineage(edges: Iterable<{ parent: string; child: string }>): void {
     for (const e of edges) {
-      const list = this.parents.get(e.child);
-      if (list) list.push(e.parent);
-      else this.parents.set(e.child, [e.parent]);
+      const child = this.index.get(e.child);
+      const parent = this.index.get(e.parent);
+      if (child === undefined || parent === undefined) continue;
+      this.edgeChild.push(child);
+      this.edgeParent.push(parent);
     }
   }
 
   /** Feed a batch of defect_records rows (all of them before any upstream_history row). */
   addDefects(rows: readonly Row[]): void {
     for (const r of rows) {
-      const cid = String(r.CONTAINERID);
+      const x = this.index.get(String(r.CONTAINERID));
       const qty = Number(r.DEFECT_QTY);
-      if (Number.isFinite(qty)) this.defects.set(cid, (this.defects.get(cid) ?? 0) + qty);
+      if (x === undefined || !Number.isFinite(qty)) continue;
+      this.qty[x] = (this.qty[x] as number) + qty;
+      this.hasDefect[x] = 1;
+      this.defectQtyTotal += qty;
     }
   }
 
   /** Each defective container, credited to itself and every ancestor (once each). */
-  private prepare(): Map<string, number[]> {
-    const creditors = new Map<string, number[]>();
-    this.defective = [...this.defects].map(([cid, qty]) => ({ cid, qty }));
-    for (const [i, d] of this.defective.entries()) {
-      const seen = new Set<string>([d.cid]);
-      const stack = [d.cid];
+  private prepare(): Adjacency {
+    const n = this.index.size;
+    const parents = adjacency(n, this.edgeChild, this.edgeParent);
+    const defective: number[] = [];
+    for (let x = 0; x < n; x++) if (this.hasDefect[x]) defective.push(x);
+    this.defectiveQty = Float64Array.from(defective, (x) => this.qty[x] as number);
+    // Walk each defective container's ancestors twice: to count, then to fill. A stamp per
+    // container (the walk's number) marks the ones already reached, instead of a Set per walk.
+    const stamp = new Int32Array(n);
+    const stack: number[] = [];
+    const walk = (k: number, visit: (x: number) => void) => {
+      stamp[defective[k] as number] = k + 1;
+      stack.push(defective[k] as number);
       while (stack.length > 0) {
-        const x = stack.pop() as string;
-        const list = creditors.get(x);
-        if (list) list.push(i);
-        else creditors.set(x, [i]);
-        for (const p of this.parents.get(x) ?? []) {
-          if (!seen.has(p)) {
-            seen.add(p);
+        const x = stack.pop() as number;
+        visit(x);
+        for (let e = parents.start[x] as number; e < (parents.start[x + 1] as number); e++) {
+          const p = parents.at[e] as number;
+          if (stamp[p] !== k + 1) {
+            stamp[p] = k + 1;
             stack.push(p);
           }
         }
       }
+    };
+    const start = new Int32Array(n + 1);
+    for (let k = 0; k < defective.length; k++)
+      walk(k, (x) => {
+        start[x + 1] = (start[x + 1] as number) + 1;
+      });
+    for (let x = 0; x < n; x++) start[x + 1] = (start[x + 1] as number) + (start[x] as number);
+    const at = new Int32Array(start[n] as number);
+    const fill = start.slice(0, n);
+    stamp.fill(0);
+    for (let k = 0; k < defective.length; k++) {
+      walk(k, (x) => {
+        at[fill[x] as number] = k;
+        fill[x] = (fill[x] as number) + 1;
+      });
     }
-    return creditors;
+    return { start, at };
   }
 
-  private barIndex(key: string): number {
+  private barIndex(key: string): { index: number; qty: number; containers: number } {
     let bar = this.bars.get(key);
     if (!bar) {
-      bar = { index: this.barKeys.length, qty: 0, containers: 0 };
+      bar = { index: this.bars.size, qty: 0, containers: 0 };
       this.bars.set(key, bar);
-      this.barKeys.push(key);
-      const words = Math.ceil(this.barKeys.length / 32);
+      const words = Math.ceil(this.bars.size / 32);
       if (words > this.words) {
-        // Widen every container's bitset by one word.
-        const n = this.defective.length;
+        // Widen every defective container's bitset by one word.
+        const n = this.defectiveQty.length;
         const wider = new Uint32Array(n * words);
         for (let i = 0; i < n; i++) {
           wider.set(this.bitsets.subarray(i * this.words, (i + 1) * this.words), i * words);
@@ -93,33 +146,34 @@ export class MsdPareto {
         this.words = words;
       }
     }
-    return bar.index;
+    return bar;
   }
 
   /** Feed a batch of upstream_history rows. */
   addUpstream(rows: readonly Row[]): void {
     this.creditors ??= this.prepare();
+    const { start, at } = this.creditors;
     for (const r of rows) {
-      const credit: number[] | undefined = this.creditors.get(String(r.CONTAINERID));
-      if (!credit) continue;
-      const key = `${r.WORKCENTER}\u0000${r.EQUIPMENT}`;
-      const b = this.barIndex(key);
-      const bar = this.bars.get(key) as { qty: number; containers: number };
-      const word = b >>> 5;
-      const bit = 1 << (b & 31);
-      for (const i of credit) {
-        const at = i * this.words + word;
-        if ((this.bitsets[at] as number) & bit) continue;
-        this.bitsets[at] = (this.bitsets[at] as number) | bit;
-        bar.qty += (this.defective[i] as { qty: number }).qty;
+      const x = this.index.get(String(r.CONTAINERID));
+      if (x === undefined || start[x] === start[x + 1]) continue;
+      const bar = this.barIndex(`${r.WORKCENTER}\u0000${r.EQUIPMENT}`);
+      const word = bar.index >>> 5;
+      const bit = 1 << (bar.index & 31);
+      for (let e = start[x] as number; e < (start[x + 1] as number); e++) {
+        const k = at[e] as number;
+        const w = k * this.words + word;
+        if ((this.bitsets[w] as number) & bit) continue;
+        this.bitsets[w] = (this.bitsets[w] as number) | bit;
+        bar.qty += this.defectiveQty[k] as number;
         bar.containers += 1;
       }
     }
   }
 
   /** The pareto: bars by defect quantity, largest first, with cumulative percent. */
-  result(): { totalDefectQty: number; defectiveContainers: number; pareto: ParetoEntry[] } {
-    const total = [...this.bars.values()].reduce((n, b) => n + b.qty, 0);
+  result(): MsdResult {
+    let total = 0;
+    for (const b of this.bars.values()) total += b.qty;
     const entries = [...this.bars.entries()]
       .map(([key, b]) => {
         const [workcenter = "", equipment = ""] = key.split("\u0000");
@@ -140,14 +194,63 @@ export class MsdPareto {
         cumulativePercent: total ? round((cumulative / total) * 100) : 0,
       };
     });
-    return {
-      totalDefectQty: [...this.defects.values()].reduce((a, b) => a + b, 0),
-      defectiveContainers: this.defects.size,
-      pareto,
-    };
+    let defectiveContainers = 0;
+    for (let x = 0; x < this.hasDefect.length; x++)
+      defectiveContainers += this.hasDefect[x] as number;
+    return { totalDefectQty: this.defectQtyTotal, defectiveContainers, pareto };
   }
+}
+
+/** Edges (from[i] -> to[i]) over nodes 0..n-1 as compressed adjacency lists of `from`. */
+function adjacency(n: number, from: readonly number[], to: readonly number[]): Adjacency {
+  const start = new Int32Array(n + 1);
+  for (const f of from) start[f + 1] = (start[f + 1] as number) + 1;
+  for (let x = 0; x < n; x++) start[x + 1] = (start[x + 1] as number) + (start[x] as number);
+  const at = new Int32Array(from.length);
+  const fill = start.slice(0, n);
+  for (let i = 0; i < from.length; i++) {
+    const f = from[i] as number;
+    at[fill[f] as number] = to[i] as number;
+    fill[f] = (fill[f] as number) + 1;
+  }
+  return { start, at };
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
 /** Code-point order: the same on every runtime and locale. */
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Feed `pareto` the lineage edges among `cids` (each container's parents, where traced). */
+export async function feedMsdLineage(
+  source: SqlSource,
+  pareto: MsdPareto,
+  cids: readonly string[],
+  options: { signal?: AbortSignal } = {},
+): Promise<void> {
+  for await (const edges of lineageEdges(source, cids, "backward", options)) {
+    pareto.addLineage(edges);
+  }
+}
+
+/**
+ * The MSD pareto of `cids` alone: their lineage, defect_records, then upstream_history, read
+ * as the events route reads them (same batches, same memory) and counted, never kept.
+ */
+export async function computeMsdPareto(
+  source: SqlSource,
+  cids: readonly string[],
+  options: EventOptions = {},
+): Promise<{ rows: { defect_records: number; upstream_history: number }; msd: MsdResult }> {
+  const pareto = new MsdPareto(cids);
+  await feedMsdLineage(source, pareto, cids, options);
+  const rows = { defect_records: 0, upstream_history: 0 };
+  for await (const batch of domainEvents(source, "defect_records", cids, options)) {
+    pareto.addDefects(batch);
+    rows.defect_records += batch.length;
+  }
+  for await (const batch of domainEvents(source, "upstream_history", cids, options)) {
+    pareto.addUpstream(batch);
+    rows.upstream_history += batch.length;
+  }
+  return { rows, msd: pareto.result() };
+}
