@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { gunzipSync } from "node:zlib";
+import Database from "better-sqlite3";
 import { build } from "esbuild";
 import { Miniflare } from "miniflare";
 import type { Row } from "../src/core/source.js";
@@ -139,4 +140,38 @@ export async function ingest(w: TestWorker, events: readonly Row[]): Promise<num
 export function asEvent(row: Row): Row {
   const { event_date: _date, id: _id, ...event } = row;
   return event;
+}
+
+/**
+ * The ledger row of `date` read straight from the D1 database file Miniflare keeps in `dir`
+ * (SQLite in WAL mode: a reader sees each commit), so a test can watch a run in progress,
+ * which workerd does not let it ask the Worker about while the cron handler runs.
+ */
+export function ledgerOnDisk(
+  dir: string,
+  date: string,
+): { state: string; cleaned_count: number; event_count: number } | null {
+  const base = join(dir, "d1", "miniflare-D1DatabaseObject");
+  let file: string | undefined;
+  try {
+    file = readdirSync(base).find((f) => f.endsWith(".sqlite") && f !== "metadata.sqlite");
+  } catch {
+    return null;
+  }
+  if (!file) return null;
+  const db = new Database(join(base, file), { readonly: true, fileMustExist: true });
+  try {
+    return (
+      (db
+        .prepare(
+          "SELECT state, cleaned_count, event_count FROM archive_metadata WHERE date = ? LIMIT 1",
+        )
+        .get(date) as { state: string; cleaned_count: number; event_count: number } | undefined) ??
+      null
+    );
+  } catch {
+    return null; // no ledger table yet
+  } finally {
+    db.close();
+  }
 }

@@ -4,7 +4,7 @@ import { daysBefore } from "../src/core/dates.js";
 import { mulberry32 } from "../src/core/random.js";
 import type { Row } from "../src/core/source.js";
 import { generateTrafficDay } from "../src/core/traffic/generate.js";
-import { type TestWorker, asEvent, ingest, startWorker } from "./worker-helpers.js";
+import { type TestWorker, asEvent, ingest, ledgerOnDisk, startWorker } from "./worker-helpers.js";
 
 // The Worker in real workerd (Miniflare) with local D1 and R2: the seed's deployment target.
 
@@ -234,20 +234,49 @@ describe("the Worker on workerd with local D1 and R2", () => {
         cleanedCount: number;
       } | null;
     const killedIn: string[] = [];
-    // Here (Miniflare) workerd serves no other request while the cron handler runs, so kills
-    // are timed: a random moment in the first ~0.7 s of each run (the whole job takes ~1 s
-    // here), which lands in archive, verify or cleanup. What each kill left is read after.
+    // workerd answers no other request while the cron handler runs, so each kill waits for a
+    // ledger state read from the D1 file on disk: mid-archive, once verified (or cleaning),
+    // and mid-cleanup (some rows deleted, not all); the last kill is at a random moment.
+    // (A mid-cleanup kill waits for rows deleted by this run, beyond what the last one left.)
+    let left = 0;
+    const targets: ((r: { state: string; cleaned_count: number }) => boolean)[] = [
+      (r) => r.state === "archiving",
+      (r) => r.state === "verified" || r.state === "cleaning",
+      (r) => r.state === "cleaning" && r.cleaned_count > left,
+      (r) => r.state === "cleaning" && r.cleaned_count > left,
+    ];
     for (let k = 0; k < 5; k++) {
-      const run = w.scheduled(now).catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 30 + Math.floor(rand() * 650)));
+      let settled = false;
+      const run = w.scheduled(now).then(
+        () => {
+          settled = true;
+        },
+        () => {
+          settled = true;
+        },
+      );
+      const target = targets[k];
+      if (target) {
+        for (let i = 0; i < 20_000 && !settled; i++) {
+          const r = ledgerOnDisk(w.dir, day);
+          if (r && target(r)) break;
+          await new Promise((r) => setTimeout(r, 2));
+        }
+      } else {
+        await new Promise((r) => setTimeout(r, 30 + Math.floor(rand() * 650)));
+      }
       await w.kill();
       await run;
       w = await startWorker(vars, w.dir);
       worker = w;
       const rec = await state();
-      killedIn.push(`${rec?.state ?? "none"}/${rec?.cleanedCount ?? 0}`);
+      left = rec?.cleanedCount ?? 0;
+      killedIn.push(`${rec?.state ?? "none"}/${left}`);
       await new Promise((r) => setTimeout(r, 1100));
     }
+    // Kills landed mid-archive and mid-cleanup, with rows already gone.
+    expect(killedIn.some((s) => s.startsWith("archiving/"))).toBe(true);
+    expect(killedIn.some((s) => /^cleaning\/[1-9]/.test(s))).toBe(true);
     for (let run = 0; run < 10 && (await state())?.state !== "cleaned"; run++) {
       await w.scheduled(now);
       if ((await state())?.state !== "cleaned") await new Promise((r) => setTimeout(r, 1100));
