@@ -1,7 +1,11 @@
+import { mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { serve } from "@hono/node-server";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FsStore } from "../src/adapters/fs.js";
 import type { JobContext } from "../src/core/archive.js";
 import { prepareMesData } from "../src/core/mes/prepare.js";
 import type { JobRunner } from "../src/core/runner.js";
@@ -10,7 +14,9 @@ import type { Row, SqlSource } from "../src/core/source.js";
 import { domainEvents } from "../src/core/trace/events.js";
 import { traceLineage } from "../src/core/trace/lineage.js";
 import { MsdPareto } from "../src/core/trace/msd.js";
+import { TraceJobs } from "../src/core/trace/trace-jobs.js";
 import { createApp } from "../src/http/app.js";
+import { zlibCodec } from "../src/node/codec.js";
 import { openSource } from "../src/node/open.js";
 import { type TestDb, postgresDb } from "./servers.js";
 
@@ -33,6 +39,8 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
   let slow = false;
   let full: string | null = null;
   const slots = new Semaphore(2);
+  const jobsDir = mkdtempSync(join(tmpdir(), "sluice-trace-jobs-"));
+  const jobs = new TraceJobs(new FsStore(jobsDir), zlibCodec, { heartbeatMs: 200 });
 
   beforeAll(async () => {
     const appName = `sluice_trace_${process.pid}`;
@@ -69,6 +77,8 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
         fetchSize: 100,
         maxBodyBytes: 8 << 20,
         log,
+        jobs,
+        codec: zlibCodec,
       },
     });
     const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" });
@@ -82,6 +92,8 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
     seeds = ((await res.json()) as { containers: string[] }).containers;
   }, 120_000);
   afterAll(async () => {
+    await jobs.stop();
+    rmSync(jobsDir, { recursive: true, force: true });
     await close?.();
     await source?.close();
     await db.close();
@@ -250,6 +262,117 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
       const r = await post("/api/trace/pareto", bad);
       expect(r.status).toBe(400);
       expect(await r.json()).toMatchObject({ error: "bad_input" });
+    }
+  });
+
+  /** Poll a job's status until `done` says so (or 30 s). */
+  async function waitJob(id: string, done: (s: Row) => boolean): Promise<Row> {
+    for (let i = 0; i < 300; i++) {
+      const res = await fetch(`${url}/api/trace/jobs/${id}`);
+      expect(res.status).toBe(200);
+      const st = (await res.json()) as Row;
+      if (done(st)) return st;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`job ${id} did not get there`);
+  }
+
+  it("a background job (MSD over the limit): 202, its status, then its stored result is the streamed answer", async () => {
+    const cids = (await traceLineage(source, seeds, "backward")).containers;
+    const request = { profile: "mid_section_defect", containers: cids };
+    const live = await (await post("/api/trace/events", request)).text();
+    const res = await post("/api/trace/jobs", request);
+    expect(res.status).toBe(202);
+    const job = (await res.json()) as Row;
+    expect(job).toMatchObject({ profile: "mid_section_defect", containers: cids.length });
+    expect(["queued", "running"]).toContain(job.state);
+    const done = await waitJob(
+      String(job.id),
+      (st) => st.state !== "queued" && st.state !== "running",
+    );
+    const expected = JSON.parse(live);
+    expect(done).toMatchObject({
+      state: "succeeded",
+      error: null,
+      rows: {
+        defect_records: expected.results.defect_records.count,
+        upstream_history: expected.results.upstream_history.count,
+      },
+      msd: expected.msd,
+    });
+    expect(done.bytes).toBeGreaterThan(0);
+    // Stored gzipped: sent as is to a client that takes gzip, decompressed for one that does not.
+    const gz = await fetch(`${url}${job.result}`, { headers: { "accept-encoding": "gzip" } });
+    expect(gz.headers.get("content-encoding")).toBe("gzip");
+    expect(await gz.text()).toBe(live);
+    const plain = await fetch(`${url}${job.result}`, {
+      headers: { "accept-encoding": "identity" },
+    });
+    expect(plain.headers.get("content-encoding")).toBeNull();
+    expect(await plain.text()).toBe(live);
+    // Deleted: gone, status and result.
+    expect((await fetch(`${url}/api/trace/jobs/${job.id}`, { method: "DELETE" })).status).toBe(204);
+    expect((await fetch(`${url}/api/trace/jobs/${job.id}`)).status).toBe(404);
+    expect((await fetch(`${url}${job.result}`)).status).toBe(404);
+  });
+
+  it("a job over query_tool's limit is a 413 and no job; unknown or malformed ids are 404", async () => {
+    const before = streamed.length;
+    const res = await post("/api/trace/jobs", {
+      profile: "query_tool",
+      containers: seeds.slice(0, LIMIT + 1),
+    });
+    expect(res.status).toBe(413);
+    expect(streamed.length).toBe(before);
+    for (const id of ["00000000-0000-4000-8000-000000000000", "../../etc/passwd", "x"]) {
+      const r = await fetch(`${url}/api/trace/jobs/${encodeURIComponent(id)}`);
+      expect(r.status, id).toBe(404);
+      expect(await r.json()).toMatchObject({ error: "not_found" });
+    }
+  });
+
+  it("a running job: its result is a 409 until done; DELETE stops it and its statements", async () => {
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    const active = async () =>
+      (
+        await admin.query(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state <> 'idle'",
+          [`sluice_trace_${process.pid}`],
+        )
+      ).rows[0].n as number;
+    slow = true;
+    const before = streamed.length;
+    try {
+      const res = await post("/api/trace/jobs", {
+        profile: "query_tool",
+        containers: seeds.slice(0, LIMIT),
+      });
+      expect(res.status).toBe(202);
+      const job = (await res.json()) as Row;
+      await waitJob(String(job.id), (st) => st.state === "running");
+      const early = await fetch(`${url}${job.result}`);
+      expect(early.status).toBe(409);
+      expect(await early.json()).toMatchObject({ error: "not_ready", state: "running" });
+      expect(await active()).toBeGreaterThan(0);
+      expect((await fetch(`${url}/api/trace/jobs/${job.id}`, { method: "DELETE" })).status).toBe(
+        204,
+      );
+      expect((await fetch(`${url}/api/trace/jobs/${job.id}`)).status).toBe(404);
+      let left = -1;
+      for (let i = 0; i < 40 && left !== 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        left = await active();
+      }
+      expect(left).toBe(0);
+      expect(slots.inUse).toBe(0);
+      // Stopped mid-way: upstream_history's statement was cut, defect_records' never began.
+      const ran = streamed.slice(before);
+      expect(ran.some((sql) => sql.includes('"upstream_history"'))).toBe(true);
+      expect(ran.some((sql) => sql.includes('"defect_records"'))).toBe(false);
+    } finally {
+      slow = false;
+      await admin.end();
     }
   });
 

@@ -108,6 +108,22 @@ export class TooManyContainersError extends SluiceError {
 }
 
 /** Turn anything thrown into a one-line message, without a stack for our own errors. */
+/** A background trace job's result was asked for before the job succeeded. */
+export class JobNotReadyError extends SluiceError {
+  constructor(
+    readonly id: string,
+    readonly state: string,
+    readonly reason: string | null,
+  ) {
+    super(
+      "conflict",
+      state === "queued" || state === "running"
+        ? `trace job ${id} is ${state}: ask again once GET /api/trace/jobs/${id} says succeeded`
+        : `trace job ${id} ${state}${reason ? `: ${reason}` : ""}; it has no result`,
+    );
+  }
+}
+
 export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);

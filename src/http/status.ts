@@ -1,6 +1,7 @@
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import {
   CleanupIncompleteError,
+  JobNotReadyError,
   LeaseHeldError,
   NotVerifiedError,
   SluiceError,
@@ -41,6 +42,9 @@ export function httpError(err: unknown): { status: ContentfulStatusCode; body: E
         leaseExpiresAt: new Date(err.expiresAt).toISOString(),
       },
     };
+  }
+  if (err instanceof JobNotReadyError) {
+    return { status: 409, body: { error: "not_ready", message, state: err.state } };
   }
   // Refusing to delete from an unverified partition is about its state, not a crash.
   if (err instanceof NotVerifiedError) {

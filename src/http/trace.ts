@@ -1,7 +1,13 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { BadInputError, TooManyContainersError } from "../core/errors.js";
+import { type Codec, webCodec } from "../core/codec.js";
+import {
+  BadInputError,
+  JobNotReadyError,
+  NotFoundError,
+  TooManyContainersError,
+} from "../core/errors.js";
 import {
   StreamedArray,
   jsonObjectStream,
@@ -24,6 +30,7 @@ import {
 } from "../core/trace/lineage.js";
 import { MsdPareto, computeMsdPareto, feedMsdLineage } from "../core/trace/msd.js";
 import { MES_ID, checkSeedFilter, resolveSeeds } from "../core/trace/seed-resolve.js";
+import type { TraceJobs } from "../core/trace/trace-jobs.js";
 import type { AppEnv, RequestLog } from "./app.js";
 
 export const PROFILES = ["query_tool", "query_tool_reverse", "mid_section_defect"] as const;
@@ -42,6 +49,10 @@ export interface TraceOptions {
   maxBodyBytes: number;
   /** Why the process is too full to take a trace request now, or null. */
   memoryGuard?: () => string | null;
+  /** Background trace jobs (POST /api/trace/jobs): results and statuses in the object store. */
+  jobs?: TraceJobs;
+  /** Decompresses a stored job result for a client that does not take gzip. */
+  codec?: Codec;
   log?: RequestLog;
 }
 
@@ -237,11 +248,11 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     return c.json({ profile: "mid_section_defect", containers: cids.length, rows, msd });
   });
 
-  app.post("/events", async (c) => {
+  /** An events request (the body of /events and /jobs), checked and admitted. */
+  const eventsRequest = async (c: Context<AppEnv>) => {
     const body = await jsonBody(c);
     const profile = checkProfile(body.profile);
     const cids = checkContainers(body.containers);
-    const msd = profile === "mid_section_defect";
     const requested = body.domains ?? Object.keys(EVENT_DOMAINS);
     if (!Array.isArray(requested) || requested.length === 0 || !requested.every(isEventDomain)) {
       throw new BadInputError(`domains must be a list of ${Object.keys(EVENT_DOMAINS).join(", ")}`);
@@ -250,37 +261,113 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     // MSD reads defects first: the pareto credits each defective container's quantity to the
     // upstream stations as upstream_history streams by.
     const domains = [...new Set(requested as EventDomain[])];
-    if (msd) {
+    if (profile === "mid_section_defect") {
       domains.sort((a, b) => (a === "defect_records" ? -1 : b === "defect_records" ? 1 : 0));
     }
-    const pareto = msd ? new MsdPareto(cids) : null;
-    const release = await o.slots.acquire(c.req.raw.signal);
-    if (pareto) {
-      // The edges among the containers: a container's history includes its ancestors'.
-      try {
-        await feedMsdLineage(o.source, pareto, cids, { signal: c.req.raw.signal });
-      } catch (err) {
-        release();
-        throw err;
-      }
-    }
+    return { profile, cids, domains };
+  };
+
+  /**
+   * The events response for a request, written as rows arrive; MSD first loads the lineage
+   * among the containers (a container's history includes its ancestors'). Call with a slot.
+   */
+  const eventsBody = async (
+    r: { profile: Profile; cids: string[]; domains: EventDomain[] },
+    signal: AbortSignal,
+    ndjson: boolean,
+    wrote?: (domain: string, rows: number) => void,
+  ) => {
+    const pareto = r.profile === "mid_section_defect" ? new MsdPareto(r.cids) : null;
+    if (pareto) await feedMsdLineage(o.source, pareto, r.cids, { signal });
     const feed = async function* (domain: EventDomain): AsyncGenerator<Row[]> {
-      for await (const batch of domainEvents(o.source, domain, cids, {
+      for await (const batch of domainEvents(o.source, domain, r.cids, {
         workers: o.workersPerDomain,
         fetchSize: o.fetchSize,
-        signal: c.req.raw.signal,
+        signal,
       })) {
         if (pareto && domain === "defect_records") pareto.addDefects(batch);
         if (pareto && domain === "upstream_history") pareto.addUpstream(batch);
         yield batch;
+        wrote?.(domain, batch.length);
       }
     };
-    const sources = domains.map((d) => [d, feed(d)] as const);
+    const sources = r.domains.map((d) => [d, feed(d)] as const);
     const trailer = pareto ? () => ({ msd: pareto.result() }) : undefined;
-    const ndjson = (c.req.header("accept") ?? "").includes("application/x-ndjson");
     const stream = (ndjson ? traceNdjsonStream : traceJsonStream)(sources, { trailer });
-    c.header("X-Trace-Containers", String(cids.length));
+    return { stream, summary: () => (pareto ? { msd: pareto.result() } : {}) };
+  };
+
+  app.post("/events", async (c) => {
+    const r = await eventsRequest(c);
+    const ndjson = (c.req.header("accept") ?? "").includes("application/x-ndjson");
+    const release = await o.slots.acquire(c.req.raw.signal);
+    let stream: ReadableStream<Uint8Array>;
+    try {
+      ({ stream } = await eventsBody(r, c.req.raw.signal, ndjson));
+    } catch (err) {
+      release();
+      throw err;
+    }
+    c.header("X-Trace-Containers", String(r.cids.length));
     return streamed(c, stream, release, ndjson ? "application/x-ndjson" : "application/json");
+  });
+
+  // The same request as /events, run in the background: 202 now, the result in the store.
+  app.post("/jobs", async (c) => {
+    const jobs = o.jobs;
+    if (!jobs) throw new NotFoundError("trace jobs need an object store (SLUICE_STORE)");
+    const r = await eventsRequest(c);
+    let summary: () => Record<string, unknown> = () => ({});
+    const job = await jobs.start(
+      { profile: r.profile, containers: r.cids.length, domains: r.domains },
+      {
+        acquire: (signal) => o.slots.acquire(signal),
+        body: async (signal, wrote) => {
+          const b = await eventsBody(r, signal, false, wrote);
+          summary = b.summary;
+          return b.stream;
+        },
+        summary: () => summary(),
+      },
+    );
+    o.log?.info(
+      { reqId: c.get("requestId"), job: job.id, profile: r.profile, containers: r.cids.length },
+      "trace job started",
+    );
+    return c.json(
+      { ...job, status: `/api/trace/jobs/${job.id}`, result: `/api/trace/jobs/${job.id}/result` },
+      202,
+    );
+  });
+
+  const jobStatus = async (id: string) => {
+    const status = await o.jobs?.status(id);
+    if (!status) throw new NotFoundError(`no trace job ${id}`);
+    return status;
+  };
+
+  app.get("/jobs/:id", async (c) => c.json(await jobStatus(c.req.param("id"))));
+
+  app.get("/jobs/:id/result", async (c) => {
+    const id = c.req.param("id");
+    const status = await jobStatus(id);
+    if (status.state !== "succeeded") {
+      throw new JobNotReadyError(id, status.state, status.error);
+    }
+    const gz = await o.jobs?.result(id);
+    if (!gz) throw new NotFoundError(`trace job ${id} has no stored result`);
+    // Stored gzipped: sent as is to a client that takes gzip, else decompressed on the way.
+    const gzip = /\bgzip\b/.test(c.req.header("accept-encoding") ?? "");
+    const body = gzip ? gz : gz.pipeThrough(o.codec?.gunzip() ?? webCodec.gunzip());
+    const headers: Record<string, string> = { "Content-Type": "application/json" };
+    if (gzip) headers["Content-Encoding"] = "gzip";
+    return c.body(body, 200, headers);
+  });
+
+  app.delete("/jobs/:id", async (c) => {
+    const id = c.req.param("id");
+    if (!(await o.jobs?.remove(id))) throw new NotFoundError(`no trace job ${id}`);
+    return c.body(null, 204);
   });
 
   return app;

@@ -7,9 +7,12 @@ import { BadInputError } from "../core/errors.js";
 import { JobRunner } from "../core/runner.js";
 import { Semaphore } from "../core/semaphore.js";
 import type { SqlSource } from "../core/source.js";
+import type { ObjectStore } from "../core/store.js";
+import { TraceJobs } from "../core/trace/trace-jobs.js";
 import { ensureTrafficTable } from "../core/traffic/prepare.js";
 import { createApp } from "../http/app.js";
 import type { TraceOptions } from "../http/trace.js";
+import { zlibCodec } from "./codec.js";
 import { type Config, cleanupOptions } from "./config.js";
 import { openContext } from "./context.js";
 import { createMetrics } from "./metrics.js";
@@ -50,7 +53,7 @@ export async function startService(
     if (job.state === "succeeded") logger.info(fields, "job done");
     else logger.error({ ...fields, error: job.error }, "job failed");
   });
-  const trace = await openTrace(config, log);
+  const trace = await openTrace(config, log, c.ctx.store);
   const app = createApp({
     trace: trace?.options,
     ctx: c.ctx,
@@ -104,6 +107,8 @@ export async function startService(
     const stop = async () => {
       log("stopping: no new connections; running jobs stop at their next batch");
       scheduler?.stop();
+      // A background trace job cannot resume: it records that it stopped, to be resubmitted.
+      await trace?.options.jobs?.stop();
       await new Promise<void>((r) => server.close(() => r()));
       await runner.drain();
       await trace?.source.close();
@@ -123,6 +128,7 @@ export async function startService(
 async function openTrace(
   config: Config,
   log: (line: string) => void,
+  store: ObjectStore,
 ): Promise<{ source: SqlSource; options: TraceOptions } | null> {
   const url = config.TRACE_DB ?? config.SLUICE_DB;
   const source = openSource(url, {
@@ -149,6 +155,8 @@ async function openTrace(
       workersPerDomain: config.TRACE_WORKERS_PER_DOMAIN,
       fetchSize: config.TRACE_FETCHMANY_SIZE,
       maxBodyBytes: config.TRACE_MAX_BODY_BYTES,
+      jobs: new TraceJobs(store, zlibCodec),
+      codec: zlibCodec,
       memoryGuard:
         limitMb > 0
           ? () => {

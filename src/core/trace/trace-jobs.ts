@@ -1,0 +1,188 @@
+import type { Codec } from "../codec.js";
+import { describeError } from "../errors.js";
+import { type ObjectStore, getText, putBytes } from "../store.js";
+
+export type TraceJobState = "queued" | "running" | "succeeded" | "failed" | "lost";
+
+/** What GET /api/trace/jobs/:id answers; kept as an object in the store beside the result. */
+export interface TraceJobStatus {
+  id: string;
+  profile: string;
+  containers: number;
+  domains: string[];
+  state: TraceJobState;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  /** When the process running it last wrote this; stale while queued or running = it died. */
+  heartbeatAt: string;
+  /** Rows written so far, per domain. */
+  rows: Record<string, number>;
+  /** Compressed bytes of the stored result, once it is complete. */
+  bytes: number | null;
+  error: string | null;
+  /** Fields the work adds once it is done (mid_section_defect: `msd`, the pareto). */
+  [summary: string]: unknown;
+}
+
+/** The work of one job, as the trace routes define it. */
+export interface TraceJobWork {
+  /** Wait for a database slot (the job is queued until then); resolves with its release. */
+  acquire(signal: AbortSignal): Promise<() => void>;
+  /** The result body (the /events response); `wrote` is told of rows as they go out. */
+  body(
+    signal: AbortSignal,
+    wrote: (domain: string, rows: number) => void,
+  ): Promise<ReadableStream<Uint8Array>>;
+  /** Added to the status once the body is stored (e.g. the pareto). */
+  summary?(): Record<string, unknown>;
+}
+
+const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Trace requests run in the background (the seed's "async job" for large MSD requests): the
+ * response a client would have streamed is gzipped into the object store, and its status
+ * (state, rows so far, the pareto when done) is an object beside it, so that any process of
+ * the service, or a later one, can answer for it. A process that dies mid-job leaves a status
+ * whose heartbeat goes stale: read back, it is `lost`, to be submitted again.
+ */
+export class TraceJobs {
+  private readonly running = new Map<string, { stop: AbortController; done: Promise<void> }>();
+  private readonly prefix: string;
+  private readonly heartbeatMs: number;
+  private readonly lostAfterMs: number;
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly codec: Codec,
+    options: { prefix?: string; heartbeatMs?: number; lostAfterMs?: number } = {},
+  ) {
+    this.prefix = options.prefix ?? "trace-jobs";
+    this.heartbeatMs = options.heartbeatMs ?? 5000;
+    this.lostAfterMs = options.lostAfterMs ?? Math.max(30_000, 6 * this.heartbeatMs);
+  }
+
+  private statusKey(id: string): string {
+    return `${this.prefix}/${id}.status.json`;
+  }
+
+  /** Where a finished job's result is: the /events response, gzipped. */
+  resultKey(id: string): string {
+    return `${this.prefix}/${id}.json.gz`;
+  }
+
+  /** Record the job (so that a status read right after finds it) and start it. */
+  async start(
+    meta: { profile: string; containers: number; domains: string[] },
+    work: TraceJobWork,
+  ): Promise<TraceJobStatus> {
+    const now = new Date().toISOString();
+    const status: TraceJobStatus = {
+      id: crypto.randomUUID(),
+      ...meta,
+      state: "queued",
+      createdAt: now,
+      startedAt: null,
+      finishedAt: null,
+      heartbeatAt: now,
+      rows: Object.fromEntries(meta.domains.map((d) => [d, 0])),
+      bytes: null,
+      error: null,
+    };
+    await this.save(status);
+    const stop = new AbortController();
+    const done = this.run(status, work, stop.signal);
+    this.running.set(status.id, { stop, done });
+    return { ...status };
+  }
+
+  private async run(status: TraceJobStatus, work: TraceJobWork, signal: AbortSignal) {
+    // Status writes go one after another, each a snapshot taken when its turn comes, so the
+    // last one written is the last state.
+    let writes = Promise.resolve();
+    const write = () => {
+      writes = writes.then(() => this.save(status)).catch(() => undefined);
+      return writes;
+    };
+    const beat = setInterval(() => void write(), this.heartbeatMs);
+    let release: (() => void) | null = null;
+    try {
+      release = await work.acquire(signal);
+      status.state = "running";
+      status.startedAt = new Date().toISOString();
+      await write();
+      const body = await work.body(signal, (domain, n) => {
+        status.rows[domain] = (status.rows[domain] ?? 0) + n;
+      });
+      const stored = await this.store.put(
+        this.resultKey(status.id),
+        body.pipeThrough(this.codec.gzip()),
+      );
+      Object.assign(status, work.summary?.() ?? {});
+      status.bytes = stored.bytes;
+      status.state = "succeeded";
+    } catch (err) {
+      status.state = "failed";
+      status.error = signal.aborted
+        ? `stopped: ${describeError(signal.reason)}`
+        : describeError(err);
+    } finally {
+      clearInterval(beat);
+      release?.();
+      status.finishedAt = new Date().toISOString();
+      await write();
+      this.running.delete(status.id);
+    }
+  }
+
+  private async save(status: TraceJobStatus): Promise<void> {
+    status.heartbeatAt = new Date().toISOString();
+    await putBytes(
+      this.store,
+      this.statusKey(status.id),
+      new TextEncoder().encode(JSON.stringify(status)),
+    );
+  }
+
+  /** The job's status, or null for an id that was never a job here (or was deleted). */
+  async status(id: string): Promise<TraceJobStatus | null> {
+    if (!ID.test(id)) return null;
+    const text = await getText(this.store, this.statusKey(id));
+    if (text === null) return null;
+    const status = JSON.parse(text) as TraceJobStatus;
+    const idle = Date.now() - Date.parse(status.heartbeatAt);
+    if ((status.state === "queued" || status.state === "running") && idle > this.lostAfterMs) {
+      status.state = "lost";
+      status.error = `the process running it stopped (no heartbeat for ${Math.round(idle / 1000)} s): submit it again`;
+    }
+    return status;
+  }
+
+  /** The stored result (gzip bytes) of a job that succeeded; null otherwise. */
+  async result(id: string): Promise<ReadableStream<Uint8Array> | null> {
+    if (!ID.test(id)) return null;
+    return this.store.get(this.resultKey(id));
+  }
+
+  /** Stop the job if it runs here, and delete its status and result. */
+  async remove(id: string): Promise<boolean> {
+    if (!ID.test(id)) return false;
+    const job = this.running.get(id);
+    if (job) {
+      job.stop.abort(new Error("the job was deleted"));
+      await job.done;
+    }
+    const existed = (await this.store.head(this.statusKey(id))) !== null;
+    await this.store.delete(this.resultKey(id));
+    await this.store.delete(this.statusKey(id));
+    return existed;
+  }
+
+  /** Stop every job running here (service shutdown); each records why it stopped. */
+  async stop(reason = "the service stopped; submit it again"): Promise<void> {
+    const jobs = [...this.running.values()];
+    for (const j of jobs) j.stop.abort(new Error(reason));
+    await Promise.all(jobs.map((j) => j.done));
+  }
+}

@@ -1,0 +1,100 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { FsStore } from "../src/adapters/fs.js";
+import { type TraceJobWork, TraceJobs } from "../src/core/trace/trace-jobs.js";
+import { zlibCodec } from "../src/node/codec.js";
+
+// Background trace jobs on a real folder store: what a status read says when the process
+// running the job is gone, when the service stops it, and when its heartbeat races its end.
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+function store(): FsStore {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-tjobs-"));
+  dirs.push(dir);
+  return new FsStore(dir);
+}
+
+const meta = { profile: "mid_section_defect", containers: 3, domains: ["defect_records"] };
+
+/** Work that waits for a slot until its signal aborts (a job queued behind busy slots). */
+const neverSlot: TraceJobWork = {
+  acquire: (signal) =>
+    new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason))),
+  body: async () => new ReadableStream(),
+};
+
+/** Work that writes `text` in `chunks` pieces, telling of one row per piece. */
+function writes(text: string, chunks: number): TraceJobWork {
+  return {
+    acquire: async () => () => undefined,
+    body: async (_signal, wrote) => {
+      let i = 0;
+      const cut = (k: number) => Math.floor((k * text.length) / chunks);
+      return new ReadableStream<Uint8Array>({
+        async pull(c) {
+          await new Promise((r) => setTimeout(r, 2));
+          if (i === chunks) return c.close();
+          c.enqueue(new TextEncoder().encode(text.slice(cut(i), cut(i + 1))));
+          i++;
+          wrote("defect_records", 1);
+        },
+      });
+    },
+    summary: () => ({ msd: { pareto: [] } }),
+  };
+}
+
+describe("trace jobs", () => {
+  it("a job whose process died reads back as lost, from another process's view of the store", async () => {
+    const s = store();
+    const dying = new TraceJobs(s, zlibCodec, { heartbeatMs: 60_000 });
+    const job = await dying.start(meta, neverSlot);
+    const other = new TraceJobs(s, zlibCodec, { lostAfterMs: 1000 });
+    expect((await other.status(job.id))?.state).toBe("queued");
+    await new Promise((r) => setTimeout(r, 1300));
+    const lost = await other.status(job.id);
+    expect(lost?.state).toBe("lost");
+    expect(lost?.error).toMatch(/submit it again/);
+    expect(await other.result(job.id)).toBeNull();
+    await dying.stop();
+  });
+
+  it("stopped by the service, a job records why; its slot wait ends", async () => {
+    const jobs = new TraceJobs(store(), zlibCodec);
+    const job = await jobs.start(meta, neverSlot);
+    await jobs.stop();
+    expect(await jobs.status(job.id)).toMatchObject({
+      state: "failed",
+      error: "stopped: the service stopped; submit it again",
+    });
+  });
+
+  it("the last status written is the last state, though heartbeats race it; the result round-trips", async () => {
+    const jobs = new TraceJobs(store(), zlibCodec, { heartbeatMs: 1 });
+    const text = JSON.stringify({ results: { defect_records: { data: [], count: 0 } } });
+    const started = await Promise.all(
+      Array.from({ length: 8 }, () => jobs.start(meta, writes(text, 20))),
+    );
+    for (const job of started) {
+      let st = await jobs.status(job.id);
+      for (let i = 0; i < 200 && st?.finishedAt === null; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        st = await jobs.status(job.id);
+      }
+      // Read again after the job's own end: no heartbeat written after it says otherwise.
+      await new Promise((r) => setTimeout(r, 20));
+      expect(await jobs.status(job.id)).toMatchObject({
+        state: "succeeded",
+        rows: { defect_records: 20 },
+        msd: { pareto: [] },
+      });
+      const gz = await jobs.result(job.id);
+      expect(await new Response(gz?.pipeThrough(zlibCodec.gunzip())).text()).toBe(text);
+    }
+  });
+});
