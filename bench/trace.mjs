@@ -4,18 +4,25 @@
 //   npm run bench:trace                     # scales 1 (the seed's case) and 0.1
 //   node bench/trace.mjs --scales=0.01      # a quick look
 //   node bench/trace.mjs --keep             # leave the schemas (--reuse skips generating)
+//   node bench/trace.mjs --station=TMTT     # seeds from another station (default PACK)
+//   node bench/trace.mjs --no-concurrent    # skip the two-worker run
 //
 // Per scale, in a PostgreSQL schema of its own (SLUICE_BENCH_PG_URL, default
 // postgres://postgres@127.0.0.1:5432/test; schema sluice_trace_s<scale>, dropped and made anew):
 // 1. `sluice prepare-data --workload=mes --scale=S --replace`, then ANALYZE;
 // 2. `sluice serve` (one process) on it; the MSD containers from POST /api/trace/seed-resolve
-//    (TMTT, all dates) and POST /api/trace/lineage (backward);
+//    (--station, all dates: PACK by default, whose lots with their ancestors are the seed's
+//    ~114K containers at scale 1; TMTT reaches 84K in this factory) and POST
+//    /api/trace/lineage (backward); then query_tool over TRACE_EVENTS_CID_LIMIT with the same
+//    containers, which must be a 413 before any event query;
 // 3. sluice: POST /api/trace/events {profile: mid_section_defect, both domains}, read to the
 //    last byte (counted, not kept; the counts and the msd trailer checked); the server's VmRSS
 //    sampled every 50 ms from /proc/PID/status during the request, and just before it;
 // 4. naive: bench/trace-naive.mjs (materialise, group, serialise whole) under /usr/bin/time -v;
 // 5. psql: `COPY (SELECT row_to_json(t) ... JOIN <ids table>) TO STDOUT > /dev/null` for both
-//    domains in one bash -c, under /usr/bin/time -v (its output size is summed by a query).
+//    domains in one bash -c, under /usr/bin/time -v (its output size is summed by a query);
+// 6. the seed's incident load: `sluice serve` with WEB_CONCURRENCY=2, two MSD events requests
+//    at once (one per worker); the RSS of every process of the service sampled and summed.
 // Results: a table on stdout, JSON in bench/out/trace-results.json. Figures, not pass/fail.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -32,6 +39,8 @@ const OUT = join(ROOT, "bench", "out", "trace");
 const arg = (name) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
 const flag = (name) => process.argv.includes(`--${name}`);
 const SCALES = (arg("scales") ?? "1,0.1").split(",").map(Number);
+const STATION = arg("station") ?? "PACK";
+const CONCURRENT = !flag("no-concurrent");
 const KEEP = flag("keep");
 const REUSE = flag("reuse");
 const PG = process.env.SLUICE_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -60,10 +69,11 @@ function vmRss(pid) {
   }
 }
 
-async function startServer(dir, traceDb) {
+async function startServer(dir, traceDb, env = {}) {
   const { child, url, exited } = await spawnServe(CLI, dir, {
     TRACE_DB: traceDb,
     TRACE_MEMORY_LIMIT_MB: "0",
+    ...env,
   });
   return {
     url,
@@ -165,6 +175,68 @@ async function sluiceEvents(server, containers) {
   };
 }
 
+/** VmRSS of a process and its children (cluster workers), summed, in MB. */
+function treeRss(pid) {
+  let kids = [];
+  try {
+    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean);
+  } catch {}
+  return [pid, ...kids.map(Number)].reduce((n, p) => n + (vmRss(p).rss || 0), 0);
+}
+
+/**
+ * The seed's incident load: two MSD events requests at once on a service with two workers
+ * (one request each), read to the end; the whole service's RSS (primary + workers) sampled.
+ */
+async function concurrentEvents(server, containers) {
+  const before = treeRss(server.pid);
+  let peak = before;
+  const timer = setInterval(() => {
+    const r = treeRss(server.pid);
+    if (r > peak) peak = r;
+  }, SAMPLE_MS);
+  const t0 = performance.now();
+  const one = async () => {
+    const res = await fetch(`${server.url}/api/trace/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ profile: "mid_section_defect", containers, domains: DOMAINS }),
+    });
+    if (!res.ok) throw new Error(`events: ${res.status} ${await res.text()}`);
+    let bytes = 0;
+    for await (const chunk of res.body) bytes += chunk.length;
+    return bytes;
+  };
+  let sizes;
+  try {
+    sizes = await Promise.all([one(), one()]);
+  } finally {
+    clearInterval(timer);
+  }
+  return {
+    secs: (performance.now() - t0) / 1000,
+    rssMB: peak,
+    rssBeforeMB: before,
+    sizeMB: sizes.reduce((a, b) => a + b, 0) / 1048576,
+    code: 0,
+  };
+}
+
+/** query_tool with the MSD containers: over the limit it must be a 413, with no rows read. */
+async function overLimit(server, containers) {
+  const t0 = performance.now();
+  const res = await fetch(`${server.url}/api/trace/events`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ profile: "query_tool", containers, domains: DOMAINS }),
+  });
+  const body = await res.json();
+  return { status: res.status, ms: performance.now() - t0, body };
+}
+
 const results = [];
 const scales = [];
 for (const scale of SCALES) {
@@ -213,10 +285,11 @@ for (const scale of SCALES) {
   let seeds;
   let rows;
   let sluice;
+  let admission = null;
   try {
     seeds = await postJson(`${server.url}/api/trace/seed-resolve`, {
       profile: "mid_section_defect",
-      filter: { workcenter: "TMTT", from: "2000-01-01", to: "2100-01-01" },
+      filter: { workcenter: STATION, from: "2000-01-01", to: "2100-01-01" },
     });
     const lineage = await postJson(`${server.url}/api/trace/lineage`, {
       profile: "mid_section_defect",
@@ -250,12 +323,36 @@ for (const scale of SCALES) {
     note(`scale ${scale}: sluice POST /api/trace/events (load ${load().toFixed(2)}) ...`);
     const l0 = load();
     sluice = { ...(await sluiceEvents(server, containers)), load: l0 };
+    if (containers.length > 50_000) {
+      const o = await overLimit(server, containers);
+      admission = { scale, containers: containers.length, ...o };
+      note(
+        `scale ${scale}: query_tool with ${fmt(containers.length)} containers: ${o.status} in ${o.ms.toFixed(0)} ms (${o.body.message})`,
+      );
+    }
   } finally {
     await server.stop();
   }
   const record = (contender, r) =>
     results.push({ scale, containers: containers.length, rows, contender, ...r });
   record("sluice POST /api/trace/events", sluice);
+
+  if (CONCURRENT) {
+    note(
+      `scale ${scale}: two MSD requests at once on WEB_CONCURRENCY=2 (load ${load().toFixed(2)}) ...`,
+    );
+    const two = await startServer(dir, db, { WEB_CONCURRENCY: "2" });
+    try {
+      await new Promise((r) => setTimeout(r, 1500)); // both workers up
+      const cl = load();
+      record("sluice, 2 workers, 2 MSD requests at once", {
+        ...(await concurrentEvents(two, containers)),
+        load: cl,
+      });
+    } finally {
+      await two.stop();
+    }
+  }
 
   note(`scale ${scale}: naive: materialise, group, serialise (load ${load().toFixed(2)}) ...`);
   const nl = load();
@@ -300,6 +397,8 @@ for (const scale of SCALES) {
   });
   scales.push({
     scale,
+    station: STATION,
+    admission,
     schema,
     prepared,
     lots: seeds.lots,
@@ -334,7 +433,7 @@ const of = (scale, prefix) =>
 const targets = [];
 console.log("");
 for (const scale of SCALES) {
-  const s = of(scale, "sluice");
+  const s = of(scale, "sluice POST");
   const p = of(scale, "psql");
   const rss = { scale, what: "sluice peak RSS < 150 MB", value: s.rssMB, met: s.rssMB < 150 };
   const wall = { scale, what: "sluice wall / psql wall <= 2", value: s.secs / p.secs };
@@ -347,9 +446,9 @@ for (const scale of SCALES) {
 const big = Math.max(...SCALES);
 const small = big / 10;
 if (SCALES.includes(small) || SCALES.some((x) => Math.abs(x - small) < 1e-9)) {
-  const hi = of(big, "sluice");
+  const hi = of(big, "sluice POST");
   const lo = results.find(
-    (r) => Math.abs(r.scale - small) < 1e-9 && r.contender.startsWith("sluice"),
+    (r) => Math.abs(r.scale - small) < 1e-9 && r.contender.startsWith("sluice POST"),
   );
   const pct = ((hi.rssMB - lo.rssMB) / lo.rssMB) * 100;
   targets.push({
@@ -363,6 +462,13 @@ if (SCALES.includes(small) || SCALES.some((x) => Math.abs(x - small) < 1e-9)) {
   console.log(
     `  over the RSS just before the request: +${f(hi.rssMB - hi.rssBeforeMB)} MB at scale ${big}, +${f(lo.rssMB - lo.rssBeforeMB)} MB at ${small}; before: ${f(hi.rssBeforeMB)} vs ${f(lo.rssBeforeMB)} MB`,
   );
+}
+for (const s of scales) {
+  if (s.admission) {
+    console.log(
+      `scale ${s.scale}: query_tool with ${fmt(s.admission.containers)} containers: HTTP ${s.admission.status} in ${f(s.admission.ms, 0)} ms, before any event query (${s.admission.body?.message})`,
+    );
+  }
 }
 mkdirSync(join(OUT, ".."), { recursive: true });
 writeFileSync(

@@ -183,6 +183,15 @@ for (const maybe of dbs) {
           ),
       );
       expect(result.pareto.at(-1)?.cumulativePercent).toBeCloseTo(100, 1);
+      // The head bar's share of all the containers' defect quantity.
+      const [total] = await source.query(
+        `SELECT SUM(r.${q("DEFECT_QTY")}) AS qty, COUNT(DISTINCT r.${C}) AS n FROM ${q("defect_records")} r JOIN t_cids t ON t.cid = r.${C}`,
+      );
+      expect(result.totalDefectQty).toBe(Number(total?.qty));
+      expect(result.defectiveContainers).toBe(Number(total?.n));
+      const head = result.pareto[0] as { defectQty: number; defectShare: number };
+      expect(head.defectShare).toBeCloseTo((head.defectQty / result.totalDefectQty) * 100, 1);
+      expect(head.defectShare).toBeLessThanOrEqual(100);
     });
   });
 }

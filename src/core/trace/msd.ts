@@ -9,8 +9,11 @@ export interface ParetoEntry {
   defectQty: number;
   /** Defective containers whose history passed through it. */
   containers: number;
+  /** Of all the bars' quantity: a defect is credited to every station it went through. */
   percent: number;
   cumulativePercent: number;
+  /** Of the total defect quantity: how much of it went through this station/equipment. */
+  defectShare: number;
 }
 
 export interface MsdResult {
@@ -186,12 +189,14 @@ export class MsdPareto {
           cmp(a.equipment, b.equipment),
       );
     let cumulative = 0;
+    const defects = this.defectQtyTotal;
     const pareto = entries.map((e) => {
       cumulative += e.defectQty;
       return {
         ...e,
         percent: total ? round((e.defectQty / total) * 100) : 0,
         cumulativePercent: total ? round((cumulative / total) * 100) : 0,
+        defectShare: defects ? round((e.defectQty / defects) * 100) : 0,
       };
     });
     let defectiveContainers = 0;
