@@ -175,5 +175,6 @@ describe("kill at a random instant, rerun", () => {
     // The kills must really have covered both jobs, not just one end of them.
     expect(Object.keys(counts).length).toBeGreaterThanOrEqual(3);
     expect(counts.cleaning ?? 0).toBeGreaterThan(0);
-  });
+    // 24 kills, each followed by two CLI runs: ~120 s on two busy cores, the global timeout.
+  }, 360_000);
 });

@@ -265,6 +265,16 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
     }
   });
 
+  /** Poll a count of open statements until it is zero (or 4 s); the last count. */
+  async function drained(count: () => Promise<number>): Promise<number> {
+    let left = -1;
+    for (let i = 0; i < 40 && left !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      left = await count();
+    }
+    return left;
+  }
+
   /** Poll a job's status until `done` says so (or 30 s). */
   async function waitJob(id: string, done: (s: Row) => boolean): Promise<Row> {
     for (let i = 0; i < 300; i++) {
@@ -359,12 +369,7 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
         204,
       );
       expect((await fetch(`${url}/api/trace/jobs/${job.id}`)).status).toBe(404);
-      let left = -1;
-      for (let i = 0; i < 40 && left !== 0; i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        left = await active();
-      }
-      expect(left).toBe(0);
+      expect(await drained(active)).toBe(0);
       expect(slots.inUse).toBe(0);
       // Stopped mid-way: upstream_history's statement was cut, defect_records' never began.
       const ran = streamed.slice(before);
@@ -408,12 +413,7 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
       leave.abort();
       await res;
       // Cancelled within a cursor read (100 rows: 2 s), not after the statement's ~7 s.
-      let left = -1;
-      for (let i = 0; i < 40 && left !== 0; i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        left = await open();
-      }
-      expect(left).toBe(0);
+      expect(await drained(open)).toBe(0);
       expect(slots.inUse).toBe(0);
     } finally {
       slow = false;
