@@ -107,7 +107,6 @@ export class TooManyContainersError extends SluiceError {
   }
 }
 
-/** Turn anything thrown into a one-line message, without a stack for our own errors. */
 /** A background trace job's result was asked for before the job succeeded. */
 export class JobNotReadyError extends SluiceError {
   constructor(
@@ -124,6 +123,7 @@ export class JobNotReadyError extends SluiceError {
   }
 }
 
+/** Turn anything thrown into a one-line message, without a stack for our own errors. */
 export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);

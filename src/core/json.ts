@@ -144,6 +144,17 @@ class ChunkEncoder {
     this.used += bytes.length;
   }
 
+  /**
+   * `text`, a JSON array "[a,b]", as items of an array being written: its "[" opens the array
+   * (`first`) or becomes ",", and its "]" is dropped (the writer closes the array at its end).
+   */
+  arrayItems(text: string, first: boolean): void {
+    const at = this.used;
+    this.write(text);
+    this.used -= 1;
+    if (!first) this.buf[at] = COMMA;
+  }
+
   byte(b: number): void {
     this.reserve(1);
     this.buf[this.used++] = b;
@@ -186,12 +197,8 @@ const JSON_FORMAT: Format = {
   open: '{"results":{',
   domainStart: (name, index) => `${index > 0 ? "," : ""}${JSON.stringify(name)}:{"data":`,
   batch(out, _name, rows, first) {
-    // "[r1,...,rn]" in one native call: keep its "[" for the first batch (it opens "data"),
-    // turn it into "," for the next ones, and drop the "]" every time.
-    const at = out.used;
-    out.write(rowsText(rows));
-    out.used -= 1;
-    if (!first) out.buf[at] = COMMA;
+    // "[r1,...,rn]" in one native call; the first batch's "[" opens "data".
+    out.arrayItems(rowsText(rows), first);
   },
   domainEnd: (_name, count) => `${count === 0 ? "[" : ""}],"count":${count}}`,
   close(trailer) {
@@ -228,17 +235,19 @@ const NDJSON_FORMAT: Format = {
   close: (trailer) => (trailer === undefined ? "" : `{"trailer":${jsonText(trailer)}}\n`),
 };
 
-type AnyIterator = AsyncIterator<Row[]> | Iterator<Row[]>;
+type AnyIterator<T = Row[]> = AsyncIterator<T> | Iterator<T>;
 
-function iteratorOf(name: string, batches: RowBatches): AnyIterator {
-  const source = batches as Partial<AsyncIterable<Row[]> & Iterable<Row[]>> | null;
+/** The iterator of an async or sync iterable of batches; `name` says whose in the error. */
+function iteratorOf<T = Row[]>(
+  name: string,
+  batches: AsyncIterable<T> | Iterable<T>,
+): AnyIterator<T> {
+  const source = batches as Partial<AsyncIterable<T> & Iterable<T>> | null;
   const asyncIterator = source?.[Symbol.asyncIterator];
   if (typeof asyncIterator === "function") return asyncIterator.call(source);
   const syncIterator = source?.[Symbol.iterator];
   if (typeof syncIterator === "function") return syncIterator.call(source);
-  throw new TypeError(
-    `domain ${JSON.stringify(name)}: rows must be an (async) iterable of batches`,
-  );
+  throw new TypeError(`${name}: rows must be an (async) iterable of batches`);
 }
 
 /** A source not yet started that is an iterator itself (a generator object) can be closed. */
@@ -328,7 +337,11 @@ function traceStream(
               if (seen.has(name)) throw new Error(`domain ${JSON.stringify(name)} is given twice`);
               seen.add(name);
               out.write(format.domainStart(name, seen.size - 1));
-              active = { name, it: iteratorOf(name, batches), count: 0 };
+              active = {
+                name,
+                it: iteratorOf(`domain ${JSON.stringify(name)}`, batches),
+                count: 0,
+              };
             }
             const current = active;
             let step: IteratorResult<Row[]>;
@@ -387,7 +400,7 @@ export function jsonObjectStream(
 ): ReadableStream<Uint8Array> {
   const out = new ChunkEncoder();
   let index = 0;
-  let active: { it: AnyUnknownIterator; first: boolean } | null = null;
+  let active: { it: AnyIterator<unknown[]>; first: boolean } | null = null;
   let finished = false;
   const close = async () => {
     if (finished) return;
@@ -419,14 +432,10 @@ export function jsonObjectStream(
                 out.write(jsonText(typeof value === "function" ? await value() : value));
                 continue;
               }
-              const batches = value.batches() as Partial<
-                AsyncIterable<unknown[]> & Iterable<unknown[]>
-              >;
-              const it =
-                typeof batches[Symbol.asyncIterator] === "function"
-                  ? (batches as AsyncIterable<unknown[]>)[Symbol.asyncIterator]()
-                  : (batches as Iterable<unknown[]>)[Symbol.iterator]();
-              active = { it, first: true };
+              active = {
+                it: iteratorOf(`field ${JSON.stringify(key)}`, value.batches()),
+                first: true,
+              };
             }
             const current = active;
             let step: IteratorResult<unknown[]>;
@@ -443,11 +452,7 @@ export function jsonObjectStream(
               continue;
             }
             if (step.value.length === 0) continue;
-            // "[a,b]" from one native call: its "[" opens the array or becomes ",".
-            const at = out.used;
-            out.write(jsonText(step.value));
-            out.used -= 1;
-            if (!current.first) out.buf[at] = COMMA;
+            out.arrayItems(jsonText(step.value), current.first);
             current.first = false;
             controller.enqueue(out.take());
             return;
@@ -462,5 +467,3 @@ export function jsonObjectStream(
     { highWaterMark: 1 },
   );
 }
-
-type AnyUnknownIterator = AsyncIterator<unknown[]> | Iterator<unknown[]>;
