@@ -28,7 +28,13 @@ import {
   type LineageEnd,
   walkLineage,
 } from "../core/trace/lineage.js";
-import { MsdPareto, computeMsdPareto, feedMsdLineage } from "../core/trace/msd.js";
+import {
+  MSD_DOMAIN_ORDER,
+  MsdPareto,
+  type MsdResult,
+  computeMsdPareto,
+  feedMsdLineage,
+} from "../core/trace/msd.js";
 import { MES_ID, checkSeedFilter, resolveSeeds } from "../core/trace/seed-resolve.js";
 import type { TraceJobs } from "../core/trace/trace-jobs.js";
 import type { AppEnv, RequestLog } from "./app.js";
@@ -258,11 +264,9 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
       throw new BadInputError(`domains must be a list of ${Object.keys(EVENT_DOMAINS).join(", ")}`);
     }
     admit(c, profile, cids.length);
-    // MSD reads defects first: the pareto credits each defective container's quantity to the
-    // upstream stations as upstream_history streams by.
     const domains = [...new Set(requested as EventDomain[])];
     if (profile === "mid_section_defect") {
-      domains.sort((a, b) => (a === "defect_records" ? -1 : b === "defect_records" ? 1 : 0));
+      domains.sort((a, b) => MSD_DOMAIN_ORDER.indexOf(a) - MSD_DOMAIN_ORDER.indexOf(b));
     }
     return { profile, cids, domains };
   };
@@ -285,16 +289,18 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
         fetchSize: o.fetchSize,
         signal,
       })) {
-        if (pareto && domain === "defect_records") pareto.addDefects(batch);
-        if (pareto && domain === "upstream_history") pareto.addUpstream(batch);
+        pareto?.add(domain, batch);
         yield batch;
         wrote?.(domain, batch.length);
       }
     };
     const sources = r.domains.map((d) => [d, feed(d)] as const);
-    const trailer = pareto ? () => ({ msd: pareto.result() }) : undefined;
+    // Computed once, after the last row: the response's trailer and a job's status share it.
+    let msd: MsdResult | undefined;
+    const summary = (): { msd?: MsdResult } => (pareto ? { msd: (msd ??= pareto.result()) } : {});
+    const trailer = pareto ? summary : undefined;
     const stream = (ndjson ? traceNdjsonStream : traceJsonStream)(sources, { trailer });
-    return { stream, summary: () => (pareto ? { msd: pareto.result() } : {}) };
+    return { stream, summary };
   };
 
   app.post("/events", async (c) => {

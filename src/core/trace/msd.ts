@@ -1,5 +1,5 @@
 import type { Row, SqlSource } from "../source.js";
-import { type EventOptions, domainEvents } from "./events.js";
+import { type EventDomain, type EventOptions, domainEvents } from "./events.js";
 import { lineageEdges } from "./lineage.js";
 
 /** One bar of the MSD pareto: defect quantity traced back to an upstream station/equipment. */
@@ -20,6 +20,20 @@ export interface MsdResult {
   totalDefectQty: number;
   defectiveContainers: number;
   pareto: ParetoEntry[];
+}
+
+/**
+ * The order MSD reads its domains in: the pareto credits each defective container's quantity
+ * to the upstream stations as upstream_history streams by, so the defects come first.
+ */
+export const MSD_DOMAIN_ORDER: readonly EventDomain[] = ["defect_records", "upstream_history"];
+
+interface Bar {
+  index: number;
+  workcenter: string;
+  equipment: string;
+  qty: number;
+  containers: number;
 }
 
 /** Compressed adjacency lists over container indices: the items of node x are at[start[x]..start[x+1]). */
@@ -51,7 +65,9 @@ export class MsdPareto {
   /** Per container, the defective containers (by rank) whose history includes its rows. */
   private creditors: Adjacency | null = null;
   private defectiveQty = new Float64Array(0);
-  private readonly bars = new Map<string, { index: number; qty: number; containers: number }>();
+  /** Bars by WORKCENTER, then EQUIPMENT: no key string built per row. */
+  private readonly bars = new Map<string, Map<string, Bar>>();
+  private barCount = 0;
   /** For defective container k, bit b set once bar b was credited: bitsets[k * words + w]. */
   private bitsets = new Uint32Array(0);
   private words = 0;
@@ -132,12 +148,17 @@ export class MsdPareto {
     return { start, at };
   }
 
-  private barIndex(key: string): { index: number; qty: number; containers: number } {
-    let bar = this.bars.get(key);
+  private bar(workcenter: string, equipment: string): Bar {
+    let station = this.bars.get(workcenter);
+    if (!station) {
+      station = new Map();
+      this.bars.set(workcenter, station);
+    }
+    let bar = station.get(equipment);
     if (!bar) {
-      bar = { index: this.bars.size, qty: 0, containers: 0 };
-      this.bars.set(key, bar);
-      const words = Math.ceil(this.bars.size / 32);
+      bar = { index: this.barCount++, workcenter, equipment, qty: 0, containers: 0 };
+      station.set(equipment, bar);
+      const words = Math.ceil(this.barCount / 32);
       if (words > this.words) {
         // Widen every defective container's bitset by one word.
         const n = this.defectiveQty.length;
@@ -159,7 +180,7 @@ export class MsdPareto {
     for (const r of rows) {
       const x = this.index.get(String(r.CONTAINERID));
       if (x === undefined || start[x] === start[x + 1]) continue;
-      const bar = this.barIndex(`${r.WORKCENTER}\u0000${r.EQUIPMENT}`);
+      const bar = this.bar(String(r.WORKCENTER), String(r.EQUIPMENT));
       const word = bar.index >>> 5;
       const bit = 1 << (bar.index & 31);
       for (let e = start[x] as number; e < (start[x + 1] as number); e++) {
@@ -173,15 +194,24 @@ export class MsdPareto {
     }
   }
 
+  /** Feed a batch of `domain`'s rows (in {@link MSD_DOMAIN_ORDER}). */
+  add(domain: EventDomain, rows: readonly Row[]): void {
+    if (domain === "defect_records") this.addDefects(rows);
+    else this.addUpstream(rows);
+  }
+
   /** The pareto: bars by defect quantity, largest first, with cumulative percent. */
   result(): MsdResult {
+    const bars = [...this.bars.values()].flatMap((station) => [...station.values()]);
     let total = 0;
-    for (const b of this.bars.values()) total += b.qty;
-    const entries = [...this.bars.entries()]
-      .map(([key, b]) => {
-        const [workcenter = "", equipment = ""] = key.split("\u0000");
-        return { workcenter, equipment, defectQty: b.qty, containers: b.containers };
-      })
+    for (const b of bars) total += b.qty;
+    const entries = bars
+      .map(({ workcenter, equipment, qty, containers }) => ({
+        workcenter,
+        equipment,
+        defectQty: qty,
+        containers,
+      }))
       .sort(
         (a, b) =>
           b.defectQty - a.defectQty ||
@@ -249,13 +279,11 @@ export async function computeMsdPareto(
   const pareto = new MsdPareto(cids);
   await feedMsdLineage(source, pareto, cids, options);
   const rows = { defect_records: 0, upstream_history: 0 };
-  for await (const batch of domainEvents(source, "defect_records", cids, options)) {
-    pareto.addDefects(batch);
-    rows.defect_records += batch.length;
-  }
-  for await (const batch of domainEvents(source, "upstream_history", cids, options)) {
-    pareto.addUpstream(batch);
-    rows.upstream_history += batch.length;
+  for (const domain of MSD_DOMAIN_ORDER) {
+    for await (const batch of domainEvents(source, domain, cids, options)) {
+      pareto.add(domain, batch);
+      rows[domain] += batch.length;
+    }
   }
   return { rows, msd: pareto.result() };
 }
