@@ -95,6 +95,14 @@ async function postJson(url, body) {
   return res.json();
 }
 
+/** POST /api/trace/events for both domains; the response, unread. */
+const postEvents = (server, profile, containers) =>
+  fetch(`${server.url}/api/trace/events`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ profile, containers, domains: DOMAINS }),
+  });
+
 const COUNT_MARK = Buffer.from('],"count":');
 const TAIL = 1 << 20;
 
@@ -118,11 +126,7 @@ async function sluiceEvents(server, containers) {
   let carry = Buffer.alloc(0);
   let status;
   try {
-    const res = await fetch(`${server.url}/api/trace/events`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ profile: "mid_section_defect", containers, domains: DOMAINS }),
-    });
+    const res = await postEvents(server, "mid_section_defect", containers);
     status = res.status;
     if (!res.ok) throw new Error(`events: ${res.status} ${await res.text()}`);
     for await (const chunk of res.body) {
@@ -200,11 +204,7 @@ async function concurrentEvents(server, containers) {
   }, SAMPLE_MS);
   const t0 = performance.now();
   const one = async () => {
-    const res = await fetch(`${server.url}/api/trace/events`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ profile: "mid_section_defect", containers, domains: DOMAINS }),
-    });
+    const res = await postEvents(server, "mid_section_defect", containers);
     if (!res.ok) throw new Error(`events: ${res.status} ${await res.text()}`);
     let bytes = 0;
     for await (const chunk of res.body) bytes += chunk.length;
@@ -228,11 +228,7 @@ async function concurrentEvents(server, containers) {
 /** query_tool with the MSD containers: over the limit it must be a 413, with no rows read. */
 async function overLimit(server, containers) {
   const t0 = performance.now();
-  const res = await fetch(`${server.url}/api/trace/events`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ profile: "query_tool", containers, domains: DOMAINS }),
-  });
+  const res = await postEvents(server, "query_tool", containers);
   const body = await res.json();
   return { status: res.status, ms: performance.now() - t0, body };
 }
