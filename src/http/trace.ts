@@ -297,7 +297,11 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     const sources = r.domains.map((d) => [d, feed(d)] as const);
     // Computed once, after the last row: the response's trailer and a job's status share it.
     let msd: MsdResult | undefined;
-    const summary = (): { msd?: MsdResult } => (pareto ? { msd: (msd ??= pareto.result()) } : {});
+    const summary = (): { msd?: MsdResult } => {
+      if (!pareto) return {};
+      msd ??= pareto.result();
+      return { msd };
+    };
     const trailer = pareto ? summary : undefined;
     const stream = (ndjson ? traceNdjsonStream : traceJsonStream)(sources, { trailer });
     return { stream, summary };
