@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -339,6 +339,38 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
       expect(r.status, id).toBe(404);
       expect(await r.json()).toMatchObject({ error: "not_found" });
     }
+  });
+
+  it("a job or a pareto with a bad body is a 400 naming what to fix, and no job is recorded", async () => {
+    const recorded = () => {
+      try {
+        return readdirSync(join(jobsDir, "trace-jobs")).length;
+      } catch {
+        return 0;
+      }
+    };
+    const before = recorded();
+    const bodies = [
+      "{not json",
+      JSON.stringify([1, 2]),
+      JSON.stringify({ profile: "everything", containers: ["C1"] }),
+      JSON.stringify({ profile: "mid_section_defect", containers: "C1" }),
+      JSON.stringify({ profile: "mid_section_defect", containers: ["C1"], domains: ["lot_moves"] }),
+      JSON.stringify({ profile: "mid_section_defect", containers: ["x'; DROP TABLE lot_moves"] }),
+    ];
+    for (const path of ["/api/trace/jobs", "/api/trace/pareto"]) {
+      for (const body of bodies) {
+        if (path.endsWith("pareto") && body.includes("domains")) continue;
+        const res = await fetch(`${url}${path}`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body,
+        });
+        expect(res.status, `${path} ${body}`).toBe(400);
+        expect(((await res.json()) as { message: string }).message.length).toBeGreaterThan(0);
+      }
+    }
+    expect(recorded()).toBe(before);
   });
 
   it("a running job: its result is a 409 until done; DELETE stops it and its statements", async () => {
