@@ -16,6 +16,7 @@ import {
 } from "../core/json.js";
 import type { Semaphore } from "../core/semaphore.js";
 import type { Row, SqlSource } from "../core/source.js";
+import { ContainerIds } from "../core/trace/container-ids.js";
 import {
   EVENT_DOMAINS,
   type EventDomain,
@@ -35,6 +36,7 @@ import {
   computeMsdPareto,
   feedMsdLineage,
 } from "../core/trace/msd.js";
+import { idBatches } from "../core/trace/readers.js";
 import { MES_ID, checkSeedFilter, resolveSeeds } from "../core/trace/seed-resolve.js";
 import type { TraceJobs } from "../core/trace/trace-jobs.js";
 import type { AppEnv, RequestLog } from "./app.js";
@@ -69,24 +71,34 @@ function checkProfile(value: unknown): Profile {
   return value as Profile;
 }
 
-function checkContainers(value: unknown, max = 2_000_000): string[] {
+/**
+ * The request's container ids, checked and packed (each once). The parsed body is not kept
+ * (see jsonBody), so its 100K+ strings die before the events are read.
+ */
+function checkContainers(value: unknown, max = 2_000_000): ContainerIds {
   if (!Array.isArray(value) || value.length === 0 || value.length > max) {
     throw new BadInputError(`containers must be an array of 1 to ${max} container ids`);
   }
+  const ids = new ContainerIds();
   for (const [i, id] of value.entries()) {
     if (typeof id !== "string" || !MES_ID.test(id)) {
       throw new BadInputError(
         `containers[${i}] is not a container id (letters, digits, _.:-; 1-64)`,
       );
     }
+    ids.add(id);
   }
-  return [...new Set(value as string[])];
+  return ids;
 }
 
+/**
+ * The body as an object, read from the raw request: Hono's c.req.json() would keep it cached
+ * for as long as the response streams.
+ */
 async function jsonBody(c: Context): Promise<Record<string, unknown>> {
   let body: unknown;
   try {
-    body = await c.req.json();
+    body = await c.req.raw.json();
   } catch (err) {
     throw new BadInputError(`body is not JSON: ${(err as Error).message}`);
   }
@@ -106,19 +118,6 @@ function streamed(
   const body = stream.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ flush: release }));
   c.req.raw.signal.addEventListener("abort", release, { once: true });
   return c.body(body, 200, { "Content-Type": type });
-}
-
-/** A set's items in arrays of at most `size`. */
-function* slices<T>(items: Iterable<T>, size: number): Generator<T[]> {
-  let batch: T[] = [];
-  for (const item of items) {
-    batch.push(item);
-    if (batch.length === size) {
-      yield batch;
-      batch = [];
-    }
-  }
-  if (batch.length > 0) yield batch;
 }
 
 /**
@@ -206,7 +205,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
           yield step.value;
         }
       } finally {
-        await walk.return({ containers: new Set(), depth: 0 });
+        await walk.return({ containers: new ContainerIds(), depth: 0 });
       }
     };
     const reached = () => (end as LineageEnd).containers;
@@ -214,7 +213,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
       ["profile", profile],
       ["direction", direction],
       ["edges", new StreamedArray(edges)],
-      ["containers", new StreamedArray(() => slices(reached(), 5000))],
+      ["containers", new StreamedArray(() => idBatches(reached(), 5000))],
       ["count", () => reached().size],
       ["depth", () => (end as LineageEnd).depth],
     ]);
@@ -243,7 +242,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
       throw new BadInputError("the pareto is mid_section_defect's: profile must be that or absent");
     }
     const cids = checkContainers(body.containers);
-    admit(c, "mid_section_defect", cids.length);
+    admit(c, "mid_section_defect", cids.size);
     const { rows, msd } = await withSlot(c, () =>
       computeMsdPareto(o.source, cids, {
         workers: o.workersPerDomain,
@@ -251,7 +250,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
         signal: c.req.raw.signal,
       }),
     );
-    return c.json({ profile: "mid_section_defect", containers: cids.length, rows, msd });
+    return c.json({ profile: "mid_section_defect", containers: cids.size, rows, msd });
   });
 
   /** An events request (the body of /events and /jobs), checked and admitted. */
@@ -263,7 +262,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     if (!Array.isArray(requested) || requested.length === 0 || !requested.every(isEventDomain)) {
       throw new BadInputError(`domains must be a list of ${Object.keys(EVENT_DOMAINS).join(", ")}`);
     }
-    admit(c, profile, cids.length);
+    admit(c, profile, cids.size);
     const domains = [...new Set(requested as EventDomain[])];
     if (profile === "mid_section_defect") {
       domains.sort((a, b) => MSD_DOMAIN_ORDER.indexOf(a) - MSD_DOMAIN_ORDER.indexOf(b));
@@ -276,7 +275,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
    * among the containers (a container's history includes its ancestors'). Call with a slot.
    */
   const eventsBody = async (
-    r: { profile: Profile; cids: string[]; domains: EventDomain[] },
+    r: { profile: Profile; cids: ContainerIds; domains: EventDomain[] },
     signal: AbortSignal,
     ndjson: boolean,
     wrote?: (domain: string, rows: number) => void,
@@ -318,7 +317,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
       release();
       throw err;
     }
-    c.header("X-Trace-Containers", String(r.cids.length));
+    c.header("X-Trace-Containers", String(r.cids.size));
     return streamed(c, stream, release, ndjson ? "application/x-ndjson" : "application/json");
   });
 
@@ -329,7 +328,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     const r = await eventsRequest(c);
     let summary: () => Record<string, unknown> = () => ({});
     const job = await jobs.start(
-      { profile: r.profile, containers: r.cids.length, domains: r.domains },
+      { profile: r.profile, containers: r.cids.size, domains: r.domains },
       {
         acquire: (signal) => o.slots.acquire(signal),
         body: async (signal, wrote) => {
@@ -341,7 +340,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
       },
     );
     o.log?.info(
-      { reqId: c.get("requestId"), job: job.id, profile: r.profile, containers: r.cids.length },
+      { reqId: c.get("requestId"), job: job.id, profile: r.profile, containers: r.cids.size },
       "trace job started",
     );
     return c.json(

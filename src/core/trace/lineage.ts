@@ -1,4 +1,5 @@
 import type { SqlSource } from "../source.js";
+import { ContainerIds } from "./container-ids.js";
 import { idBatches, placeholders } from "./readers.js";
 
 /** forward: descendants (query_tool); backward: ancestors (query_tool_reverse, MSD). */
@@ -24,7 +25,7 @@ export interface Lineage {
  */
 export async function* lineageEdges(
   source: SqlSource,
-  ids: readonly string[],
+  ids: Iterable<string>,
   direction: Direction,
   options: { idsPerStatement?: number; signal?: AbortSignal } = {},
 ): AsyncGenerator<LineageEdge[]> {
@@ -47,46 +48,42 @@ export async function* lineageEdges(
 
 /** What a walk ends with: the containers reached (seeds first, each once) and the generations. */
 export interface LineageEnd {
-  containers: ReadonlySet<string>;
+  containers: ContainerIds;
   depth: number;
 }
 
 /**
  * Walk `container_lineage` from the seed containers, one generation at a time, each
  * generation's ids in IN-lists of at most `idsPerStatement`, yielding each statement's edges
- * as they are found. Holds the containers reached and the next generation, never the edges.
+ * as they are found. Holds the containers reached (packed), never the edges: a generation is
+ * the ids numbered since the one before. Seeds given as ContainerIds are extended in place.
  */
 export async function* walkLineage(
   source: SqlSource,
-  seeds: readonly string[],
+  seeds: Iterable<string>,
   direction: Direction,
   options: { idsPerStatement?: number; signal?: AbortSignal } = {},
 ): AsyncGenerator<LineageEdge[], LineageEnd> {
-  const seen = new Set<string>(seeds);
-  let frontier: string[] = [...seen];
+  const seen = seeds instanceof ContainerIds ? seeds : ContainerIds.from(seeds);
   let depth = 0;
-  while (frontier.length > 0) {
-    const next: string[] = [];
-    for await (const batch of lineageEdges(source, frontier, direction, options)) {
-      for (const edge of batch) {
-        const reached = direction === "forward" ? edge.child : edge.parent;
-        if (!seen.has(reached)) {
-          seen.add(reached);
-          next.push(reached);
-        }
-      }
+  for (let from = 0, to = seen.size; from < to; from = to, to = seen.size) {
+    for await (const batch of lineageEdges(source, range(seen, from, to), direction, options)) {
+      for (const edge of batch) seen.add(direction === "forward" ? edge.child : edge.parent);
       if (batch.length > 0) yield batch;
     }
-    if (next.length > 0) depth++;
-    frontier = next;
+    if (seen.size > to) depth++;
   }
   return { containers: seen, depth };
+}
+
+function* range(ids: ContainerIds, from: number, to: number): Generator<string> {
+  for (let i = from; i < to; i++) yield ids.at(i);
 }
 
 /** The whole lineage at once (walkLineage, collected): for callers that need it all anyway. */
 export async function traceLineage(
   source: SqlSource,
-  seeds: readonly string[],
+  seeds: Iterable<string>,
   direction: Direction,
   options: { idsPerStatement?: number; signal?: AbortSignal } = {},
 ): Promise<Lineage> {

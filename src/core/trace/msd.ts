@@ -1,4 +1,5 @@
 import type { Row, SqlSource } from "../source.js";
+import { ContainerIds } from "./container-ids.js";
 import { type EventDomain, type EventOptions, domainEvents } from "./events.js";
 import { lineageEdges } from "./lineage.js";
 
@@ -56,9 +57,11 @@ interface Adjacency {
  * is a few MB, which keeps V8's heap (sized from what is live) small for the whole request.
  */
 export class MsdPareto {
-  private readonly index = new Map<string, number>();
-  private readonly edgeChild: number[] = [];
-  private readonly edgeParent: number[] = [];
+  private readonly index: ContainerIds;
+  /** Lineage edges among the containers: edgeChild[i] inherits from edgeParent[i]. */
+  private edgeChild: Int32Array = new Int32Array(1024);
+  private edgeParent: Int32Array = new Int32Array(1024);
+  private edgeCount = 0;
   private readonly qty: Float64Array;
   private readonly hasDefect: Uint8Array;
   private defectQtyTotal = 0;
@@ -74,9 +77,7 @@ export class MsdPareto {
 
   /** `containers`: every container of the request (the seeds and their ancestors). */
   constructor(containers: Iterable<string>) {
-    for (const cid of containers) {
-      if (!this.index.has(cid)) this.index.set(cid, this.index.size);
-    }
+    this.index = containers instanceof ContainerIds ? containers : ContainerIds.from(containers);
     this.qty = new Float64Array(this.index.size);
     this.hasDefect = new Uint8Array(this.index.size);
   }
@@ -84,20 +85,24 @@ export class MsdPareto {
   /** Feed lineage edges (child inherits from parent); edges outside the containers are left out. */
   addLineage(edges: Iterable<{ parent: string; child: string }>): void {
     for (const e of edges) {
-      const child = this.index.get(e.child);
-      const parent = this.index.get(e.parent);
-      if (child === undefined || parent === undefined) continue;
-      this.edgeChild.push(child);
-      this.edgeParent.push(parent);
+      const child = this.index.indexOf(e.child);
+      const parent = this.index.indexOf(e.parent);
+      if (child < 0 || parent < 0) continue;
+      if (this.edgeCount === this.edgeChild.length) {
+        this.edgeChild = grow(this.edgeChild);
+        this.edgeParent = grow(this.edgeParent);
+      }
+      this.edgeChild[this.edgeCount] = child;
+      this.edgeParent[this.edgeCount++] = parent;
     }
   }
 
   /** Feed a batch of defect_records rows (all of them before any upstream_history row). */
   addDefects(rows: readonly Row[]): void {
     for (const r of rows) {
-      const x = this.index.get(String(r.CONTAINERID));
+      const x = this.index.indexOf(String(r.CONTAINERID));
       const qty = Number(r.DEFECT_QTY);
-      if (x === undefined || !Number.isFinite(qty)) continue;
+      if (x < 0 || !Number.isFinite(qty)) continue;
       this.qty[x] = (this.qty[x] as number) + qty;
       this.hasDefect[x] = 1;
       this.defectQtyTotal += qty;
@@ -107,7 +112,8 @@ export class MsdPareto {
   /** Each defective container, credited to itself and every ancestor (once each). */
   private prepare(): Adjacency {
     const n = this.index.size;
-    const parents = adjacency(n, this.edgeChild, this.edgeParent);
+    const m = this.edgeCount;
+    const parents = adjacency(n, this.edgeChild.subarray(0, m), this.edgeParent.subarray(0, m));
     const defective: number[] = [];
     for (let x = 0; x < n; x++) if (this.hasDefect[x]) defective.push(x);
     this.defectiveQty = Float64Array.from(defective, (x) => this.qty[x] as number);
@@ -178,8 +184,8 @@ export class MsdPareto {
     this.creditors ??= this.prepare();
     const { start, at } = this.creditors;
     for (const r of rows) {
-      const x = this.index.get(String(r.CONTAINERID));
-      if (x === undefined || start[x] === start[x + 1]) continue;
+      const x = this.index.indexOf(String(r.CONTAINERID));
+      if (x < 0 || start[x] === start[x + 1]) continue;
       const bar = this.bar(String(r.WORKCENTER), String(r.EQUIPMENT));
       const word = bar.index >>> 5;
       const bit = 1 << (bar.index & 31);
@@ -236,8 +242,15 @@ export class MsdPareto {
   }
 }
 
+/** Twice the room, the items kept. */
+function grow(a: Int32Array): Int32Array {
+  const wider = new Int32Array(a.length * 2);
+  wider.set(a);
+  return wider;
+}
+
 /** Edges (from[i] -> to[i]) over nodes 0..n-1 as compressed adjacency lists of `from`. */
-function adjacency(n: number, from: readonly number[], to: readonly number[]): Adjacency {
+function adjacency(n: number, from: Int32Array, to: Int32Array): Adjacency {
   const start = new Int32Array(n + 1);
   for (const f of from) start[f + 1] = (start[f + 1] as number) + 1;
   for (let x = 0; x < n; x++) start[x + 1] = (start[x + 1] as number) + (start[x] as number);
@@ -259,7 +272,7 @@ const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 export async function feedMsdLineage(
   source: SqlSource,
   pareto: MsdPareto,
-  cids: readonly string[],
+  cids: Iterable<string>,
   options: { signal?: AbortSignal } = {},
 ): Promise<void> {
   for await (const edges of lineageEdges(source, cids, "backward", options)) {
@@ -273,7 +286,7 @@ export async function feedMsdLineage(
  */
 export async function computeMsdPareto(
   source: SqlSource,
-  cids: readonly string[],
+  cids: Iterable<string>,
   options: EventOptions = {},
 ): Promise<{ rows: { defect_records: number; upstream_history: number }; msd: MsdResult }> {
   const pareto = new MsdPareto(cids);

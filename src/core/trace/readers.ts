@@ -40,8 +40,16 @@ export async function readSqlMaterialised(
 }
 
 /** Split ids into IN-lists of at most `size` (Oracle's limit is 1000 items per list). */
-export function* idBatches<T>(ids: readonly T[], size = 1000): Generator<T[]> {
-  for (let i = 0; i < ids.length; i += size) yield ids.slice(i, i + size);
+export function* idBatches<T>(ids: Iterable<T>, size = 1000): Generator<T[]> {
+  let batch: T[] = [];
+  for (const id of ids) {
+    batch.push(id);
+    if (batch.length === size) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
 }
 
 /** `?, ?, ?` for an IN-list of n items. */

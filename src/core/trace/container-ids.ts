@@ -1,0 +1,122 @@
+/**
+ * A set of container ids, each numbered in the order first added, packed into typed arrays:
+ * the characters of all ids in one buffer, where each ends, and an open-addressing table.
+ * At the seed's 114K containers that is about 3 MB outside V8's heap, where a Set or Map of
+ * strings is 10 MB of small heap objects that V8 then sizes its old generation from, for the
+ * whole of a request.
+ */
+export class ContainerIds implements Iterable<string> {
+  /** Code units of every id, one after another: one byte each until an id needs more. */
+  private chars: Uint8Array | Uint16Array = new Uint8Array(1024);
+  private used = 0;
+  /** ends[i]: where id i ends in `chars` (it starts where id i - 1 ends). */
+  private ends = new Int32Array(64);
+  /** Open addressing over hashes of the ids: index + 1, 0 for a free slot. */
+  private table = new Int32Array(128);
+  private count = 0;
+
+  /** The ids of `values`, each once, in the order first seen. */
+  static from(values: Iterable<string>): ContainerIds {
+    const ids = new ContainerIds();
+    for (const v of values) ids.add(v);
+    return ids;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** The number of `id`, added if new. */
+  add(id: string): number {
+    const h = hash(id);
+    const slot = this.find(id, h);
+    const at = this.table[slot] as number;
+    if (at !== 0) return at - 1;
+    this.append(id);
+    this.table[slot] = ++this.count;
+    if (this.count * 2 > this.table.length) this.rehash(this.table.length * 2);
+    return this.count - 1;
+  }
+
+  /** The number of `id`, or -1. */
+  indexOf(id: string): number {
+    return (this.table[this.find(id, hash(id))] as number) - 1;
+  }
+
+  has(id: string): boolean {
+    return this.indexOf(id) >= 0;
+  }
+
+  /** Id number `i`. */
+  at(i: number): string {
+    if (!(i >= 0 && i < this.count)) throw new RangeError(`no container ${i} of ${this.count}`);
+    return String.fromCharCode(...this.chars.subarray(this.start(i), this.ends[i] as number));
+  }
+
+  *[Symbol.iterator](): Iterator<string> {
+    for (let i = 0; i < this.count; i++) yield this.at(i);
+  }
+
+  private start(i: number): number {
+    return i === 0 ? 0 : (this.ends[i - 1] as number);
+  }
+
+  /** The slot holding `id`, or the free slot where it would go. */
+  private find(id: string, h: number): number {
+    const mask = this.table.length - 1;
+    for (let slot = h & mask; ; slot = (slot + 1) & mask) {
+      const at = this.table[slot] as number;
+      if (at === 0 || this.equals(at - 1, id)) return slot;
+    }
+  }
+
+  private equals(i: number, id: string): boolean {
+    const start = this.start(i);
+    if ((this.ends[i] as number) - start !== id.length) return false;
+    const chars = this.chars;
+    for (let k = 0; k < id.length; k++) if (chars[start + k] !== id.charCodeAt(k)) return false;
+    return true;
+  }
+
+  private append(id: string): void {
+    let wide = this.chars instanceof Uint16Array;
+    if (!wide) for (let k = 0; k < id.length && !wide; k++) wide = id.charCodeAt(k) > 0xff;
+    if (this.used + id.length > this.chars.length || wide !== this.chars instanceof Uint16Array) {
+      const size = Math.max(this.chars.length * 2, this.used + id.length);
+      const next = wide ? new Uint16Array(size) : new Uint8Array(size);
+      next.set(this.chars.subarray(0, this.used));
+      this.chars = next;
+    }
+    for (let k = 0; k < id.length; k++) this.chars[this.used++] = id.charCodeAt(k);
+    if (this.count === this.ends.length) {
+      const ends = new Int32Array(this.ends.length * 2);
+      ends.set(this.ends);
+      this.ends = ends;
+    }
+    this.ends[this.count] = this.used;
+  }
+
+  private rehash(size: number): void {
+    this.table = new Int32Array(size);
+    const mask = size - 1;
+    for (let i = 0; i < this.count; i++) {
+      let h = FNV_OFFSET;
+      for (let k = this.start(i); k < (this.ends[i] as number); k++) {
+        h = Math.imul(h ^ (this.chars[k] as number), FNV_PRIME);
+      }
+      let slot = h & mask;
+      while (this.table[slot] !== 0) slot = (slot + 1) & mask;
+      this.table[slot] = i + 1;
+    }
+  }
+}
+
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+
+/** FNV-1a over the code units: the same for a string and for its packed characters. */
+function hash(id: string): number {
+  let h = FNV_OFFSET;
+  for (let k = 0; k < id.length; k++) h = Math.imul(h ^ id.charCodeAt(k), FNV_PRIME);
+  return h;
+}

@@ -1,0 +1,35 @@
+import { describe, expect, it } from "vitest";
+import { ContainerIds } from "../src/core/trace/container-ids.js";
+
+describe("ContainerIds", () => {
+  it("numbers each id once, in the order first added, across many table growths", () => {
+    const ids = new ContainerIds();
+    const n = 50_000;
+    for (let i = 0; i < n; i++) expect(ids.add(`C-${i}`)).toBe(i);
+    // Again, in another order: the same numbers, nothing added.
+    for (let i = n - 1; i >= 0; i -= 7) expect(ids.add(`C-${i}`)).toBe(i);
+    expect(ids.size).toBe(n);
+    for (let i = 0; i < n; i += 997) {
+      expect(ids.indexOf(`C-${i}`)).toBe(i);
+      expect(ids.at(i)).toBe(`C-${i}`);
+    }
+    expect([...ids]).toEqual(Array.from({ length: n }, (_, i) => `C-${i}`));
+  });
+
+  it("tells apart ids that are absent, prefixes of others, or empty", () => {
+    const ids = ContainerIds.from(["LOT-1", "LOT-10", "", "LOT-1"]);
+    expect(ids.size).toBe(3);
+    expect([...ids]).toEqual(["LOT-1", "LOT-10", ""]);
+    expect(ids.indexOf("LOT-")).toBe(-1);
+    expect(ids.indexOf("LOT-100")).toBe(-1);
+    expect(ids.has("")).toBe(true);
+    expect(() => ids.at(3)).toThrow(RangeError);
+  });
+
+  it("keeps ids beyond Latin-1 once one arrives, and the ones before it", () => {
+    const ids = ContainerIds.from(["A-1", "é-2", "批次-3", "A-1", "Z-4"]);
+    expect([...ids]).toEqual(["A-1", "é-2", "批次-3", "Z-4"]);
+    expect(ids.indexOf("批次-3")).toBe(2);
+    expect(ids.indexOf("批次-4")).toBe(-1);
+  });
+});
