@@ -102,13 +102,15 @@ class Fetcher {
 /**
  * Stage 3 for one domain: its rows for `cids`, as batches, grouped by CONTAINERID. Ids go
  * in IN-lists of `idsPerStatement`, each statement ordered by CONTAINERID, so a container's
- * rows come together. `workers` statements are open at once, each read at most two fetches
- * ahead of the one being written: memory is workers x 2 x fetchSize rows, whatever the total.
+ * rows come together. `workers` statements are open at once and are read in turn, switching
+ * only where a container ends, each read at most two fetches ahead: memory is about
+ * workers x 3 x fetchSize rows, whatever the total, and no row waits for a whole statement
+ * to drain (rows that wait that long outlive V8's young generation and raise RSS).
  */
 export async function* domainEvents(
   source: SqlSource,
   domain: EventDomain,
-  cids: readonly string[],
+  cids: Iterable<string>,
   options: EventOptions = {},
 ): AsyncGenerator<Row[]> {
   const q = source.dialect.quote;
@@ -120,38 +122,62 @@ export async function* domainEvents(
   const batches = idBatches(cids, options.idsPerStatement ?? 1000);
   const sqlFor = (n: number) =>
     `SELECT ${columns} FROM ${q(domain)} WHERE ${q("CONTAINERID")} IN (${placeholders(n)}) ORDER BY ${q("CONTAINERID")}, ${q("ID")}`;
-  const inFlight: Fetcher[] = [];
+  /** A statement, and the rows of its next containers already fetched. */
+  const inFlight: { fetcher: Fetcher; pending: Row[] | null }[] = [];
   const fill = () => {
     while (inFlight.length < workers) {
       const next = batches.next();
       if (next.done) return;
-      inFlight.push(
-        new Fetcher(
-          readSqlStreaming(source, sqlFor(next.value.length), next.value, {
-            batchSize: options.fetchSize,
-            signal: stop.signal,
-          }),
-        ),
-      );
+      const rows = readSqlStreaming(source, sqlFor(next.value.length), next.value, {
+        batchSize: options.fetchSize,
+        signal: stop.signal,
+      });
+      inFlight.push({ fetcher: new Fetcher(rows), pending: null });
     }
   };
   try {
     fill();
-    while (inFlight.length > 0) {
-      const head = inFlight[0] as Fetcher;
-      for (;;) {
-        const chunk = await head.next();
-        if (chunk === null) break;
-        if (chunk.length > 0) yield chunk;
+    for (let turn = 0; inFlight.length > 0; ) {
+      const s = inFlight[turn] as (typeof inFlight)[number];
+      let batch = s.pending ?? (await s.fetcher.next());
+      s.pending = null;
+      // One batch, then the rows of its last container that the next fetch holds; the rest
+      // waits for this statement's next turn.
+      let last: string | null = null;
+      while (batch !== null) {
+        if (batch.length > 0) {
+          yield batch;
+          last = String((batch[batch.length - 1] as Row).CONTAINERID);
+        }
+        const after = await s.fetcher.next();
+        if (after === null) {
+          batch = null;
+          break;
+        }
+        let cut = 0;
+        while (cut < after.length && String((after[cut] as Row).CONTAINERID) === last) cut++;
+        if (cut < after.length) {
+          s.pending = cut === 0 ? after : after.slice(cut);
+          batch = cut === 0 ? null : after.slice(0, cut);
+          if (batch) yield batch;
+          break;
+        }
+        batch = after;
       }
-      inFlight.shift();
-      fill();
+      if (s.pending === null) {
+        inFlight.splice(turn, 1);
+        fill();
+        // A statement replaced at the end of the list keeps the turns in order.
+        if (turn >= inFlight.length) turn = 0;
+      } else {
+        turn = (turn + 1) % inFlight.length;
+      }
     }
   } finally {
     // A consumer that stopped early (client gone) stops the statements still running,
     // and closes those waiting for it.
     stop.abort();
-    for (const f of inFlight) f.close();
+    for (const s of inFlight) s.fetcher.close();
     options.signal?.removeEventListener("abort", onAbort);
   }
 }
