@@ -27,6 +27,13 @@ describe("configuration and input validation", () => {
     expect(() => loadConfig({ TRACE_FETCHMANY_SIZE: "0" })).toThrow(/TRACE_FETCHMANY_SIZE="0"/);
   });
 
+  it("trace collections: every 100000 rows unless TRACE_GC_EVERY_ROWS says otherwise (0: off)", () => {
+    expect(loadConfig({}).TRACE_GC_EVERY_ROWS).toBe(100_000);
+    expect(loadConfig({ TRACE_GC_EVERY_ROWS: "0" }).TRACE_GC_EVERY_ROWS).toBe(0);
+    expect(() => loadConfig({ TRACE_GC_EVERY_ROWS: "-5" })).toThrow(/TRACE_GC_EVERY_ROWS="-5"/);
+    expect(() => loadConfig({ TRACE_GC_EVERY_ROWS: "many" })).toThrow(/TRACE_GC_EVERY_ROWS/);
+  });
+
   it("stops on a bad value, naming the variable, the value and the rule", () => {
     expect(() => loadConfig({ SLUICE_DELETE_BATCH: "1e9", HOT_RETENTION_DAYS: "three" })).toThrow(
       /SLUICE_DELETE_BATCH="1e9".*HOT_RETENTION_DAYS="three"/,

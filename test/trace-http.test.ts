@@ -7,6 +7,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FsStore } from "../src/adapters/fs.js";
 import type { JobContext } from "../src/core/archive.js";
+import { GcPacer } from "../src/core/gc-pacer.js";
 import { prepareMesData } from "../src/core/mes/prepare.js";
 import type { JobRunner } from "../src/core/runner.js";
 import { Semaphore } from "../src/core/semaphore.js";
@@ -39,6 +40,8 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
   let slow = false;
   let full: string | null = null;
   const slots = new Semaphore(2);
+  let collections = 0;
+  const GC_EVERY = 500;
   const jobsDir = mkdtempSync(join(tmpdir(), "sluice-trace-jobs-"));
   const jobs = new TraceJobs(new FsStore(jobsDir), zlibCodec, { heartbeatMs: 200 });
 
@@ -79,6 +82,7 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
         log,
         jobs,
         codec: zlibCodec,
+        gc: new GcPacer(() => collections++, GC_EVERY),
       },
     });
     const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" });
@@ -479,6 +483,18 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
     });
     expect(ok.status).toBe(200);
     await ok.arrayBuffer();
+  });
+
+  it("a long events stream runs a full collection every TRACE_GC_EVERY_ROWS rows", async () => {
+    const before = collections;
+    const res = await post("/api/trace/events", {
+      profile: "mid_section_defect",
+      containers: seeds,
+    });
+    const body = (await res.json()) as { results: Record<string, { count: number }> };
+    const rows = Object.values(body.results).reduce((n, d) => n + d.count, 0);
+    expect(rows).toBeGreaterThan(GC_EVERY * 4);
+    expect(collections - before).toBeGreaterThanOrEqual(Math.floor(rows / GC_EVERY));
   });
 
   it("bad requests are 4xx JSON: unknown profile, bad ids, unknown domain, not JSON", async () => {

@@ -8,6 +8,7 @@ import {
   NotFoundError,
   TooManyContainersError,
 } from "../core/errors.js";
+import type { GcPacer } from "../core/gc-pacer.js";
 import {
   StreamedArray,
   jsonObjectStream,
@@ -55,6 +56,8 @@ export interface TraceOptions {
   workersPerDomain: number;
   fetchSize: number;
   maxBodyBytes: number;
+  /** Full collections every so many rows streamed, by all trace requests (TRACE_GC_EVERY_ROWS). */
+  gc?: GcPacer;
   /** Why the process is too full to take a trace request now, or null. */
   memoryGuard?: () => string | null;
   /** Background trace jobs (POST /api/trace/jobs): results and statuses in the object store. */
@@ -79,7 +82,9 @@ function checkContainers(value: unknown, max = 2_000_000): ContainerIds {
   if (!Array.isArray(value) || value.length === 0 || value.length > max) {
     throw new BadInputError(`containers must be an array of 1 to ${max} container ids`);
   }
-  const ids = new ContainerIds();
+  let chars = 0;
+  for (const id of value) if (typeof id === "string") chars += id.length;
+  const ids = new ContainerIds({ ids: value.length, chars });
   for (const [i, id] of value.entries()) {
     if (typeof id !== "string" || !MES_ID.test(id)) {
       throw new BadInputError(
@@ -151,6 +156,18 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     await next();
   });
 
+  /** The body's containers, counted toward a collection: a long id list leaves MBs behind. */
+  const containersOf = (value: unknown): ContainerIds => {
+    const ids = checkContainers(value);
+    o.gc?.count(ids.size);
+    return ids;
+  };
+  /** A streamed response's end: its slot given back, then its garbage collected. */
+  const ended = (release: () => void) => () => {
+    release();
+    o.gc?.end();
+  };
+
   /** Run `fn` holding one of the slow-query slots; a client gone while waiting frees its place. */
   const withSlot = async <T>(c: Context, fn: () => Promise<T>): Promise<T> => {
     const release = await o.slots.acquire(c.req.raw.signal);
@@ -180,7 +197,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
   app.post("/lineage", async (c) => {
     const body = await jsonBody(c);
     const profile = checkProfile(body.profile);
-    const seeds = checkContainers(body.containers);
+    const seeds = containersOf(body.containers);
     const direction: Direction = profile === "query_tool" ? "forward" : "backward";
     // Streamed as the walk finds edges (the seed's 114K containers made 54 MB of JSON): edges
     // first, then the containers reached, which only the end of the walk knows.
@@ -202,6 +219,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
             end = step.value;
             return;
           }
+          o.gc?.count(step.value.length);
           yield step.value;
         }
       } finally {
@@ -217,7 +235,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
       ["count", () => reached().size],
       ["depth", () => (end as LineageEnd).depth],
     ]);
-    return streamed(c, stream, release, "application/json");
+    return streamed(c, stream, ended(release), "application/json");
   });
 
   /**
@@ -241,13 +259,14 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     if (body.profile !== undefined && body.profile !== "mid_section_defect") {
       throw new BadInputError("the pareto is mid_section_defect's: profile must be that or absent");
     }
-    const cids = checkContainers(body.containers);
+    const cids = containersOf(body.containers);
     admit(c, "mid_section_defect", cids.size);
     const { rows, msd } = await withSlot(c, () =>
       computeMsdPareto(o.source, cids, {
         workers: o.workersPerDomain,
         fetchSize: o.fetchSize,
         signal: c.req.raw.signal,
+        gc: o.gc,
       }),
     );
     return c.json({ profile: "mid_section_defect", containers: cids.size, rows, msd });
@@ -257,7 +276,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
   const eventsRequest = async (c: Context<AppEnv>) => {
     const body = await jsonBody(c);
     const profile = checkProfile(body.profile);
-    const cids = checkContainers(body.containers);
+    const cids = containersOf(body.containers);
     const requested = body.domains ?? Object.keys(EVENT_DOMAINS);
     if (!Array.isArray(requested) || requested.length === 0 || !requested.every(isEventDomain)) {
       throw new BadInputError(`domains must be a list of ${Object.keys(EVENT_DOMAINS).join(", ")}`);
@@ -287,6 +306,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
         workers: o.workersPerDomain,
         fetchSize: o.fetchSize,
         signal,
+        gc: o.gc,
       })) {
         pareto?.add(domain, batch);
         yield batch;
@@ -318,7 +338,12 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
       throw err;
     }
     c.header("X-Trace-Containers", String(r.cids.size));
-    return streamed(c, stream, release, ndjson ? "application/x-ndjson" : "application/json");
+    return streamed(
+      c,
+      stream,
+      ended(release),
+      ndjson ? "application/x-ndjson" : "application/json",
+    );
   });
 
   // The same request as /events, run in the background: 202 now, the result in the store.

@@ -4,6 +4,7 @@ import type { Duplex } from "node:stream";
 import { serve } from "@hono/node-server";
 import { type Logger, pino } from "pino";
 import { BadInputError } from "../core/errors.js";
+import { GcPacer } from "../core/gc-pacer.js";
 import { JobRunner } from "../core/runner.js";
 import { Semaphore } from "../core/semaphore.js";
 import type { SqlSource } from "../core/source.js";
@@ -15,6 +16,7 @@ import type { TraceOptions } from "../http/trace.js";
 import { zlibCodec } from "./codec.js";
 import { type Config, cleanupOptions } from "./config.js";
 import { openContext } from "./context.js";
+import { fullGc } from "./full-gc.js";
 import { createMetrics } from "./metrics.js";
 import { openSource } from "./open.js";
 import { startScheduler } from "./scheduler.js";
@@ -155,6 +157,7 @@ async function openTrace(
       workersPerDomain: config.TRACE_WORKERS_PER_DOMAIN,
       fetchSize: config.TRACE_FETCHMANY_SIZE,
       maxBodyBytes: config.TRACE_MAX_BODY_BYTES,
+      gc: new GcPacer(config.TRACE_GC_EVERY_ROWS > 0 ? fullGc() : null, config.TRACE_GC_EVERY_ROWS),
       jobs: new TraceJobs(store, zlibCodec),
       codec: zlibCodec,
       memoryGuard:

@@ -1,3 +1,4 @@
+import type { GcPacer } from "../gc-pacer.js";
 import { DEFECT_RECORDS_COLUMNS, UPSTREAM_HISTORY_COLUMNS } from "../mes/schema.js";
 import type { Row, SqlSource } from "../source.js";
 import { idBatches, placeholders, readSqlStreaming } from "./readers.js";
@@ -22,6 +23,8 @@ export interface EventOptions {
   /** Rows per fetch: DB_SLOW_FETCHMANY_SIZE. */
   fetchSize?: number;
   signal?: AbortSignal;
+  /** Told of every batch read: collects garbage on long streams (one per process). */
+  gc?: GcPacer;
 }
 
 /**
@@ -146,6 +149,7 @@ export async function* domainEvents(
       let last: string | null = null;
       while (batch !== null) {
         if (batch.length > 0) {
+          options.gc?.count(batch.length);
           yield batch;
           last = String((batch[batch.length - 1] as Row).CONTAINERID);
         }
@@ -159,7 +163,10 @@ export async function* domainEvents(
         if (cut < after.length) {
           s.pending = cut === 0 ? after : after.slice(cut);
           batch = cut === 0 ? null : after.slice(0, cut);
-          if (batch) yield batch;
+          if (batch) {
+            options.gc?.count(batch.length);
+            yield batch;
+          }
           break;
         }
         batch = after;
