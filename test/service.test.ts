@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -222,6 +222,16 @@ describe("GET /metrics", () => {
     expect(await metric(`sluice_cleanup_remaining_rows{date="${DAY}"}`)).toBe(0);
     expect(await metric(`sluice_hot_rows{date="${OTHER}"}`)).toBe(500);
     expect(await metric("sluice_process_resident_memory_bytes")).toBeGreaterThan(0);
+    // Each worker runs with a fixed glibc mmap threshold (the operator's own, if set).
+    const pid = s.child.pid as number;
+    const workers = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/);
+    expect(workers).toHaveLength(2);
+    for (const w of workers) {
+      const env = readFileSync(`/proc/${w}/environ`, "utf8").split("\0");
+      expect(env).toContain(
+        `MALLOC_MMAP_THRESHOLD_=${process.env.MALLOC_MMAP_THRESHOLD_ ?? "131072"}`,
+      );
+    }
     s.child.kill("SIGTERM");
     expect(await s.exited).toBe(0);
   });

@@ -2,6 +2,15 @@ import cluster from "node:cluster";
 import { serveClusterMetrics } from "./metrics.js";
 
 /**
+ * glibc's malloc raises its mmap threshold to the size of each large block freed (a 2 MB
+ * request body, say), after which blocks under it come from the heap and leave holes there:
+ * measured at the seed's MSD size (bench/trace), a worker peaks ~9 MB higher, and more the
+ * longer it runs. A fixed threshold (glibc's own default) stops the climbing. Workers get it
+ * unless the operator set one; deploy/sluice.service sets it for the primary too.
+ */
+export const MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: "131072" };
+
+/**
  * The primary of `sluice serve` with WEB_CONCURRENCY > 1: forks that many workers, which share
  * the port, and forks again a worker that dies while the service is up. On `signal` it stops
  * forking, tells each worker to stop gracefully, and waits for them.
@@ -12,7 +21,10 @@ export async function runCluster(
   log: (message: string) => void,
 ): Promise<void> {
   const fork = (index: number) => {
-    const w = cluster.fork({ SLUICE_WORKER_INDEX: String(index) });
+    const w = cluster.fork({
+      ...(process.env.MALLOC_MMAP_THRESHOLD_ === undefined ? MALLOC_ENV : {}),
+      SLUICE_WORKER_INDEX: String(index),
+    });
     w.once("exit", (code, sig) => {
       if (signal.aborted) return;
       log(`worker ${index} (pid ${w.process.pid}) exited (${sig ?? code}); starting another`);

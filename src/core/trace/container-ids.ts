@@ -7,13 +7,25 @@
  */
 export class ContainerIds implements Iterable<string> {
   /** Code units of every id, one after another: one byte each until an id needs more. */
-  private chars: Uint8Array | Uint16Array = new Uint8Array(1024);
+  private chars: Uint8Array | Uint16Array;
   private used = 0;
   /** ends[i]: where id i ends in `chars` (it starts where id i - 1 ends). */
-  private ends = new Int32Array(64);
+  private ends: Int32Array;
   /** Open addressing over hashes of the ids: index + 1, 0 for a free slot. */
-  private table = new Int32Array(128);
+  private table: Int32Array;
   private count = 0;
+
+  /**
+   * Room for `ids` ids of `chars` characters in all, when known: no array is then grown and
+   * dropped (a dropped large array raises glibc's mmap threshold, and RSS with it).
+   */
+  constructor(capacity: { ids: number; chars: number } = { ids: 64, chars: 1024 }) {
+    this.chars = new Uint8Array(Math.max(16, capacity.chars));
+    this.ends = new Int32Array(Math.max(4, capacity.ids));
+    let slots = 8;
+    while (slots < capacity.ids * 2) slots *= 2;
+    this.table = new Int32Array(slots);
+  }
 
   /** The ids of `values`, each once, in the order first seen. */
   static from(values: Iterable<string>): ContainerIds {

@@ -59,10 +59,11 @@ interface Adjacency {
 export class MsdPareto {
   private readonly index: ContainerIds;
   /** Lineage edges among the containers: edgeChild[i] inherits from edgeParent[i]. */
-  private edgeChild: Int32Array = new Int32Array(1024);
-  private edgeParent: Int32Array = new Int32Array(1024);
+  private edgeChild: Int32Array;
+  private edgeParent: Int32Array;
   private edgeCount = 0;
-  private readonly qty: Float64Array;
+  /** Defect quantity per container; dropped once `prepare` has taken the defective ones'. */
+  private qty: Float64Array;
   private readonly hasDefect: Uint8Array;
   private defectQtyTotal = 0;
   /** Per container, the defective containers (by rank) whose history includes its rows. */
@@ -80,6 +81,9 @@ export class MsdPareto {
     this.index = containers instanceof ContainerIds ? containers : ContainerIds.from(containers);
     this.qty = new Float64Array(this.index.size);
     this.hasDefect = new Uint8Array(this.index.size);
+    // Sized for a lineage of one edge per two containers, so it is rarely grown and dropped.
+    this.edgeChild = new Int32Array(Math.max(1024, this.index.size >> 1));
+    this.edgeParent = new Int32Array(this.edgeChild.length);
   }
 
   /** Feed lineage edges (child inherits from parent); edges outside the containers are left out. */
@@ -102,6 +106,7 @@ export class MsdPareto {
     for (const r of rows) {
       const x = this.index.indexOf(String(r.CONTAINERID));
       const qty = Number(r.DEFECT_QTY);
+      if (this.creditors) throw new Error("MsdPareto: defect_records after upstream_history");
       if (x < 0 || !Number.isFinite(qty)) continue;
       this.qty[x] = (this.qty[x] as number) + qty;
       this.hasDefect[x] = 1;
@@ -114,9 +119,12 @@ export class MsdPareto {
     const n = this.index.size;
     const m = this.edgeCount;
     const parents = adjacency(n, this.edgeChild.subarray(0, m), this.edgeParent.subarray(0, m));
+    this.edgeChild = new Int32Array(0);
+    this.edgeParent = this.edgeChild;
     const defective: number[] = [];
     for (let x = 0; x < n; x++) if (this.hasDefect[x]) defective.push(x);
     this.defectiveQty = Float64Array.from(defective, (x) => this.qty[x] as number);
+    this.qty = new Float64Array(0);
     // Walk each defective container's ancestors twice: to count, then to fill. A stamp per
     // container (the walk's number) marks the ones already reached, instead of a Set per walk.
     const stamp = new Int32Array(n);
