@@ -7,17 +7,20 @@ import { join } from "node:path";
  * `dir`, with `env` on top; resolves once it prints its URL.
  */
 export async function spawnServe(cli, dir, env = {}) {
+  const full = {
+    ...process.env,
+    SLUICE_DB: `sqlite:${join(dir, "hot.db")}`,
+    SLUICE_STORE: `file:${join(dir, "archive")}`,
+    PORT: "0",
+    WEB_CONCURRENCY: "1",
+    ARCHIVE_CRON: "off",
+    LOG_LEVEL: "warn",
+    ...env,
+  };
+  // A name given as undefined is left out: the server runs without it.
+  for (const [k, v] of Object.entries(full)) if (v === undefined) delete full[k];
   const child = spawn(process.execPath, [cli, "serve"], {
-    env: {
-      ...process.env,
-      SLUICE_DB: `sqlite:${join(dir, "hot.db")}`,
-      SLUICE_STORE: `file:${join(dir, "archive")}`,
-      PORT: "0",
-      WEB_CONCURRENCY: "1",
-      ARCHIVE_CRON: "off",
-      LOG_LEVEL: "warn",
-      ...env,
-    },
+    env: full,
     stdio: ["ignore", "pipe", "inherit"],
   });
   const exited = new Promise((r) => child.once("exit", r));

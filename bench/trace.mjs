@@ -17,7 +17,9 @@
 //    containers, which must be a 413 before any event query;
 // 3. sluice: POST /api/trace/events {profile: mid_section_defect, both domains}, read to the
 //    last byte (counted, not kept; the counts and the msd trailer checked); the server's VmRSS
-//    sampled every 50 ms from /proc/PID/status during the request, and just before it;
+//    sampled every 50 ms from /proc/PID/status during the request, and just before it. Run as
+//    deployed (MALLOC_MMAP_THRESHOLD_ fixed, as deploy/sluice.service and every cluster worker
+//    have it), then again in a new server with glibc's adaptive threshold, for comparison;
 // 4. naive: bench/trace-naive.mjs (materialise, group, serialise whole) under /usr/bin/time -v;
 // 5. psql: `COPY (SELECT row_to_json(t) ... JOIN <ids table>) TO STDOUT > /dev/null` for both
 //    domains in one bash -c, under /usr/bin/time -v (its output size is summed by a query);
@@ -29,6 +31,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { MALLOC_ENV } from "../dist/node/cluster.js";
 import { spawnServe } from "./serve.mjs";
 import { timed } from "./timed.mjs";
 
@@ -46,6 +49,7 @@ const REUSE = flag("reuse");
 const PG = process.env.SLUICE_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const DOMAINS = ["upstream_history", "defect_records"];
 const SAMPLE_MS = 50;
+const SLUICE = "sluice POST /api/trace/events";
 if (!existsSync(CLI)) throw new Error("run 'npm run build' first (npm run bench:trace does)");
 if (SCALES.some((s) => !(s > 0 && s <= 10))) throw new Error("--scales: numbers in (0, 10]");
 
@@ -225,6 +229,47 @@ async function concurrentEvents(server, containers) {
   };
 }
 
+/**
+ * The front end's flow on a server of its own with `env`: POST /api/trace/seed-resolve, then
+ * /lineage (backward), `between` (given the containers; its time is not measured), then the
+ * events request measured by sluiceEvents, then query_tool with the same containers (413).
+ */
+async function sluiceFlow(dir, db, env, between) {
+  const server = await startServer(dir, db, env);
+  try {
+    const seeds = await postJson(`${server.url}/api/trace/seed-resolve`, {
+      profile: "mid_section_defect",
+      filter: { workcenter: STATION, from: "2000-01-01", to: "2100-01-01" },
+    });
+    const lineage = await postJson(`${server.url}/api/trace/lineage`, {
+      profile: "mid_section_defect",
+      containers: seeds.containers,
+    });
+    const containers = lineage.containers;
+    note(
+      `${fmt(seeds.lots)} seed lots, ${fmt(seeds.count)} seed containers -> ${fmt(containers.length)} containers (lineage depth ${lineage.depth})`,
+    );
+    await between?.({ seeds, containers });
+    await new Promise((r) => setTimeout(r, 1000));
+    const envNote = Object.entries(env)
+      .map(([k, v]) => `${k}=${v ?? "(unset)"}`)
+      .join(" ");
+    note(`sluice POST /api/trace/events, ${envNote} (load ${load().toFixed(2)}) ...`);
+    const l0 = load();
+    const events = { ...(await sluiceEvents(server, containers)), load: l0 };
+    let admission = null;
+    if (containers.length > 50_000) {
+      admission = { containers: containers.length, ...(await overLimit(server, containers)) };
+      note(
+        `query_tool with ${fmt(containers.length)} containers: ${admission.status} in ${admission.ms.toFixed(0)} ms (${admission.body.message})`,
+      );
+    }
+    return { seeds, containers, events, admission };
+  } finally {
+    await server.stop();
+  }
+}
+
 /** query_tool with the MSD containers: over the limit it must be a 413, with no rows read. */
 async function overLimit(server, containers) {
   const t0 = performance.now();
@@ -275,26 +320,15 @@ for (const scale of SCALES) {
     `ANALYZE ${[...DOMAINS, "lot_moves", "container_lineage"].map((t) => `${schema}.${t}`).join(", ")}`,
   );
 
-  // The MSD containers, as the front end gets them; then sluice's events request.
-  const server = await startServer(dir, db);
   let containers;
   let seeds;
   let rows;
-  let sluice;
-  let admission = null;
-  try {
-    seeds = await postJson(`${server.url}/api/trace/seed-resolve`, {
-      profile: "mid_section_defect",
-      filter: { workcenter: STATION, from: "2000-01-01", to: "2100-01-01" },
-    });
-    const lineage = await postJson(`${server.url}/api/trace/lineage`, {
-      profile: "mid_section_defect",
-      containers: seeds.containers,
-    });
-    containers = lineage.containers;
-    note(
-      `scale ${scale}: ${fmt(seeds.lots)} seed lots, ${fmt(seeds.count)} seed containers -> ${fmt(containers.length)} containers (lineage depth ${lineage.depth})`,
-    );
+  // The MSD containers, as the front end gets them; then sluice's events request. First as
+  // deployed (deploy/sluice.service, and every cluster worker: a fixed glibc mmap threshold),
+  // then with glibc's adaptive threshold, in a server of its own.
+  const deployed = await sluiceFlow(dir, db, MALLOC_ENV, async (flow) => {
+    containers = flow.containers;
+    seeds = flow.seeds;
     writeFileSync(idsFile, `${containers.join("\n")}\n`);
     psql(
       `DROP TABLE IF EXISTS ${schema}.trace_ids; CREATE TABLE ${schema}.trace_ids (cid VARCHAR(16) PRIMARY KEY)`,
@@ -304,7 +338,7 @@ for (const scale of SCALES) {
       env: PSQL_ENV,
     });
     psql(`ANALYZE ${schema}.trace_ids`);
-    // The rows every contender reads, counted once (which also warms the cache for all three).
+    // The rows every contender reads, counted once (which also warms the cache for all).
     rows = Object.fromEntries(
       DOMAINS.map((d) => [
         d,
@@ -315,23 +349,13 @@ for (const scale of SCALES) {
         ),
       ]),
     );
-    await new Promise((r) => setTimeout(r, 1000));
-    note(`scale ${scale}: sluice POST /api/trace/events (load ${load().toFixed(2)}) ...`);
-    const l0 = load();
-    sluice = { ...(await sluiceEvents(server, containers)), load: l0 };
-    if (containers.length > 50_000) {
-      const o = await overLimit(server, containers);
-      admission = { scale, containers: containers.length, ...o };
-      note(
-        `scale ${scale}: query_tool with ${fmt(containers.length)} containers: ${o.status} in ${o.ms.toFixed(0)} ms (${o.body.message})`,
-      );
-    }
-  } finally {
-    await server.stop();
-  }
+  });
+  const admission = deployed.admission ? { scale, ...deployed.admission } : null;
   const record = (contender, r) =>
     results.push({ scale, containers: containers.length, rows, contender, ...r });
-  record("sluice POST /api/trace/events", sluice);
+  record(SLUICE, deployed.events);
+  const adaptive = await sluiceFlow(dir, db, { MALLOC_MMAP_THRESHOLD_: undefined });
+  record("sluice, glibc's adaptive mmap threshold", adaptive.events);
 
   if (CONCURRENT) {
     note(
@@ -409,7 +433,7 @@ const pad = (s, w) => String(s).padStart(w);
 const f = (n, d = 1) => (n == null || Number.isNaN(n) ? "-" : n.toFixed(d));
 console.log(`\nbench/trace on ${new Date().toISOString().slice(0, 10)}, node ${process.version}`);
 console.log(
-  `${"scale".padEnd(5)} ${pad("containers", 10)} ${pad("rows: upstream / defect", 23)}  ${"contender".padEnd(38)} ${pad("wall s", 7)} ${pad("peak RSS MB", 11)} ${pad("output MB", 9)} ${pad("load", 5)}  note`,
+  `${"scale".padEnd(5)} ${pad("containers", 10)} ${pad("rows: upstream / defect", 23)}  ${"contender".padEnd(42)} ${pad("wall s", 7)} ${pad("peak RSS MB", 11)} ${pad("output MB", 9)} ${pad("load", 5)}  note`,
 );
 for (const r of results) {
   const notes = [];
@@ -419,7 +443,7 @@ for (const r of results) {
   }
   if (r.rssBeforeMB !== undefined) notes.push(`RSS before the request ${f(r.rssBeforeMB)} MB`);
   console.log(
-    `${String(r.scale).padEnd(5)} ${pad(fmt(r.containers), 10)} ${pad(`${fmt(r.rows.upstream_history)} / ${fmt(r.rows.defect_records)}`, 23)}  ${r.contender.padEnd(38)} ${pad(f(r.secs, 2), 7)} ${pad(f(r.rssMB), 11)} ${pad(f(r.sizeMB), 9)} ${pad(f(r.load, 2), 5)}  ${notes.join("; ")}`,
+    `${String(r.scale).padEnd(5)} ${pad(fmt(r.containers), 10)} ${pad(`${fmt(r.rows.upstream_history)} / ${fmt(r.rows.defect_records)}`, 23)}  ${r.contender.padEnd(42)} ${pad(f(r.secs, 2), 7)} ${pad(f(r.rssMB), 11)} ${pad(f(r.sizeMB), 9)} ${pad(f(r.load, 2), 5)}  ${notes.join("; ")}`,
   );
 }
 
@@ -455,6 +479,16 @@ if (SCALES.includes(small) || SCALES.some((x) => Math.abs(x - small) < 1e-9)) {
   console.log(
     `sluice peak RSS at scale ${big} vs ${small}: ${f(hi.rssMB)} MB vs ${f(lo.rssMB)} MB (${pct >= 0 ? "+" : ""}${f(pct)}%; target: no more than 10% above: ${pct <= 10 ? "met" : "NOT met"})`,
   );
+  const ahi = of(big, "sluice, glibc");
+  const alo = results.find(
+    (r) => Math.abs(r.scale - small) < 1e-9 && r.contender.startsWith("sluice, glibc"),
+  );
+  if (ahi && alo) {
+    const apct = ((ahi.rssMB - alo.rssMB) / alo.rssMB) * 100;
+    console.log(
+      `  with glibc's adaptive mmap threshold (MALLOC_MMAP_THRESHOLD_ unset): ${f(ahi.rssMB)} MB vs ${f(alo.rssMB)} MB (${apct >= 0 ? "+" : ""}${f(apct)}%)`,
+    );
+  }
   console.log(
     `  over the RSS just before the request: +${f(hi.rssMB - hi.rssBeforeMB)} MB at scale ${big}, +${f(lo.rssMB - lo.rssBeforeMB)} MB at ${small}; before: ${f(hi.rssBeforeMB)} vs ${f(lo.rssBeforeMB)} MB`,
   );
