@@ -113,18 +113,6 @@ async function jsonBody(c: Context): Promise<Record<string, unknown>> {
   return body as Record<string, unknown>;
 }
 
-/** A streamed 200 whose slot is given back when the body ends, fails, or the client leaves. */
-function streamed(
-  c: Context,
-  stream: ReadableStream<Uint8Array>,
-  release: () => void,
-  type: string,
-): Response {
-  const body = stream.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ flush: release }));
-  c.req.raw.signal.addEventListener("abort", release, { once: true });
-  return c.body(body, 200, { "Content-Type": type });
-}
-
 /**
  * The MES trace stages (seed-resolve -> lineage -> events) as routes. Events are written to
  * the socket as rows arrive, in the seed's response shape; a client that goes away cancels
@@ -162,10 +150,23 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     o.gc?.count(ids.size);
     return ids;
   };
-  /** A streamed response's end: its slot given back, then its garbage collected. */
-  const ended = (release: () => void) => () => {
-    release();
-    o.gc?.end();
+  /**
+   * A streamed 200 whose slot is given back when the body ends, fails, or the client leaves,
+   * and what it left is then collected (the pacer decides whether it was large enough).
+   */
+  const streamed = (
+    c: Context,
+    stream: ReadableStream<Uint8Array>,
+    release: () => void,
+    type: string,
+  ): Response => {
+    const ended = () => {
+      release();
+      o.gc?.end();
+    };
+    const body = stream.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ flush: ended }));
+    c.req.raw.signal.addEventListener("abort", ended, { once: true });
+    return c.body(body, 200, { "Content-Type": type });
   };
 
   /** Run `fn` holding one of the slow-query slots; a client gone while waiting frees its place. */
@@ -235,7 +236,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
       ["count", () => reached().size],
       ["depth", () => (end as LineageEnd).depth],
     ]);
-    return streamed(c, stream, ended(release), "application/json");
+    return streamed(c, stream, release, "application/json");
   });
 
   /**
@@ -338,12 +339,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
       throw err;
     }
     c.header("X-Trace-Containers", String(r.cids.size));
-    return streamed(
-      c,
-      stream,
-      ended(release),
-      ndjson ? "application/x-ndjson" : "application/json",
-    );
+    return streamed(c, stream, release, ndjson ? "application/x-ndjson" : "application/json");
   });
 
   // The same request as /events, run in the background: 202 now, the result in the store.

@@ -8,7 +8,6 @@
 export class ContainerIds implements Iterable<string> {
   /** Code units of every id, one after another: one byte each until an id needs more. */
   private chars: Uint8Array | Uint16Array;
-  private used = 0;
   /** ends[i]: where id i ends in `chars` (it starts where id i - 1 ends). */
   private ends: Int32Array;
   /** Open addressing over hashes of the ids: index + 1, 0 for a free slot. */
@@ -91,21 +90,22 @@ export class ContainerIds implements Iterable<string> {
   }
 
   private append(id: string): void {
+    let used = this.start(this.count);
     let wide = this.chars instanceof Uint16Array;
     if (!wide) for (let k = 0; k < id.length && !wide; k++) wide = id.charCodeAt(k) > 0xff;
-    if (this.used + id.length > this.chars.length || wide !== this.chars instanceof Uint16Array) {
-      const size = Math.max(this.chars.length * 2, this.used + id.length);
+    if (used + id.length > this.chars.length || wide !== this.chars instanceof Uint16Array) {
+      const size = Math.max(this.chars.length * 2, used + id.length);
       const next = wide ? new Uint16Array(size) : new Uint8Array(size);
-      next.set(this.chars.subarray(0, this.used));
+      next.set(this.chars.subarray(0, used));
       this.chars = next;
     }
-    for (let k = 0; k < id.length; k++) this.chars[this.used++] = id.charCodeAt(k);
+    for (let k = 0; k < id.length; k++) this.chars[used++] = id.charCodeAt(k);
     if (this.count === this.ends.length) {
       const ends = new Int32Array(this.ends.length * 2);
       ends.set(this.ends);
       this.ends = ends;
     }
-    this.ends[this.count] = this.used;
+    this.ends[this.count] = used;
   }
 
   private rehash(size: number): void {

@@ -103,10 +103,10 @@ export class MsdPareto {
 
   /** Feed a batch of defect_records rows (all of them before any upstream_history row). */
   addDefects(rows: readonly Row[]): void {
+    if (this.creditors) throw new Error("MsdPareto: defect_records after upstream_history");
     for (const r of rows) {
       const x = this.index.indexOf(String(r.CONTAINERID));
       const qty = Number(r.DEFECT_QTY);
-      if (this.creditors) throw new Error("MsdPareto: defect_records after upstream_history");
       if (x < 0 || !Number.isFinite(qty)) continue;
       this.qty[x] = (this.qty[x] as number) + qty;
       this.hasDefect[x] = 1;
