@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ContainerIds } from "../src/core/trace/container-ids.js";
+import { fullGc } from "../src/node/full-gc.js";
 
 describe("ContainerIds", () => {
   it("numbers each id once, in the order first added, across many table growths", () => {
@@ -31,5 +32,21 @@ describe("ContainerIds", () => {
     expect([...ids]).toEqual(["A-1", "é-2", "批次-3", "Z-4"]);
     expect(ids.indexOf("批次-3")).toBe(2);
     expect(ids.indexOf("批次-4")).toBe(-1);
+  });
+
+  it("holds 200K ids outside V8's heap (invariant 1: a trace request's state is not heap objects)", () => {
+    const gc = fullGc() as () => void;
+    const n = 200_000;
+    gc();
+    const before = process.memoryUsage();
+    const ids = new ContainerIds({ ids: n, chars: n * 11 });
+    for (let i = 0; i < n; i++) ids.add(`C${String(i).padStart(7, "0")}-01`);
+    gc();
+    const after = process.memoryUsage();
+    expect(ids.size).toBe(n);
+    // A Map or Set of these strings is ~20 MB of heap; packed they are ~4 MB of typed arrays.
+    expect(after.heapUsed - before.heapUsed).toBeLessThan(2 * 1024 * 1024);
+    expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(6 * 1024 * 1024);
+    expect(ids.indexOf("C0199999-01")).toBe(n - 1);
   });
 });
