@@ -1,5 +1,6 @@
-// Shared by the bench scripts: start `sluice serve` as one process on a free port.
+// Shared by the bench scripts: start `sluice serve` as one process on a free port, and talk to it.
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
 /**
@@ -35,3 +36,52 @@ export async function spawnServe(cli, dir, env = {}) {
   });
   return { child, url, exited };
 }
+
+/** VmRSS and VmHWM of a process, in MB (NaN once it is gone). */
+export function vmRss(pid) {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? Number.NaN);
+    return { rss: kb("VmRSS") / 1024, hwm: kb("VmHWM") / 1024 };
+  } catch {
+    return { rss: Number.NaN, hwm: Number.NaN };
+  }
+}
+
+/** POST a JSON body; the parsed JSON answer, or an error with the status and the body. */
+export async function postJson(url, body) {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`${url}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+/** The front end's MSD containers: seed-resolve (`station`, all dates), then lineage backward. */
+export async function msdContainers(url, station) {
+  const seeds = await postJson(`${url}/api/trace/seed-resolve`, {
+    profile: "mid_section_defect",
+    filter: { workcenter: station, from: "2000-01-01", to: "2100-01-01" },
+  });
+  const lineage = await postJson(`${url}/api/trace/lineage`, {
+    profile: "mid_section_defect",
+    containers: seeds.containers,
+  });
+  return { seeds, lineage };
+}
+
+/** POST /api/trace/events over both domains; the response, unread. */
+export const postEvents = (url, profile, containers) =>
+  fetch(`${url}/api/trace/events`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ profile, containers, domains: ["upstream_history", "defect_records"] }),
+  });
+
+/** `K=v K2=(unset)` for a server's extra environment, as the benches print it. */
+export const envLabel = (env) =>
+  Object.entries(env)
+    .map(([k, v]) => `${k}=${v ?? "(unset)"}`)
+    .join(" ") || "(defaults)";

@@ -9,12 +9,12 @@
 // Needs bench/trace's schema (node bench/trace.mjs --keep). The containers come from
 // seed-resolve (PACK, all dates) and lineage on a server of their own, which is then stopped,
 // so each measured server serves only the events request. VmRSS sampled every 25 ms.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MALLOC_ENV } from "../dist/node/cluster.js";
-import { spawnServe } from "./serve.mjs";
+import { envLabel, msdContainers, postEvents, spawnServe, vmRss } from "./serve.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const CLI = join(ROOT, "dist", "cli", "main.js");
@@ -35,23 +35,7 @@ const VARIANTS = given.length
       { ...MALLOC_ENV, TRACE_GC_EVERY_ROWS: "0" },
       { MALLOC_MMAP_THRESHOLD_: undefined, TRACE_GC_EVERY_ROWS: "0" },
     ];
-const label = (v) =>
-  Object.entries(v)
-    .map(([k, x]) => `${k}=${x ?? "(unset)"}`)
-    .join(" ") || "(defaults)";
-
-const rssOf = (pid) =>
-  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) / 1024;
-
-async function post(url, body) {
-  const res = await fetch(url, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`${url}: ${res.status} ${await res.text()}`);
-  return res;
-}
+const rssOf = (pid) => vmRss(pid).rss;
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-trace-ab-"));
 const base = { TRACE_DB, TRACE_MEMORY_LIMIT_MB: "0" };
@@ -65,21 +49,10 @@ async function withServer(env, fn) {
   }
 }
 
-const containers = await withServer({}, async ({ url }) => {
-  const seeds = await (
-    await post(`${url}/api/trace/seed-resolve`, {
-      profile: "mid_section_defect",
-      filter: { workcenter: "PACK", from: "2000-01-01", to: "2100-01-01" },
-    })
-  ).json();
-  const lineage = await (
-    await post(`${url}/api/trace/lineage`, {
-      profile: "mid_section_defect",
-      containers: seeds.containers,
-    })
-  ).json();
-  return lineage.containers;
-});
+const containers = await withServer(
+  {},
+  async ({ url }) => (await msdContainers(url, "PACK")).lineage.containers,
+);
 process.stderr.write(`scale ${SCALE}: ${containers.length} containers\n`);
 
 const runs = VARIANTS.map(() => []);
@@ -94,11 +67,8 @@ for (let round = 0; round < ROUNDS; round++) {
       const t0 = performance.now();
       let bytes = 0;
       try {
-        const res = await post(`${url}/api/trace/events`, {
-          profile: "mid_section_defect",
-          containers,
-          domains: ["upstream_history", "defect_records"],
-        });
+        const res = await postEvents(url, "mid_section_defect", containers);
+        if (!res.ok) throw new Error(`events: ${res.status} ${await res.text()}`);
         for await (const chunk of res.body) bytes += chunk.length;
       } finally {
         clearInterval(timer);
@@ -107,7 +77,7 @@ for (let round = 0; round < ROUNDS; round++) {
     });
     runs[i].push(r);
     process.stderr.write(
-      `round ${round + 1}: ${label(env)}: ${r.secs.toFixed(2)} s, peak ${r.peak.toFixed(1)} MB (before ${r.before.toFixed(1)})\n`,
+      `round ${round + 1}: ${envLabel(env)}: ${r.secs.toFixed(2)} s, peak ${r.peak.toFixed(1)} MB (before ${r.before.toFixed(1)})\n`,
     );
   }
 }
@@ -121,7 +91,7 @@ console.log(`${"server setting".padEnd(60)} ${"wall s".padEnd(22)} peak RSS MB`)
 for (const [i, env] of VARIANTS.entries()) {
   const rs = runs[i];
   console.log(
-    `${label(env).padEnd(60)} ${f(
+    `${envLabel(env).padEnd(60)} ${f(
       rs.map((r) => r.secs),
       2,
     ).padEnd(22)} ${f(rs.map((r) => r.peak))}`,

@@ -32,7 +32,7 @@ import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MALLOC_ENV } from "../dist/node/cluster.js";
-import { spawnServe } from "./serve.mjs";
+import { envLabel, msdContainers, postEvents, spawnServe, vmRss } from "./serve.mjs";
 import { timed } from "./timed.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -63,16 +63,6 @@ const psql = (sql) =>
 const withSchema = (schema) =>
   `${PG}${PG.includes("?") ? "&" : "?"}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
 
-function vmRss(pid) {
-  try {
-    const s = readFileSync(`/proc/${pid}/status`, "utf8");
-    const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? Number.NaN);
-    return { rss: kb("VmRSS") / 1024, hwm: kb("VmHWM") / 1024 };
-  } catch {
-    return { rss: Number.NaN, hwm: Number.NaN };
-  }
-}
-
 async function startServer(dir, traceDb, env = {}) {
   const { child, url, exited } = await spawnServe(CLI, dir, {
     TRACE_DB: traceDb,
@@ -88,24 +78,6 @@ async function startServer(dir, traceDb, env = {}) {
     },
   };
 }
-
-async function postJson(url, body) {
-  const res = await fetch(url, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`${url}: ${res.status} ${await res.text()}`);
-  return res.json();
-}
-
-/** POST /api/trace/events for both domains; the response, unread. */
-const postEvents = (server, profile, containers) =>
-  fetch(`${server.url}/api/trace/events`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ profile, containers, domains: DOMAINS }),
-  });
 
 const COUNT_MARK = Buffer.from('],"count":');
 const TAIL = 1 << 20;
@@ -130,7 +102,7 @@ async function sluiceEvents(server, containers) {
   let carry = Buffer.alloc(0);
   let status;
   try {
-    const res = await postEvents(server, "mid_section_defect", containers);
+    const res = await postEvents(server.url, "mid_section_defect", containers);
     status = res.status;
     if (!res.ok) throw new Error(`events: ${res.status} ${await res.text()}`);
     for await (const chunk of res.body) {
@@ -208,7 +180,7 @@ async function concurrentEvents(server, containers) {
   }, SAMPLE_MS);
   const t0 = performance.now();
   const one = async () => {
-    const res = await postEvents(server, "mid_section_defect", containers);
+    const res = await postEvents(server.url, "mid_section_defect", containers);
     if (!res.ok) throw new Error(`events: ${res.status} ${await res.text()}`);
     let bytes = 0;
     for await (const chunk of res.body) bytes += chunk.length;
@@ -237,24 +209,14 @@ async function concurrentEvents(server, containers) {
 async function sluiceFlow(dir, db, env, between) {
   const server = await startServer(dir, db, env);
   try {
-    const seeds = await postJson(`${server.url}/api/trace/seed-resolve`, {
-      profile: "mid_section_defect",
-      filter: { workcenter: STATION, from: "2000-01-01", to: "2100-01-01" },
-    });
-    const lineage = await postJson(`${server.url}/api/trace/lineage`, {
-      profile: "mid_section_defect",
-      containers: seeds.containers,
-    });
+    const { seeds, lineage } = await msdContainers(server.url, STATION);
     const containers = lineage.containers;
     note(
       `${fmt(seeds.lots)} seed lots, ${fmt(seeds.count)} seed containers -> ${fmt(containers.length)} containers (lineage depth ${lineage.depth})`,
     );
     await between?.({ seeds, containers });
     await new Promise((r) => setTimeout(r, 1000));
-    const envNote = Object.entries(env)
-      .map(([k, v]) => `${k}=${v ?? "(unset)"}`)
-      .join(" ");
-    note(`sluice POST /api/trace/events, ${envNote} (load ${load().toFixed(2)}) ...`);
+    note(`sluice POST /api/trace/events, ${envLabel(env)} (load ${load().toFixed(2)}) ...`);
     const l0 = load();
     const events = { ...(await sluiceEvents(server, containers)), load: l0 };
     let admission = null;
@@ -273,7 +235,7 @@ async function sluiceFlow(dir, db, env, between) {
 /** query_tool with the MSD containers: over the limit it must be a 413, with no rows read. */
 async function overLimit(server, containers) {
   const t0 = performance.now();
-  const res = await postEvents(server, "query_tool", containers);
+  const res = await postEvents(server.url, "query_tool", containers);
   const body = await res.json();
   return { status: res.status, ms: performance.now() - t0, body };
 }
