@@ -2,6 +2,7 @@ import type { JobContext } from "./archive.js";
 import { type CleanupOptions, type CleanupOutcome, cleanupPartition } from "./cleanup.js";
 import { LeaseHeldError, describeError } from "./errors.js";
 import { archiveUnderLease, runLeased } from "./jobs.js";
+import type { Lease } from "./ledger.js";
 import type { Progress } from "./progress.js";
 
 export type JobKind = "archive" | "cleanup" | "archive-and-cleanup";
@@ -40,6 +41,8 @@ export interface JobResult {
  */
 export class JobRunner {
   private readonly jobs = new Map<string, { view: JobView; done: Promise<void> }>();
+  /** Dates whose job is between its start and its lease. */
+  private readonly reserved = new Set<string>();
   private seq = 0;
 
   constructor(
@@ -57,9 +60,24 @@ export class JobRunner {
     if (current?.view.state === "running") {
       throw new LeaseHeldError(table, date, `${this.owner} (job ${current.view.id})`, Date.now());
     }
-    const lease = await this.ctx.ledger.acquire(table, date, this.owner);
+    if (this.reserved.has(date)) {
+      throw new LeaseHeldError(table, date, `${this.owner} (a job starting)`, Date.now());
+    }
+    // Reserved before the first await, so that a second start of the date in this process
+    // is refused here instead of racing this one for the lease.
+    this.reserved.add(date);
+    const seq = ++this.seq;
+    const id = `${date}-${seq}`;
+    let lease: Lease;
+    try {
+      // Each job leases under an owner of its own: two jobs never share a lease.
+      lease = await this.ctx.ledger.acquire(table, date, `${this.owner}:job${seq}`);
+    } catch (err) {
+      this.reserved.delete(date);
+      throw err;
+    }
     const view: JobView = {
-      id: `${date}-${++this.seq}`,
+      id,
       kind,
       table,
       date,
@@ -107,6 +125,7 @@ export class JobRunner {
       this.onFinish?.(view);
     });
     this.jobs.set(date, { view, done: settled });
+    this.reserved.delete(date);
     return view;
   }
 

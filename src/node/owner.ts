@@ -1,19 +1,37 @@
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Sha256Factory } from "../core/hash.js";
 
-/** Who holds a lease: host, pid and a nonce, so a dead holder on this host can be recognised. */
+/**
+ * This machine and pid namespace: a hostname alone is shared by containers (same image, or
+ * same name on other hosts), where the same pid may be another process. The boot id tells
+ * hosts apart, the pid namespace tells containers on one host apart.
+ */
+const here = (() => {
+  const read = (f: () => string) => {
+    try {
+      return f();
+    } catch {
+      return "";
+    }
+  };
+  const boot = read(() => readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim());
+  const pidns = read(() => readlinkSync("/proc/self/ns/pid"));
+  const tag = createHash("sha256").update(`${boot}/${pidns}`).digest("hex").slice(0, 8);
+  return `${hostname()}@${tag}`;
+})();
+
+/** Who holds a lease: machine, pid and a nonce, so a dead holder here can be recognised. */
 export function ownerId(): string {
-  return `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+  return `${here}:${process.pid}:${randomBytes(3).toString("hex")}`;
 }
 
-/** True when `holder` was a process on this host that no longer exists. */
+/** True when `holder` was a process on this machine, in this pid namespace, that no longer exists. */
 export function isHolderGone(holder: string): boolean {
   const [host, pidText] = holder.split(":");
   const pid = Number(pidText);
-  if (host !== hostname() || !Number.isInteger(pid) || pid <= 0 || pid === process.pid)
-    return false;
+  if (host !== here || !Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
   try {
     process.kill(pid, 0);
   } catch (err) {
