@@ -17,7 +17,16 @@ import {
   verifyDate,
   withLease,
 } from "../src/core/jobs.js";
-import { type EventRow, type Workspace, countOf, rowsOf, workspace } from "./helpers.js";
+import {
+  type EventRow,
+  type Workspace,
+  countOf,
+  dateFolder,
+  partNames,
+  partPath,
+  rowsOf,
+  workspace,
+} from "./helpers.js";
 
 const DAY = "2025-10-13";
 const OTHER = "2025-10-14";
@@ -28,12 +37,7 @@ afterEach(() => {
 });
 
 function partFile(w: Workspace, part = 0): string {
-  return join(
-    w.store,
-    "traffic_events",
-    `date=${DAY}`,
-    `part-${String(part).padStart(4, "0")}.jsonl.gz`,
-  );
+  return partPath(dateFolder(w.store, DAY), part);
 }
 
 function archivedRows(w: Workspace, part = 0): EventRow[] {
@@ -174,9 +178,14 @@ describe("archive, verify, cleanup on SQLite and a folder", () => {
         await expect(cleanupDate(c.ctx, c.owner, DAY)).rejects.toBeInstanceOf(NotVerifiedError);
         expect(countOf(sql, DAY)).toBe(20_000);
 
-        // Nothing was deleted, so the archive can be written again from the source.
+        // Nothing was deleted, so the archive can be written again from the source; the
+        // damaged object goes with the part it was.
         const again = await archiveDate(c.ctx, c.owner, DAY);
         expect(again.written?.part).toBe(0);
+        expect(partNames(dateFolder(ws.store, DAY))).toEqual([
+          "part-0000-*.jsonl.gz",
+          "part-0000-*.manifest.json",
+        ]);
         expect(archivedRows(ws)).toEqual(before);
         await cleanupDate(c.ctx, c.owner, DAY);
         expect(countOf(sql, DAY)).toBe(0);
@@ -248,11 +257,11 @@ describe("archive, verify, cleanup on SQLite and a folder", () => {
       });
       // Nothing new: archive writes no third part.
       expect((await archiveDate(c.ctx, c.owner, DAY)).written).toBeNull();
-      expect(readdirSync(join(ws.store, "traffic_events", `date=${DAY}`)).sort()).toEqual([
-        "part-0000.jsonl.gz",
-        "part-0000.manifest.json",
-        "part-0001.jsonl.gz",
-        "part-0001.manifest.json",
+      expect(partNames(dateFolder(ws.store, DAY))).toEqual([
+        "part-0000-*.jsonl.gz",
+        "part-0000-*.manifest.json",
+        "part-0001-*.jsonl.gz",
+        "part-0001-*.manifest.json",
       ]);
     } finally {
       await c.close();

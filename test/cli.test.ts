@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dateFolder, partPath } from "./helpers.js";
 
 const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
 let dir = "";
@@ -177,11 +178,11 @@ describe("sluice CLI", () => {
     const d = "2025-10-12";
     expect(sluice(["prepare-data", "--count=500", `--date=${d}`]).code).toBe(0);
     expect(sluice(["archive", `--date=${d}`]).code).toBe(0);
-    const file = join(dir, "archive", "traffic_events", `date=${d}`, "part-0000.jsonl.gz");
+    const file = partPath(dateFolder(join(dir, "archive"), d));
     rmSync(file);
     const r = sluice(["cleanup", `--date=${d}`]);
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
-    expect(r.stderr).toMatch(/failed verification: object is missing/);
+    expect(r.stderr).toMatch(/failed verification: object \S+ is missing/);
   });
 });

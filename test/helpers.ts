@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -65,4 +65,27 @@ export function countOf(sql: Database.Database, date: string): number {
       n: number;
     }
   ).n;
+}
+
+/** A date's folder in a folder store. */
+export function dateFolder(store: string, date: string, table = "traffic_events"): string {
+  return join(store, table, `date=${date}`);
+}
+
+/**
+ * The names in a date's folder, sorted, each upload's attempt id shown as `*`
+ * (`part-0000-*.jsonl.gz`): what a layout assertion compares, one entry per stored object.
+ */
+export function partNames(folder: string): string[] {
+  return readdirSync(folder)
+    .map((n) => n.replace(/^(part-\d{4})-[0-9a-f]{8}\./, "$1-*."))
+    .sort();
+}
+
+/** The one stored object of `part` in a date's folder (`part-0000-<attempt>.jsonl.gz`). */
+export function partPath(folder: string, part = 0): string {
+  const prefix = `part-${String(part).padStart(4, "0")}-`;
+  const found = readdirSync(folder).filter((n) => n.startsWith(prefix) && n.endsWith(".jsonl.gz"));
+  if (found.length !== 1) throw new Error(`${folder}: ${found.length} objects of part ${part}`);
+  return join(folder, found[0] as string);
 }

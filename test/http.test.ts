@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import type Database from "better-sqlite3";
@@ -72,8 +72,11 @@ function ledgerRow(date: string): Record<string, unknown> | undefined {
     | undefined;
 }
 
-const partPath = (date: string) =>
-  join(srv.store, "traffic_events", `date=${date}`, "part-0000.jsonl.gz");
+const partPath = (date: string) => {
+  const folder = join(srv.store, "traffic_events", `date=${date}`);
+  const names = existsSync(folder) ? readdirSync(folder) : [];
+  return join(folder, names.find((n) => /^part-0000-[0-9a-f]{8}\.jsonl\.gz$/.test(n)) ?? "none");
+};
 
 describe("GET /healthz", () => {
   it("answers 200 { ok: true } naming the database and the store", async () => {

@@ -12,6 +12,7 @@ import { loadConfig } from "../src/node/config.js";
 import { openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
 import { startScheduler } from "../src/node/scheduler.js";
+import { partNames } from "./helpers.js";
 
 /** `sluice serve` as real processes: two on one database, shutdown, the schedule. */
 const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
@@ -121,9 +122,9 @@ describe("sluice serve", () => {
     const winner = answers[0]?.status === 202 ? a : b;
     const done = await waitForJob(winner.url, DAY);
     expect(done).toMatchObject({ job: { state: "succeeded" }, record: { state: "verified" } });
-    expect(readdirSync(join(dir, "archive", "traffic_events", `date=${DAY}`)).sort()).toEqual([
-      "part-0000.jsonl.gz",
-      "part-0000.manifest.json",
+    expect(partNames(join(dir, "archive", "traffic_events", `date=${DAY}`))).toEqual([
+      "part-0000-*.jsonl.gz",
+      "part-0000-*.manifest.json",
     ]);
     expect(ledger(dir, DAY)).toMatchObject({ part_count: 1, event_count: 150_000 });
     a.child.kill("SIGTERM");

@@ -50,6 +50,17 @@ async function runJob(w: TestWorker, kind: "archive" | "cleanup", date: string):
   throw new Error(`${kind} of ${date} did not finish`);
 }
 
+/** The object key the ledger records for a part of a date. */
+const partKey = async (w: TestWorker, date: string, part = 0): Promise<string> =>
+  String(
+    (
+      await w.sql<Row>(
+        "SELECT object_key FROM archive_parts WHERE date = ? AND part = ?",
+        date,
+        part,
+      )
+    )[0]?.object_key,
+  );
 const count = async (w: TestWorker, date: string) =>
   (
     await w.sql<{ n: number }>(
@@ -80,7 +91,9 @@ describe("the Worker on workerd with local D1 and R2", () => {
     expect(archived.record?.eventCount).toBe(3000);
     expect(archived.parts).toHaveLength(1);
     const key = archived.parts[0]?.objectKey as string;
-    expect(key).toBe(`traffic_events/date=${day}/part-0000.jsonl.gz`);
+    expect(key).toMatch(
+      new RegExp(`^traffic_events/date=${day}/part-0000-[0-9a-f]{8}\\.jsonl\\.gz$`),
+    );
     expectSameRows(await w.archivedRows(key), hot);
     expect((await w.head(key))?.size).toBe(archived.parts[0]?.fileSize);
 
@@ -116,7 +129,7 @@ describe("the Worker on workerd with local D1 and R2", () => {
     expect(await count(w, old1)).toBe(0);
     expect(await count(w, old2)).toBe(0);
     expect(await count(w, recent)).toBe(300);
-    expectSameRows(await w.archivedRows(`traffic_events/date=${old1}/part-0000.jsonl.gz`), hot1);
+    expectSameRows(await w.archivedRows(await partKey(w, old1)), hot1);
 
     // A second run finds nothing left to do and changes nothing.
     await w.scheduled(now);
@@ -296,8 +309,69 @@ describe("the Worker on workerd with local D1 and R2", () => {
       },
     ]);
     expect(await count(w, day)).toBe(0);
-    expectSameRows(await w.archivedRows(`traffic_events/date=${day}/part-0000.jsonl.gz`), hot);
+    expectSameRows(await w.archivedRows(await partKey(w, day)), hot);
     console.log(`worker kills left the date: ${killedIn.join(", ")}`);
+  });
+
+  it("D1 deletes only rows equal to an archived line: a key reused in a gap and an updated row stay", async () => {
+    const w = await open();
+    const now = new Date("2026-11-20T03:30:00Z");
+    const day = daysBefore(now, 5);
+    await ingestDay(w, day, 1000);
+    const ids = (await w.sql<Row>("SELECT id FROM traffic_events ORDER BY id")).map((r) => r.id);
+    const [gap, changed] = [ids[500], ids[700]] as number[];
+    await w.sql("DELETE FROM traffic_events WHERE id = ?", gap);
+    const res = await w.fetch(`/admin/trigger-archive?date=${day}`, {
+      method: "POST",
+      admin: true,
+    });
+    expect(res.status).toBe(202);
+    for (let i = 0; i < 300 && (await status(w, day)).job?.state === "running"; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect((await status(w, day)).record?.state).toBe("verified");
+    // A writer that chooses its keys fills the gap; an archived row is updated.
+    await w.sql(
+      "INSERT INTO traffic_events (id, event_date, ts, path, status, duration_ms) VALUES (?, ?, 1, '/late', 200, 1)",
+      gap,
+      day,
+    );
+    await w.sql("UPDATE traffic_events SET path = '/changed' WHERE id = ?", changed);
+
+    await w.scheduled(now);
+    const [rec] = await w.sql<Row>(
+      "SELECT state, d1_cleaned, last_error FROM archive_metadata WHERE date = ?",
+      day,
+    );
+    expect(rec).toMatchObject({ state: "failed", d1_cleaned: 0 });
+    expect(String(rec?.last_error)).toMatch(
+      new RegExp(`changed since it was archived \\(keys ${changed}\\)`),
+    );
+    expect(
+      await w.sql("SELECT id, path FROM traffic_events WHERE event_date = ? ORDER BY id", day),
+    ).toEqual([
+      { id: gap, path: "/late" },
+      { id: changed, path: "/changed" },
+    ]);
+
+    // The next run archives both as a new part and cleans the date.
+    await w.scheduled(now);
+    expect(await count(w, day)).toBe(0);
+    const [done] = await w.sql<Row>(
+      "SELECT state, d1_cleaned, part_count, event_count FROM archive_metadata WHERE date = ?",
+      day,
+    );
+    expect(done).toMatchObject({
+      state: "cleaned",
+      d1_cleaned: 1,
+      part_count: 2,
+      event_count: 1001,
+    });
+    const late = await w.archivedRows(await partKey(w, day, 1));
+    expect(late.map((r) => [r.id, r.path])).toEqual([
+      [gap, "/late"],
+      [changed, "/changed"],
+    ]);
   });
 
   it("rows D1 refuses to delete fail the cleanup loudly, never 'cleaned'; the next run finishes", async () => {

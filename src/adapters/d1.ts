@@ -1,5 +1,12 @@
 import { SluiceError } from "../core/errors.js";
-import type { BatchStatement, Dialect, Row, SqlExecutor, SqlSource } from "../core/source.js";
+import type {
+  BatchStatement,
+  Column,
+  Dialect,
+  Row,
+  SqlExecutor,
+  SqlSource,
+} from "../core/source.js";
 import { sqliteDialect } from "./sqlite-dialect.js";
 
 /**
@@ -95,10 +102,12 @@ export class D1Source implements SqlSource {
   }
 
   async tableColumns(table: string): Promise<string[] | null> {
-    const rows = await this.query<{ name: string }>("SELECT name FROM pragma_table_info(?)", [
-      table,
-    ]);
-    return rows.length ? rows.map((r) => r.name) : null;
+    return (await this.columnInfo(table))?.map((c) => c.name) ?? null;
+  }
+
+  async columnInfo(table: string): Promise<Column[] | null> {
+    const rows = await this.query<Column>("SELECT name, type FROM pragma_table_info(?)", [table]);
+    return rows.length ? rows : null;
   }
 
   describe(): string {

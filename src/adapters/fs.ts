@@ -82,8 +82,24 @@ export class FsStore implements ObjectStore {
     }
   }
 
+  /** Remove the object, and the temp files of uploads of it that a killed writer left. */
   async delete(key: string): Promise<void> {
-    await rm(this.path(key), { force: true });
+    const target = this.path(key);
+    await rm(target, { force: true });
+    const dir = dirname(target);
+    const name = basename(target);
+    let entries: string[];
+    try {
+      entries = await readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw err;
+    }
+    for (const entry of entries) {
+      if (entry.startsWith(`.${name}.`) && entry.endsWith(".tmp")) {
+        await rm(join(dir, entry), { force: true });
+      }
+    }
   }
 
   describe(): string {

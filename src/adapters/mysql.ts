@@ -1,6 +1,13 @@
 import type { Connection as CallbackConnection } from "mysql2";
 import mysql from "mysql2/promise";
-import type { Dialect, Row, SqlExecutor, SqlSource, StreamOptions } from "../core/source.js";
+import type {
+  Column,
+  Dialect,
+  Row,
+  SqlExecutor,
+  SqlSource,
+  StreamOptions,
+} from "../core/source.js";
 import { DEFAULT_FETCH_SIZE } from "../core/source.js";
 
 export const mysqlDialect: Dialect = {
@@ -9,8 +16,9 @@ export const mysqlDialect: Dialect = {
   maxParams: 65535,
   insertIgnore: (table, columns) =>
     `INSERT IGNORE INTO ${table} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`,
-  // No jsonObject yet: JSON_OBJECT writes `"k": v`, which the archive's key-first line
-  // reader does not take on its fast path; rows are stringified in JS instead.
+  // No jsonRow: JSON_OBJECT reorders keys (MySQL) and spaces them; rows are rendered in JS
+  // from values the driver returns as the server's own text (dates, decimals, JSON).
+  lockRows: " FOR UPDATE",
 };
 
 type Conn = mysql.Pool | mysql.PoolConnection;
@@ -98,7 +106,15 @@ export class MysqlSource implements SqlSource {
       bigNumberStrings: false,
       // An UPDATE that sets a value it already had still "changes" its row, as elsewhere.
       flags: ["FOUND_ROWS"],
+      // Dates, times, decimals and JSON as the server's own text: archived exactly, and
+      // compared exactly with the archive before a row is deleted.
       dateStrings: true,
+      jsonStrings: true,
+    });
+    // TIMESTAMP values read in the session's time zone: pinned, so that a row reads the same
+    // text at archive and at cleanup whatever the server's default.
+    this.pool.on("connection", (conn) => {
+      (conn as unknown as CallbackConnection).query("SET time_zone = '+00:00'", () => undefined);
     });
     const ms = options.statementTimeoutMs ?? 0;
     if (ms > 0) {
@@ -234,11 +250,15 @@ export class MysqlSource implements SqlSource {
   }
 
   async tableColumns(table: string): Promise<string[] | null> {
-    const rows = await this.query<{ name: string }>(
-      "SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+    return (await this.columnInfo(table))?.map((c) => c.name) ?? null;
+  }
+
+  async columnInfo(table: string): Promise<Column[] | null> {
+    const rows = await this.query<Column>(
+      "SELECT COLUMN_NAME AS name, COLUMN_TYPE AS type FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
       [table],
     );
-    return rows.length ? rows.map((r) => r.name) : null;
+    return rows.length ? rows.map((r) => ({ name: String(r.name), type: String(r.type) })) : null;
   }
 
   describe(): string {

@@ -1,7 +1,14 @@
 import pg from "pg";
 import Cursor from "pg-cursor";
 import { daysBefore } from "../core/dates.js";
-import type { Dialect, Row, SqlExecutor, SqlSource, StreamOptions } from "../core/source.js";
+import type {
+  Column,
+  Dialect,
+  Row,
+  SqlExecutor,
+  SqlSource,
+  StreamOptions,
+} from "../core/source.js";
 import { DEFAULT_FETCH_SIZE } from "../core/source.js";
 
 const quote = (ident: string) => `"${ident.replaceAll('"', '""')}"`;
@@ -12,8 +19,15 @@ export const postgresDialect: Dialect = {
   maxParams: 65535,
   insertIgnore: (table, columns) =>
     `INSERT INTO ${table} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")}) ON CONFLICT DO NOTHING`,
-  // No jsonObject yet: json_build_object writes `"k" : v`, which the archive's key-first
-  // line reader does not take on its fast path; rows are stringified in JS instead.
+  // row_to_json writes every type as PostgreSQL's own text (exact numerics, dates, times
+  // with all their digits), compactly; the derived table puts the key first.
+  jsonRow: (_columns, alias) => `row_to_json(${alias})::text`,
+  // A json value `null` and SQL NULL both render as null inside row_to_json: as text, a
+  // json column keeps the difference (and its exact text).
+  columnText: (quoted, type) =>
+    type === "json" || type === "jsonb" ? `${quoted}::text` : undefined,
+  lockRows: " FOR UPDATE",
+  keyIn: (expr, keys) => ({ sql: `${expr} = ANY(?::bigint[])`, params: [keys] }),
   partitions: {
     // LOCK on a partitioned table takes every partition too. Parent first, as inserts do, so
     // the later DETACH needs no upgrade that could deadlock with them. A busy table fails
@@ -92,6 +106,15 @@ export class PostgresSource implements SqlSource {
     });
     // An idle client's error (server restart) must not crash the process.
     this.pool.on("error", () => undefined);
+    // The settings that shape how values read as text (row_to_json, casts to text): pinned,
+    // so that a row reads the same at archive and at cleanup whatever the server's defaults.
+    this.pool.on("connect", (client) => {
+      client
+        .query(
+          "SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET bytea_output = 'hex'",
+        )
+        .catch(() => undefined);
+    });
   }
 
   async query<T extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
@@ -184,11 +207,18 @@ export class PostgresSource implements SqlSource {
   }
 
   async tableColumns(table: string): Promise<string[] | null> {
-    const rows = await this.query<{ column_name: string }>(
-      "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+    return (await this.columnInfo(table))?.map((c) => c.name) ?? null;
+  }
+
+  async columnInfo(table: string): Promise<Column[] | null> {
+    const rows = await this.query<Column>(
+      `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
+       FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+       WHERE c.relname = ? AND c.relnamespace = current_schema()::regnamespace
+         AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
       [table],
     );
-    return rows.length ? rows.map((r) => r.column_name) : null;
+    return rows.length ? rows : null;
   }
 
   describe(): string {

@@ -5,12 +5,14 @@ export const sqliteDialect: Dialect = {
   name: "sqlite",
   quote: (ident) => `"${ident.replaceAll('"', '""')}"`,
   // json_object takes at most 127 arguments by default; wider tables use the portable path.
-  jsonObject: (columns) =>
+  jsonRow: (columns, alias) =>
     columns.length > 63
       ? undefined
-      : `json_object(${columns.map((c) => `'${c.replaceAll("'", "''")}', "${c.replaceAll('"', '""')}"`).join(", ")})`,
+      : `json_object(${columns.map((c) => `'${c.replaceAll("'", "''")}', ${alias}."${c.replaceAll('"', '""')}"`).join(", ")})`,
   maxParams: 32766,
-  keysCommitInOrder: true,
+  // BEGIN IMMEDIATE already holds the only write lock.
+  lockRows: "",
+  deletesByRange: true,
   insertIgnore: (table, columns) =>
     `INSERT INTO ${table} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")}) ON CONFLICT DO NOTHING`,
 };

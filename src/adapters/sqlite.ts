@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import type { Row, SqlExecutor, SqlSource, StreamOptions } from "../core/source.js";
+import type { Column, Row, SqlExecutor, SqlSource, StreamOptions } from "../core/source.js";
 import { DEFAULT_FETCH_SIZE } from "../core/source.js";
 import { sqliteDialect } from "./sqlite-dialect.js";
 
@@ -116,10 +116,14 @@ export class SqliteSource implements SqlSource {
   }
 
   async tableColumns(table: string): Promise<string[] | null> {
-    const rows = this.db.prepare("SELECT name FROM pragma_table_info(?)").all(table) as {
-      name: string;
-    }[];
-    return rows.length ? rows.map((r) => r.name) : null;
+    return (await this.columnInfo(table))?.map((c) => c.name) ?? null;
+  }
+
+  async columnInfo(table: string): Promise<Column[] | null> {
+    const rows = this.db
+      .prepare("SELECT name, type FROM pragma_table_info(?)")
+      .all(table) as Column[];
+    return rows.length ? rows : null;
   }
 
   describe(): string {

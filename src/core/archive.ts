@@ -1,10 +1,18 @@
+import { ChunkDigester } from "./chunks.js";
 import { type Codec, webCodec } from "./codec.js";
-import { BadInputError } from "./errors.js";
+import { BadInputError, LeaseLostError } from "./errors.js";
 import { type Sha256Factory, portableSha256 } from "./hash.js";
 import type { Lease, Ledger, PartRecord } from "./ledger.js";
 import { tap } from "./lines.js";
-import { type PartitionSpec, partManifestKey, partObjectKey } from "./partition.js";
+import {
+  type PartitionSpec,
+  manifestKeyOf,
+  newAttempt,
+  partManifestKey,
+  partObjectKey,
+} from "./partition.js";
 import type { ProgressListener } from "./progress.js";
+import { type RowLines, rowLines } from "./rows.js";
 import { DEFAULT_FETCH_SIZE, type Row, type SqlSource, toCount } from "./source.js";
 import { type ObjectStore, putBytes } from "./store.js";
 
@@ -27,6 +35,8 @@ export interface Manifest {
   table: string;
   partitionColumn: string;
   keyColumn: string;
+  /** The lines' members in order (the key first) with their database types. */
+  columns: { name: string; type: string }[];
   date: string;
   part: number;
   objectKey: string;
@@ -34,6 +44,9 @@ export interface Manifest {
   rawBytes: number;
   bytes: number;
   sha256: string;
+  /** sha256 of every `chunkBytes` of the object, in order (the last chunk may be short). */
+  chunkBytes: number;
+  chunkSha256: string[];
   minKey: number;
   maxKey: number;
   writtenAt: string;
@@ -42,24 +55,34 @@ export interface Manifest {
 /** Where the next part starts, and whether it replaces an unverified one. */
 export interface PartPlan {
   part: number;
-  /** Archive rows with key > after (null: from the first row of the date). */
+  /**
+   * Archive rows with key > after; null: every row of the date still in the hot store, which
+   * is right once every earlier part is cleaned, since then no part holds any of them as it
+   * is now (rows that came late under low keys, rows changed after they were archived).
+   */
   after: number | null;
+  /** The unverified part this one replaces, if any. */
+  replaces: PartRecord | null;
 }
 
 /**
- * Plan the next part of a partition: a new part after the last verified one, or a rewrite of
- * a last part that was never verified (nothing of it can have been deleted). Null when the
- * last part was verified and has been cleaned from, i.e. cannot be rewritten.
+ * Plan the next part of a partition: a new part, or a rewrite of a last part that was never
+ * verified (nothing of it can have been deleted). While an earlier part still has rows in the
+ * hot store, a new part takes only keys above every part's; once all are cleaned, it takes
+ * every row of the date left.
  */
 export function planNextPart(parts: readonly PartRecord[]): PartPlan {
   const last = parts.at(-1);
-  if (!last) return { part: 0, after: null };
-  const rewrite = last.verifiedAt === null && last.cleanedCount === 0;
-  if (rewrite) {
-    const prev = parts.at(-2);
-    return { part: last.part, after: prev ? prev.maxId : null };
-  }
-  return { part: last.part + 1, after: last.maxId };
+  const rewrite = last !== undefined && last.verifiedAt === null && last.cleanedCount === 0;
+  const before = rewrite ? parts.slice(0, -1) : parts;
+  const after = before.every((p) => p.cleanedAt !== null)
+    ? null
+    : Math.max(...before.map((p) => p.maxId));
+  return {
+    part: rewrite ? (last as PartRecord).part : (last?.part ?? -1) + 1,
+    after,
+    replaces: rewrite ? (last as PartRecord) : null,
+  };
 }
 
 /** Count the rows of a date after a key: what the next part would hold. */
@@ -111,27 +134,26 @@ class PageEncoder {
 
 /**
  * Pages of a date's rows in key order, `key > last` each time: never OFFSET. Rows are
- * rendered as JSON with the key first, by the database where it can.
+ * rendered as JSON lines with the key first, by the database where it can.
  */
 async function* pagesByKey(
   ctx: JobContext,
+  lines: RowLines,
   date: string,
   after: number | null,
   lease: Lease,
 ): AsyncGenerator<Page> {
-  const { quote: q, jsonObject } = ctx.source.dialect;
+  const q = ctx.source.dialect.quote;
   const { table, partitionColumn, keyColumn } = ctx.spec;
   const size = ctx.fetchSize ?? DEFAULT_FETCH_SIZE;
-  const columns = (await ctx.source.tableColumns(table)) ?? [];
-  const ordered = [keyColumn, ...columns.filter((c) => c !== keyColumn)];
-  const json = jsonObject?.(ordered);
-  const select = json
-    ? `SELECT ${q(keyColumn)} AS sluice_key, ${json} AS sluice_json`
-    : `SELECT ${ordered.map(q).join(", ")}`;
   const hint = (await ctx.source.pageIndexHint?.(table, partitionColumn, keyColumn)) ?? "";
-  const base = `${select} FROM ${q(table)}${hint && ` ${hint}`} WHERE ${q(partitionColumn)} = ?`;
+  const from = `SELECT ${lines.selectList} FROM ${q(table)}${hint && ` ${hint}`} WHERE ${q(partitionColumn)} = ?`;
+  const page = (more: string) =>
+    lines.select(`${from}${more} ORDER BY ${q(keyColumn)} LIMIT ?`, true);
+  const first = page("");
+  const next = page(` AND ${q(keyColumn)} > ?`);
   const keyOf = (row: Row | undefined) => {
-    const key = json ? row?.sluice_key : row?.[keyColumn];
+    const key = row && lines.key(row);
     if (typeof key !== "number" || !Number.isSafeInteger(key)) {
       throw new BadInputError(
         `key column '${keyColumn}' of '${table}' must hold integers; found ${JSON.stringify(key)}`,
@@ -145,23 +167,25 @@ async function* pagesByKey(
   for (;;) {
     ctx.signal?.throwIfAborted();
     const rows =
-      last === null
-        ? await read(`${base} ORDER BY ${q(keyColumn)} LIMIT ?`, [date, size])
-        : await read(`${base} AND ${q(keyColumn)} > ? ORDER BY ${q(keyColumn)} LIMIT ?`, [
-            date,
-            last,
-            size,
-          ]);
+      last === null ? await read(first, [date, size]) : await read(next, [date, last, size]);
     if (rows.length === 0) return;
-    const lines = json
-      ? rows.map((row) => row.sluice_json as string)
-      : rows.map((row) => JSON.stringify(row));
-    const page = { lines, firstKey: keyOf(rows[0]), lastKey: keyOf(rows.at(-1)) };
-    last = page.lastKey;
-    yield page;
+    const out = {
+      lines: rows.map(lines.line),
+      firstKey: keyOf(rows[0]),
+      lastKey: keyOf(rows.at(-1)),
+    };
+    last = out.lastKey;
+    yield out;
     await lease.keepAlive();
     if (rows.length < size) return;
   }
+}
+
+/** The renderer of the spec's table: its columns, the key first. */
+export async function tableLines(ctx: JobContext): Promise<RowLines> {
+  const columns = await ctx.source.columnInfo(ctx.spec.table);
+  if (!columns) throw new BadInputError(`table '${ctx.spec.table}' does not exist`);
+  return rowLines(ctx.source.dialect, columns, ctx.spec.keyColumn);
 }
 
 /**
@@ -182,8 +206,20 @@ export async function archivePartition(
   if (total === 0) return null;
 
   await ledger.move(lease, "archiving");
-  const objectKey = partObjectKey(spec, date, plan.part);
-  const hash = (ctx.sha256 ?? portableSha256)();
+  // An upload a dead holder began and never recorded: nothing refers to it.
+  const pending = (await ledger.get(spec.table, date))?.pendingObject;
+  if (pending && !parts.some((p) => p.objectKey === pending)) {
+    await store.delete(pending);
+    await store.delete(manifestKeyOf(pending));
+  }
+  const attempt = newAttempt();
+  const objectKey = partObjectKey(spec, date, plan.part, attempt);
+  const manifestKey = partManifestKey(spec, date, plan.part, attempt);
+  await ledger.setPendingObject(lease, objectKey);
+  const lines = await tableLines(ctx);
+  const sha256 = ctx.sha256 ?? portableSha256;
+  const hash = sha256();
+  const chunks = new ChunkDigester(sha256);
   let rows = 0;
   let rawBytes = 0;
   let bytes = 0;
@@ -197,6 +233,7 @@ export async function archivePartition(
     gzip.readable.pipeThrough(
       tap((chunk) => {
         hash.update(chunk);
+        chunks.update(chunk);
         bytes += chunk.byteLength;
       }),
     ),
@@ -210,7 +247,7 @@ export async function archivePartition(
   let inFlight: Promise<void> | null = null;
   let pageNo = 0;
   try {
-    for await (const page of pagesByKey(ctx, date, plan.after, lease)) {
+    for await (const page of pagesByKey(ctx, lines, date, plan.after, lease)) {
       const chunk = (encoders[pageNo++ % 2] as PageEncoder).encode(page.lines);
       if (inFlight) await inFlight;
       inFlight = writer.write(chunk);
@@ -229,13 +266,19 @@ export async function archivePartition(
     throw err;
   }
   await stored;
-  if (minKey === null || maxKey === null) return null; // rows vanished under us: nothing written is used
+  if (minKey === null || maxKey === null) {
+    // The rows vanished under us: nothing written is used.
+    await store.delete(objectKey);
+    return null;
+  }
 
+  const chunkSha256 = chunks.finish();
   const manifest: Manifest = {
     format: "sluice-jsonl-gzip/1",
     table: spec.table,
     partitionColumn: spec.partitionColumn,
     keyColumn: spec.keyColumn,
+    columns: lines.columns.map((c) => ({ name: c.name, type: c.type })),
     date,
     part: plan.part,
     objectKey,
@@ -243,11 +286,12 @@ export async function archivePartition(
     rawBytes,
     bytes,
     sha256: hash.hex(),
+    chunkBytes: chunks.chunkBytes,
+    chunkSha256: chunkSha256.match(/.{64}/g) ?? [],
     minKey,
     maxKey,
     writtenAt: new Date().toISOString(),
   };
-  const manifestKey = partManifestKey(spec, date, plan.part);
   await putBytes(store, manifestKey, encoder.encode(`${JSON.stringify(manifest, null, 2)}\n`));
 
   const part: PartRecord = {
@@ -267,7 +311,26 @@ export async function archivePartition(
     cleanedCount: 0,
     cleanupCursor: null,
     cleanedAt: null,
+    chunkBytes: chunks.chunkBytes,
+    chunkSha256,
+    changedCount: 0,
+    changedKeys: null,
   };
-  await source.transaction((tx) => ledger.recordPart(lease, part, tx));
+  try {
+    await ledger.recordPart(lease, part);
+  } catch (err) {
+    // Certainly not recorded (the lease went): take our upload back. Any other failure may
+    // have committed, so the object stays; the next holder removes it if it was not recorded.
+    if (err instanceof LeaseLostError) {
+      await store.delete(objectKey).catch(() => undefined);
+      await store.delete(manifestKey).catch(() => undefined);
+    }
+    throw err;
+  }
+  if (plan.replaces && plan.replaces.objectKey !== objectKey) {
+    // The unverified part this one replaced: no row was deleted on its strength.
+    await store.delete(plan.replaces.objectKey).catch(() => undefined);
+    await store.delete(plan.replaces.manifestKey).catch(() => undefined);
+  }
   return part;
 }

@@ -93,6 +93,26 @@ export class CleanupIncompleteError extends SluiceError {
   }
 }
 
+/**
+ * Archived rows whose content in the hot table is no longer what was archived (updated, or
+ * deleted and written again under the same key). Cleanup left them where they are; the next
+ * archive writes their current content as a new part.
+ */
+export class RowsChangedError extends SluiceError {
+  constructor(
+    readonly table: string,
+    readonly date: string,
+    readonly changed: number,
+    readonly keys: readonly string[],
+    readonly deleted: number,
+  ) {
+    super(
+      "failed",
+      `cleanup of ${table} ${date}: ${changed} row(s) changed since it was archived (keys ${keys.join(", ")}${changed > keys.length ? ", ..." : ""}): left in the hot table, not deleted; deleted ${deleted} rows. Run archive again: it writes their current content as a new part`,
+    );
+  }
+}
+
 /** Too many containers for an interactive trace profile: refused before any event query. */
 export class TooManyContainersError extends SluiceError {
   constructor(

@@ -163,14 +163,17 @@ export interface PartitionStatus {
   parts: PartRecord[];
   /** Rows of the date in the hot store now. */
   hotRows: number;
-  /** Rows of the date in the hot store that no archive part holds (arrived after it). */
+  /**
+   * Rows of the date in the hot store that no archive part holds: they arrived after it (under
+   * any key), or changed after it. The next archive writes them as a new part.
+   */
   lateRows: number;
 }
 
 /** What the ledger says of a date, beside what the hot store holds now. */
 export async function partitionStatus(ctx: JobContext, date: string): Promise<PartitionStatus> {
   const q = ctx.source.dialect.quote;
-  const { table, partitionColumn, keyColumn } = ctx.spec;
+  const { table, partitionColumn } = ctx.spec;
   const record = await ctx.ledger.get(table, date);
   const parts = await ctx.ledger.parts(table, date);
   const count = async (extra: string, params: unknown[]) =>
@@ -183,7 +186,10 @@ export async function partitionStatus(ctx: JobContext, date: string): Promise<Pa
       )[0]?.n,
     );
   const hotRows = await count("", []);
-  const maxId = parts.at(-1)?.maxId;
-  const lateRows = maxId === undefined ? 0 : await count(` AND ${q(keyColumn)} > ?`, [maxId]);
+  // Rows no part holds: what the hot store has beyond the archived rows not yet deleted.
+  const held = parts
+    .filter((p) => p.cleanedAt === null)
+    .reduce((n, p) => n + p.eventCount - p.cleanedCount, 0);
+  const lateRows = parts.length === 0 ? 0 : Math.max(0, hotRows - held);
   return { table, date, record, parts, hotRows, lateRows };
 }

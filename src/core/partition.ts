@@ -37,15 +37,44 @@ export async function checkSpec(source: SqlSource, spec: PartitionSpec): Promise
   return spec;
 }
 
-/** Object keys of a partition's parts: `<table>/date=YYYY-MM-DD/part-0000.jsonl.gz`. */
+/**
+ * Object keys of a partition's parts: `<table>/date=YYYY-MM-DD/part-0000-<attempt>.jsonl.gz`.
+ * Every upload has an attempt of its own, so that a writer whose lease ran out while it
+ * uploaded can never overwrite an object the ledger has recorded.
+ */
 export function partitionPrefix(spec: PartitionSpec, date: string): string {
   return `${spec.table}/date=${date}`;
 }
 
-export function partObjectKey(spec: PartitionSpec, date: string, part: number): string {
-  return `${partitionPrefix(spec, date)}/part-${String(part).padStart(4, "0")}.jsonl.gz`;
+function partBase(spec: PartitionSpec, date: string, part: number, attempt: string): string {
+  return `${partitionPrefix(spec, date)}/part-${String(part).padStart(4, "0")}-${attempt}`;
 }
 
-export function partManifestKey(spec: PartitionSpec, date: string, part: number): string {
-  return `${partitionPrefix(spec, date)}/part-${String(part).padStart(4, "0")}.manifest.json`;
+export function partObjectKey(
+  spec: PartitionSpec,
+  date: string,
+  part: number,
+  attempt: string,
+): string {
+  return `${partBase(spec, date, part, attempt)}.jsonl.gz`;
+}
+
+export function partManifestKey(
+  spec: PartitionSpec,
+  date: string,
+  part: number,
+  attempt: string,
+): string {
+  return `${partBase(spec, date, part, attempt)}.manifest.json`;
+}
+
+/** The manifest beside an object written by {@link partObjectKey}. */
+export function manifestKeyOf(objectKey: string): string {
+  return objectKey.replace(/\.jsonl\.gz$/, ".manifest.json");
+}
+
+/** A fresh attempt id: 8 hex digits. */
+export function newAttempt(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(4));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -4,6 +4,9 @@
  */
 export type Row = Record<string, unknown>;
 
+/** A column and its type as the database declares it (`numeric(38,10)`, `DATETIME(6)`). */
+export type Column = { name: string; type: string };
+
 /** The dialect facts the jobs need to write portable SQL. */
 export interface Dialect {
   readonly name: "sqlite" | "postgres" | "mysql" | "d1";
@@ -14,18 +17,27 @@ export interface Dialect {
   /** An INSERT of one row that does nothing when the primary key already exists. */
   insertIgnore(table: string, columns: readonly string[]): string;
   /**
-   * An SQL expression rendering the named columns of a row as one JSON object text, in
-   * that order, when the database can (several times faster than building row objects).
+   * An SQL expression over the derived table `alias` rendering its row as one JSON object
+   * text, its columns in the order given, in the database's own text for every type (exact
+   * numbers, dates and times as stored). Undefined where rows are rendered in JS instead.
+   * Archive lines and the rows cleanup compares them with both come from it.
    */
-  jsonObject?(columns: readonly string[]): string | undefined;
+  jsonRow?(columns: readonly string[], alias: string): string | undefined;
   /**
-   * True where keys become visible in the order they were assigned (SQLite and D1: one
-   * writer at a time, so an AUTOINCREMENT key is committed before the next is handed out).
-   * Then no row can appear later inside an archived key range, and cleanup may delete by key
-   * range instead of by IN-lists (D1: a few statements per thousand rows instead of ten).
-   * Not PostgreSQL or MySQL: a transaction holding a lower key can commit after a higher one.
+   * True where one writer at a time holds the whole database (SQLite, D1): a cleanup batch
+   * that compared every row of a key range inside its transaction may delete the range in one
+   * statement instead of by an IN-list of keys.
    */
-  readonly keysCommitInOrder?: boolean;
+  readonly deletesByRange?: boolean;
+  /**
+   * What to select for a column of `type` where its value must be read as text to stay exact
+   * (PostgreSQL's json, whose null would read as SQL NULL); undefined: the column itself.
+   */
+  columnText?(quoted: string, type: string): string | undefined;
+  /** Appended to a SELECT to lock the rows it reads until the transaction ends, or "". */
+  readonly lockRows: string;
+  /** `expr` is one of `keys`: an IN-list by default; one array parameter where there is one. */
+  keyIn?(expr: string, keys: readonly number[]): { sql: string; params: unknown[] };
   /** Where a whole partition of a table can be dropped instead of its rows deleted. */
   readonly partitions?: PartitionDdl;
 }
@@ -98,6 +110,8 @@ export interface SqlSource extends SqlExecutor {
   dayPartition?(table: string, column: string, value: string): Promise<string | null>;
   /** The columns of a table, or null when there is no such table. */
   tableColumns(table: string): Promise<string[] | null>;
+  /** The columns of a table with their declared types, in table order; null: no such table. */
+  columnInfo(table: string): Promise<Column[] | null>;
   /** Where this source points, safe to print (no password). */
   describe(): string;
   close(): Promise<void>;
@@ -111,4 +125,34 @@ export function toCount(value: unknown): number {
   if (typeof value === "bigint") return Number(value);
   if (typeof value === "string" && value !== "") return Number(value);
   return 0;
+}
+
+/**
+ * Run write statements so that all of them commit or none: as one batch where the database
+ * has no interactive transactions (D1), else in one transaction.
+ */
+export async function runAtomically(
+  source: SqlSource,
+  statements: readonly BatchStatement[],
+): Promise<{ changes: number }[]> {
+  if (source.batch) return source.batch(statements);
+  return source.transaction(async (tx) => {
+    const out: { changes: number }[] = [];
+    for (const s of statements) out.push(await tx.execute(s.sql, s.params ?? []));
+    return out;
+  });
+}
+
+/** `expr IN (keys)` as the dialect writes it best; `keys` must not be empty. */
+export function keyIn(
+  dialect: Dialect,
+  expr: string,
+  keys: readonly number[],
+): { sql: string; params: unknown[] } {
+  return (
+    dialect.keyIn?.(expr, keys) ?? {
+      sql: `${expr} IN (${keys.map(() => "?").join(", ")})`,
+      params: [...keys],
+    }
+  );
 }

@@ -1,4 +1,5 @@
 import type { JobContext, Manifest } from "./archive.js";
+import { CHUNK_BYTES, ChunkDigester, verifiedChunks } from "./chunks.js";
 import { webCodec } from "./codec.js";
 import { VerificationError } from "./errors.js";
 import { portableSha256 } from "./hash.js";
@@ -17,6 +18,8 @@ export interface PartScan {
   rawBytes: number;
   bytes: number;
   sha256: string;
+  /** The chunk digests of the bytes read (see chunks.ts). */
+  chunkSha256: string;
   minKey: number | null;
   maxKey: number | null;
 }
@@ -25,13 +28,14 @@ export interface PartScan {
  * Reads the key and checks the partition of one archived line. Lines are written key first
  * (`{"id":123,...}`), so the key is read from the text; any other shape is parsed as JSON.
  * The partition test is exact: inside a JSON string a quote is always escaped, so
- * `"event_date":"2025-10-13"` can only appear as the member itself.
+ * `"event_date":"2025-10-13"` can only appear as a member, and in a line with no nested
+ * object or array, only as the row's own member.
  */
 export function lineReader(keyColumn: string, partitionColumn: string, date: string) {
   const prefix = `{${JSON.stringify(keyColumn)}:`;
   const member = `${JSON.stringify(partitionColumn)}:${JSON.stringify(date)}`;
   return (line: string): { key: unknown; inPartition: boolean } => {
-    if (line.startsWith(prefix)) {
+    if (line.startsWith(prefix) && line.indexOf("{", 1) < 0 && line.indexOf("[") < 0) {
       let end = prefix.length;
       if (line.charCodeAt(end) === 45) end++; // '-'
       while (end < line.length && line.charCodeAt(end) >= 48 && line.charCodeAt(end) <= 57) end++;
@@ -45,37 +49,61 @@ export function lineReader(keyColumn: string, partitionColumn: string, date: str
   };
 }
 
+/** Lines of a part and their keys, in order. */
+export type OnLines = (keys: number[], lines: string[]) => Promise<void>;
+
 /**
- * Read a stored part back, gunzip it and visit its keys in batches; fills `problems` with
+ * Read a stored part back, gunzip it and visit its lines in batches; fills `problems` with
  * anything malformed (bad gzip, a line that is not JSON, keys out of order, another date).
+ * Where the ledger has the part's chunk digests, no line reaches `onLines` before the bytes it
+ * came from matched them, and a mismatch stops the read: what the caller acts on is what was
+ * verified, in this same read.
  */
 export async function scanPart(
   ctx: JobContext,
   part: PartRecord,
   problems: string[],
-  onKeys?: (keys: number[]) => Promise<void>,
+  onLines?: OnLines,
 ): Promise<PartScan> {
   const { spec } = ctx;
-  const scan: PartScan = { rows: 0, rawBytes: 0, bytes: 0, sha256: "", minKey: null, maxKey: null };
+  const scan: PartScan = {
+    rows: 0,
+    rawBytes: 0,
+    bytes: 0,
+    sha256: "",
+    chunkSha256: "",
+    minKey: null,
+    maxKey: null,
+  };
   const body = await ctx.store.get(part.objectKey);
   if (!body) {
     problems.push(`object ${part.objectKey} is missing from ${ctx.store.describe()}`);
     return scan;
   }
-  const hash = (ctx.sha256 ?? portableSha256)();
-  const raw = body
-    .pipeThrough(
-      tap((chunk) => {
-        hash.update(chunk);
-        scan.bytes += chunk.byteLength;
-      }),
-    )
-    .pipeThrough((ctx.codec ?? webCodec).gunzip())
-    .pipeThrough(
-      tap((chunk) => {
-        scan.rawBytes += chunk.byteLength;
+  const sha256 = ctx.sha256 ?? portableSha256;
+  const hash = sha256();
+  const chunks = new ChunkDigester(sha256, part.chunkBytes ?? CHUNK_BYTES);
+  let stored = body.pipeThrough(
+    tap((chunk) => {
+      hash.update(chunk);
+      chunks.update(chunk);
+      scan.bytes += chunk.byteLength;
+    }),
+  );
+  let refused: VerificationError | null = null;
+  if (part.chunkSha256 !== null && part.chunkBytes !== null) {
+    const expected = { ...part, chunkBytes: part.chunkBytes, chunkSha256: part.chunkSha256 };
+    stored = stored.pipeThrough(
+      verifiedChunks(expected, sha256, (err) => {
+        refused = err;
       }),
     );
+  }
+  const raw = stored.pipeThrough((ctx.codec ?? webCodec).gunzip()).pipeThrough(
+    tap((chunk) => {
+      scan.rawBytes += chunk.byteLength;
+    }),
+  );
   const read = lineReader(spec.keyColumn, spec.partitionColumn, part.date);
   try {
     for await (const lines of readLines(raw)) {
@@ -103,9 +131,9 @@ export async function scanPart(
         keys.push(key);
       }
       scan.rows += keys.length;
-      if (onKeys) {
+      if (onLines) {
         try {
-          await onKeys(keys);
+          await onLines(keys, lines);
         } catch (err) {
           // The caller's own failure (a delete, a lost lease, a budget): not the archive's.
           throw new CallerError(err);
@@ -114,10 +142,13 @@ export async function scanPart(
     }
   } catch (err) {
     if (err instanceof CallerError) throw err.cause;
-    problems.push(`gzip stream is corrupt or truncated (${(err as Error).message})`);
+    const why = refused ?? (err instanceof VerificationError ? err : null);
+    if (why) problems.push(...why.problems);
+    else problems.push(`gzip stream is corrupt or truncated (${(err as Error).message})`);
     return scan;
   }
   scan.sha256 = hash.hex();
+  scan.chunkSha256 = chunks.finish();
   return scan;
 }
 
@@ -143,6 +174,9 @@ export async function verifyPart(ctx: JobContext, part: PartRecord): Promise<Par
       compare(problems, "manifest sha256", part.sha256, m.sha256);
       compare(problems, "manifest min key", part.minId, m.minKey);
       compare(problems, "manifest max key", part.maxId, m.maxKey);
+      if (part.chunkSha256 !== null) {
+        compare(problems, "manifest chunk sha256", part.chunkSha256, m.chunkSha256?.join(""));
+      }
     } catch {
       problems.push(`manifest ${part.manifestKey} is not JSON`);
     }
@@ -165,6 +199,9 @@ export async function verifyPart(ctx: JobContext, part: PartRecord): Promise<Par
     compare(problems, "sha256", part.sha256, scan.sha256);
     compare(problems, "min key", part.minId, scan.minKey);
     compare(problems, "max key", part.maxId, scan.maxKey);
+    if (part.chunkSha256 !== null) {
+      compare(problems, "chunk sha256", part.chunkSha256, scan.chunkSha256);
+    }
   }
   if (problems.length === 0 && part.cleanedCount === 0 && part.cleanedAt === null) {
     // Before any delete, the source must hold exactly the archived rows in the archived range.
@@ -203,13 +240,18 @@ export async function verifyPartition(
   for (const part of parts) {
     if (part.verifiedAt !== null && !options.all) continue;
     checked++;
+    let scan: PartScan;
     try {
-      await verifyPart(ctx, part);
+      scan = await verifyPart(ctx, part);
     } catch (err) {
       if (part.cleanedCount === 0 && part.cleanedAt === null) {
         await ledger.markPartUnverified(lease, part.part);
       }
       throw err;
+    }
+    if (part.chunkSha256 === null) {
+      // A part archived before chunk digests: these come from the read whose sha256 matched.
+      await ledger.recordChunkDigests(lease, part.part, CHUNK_BYTES, scan.chunkSha256);
     }
     await ledger.markPartVerified(lease, part.part);
     await lease.keepAlive();

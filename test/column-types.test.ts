@@ -1,0 +1,160 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { archiveDate, cleanupDate } from "../src/core/jobs.js";
+import { loadConfig } from "../src/node/config.js";
+import { type NodeContext, openContext } from "../src/node/context.js";
+import { type TestDb, mariaDb, postgresDb } from "./servers.js";
+
+/**
+ * Every value archived as the database holds it: dates and times with all their digits and no
+ * time zone applied, exact numerics and big integers, intervals, JSON, binary. The process runs
+ * in a time zone far from UTC, as a server might; the archive must not care.
+ */
+const DAY = "2025-10-13";
+const dir = mkdtempSync(join(tmpdir(), "sluice-types-"));
+const [pg, maria] = [await postgresDb(), await mariaDb()];
+afterAll(async () => {
+  await pg?.close();
+  await maria?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+const tz = process.env.TZ;
+beforeEach(() => {
+  process.env.TZ = "America/New_York";
+});
+afterEach(() => {
+  process.env.TZ = tz;
+});
+
+async function open(db: TestDb, table: string): Promise<NodeContext> {
+  return openContext(
+    loadConfig({
+      SLUICE_DB: db.url,
+      SLUICE_STORE: `file:${join(dir, db.name, table)}`,
+      SLUICE_TABLE: table,
+    }),
+  );
+}
+
+/** The archived lines of the date's only part, as text. */
+async function lines(c: NodeContext, table: string): Promise<string[]> {
+  const [part] = await c.ctx.ledger.parts(table, DAY);
+  if (!part) throw new Error("no part");
+  const body = await c.ctx.store.get(part.objectKey);
+  if (!body) throw new Error("no object");
+  const bytes = new Uint8Array(await new Response(body).arrayBuffer());
+  return gunzipSync(bytes).toString("utf8").split("\n").filter(Boolean);
+}
+
+describe.runIf(pg !== null)("PostgreSQL column types", () => {
+  const db = () => pg as TestDb;
+  it("archives each type as PostgreSQL's own text, and a restore from the archive gives the same rows", async () => {
+    await db().run(`CREATE TABLE ty (
+      id BIGINT PRIMARY KEY, event_date DATE NOT NULL, ts6 TIMESTAMP(6), tstz TIMESTAMPTZ(6),
+      d DATE, t TIME(6), num NUMERIC(38, 10), big BIGINT, iv INTERVAL, js JSON, jb JSONB,
+      bin BYTEA, f8 DOUBLE PRECISION, f4 REAL, b BOOLEAN, txt TEXT, nothing TEXT)`);
+    await db().run(`INSERT INTO ty VALUES
+      (1, '${DAY}', '2025-10-13 12:00:00.123456', '2025-10-13 12:00:00.123456+00', '2025-10-13',
+       '23:59:59.999999', 12345678901234567890.0123456789, 9007199254740993,
+       '1 day 02:03:04.5', '{"a": [1,2], "n": 12345678901234567890}',
+       '{"b": 1.50, "a": "x"}', '\\xdeadbeef', 0.1, 0.1, true, 'naïve 😀 "q" \\ end', NULL),
+      (2, '${DAY}', '1999-12-31 23:59:59', '1999-12-31 23:59:59-05', '0001-01-01', '00:00:00',
+       -0.0000000001, -9223372036854775808, '-3 years', 'null', '[]', '\\x', 1e308, -1.5, false,
+       '', NULL)`);
+    await db().run("CREATE TABLE ty_before AS SELECT * FROM ty");
+    const c = await open(db(), "ty");
+    try {
+      await archiveDate(c.ctx, c.owner, DAY);
+      const [one] = await lines(c, "ty");
+      for (const exact of [
+        '"event_date":"2025-10-13"',
+        '"ts6":"2025-10-13T12:00:00.123456"',
+        '"tstz":"2025-10-13T12:00:00.123456+00:00"',
+        '"d":"2025-10-13"',
+        '"t":"23:59:59.999999"',
+        '"num":12345678901234567890.0123456789',
+        '"big":9007199254740993',
+        '"iv":"1 day 02:03:04.5"',
+        '"bin":"\\\\xdeadbeef"',
+        '"nothing":null',
+      ]) {
+        expect(one).toContain(exact);
+      }
+      // JSON as its exact text: a json null stays apart from SQL NULL.
+      expect(JSON.parse(one as string)).toMatchObject({
+        js: '{"a": [1,2], "n": 12345678901234567890}',
+        jb: '{"a": "x", "b": 1.50}',
+      });
+      // Restore: PostgreSQL reads each archived line back into a row of the table's type.
+      await db().run("CREATE TABLE ty_restored (LIKE ty)");
+      await db().run("CREATE TABLE ty_text (LIKE ty)");
+      await db().run("ALTER TABLE ty_text ALTER js TYPE text, ALTER jb TYPE text");
+      for (const line of await lines(c, "ty")) {
+        await db().run(
+          `INSERT INTO ty_restored SELECT id, event_date, ts6, tstz, d, t, num, big, iv, js::json,
+             jb::jsonb, bin, f8, f4, b, txt, nothing FROM json_populate_record(NULL::ty_text, $1::json)`,
+          [line],
+        );
+      }
+      const differ = async () => {
+        const other = await open(db(), "ty");
+        try {
+          return await other.ctx.source.query(
+            "SELECT o::text AS row FROM ty_before o EXCEPT SELECT n::text FROM ty_restored n",
+          );
+        } finally {
+          await other.close();
+        }
+      };
+      expect(await differ()).toEqual([]);
+      // Compared exactly, every row is still as archived: cleanup deletes both.
+      expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({ deleted: 2 });
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe.runIf(maria !== null)("MariaDB column types", () => {
+  const db = () => maria as TestDb;
+  it("archives each type exactly (temporal and decimal text, binary as base64), and cleanup matches them", async () => {
+    await db().run(`CREATE TABLE ty (
+      id BIGINT PRIMARY KEY, event_date DATE NOT NULL, dt6 DATETIME(6), ts3 TIMESTAMP(3) NULL,
+      d DATE, t TIME(6), num DECIMAL(38, 10), big BIGINT, bits BIT(8), vb VARBINARY(8),
+      bl BLOB, js JSON, f8 DOUBLE, f4 FLOAT, txt TEXT, nothing TEXT)`);
+    await db().run(`INSERT INTO ty VALUES
+      (1, '${DAY}', '2025-10-13 12:00:00.123456', '2025-10-13 12:00:00.123', '2025-10-13',
+       '23:59:59.999999', 12345678901234567890.0123456789, 9007199254740993, b'10101010',
+       0xDEADBEEF, 0x00FF, '{"a": [1, 2], "n": 12345678901234567890}', 0.1, 0.1,
+       'naïve 😀 "q" \\\\ end', NULL)`);
+    const c = await open(db(), "ty");
+    try {
+      await archiveDate(c.ctx, c.owner, DAY);
+      const [one] = await lines(c, "ty");
+      for (const exact of [
+        '"event_date":"2025-10-13"',
+        '"dt6":"2025-10-13 12:00:00.123456"',
+        '"ts3":"2025-10-13 12:00:00.123"',
+        '"t":"23:59:59.999999"',
+        '"num":"12345678901234567890.0123456789"',
+        '"big":"9007199254740993"',
+        '"bits":"qg=="',
+        '"vb":"3q2+7w=="',
+        '"bl":"AP8="',
+        '"f8":0.1',
+        '"f4":0.1',
+        '"nothing":null',
+      ]) {
+        expect(one).toContain(exact);
+      }
+      expect(JSON.parse(one as string).js).toBe('{"a": [1, 2], "n": 12345678901234567890}');
+      expect(JSON.parse(one as string).txt).toBe('naïve 😀 "q" \\ end');
+      expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({ deleted: 1 });
+    } finally {
+      await c.close();
+    }
+  });
+});
