@@ -15,7 +15,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { timed } from "./timed.mjs";
+import { partObject, timed } from "./timed.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const CLI = join(ROOT, "dist", "cli", "main.js");
@@ -48,7 +48,6 @@ for (const n of sizes) {
   ]);
   if (hasSqlite3) execFileSync("sqlite3", [db, "PRAGMA wal_checkpoint(TRUNCATE);"]);
   const env = { SLUICE_DB: `sqlite:${db}`, SLUICE_STORE: `file:${join(dir, "store")}` };
-  const objectPath = join(dir, "store", "traffic_events", `date=${DATE}`, "part-0000.jsonl.gz");
 
   process.stderr.write("(a) sluice archive ...\n");
   const a = timed(process.execPath, [CLI, "archive", `--date=${DATE}`], env);
@@ -56,7 +55,10 @@ for (const n of sizes) {
     rows: n,
     contender: "(a) sluice archive + verify",
     ...a,
-    sizeMB: a.code === 0 ? mb(statSync(objectPath).size) : null,
+    sizeMB:
+      a.code === 0
+        ? mb(statSync(partObject(join(dir, "store", "traffic_events", `date=${DATE}`))).size)
+        : null,
   });
 
   process.stderr.write("(a2) sluice cleanup ...\n");

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
-import { timed } from "./timed.mjs";
+import { partObject, timed } from "./timed.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const CLI = join(ROOT, "dist", "cli", "main.js");
@@ -68,7 +68,7 @@ function record(section, rows, contender, r, extra = {}) {
   record("PostgreSQL", ROWS, "COPY row_to_json | gzip", copy, { sizeMB: size(copyOut) });
   const a = timed(process.execPath, [CLI, "archive", `--date=${DATE}`], env);
   record("PostgreSQL", ROWS, "sluice archive + verify", a, {
-    sizeMB: size(join(OUT, "pg", "te", `date=${DATE}`, "part-0000.jsonl.gz")),
+    sizeMB: size(partObject(join(OUT, "pg", "te", `date=${DATE}`))),
   });
   const c = timed(process.execPath, [CLI, "cleanup", `--date=${DATE}`], env);
   const left = execFileSync("psql", [
@@ -134,7 +134,7 @@ function record(section, rows, contender, r, extra = {}) {
   record("MariaDB", ROWS, "mysql --batch | gzip", pipe, { sizeMB: size(pipeOut) });
   const a = timed(process.execPath, [CLI, "archive", `--date=${DATE}`], env);
   record("MariaDB", ROWS, "sluice archive + verify", a, {
-    sizeMB: size(join(OUT, "my", "te", `date=${DATE}`, "part-0000.jsonl.gz")),
+    sizeMB: size(partObject(join(OUT, "my", "te", `date=${DATE}`))),
   });
   const c = timed(process.execPath, [CLI, "cleanup", `--date=${DATE}`], env);
   record("MariaDB", ROWS, "sluice cleanup", c, {

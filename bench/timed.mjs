@@ -1,5 +1,7 @@
 // Shared by the bench scripts: run a command under GNU time and read its figures.
 import { spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
 
 /** Run a command under /usr/bin/time -v; wall seconds, peak RSS (MB), exit code, output. */
 export function timed(cmd, args, env = {}) {
@@ -23,4 +25,12 @@ export function timed(cmd, args, env = {}) {
     stdout: r.stdout,
     err,
   };
+}
+
+/** The stored object of a part in a date's folder: `part-0000-<attempt>.jsonl.gz`. */
+export function partObject(folder, part = 0) {
+  const prefix = `part-${String(part).padStart(4, "0")}-`;
+  const name = readdirSync(folder).find((n) => n.startsWith(prefix) && n.endsWith(".jsonl.gz"));
+  if (!name) throw new Error(`no object of part ${part} in ${folder}`);
+  return join(folder, name);
 }

@@ -1,0 +1,100 @@
+// bench/cleanup: what comparing every row with its archived line costs cleanup, beside a
+// cleanup that deletes by archived keys without comparing, in one run.
+//
+//   npm run build && node bench/cleanup.mjs --baseline=DIR [--rows=1000000] [--dbs=sqlite,postgres] [--repeat=1]
+//
+// DIR is another sluice checkout, built (DIR/dist/cli/main.js exists), whose cleanup does not
+// compare: the main of 2026-12-01 (3962434) is the one measured in the README:
+//   git worktree add /tmp/sluice-base 3962434 && ln -s "$PWD/node_modules" /tmp/sluice-base/ &&
+//   (cd /tmp/sluice-base && npm run build)
+// For each database and contender: the same generated day (not timed), `archive` (not timed),
+// then `cleanup` under /usr/bin/time -v: wall seconds, rows/s, peak RSS. Contenders take turns
+// within each repeat. PostgreSQL: SLUICE_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test),
+// a schema per contender, dropped first.
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { timed } from "./timed.mjs";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const OUT = join(ROOT, "bench", "out", "cleanup");
+const DATE = "2025-10-13";
+const arg = (name, def) => {
+  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
+  return a ? a.slice(name.length + 3) : def;
+};
+const baseline = arg("baseline", "");
+const rows = Number(arg("rows", "1000000"));
+const dbs = arg("dbs", "sqlite,postgres").split(",");
+const repeat = Number(arg("repeat", "1"));
+const PG = process.env.SLUICE_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+if (!baseline || !existsSync(join(baseline, "dist", "cli", "main.js"))) {
+  throw new Error("--baseline=DIR must be a built sluice checkout (see the head of this file)");
+}
+const contenders = [
+  { name: "sluice: compare each row, then delete", cli: join(ROOT, "dist", "cli", "main.js") },
+  { name: "baseline: delete archived keys", cli: join(baseline, "dist", "cli", "main.js") },
+];
+
+const pgUrl = (schema) =>
+  `${PG}${PG.includes("?") ? "&" : "?"}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+
+async function fresh(kind, i) {
+  if (kind === "sqlite") {
+    const dir = join(OUT, `sqlite-${i}`);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    return { db: `sqlite:${join(dir, "hot.db")}`, store: `file:${join(dir, "store")}` };
+  }
+  const schema = `sluice_bench_cleanup_${i}`;
+  const admin = new pg.Client({ connectionString: PG });
+  await admin.connect();
+  await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE; CREATE SCHEMA ${schema}`);
+  await admin.end();
+  const dir = join(OUT, `pg-${i}`);
+  rmSync(dir, { recursive: true, force: true });
+  return { db: pgUrl(schema), store: `file:${join(dir, "store")}` };
+}
+
+const results = [];
+for (let r = 0; r < repeat; r++) {
+  for (const kind of dbs) {
+    for (const [i, c] of contenders.entries()) {
+      const where = await fresh(kind, i);
+      const env = { SLUICE_DB: where.db, SLUICE_STORE: where.store };
+      process.stderr.write(`${kind}: ${c.name}: preparing ${rows.toLocaleString()} rows ...\n`);
+      const run = (args) =>
+        execFileSync(process.execPath, [c.cli, ...args], { env: { ...process.env, ...env } });
+      run(["prepare-data", `--count=${rows}`, `--date=${DATE}`]);
+      run(["archive", `--date=${DATE}`]);
+      process.stderr.write(`${kind}: ${c.name}: cleanup ...\n`);
+      const t = timed(process.execPath, [c.cli, "cleanup", `--date=${DATE}`], env);
+      if (t.code !== 0) throw new Error(`${c.name} cleanup failed: ${t.err}`);
+      results.push({ kind, contender: c.name, ...t });
+    }
+  }
+}
+
+const pad = (s, n) => String(s).padEnd(n);
+console.log(`\ncleanup of ${rows.toLocaleString()} rows, ${repeat} run(s) each\n`);
+console.log(
+  `${pad("database", 10)}${pad("contender", 42)}${pad("wall s", 9)}${pad("rows/s", 10)}peak RSS MB`,
+);
+for (const x of results) {
+  console.log(
+    `${pad(x.kind, 10)}${pad(x.contender, 42)}${pad(x.secs.toFixed(2), 9)}${pad(Math.round(rows / x.secs).toLocaleString(), 10)}${x.rssMB.toFixed(1)}`,
+  );
+}
+for (const kind of dbs) {
+  const med = (name) => {
+    const s = results
+      .filter((x) => x.kind === kind && x.contender === name)
+      .map((x) => x.secs)
+      .sort((a, b) => a - b);
+    return s[Math.floor(s.length / 2)];
+  };
+  const ratio = med(contenders[0].name) / med(contenders[1].name);
+  console.log(`${kind}: compare / baseline wall (median) = ${ratio.toFixed(2)}x`);
+}
