@@ -1,7 +1,7 @@
 // bench/cleanup: what comparing every row with its archived line costs cleanup, beside a
 // cleanup that deletes by archived keys without comparing, in one run.
 //
-//   npm run build && node bench/cleanup.mjs --baseline=DIR [--rows=1000000] [--dbs=sqlite,postgres] [--repeat=1]
+//   npm run build && node bench/cleanup.mjs --baseline=DIR [--rows=1000000] [--dbs=sqlite,postgres,pg-partitioned] [--repeat=1]
 //
 // DIR is another sluice checkout, built (DIR/dist/cli/main.js exists), whose cleanup does not
 // compare: the main of 2026-12-01 (3962434) is the one measured in the README:
@@ -10,7 +10,9 @@
 // For each database and contender: the same generated day (not timed), `archive` (not timed),
 // then `cleanup` under /usr/bin/time -v: wall seconds, rows/s, peak RSS. Contenders take turns
 // within each repeat. PostgreSQL: SLUICE_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test),
-// a schema per contender, dropped first.
+// a schema per contender, dropped first. pg-partitioned: the table is LIST-partitioned by day,
+// so cleanup drops the day's partition (sluice after reading it beside the archive under the
+// table lock; the baseline after counting rows in key ranges).
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -48,12 +50,22 @@ async function fresh(kind, i) {
     mkdirSync(dir, { recursive: true });
     return { db: `sqlite:${join(dir, "hot.db")}`, store: `file:${join(dir, "store")}` };
   }
-  const schema = `sluice_bench_cleanup_${i}`;
+  const schema = `sluice_bench_cleanup_${kind.replace("-", "_")}_${i}`;
   const admin = new pg.Client({ connectionString: PG });
   await admin.connect();
   await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE; CREATE SCHEMA ${schema}`);
+  if (kind === "pg-partitioned") {
+    await admin.query(`CREATE TABLE ${schema}.traffic_events (
+      id BIGINT GENERATED ALWAYS AS IDENTITY, event_date VARCHAR(10) NOT NULL, ts BIGINT NOT NULL,
+      path VARCHAR(512) NOT NULL, referrer VARCHAR(512), country VARCHAR(2),
+      user_agent VARCHAR(512), status INTEGER NOT NULL, duration_ms INTEGER NOT NULL,
+      PRIMARY KEY (event_date, id)) PARTITION BY LIST (event_date)`);
+    await admin.query(
+      `CREATE TABLE ${schema}.traffic_events_day PARTITION OF ${schema}.traffic_events FOR VALUES IN ('${DATE}')`,
+    );
+  }
   await admin.end();
-  const dir = join(OUT, `pg-${i}`);
+  const dir = join(OUT, `${kind}-${i}`);
   rmSync(dir, { recursive: true, force: true });
   return { db: pgUrl(schema), store: `file:${join(dir, "store")}` };
 }

@@ -1,6 +1,9 @@
+import { spawnSync } from "node:child_process";
+import { hostname } from "node:os";
 import { afterEach, describe, expect, it } from "vitest";
 import { SqliteSource } from "../src/adapters/sqlite.js";
 import { Ledger, type PartitionState, TRANSITIONS, canMove } from "../src/core/ledger.js";
+import { isHolderGone, ownerId } from "../src/node/owner.js";
 
 let source: SqliteSource | undefined;
 afterEach(async () => {
@@ -51,6 +54,30 @@ describe("the archive_metadata state machine", () => {
     const taken = await ledger.acquire("t", "e", "host:3:other");
     expect(taken.owner).toBe("host:3:other");
     expect((await ledger.get("t", "e"))?.attempts).toBe(2);
+  });
+});
+
+describe("lease owners", () => {
+  it("never lets an owner take a lease it already holds: a second job of it is refused", async () => {
+    source = new SqliteSource(":memory:", { create: true });
+    const ledger = new Ledger(source);
+    await ledger.migrate();
+    await ledger.acquire("t", "d", "host:2:alive");
+    await expect(ledger.acquire("t", "d", "host:2:alive")).rejects.toThrow(/being worked on/);
+  });
+
+  it("takes a holder for dead only on this host and pid namespace, never by hostname alone", () => {
+    const child = spawnSync(process.execPath, ["-e", "0"]);
+    const gone = child.pid as number;
+    const mine = ownerId();
+    const [here, pid] = mine.split(":");
+    expect(here).toMatch(new RegExp(`^${hostname()}@[0-9a-f]{8}$`));
+    expect(Number(pid)).toBe(process.pid);
+    // The same hostname from another machine or container: its pid means nothing here.
+    expect(isHolderGone(`${hostname()}:${gone}:abc`)).toBe(false);
+    expect(isHolderGone(`${hostname()}@00000000:${gone}:abc`)).toBe(false);
+    expect(isHolderGone(`${here}:${gone}:abc:job1`)).toBe(true);
+    expect(isHolderGone(`${here}:${process.pid}:abc:job1`)).toBe(false);
   });
 });
 

@@ -82,6 +82,27 @@ for (const server of servers) {
         }
       });
 
+      // MariaDB and MySQL tell such tables apart; their default collation would not.
+      it.runIf(s.name === "MariaDB")(
+        "keeps the ledgers of tables whose names differ only in case apart",
+        async () => {
+          const a = await fresh("te_Case", 300);
+          const b = await fresh("te_case", 200);
+          try {
+            await archiveDate(a.c.ctx, a.c.owner, DAY);
+            await archiveDate(b.c.ctx, b.c.owner, DAY);
+            expect(await a.c.ctx.ledger.get("te_Case", DAY)).toMatchObject({ eventCount: 300 });
+            expect(await b.c.ctx.ledger.get("te_case", DAY)).toMatchObject({ eventCount: 200 });
+            await cleanupDate(b.c.ctx, b.c.owner, DAY);
+            expect(await s.count("te_Case", DAY)).toBe(300);
+            expect(await s.count("te_case", DAY)).toBe(0);
+          } finally {
+            await a.c.close();
+            await b.c.close();
+          }
+        },
+      );
+
       it("stops a statement that runs past its timeout (SLUICE_STATEMENT_TIMEOUT_MS)", async () => {
         const source = openSource(s.url, { statementTimeoutMs: 500 });
         try {

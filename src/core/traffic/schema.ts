@@ -13,8 +13,9 @@ export const TRAFFIC_COLUMNS = [
 ] as const;
 
 /**
- * The key must never be reused: a reused id could land inside an archived key range and be
- * missed as a late row. SQLite needs AUTOINCREMENT for that; the others never reuse.
+ * Keys the database hands out in order. A reused key would not lose a row (cleanup deletes
+ * only rows equal to their archived line) but would come back as a late row; AUTOINCREMENT
+ * keeps SQLite from reusing the keys of deleted rows.
  */
 export function trafficSchema(dialect: Dialect, table = "traffic_events"): string[] {
   const id =
