@@ -471,6 +471,11 @@ for (const maybe of dbs) {
           "a stale writer, then an update",
           [insert(DAYS[1], 10), stale(DAYS[1], 2), insert(DAYS[1], undefined), update(0)],
         ],
+        // The only archived row deleted by the user before verification: the date was stuck.
+        [
+          "an archived row deleted before its part was verified",
+          [insert(DAYS[1], undefined), archive(DAYS[1]), remove(0), verify(DAYS[1])],
+        ],
         // Low keys committed after an archive, one updated, one deleted: a row was lost.
         ...(postgres
           ? ([
@@ -478,6 +483,9 @@ for (const maybe of dbs) {
                 "late commits with low keys, an update, a delete",
                 [lateCommit(DAYS[1]), lateCommit(DAYS[1]), update(0), remove(1)],
               ],
+              // A writer stalled mid-upload whose files the next holder removed: an fs error
+              // instead of 'lost the lease'.
+              ["a late commit, then a stale writer", [lateCommit(DAYS[1]), stale(DAYS[1], 10)]],
             ] as [string, Cmd[]][])
           : []),
       ];

@@ -181,6 +181,20 @@ async function* pagesByKey(
   }
 }
 
+/**
+ * The error to report for a failed upload: that the lease was lost, when it was (another
+ * holder may have removed this upload's files as a dead writer's), else the error itself.
+ */
+async function unlessLeaseLost(lease: Lease, err: unknown): Promise<unknown> {
+  if (err instanceof LeaseLostError) return err;
+  try {
+    await lease.check();
+  } catch (lost) {
+    if (lost instanceof LeaseLostError) return lost;
+  }
+  return err;
+}
+
 /** The renderer of the spec's table: its columns, the key first. */
 export async function tableLines(ctx: JobContext): Promise<RowLines> {
   const columns = await ctx.source.columnInfo(ctx.spec.table);
@@ -203,7 +217,16 @@ export async function archivePartition(
   const plan = planNextPart(parts);
   await source.ensureStatistics?.(spec.table);
   const total = await countRowsAfter(source, spec, date, plan.after);
-  if (total === 0) return null;
+  if (total === 0) {
+    if (plan.replaces) {
+      // The unverified part's rows left the source (nothing was deleted on its strength):
+      // there is nothing to rewrite it from, so it goes, or cleanup would wait for it forever.
+      await ledger.removeUnverifiedPart(lease, plan.replaces.part);
+      await store.delete(plan.replaces.objectKey).catch(() => undefined);
+      await store.delete(plan.replaces.manifestKey).catch(() => undefined);
+    }
+    return null;
+  }
 
   await ledger.move(lease, "archiving");
   // An upload a dead holder began and never recorded: nothing refers to it.
@@ -263,9 +286,13 @@ export async function archivePartition(
   } catch (err) {
     await writer.abort(err).catch(() => undefined);
     await stored.catch(() => undefined);
-    throw err;
+    throw await unlessLeaseLost(lease, err);
   }
-  await stored;
+  try {
+    await stored;
+  } catch (err) {
+    throw await unlessLeaseLost(lease, err);
+  }
   if (minKey === null || maxKey === null) {
     // The rows vanished under us: nothing written is used.
     await store.delete(objectKey);

@@ -5,6 +5,7 @@ import {
   type Row,
   type SqlExecutor,
   type SqlSource,
+  runAtomically,
   toCount,
 } from "./source.js";
 
@@ -555,6 +556,26 @@ export class Ledger {
     });
   }
 
+  /**
+   * @internal Forget a part that was never verified and had nothing deleted on its strength,
+   * when the rows it held are gone from the source (nothing left to rewrite it from).
+   */
+  async removeUnverifiedPart(lease: Lease, part: number): Promise<void> {
+    const fence = this.ours(lease);
+    const totals = this.totals(lease);
+    const [removed] = await runAtomically(this.db, [
+      {
+        sql: `DELETE FROM archive_parts WHERE source_table = ? AND ${this.date} = ? AND part = ? AND verified_at IS NULL AND cleaned_count = 0 AND ${fence.sql}`,
+        params: [lease.table, lease.date, part, ...(fence.params ?? [])],
+      },
+      {
+        sql: `UPDATE archive_metadata SET ${totals.sql}, updated_at = ? WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
+        params: [...(totals.params ?? []), this.iso(), lease.table, lease.date, lease.owner],
+      },
+    ]);
+    if (removed?.changes !== 1) throw await this.whyNot(lease, `remove part ${part}`);
+  }
+
   /** @internal Mark one part verified; the partition is verified when all its parts are. */
   async markPartVerified(lease: Lease, part: number): Promise<void> {
     await this.updatePart(lease, part, "verified_at = ?", [this.iso()]);
@@ -700,6 +721,14 @@ export class Lease {
   /** Renew if a third of the lease has passed; throws LeaseLostError if it was taken. */
   async keepAlive(): Promise<void> {
     if (Date.now() - this.renewedAt < this.ledger.leaseMs / 3) return;
+    if (!(await this.ledger.renew(this.table, this.date, this.owner))) {
+      throw new LeaseLostError(this.table, this.date);
+    }
+    this.renewedAt = Date.now();
+  }
+
+  /** Throws LeaseLostError unless the lease is still ours (renewing it if it is). */
+  async check(): Promise<void> {
     if (!(await this.ledger.renew(this.table, this.date, this.owner))) {
       throw new LeaseLostError(this.table, this.date);
     }
