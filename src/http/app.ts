@@ -9,6 +9,7 @@ import { insertAtomically } from "../core/insert.js";
 import { partitionStatus } from "../core/jobs.js";
 import type { JobKind, JobRunner } from "../core/runner.js";
 import { toCount } from "../core/source.js";
+import { splitEventBatch } from "../core/traffic/batch.js";
 import { BadEventError, parseTrafficEvent } from "../core/traffic/event.js";
 import { TRAFFIC_COLUMNS } from "../core/traffic/schema.js";
 import { sameSecret } from "./secret.js";
@@ -127,19 +128,8 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
           415,
         );
       }
-      const parts = splitBatch(await c.req.text(), ndjson);
+      const parts = splitEventBatch(await c.req.text(), ndjson, o.maxEvents);
       if (parts.length === 0) throw new BadInputError("no events in the batch");
-      if (parts.length > o.maxEvents) {
-        return c.json(
-          {
-            error: "too_many_events",
-            message: `${parts.length} events in one batch; at most ${o.maxEvents}`,
-            limit: o.maxEvents,
-            count: parts.length,
-          },
-          413,
-        );
-      }
       // In order, so that the index a 400 names is the first bad event's.
       const rows = parts.map((part, i) =>
         parseTrafficEvent(ndjson ? parseLine(part as string, i) : part, i),
@@ -254,21 +244,6 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
   });
 
   return app;
-}
-
-/** The events of a JSON array, or the non-blank lines of NDJSON (parsed one by one later). */
-function splitBatch(text: string, ndjson: boolean): unknown[] {
-  if (ndjson) return text.split("\n").filter((line) => line.trim() !== "");
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch (err) {
-    throw new BadInputError(`body is not JSON: ${(err as Error).message}`);
-  }
-  if (!Array.isArray(body)) {
-    throw new BadInputError("body must be a JSON array of events");
-  }
-  return body;
 }
 
 function parseLine(line: string, index: number): unknown {

@@ -8,6 +8,7 @@ import {
   TooManyContainersError,
   describeError,
 } from "../core/errors.js";
+import { TooManyEventsError } from "../core/traffic/batch.js";
 import { BadEventError } from "../core/traffic/event.js";
 
 /** An error as the HTTP API answers it: `{ error, message, ...figures }`. */
@@ -25,6 +26,9 @@ export function httpError(err: unknown): { status: ContentfulStatusCode; body: E
       status: 400,
       body: { error: "bad_event", message, index: err.index, reason: err.reason },
     };
+  }
+  if (err instanceof TooManyEventsError) {
+    return { status: 413, body: { error: "too_many_events", message, limit: err.limit } };
   }
   if (err instanceof TooManyContainersError) {
     return {
