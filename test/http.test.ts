@@ -76,13 +76,11 @@ const partPath = (date: string) =>
   join(srv.store, "traffic_events", `date=${date}`, "part-0000.jsonl.gz");
 
 describe("GET /healthz", () => {
-  it("answers 200 { ok: true } naming the database and the store", async () => {
+  it("answers 200 { ok: true } and nothing else (no database path, no store)", async () => {
     const res = await call(`${srv.url}/healthz`);
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^application\/json/);
-    expect(res.body).toMatchObject({ ok: true });
-    expect((res.body as { db: string }).db).toContain(srv.db);
-    expect((res.body as { store: string }).store).toContain("archive");
+    expect(res.body).toEqual({ ok: true });
   });
 });
 

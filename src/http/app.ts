@@ -4,7 +4,7 @@ import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
 import type { JobContext } from "../core/archive.js";
 import { daysBefore, parsePartitionDate } from "../core/dates.js";
-import { BadInputError } from "../core/errors.js";
+import { BadInputError, describeError } from "../core/errors.js";
 import { insertAtomically } from "../core/insert.js";
 import { partitionStatus } from "../core/jobs.js";
 import type { JobKind, JobRunner } from "../core/runner.js";
@@ -76,9 +76,9 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
     });
   }
   app.onError((err, c) => {
-    const { status, body } = httpError(err);
-    if (status >= 500) {
-      o.log?.error({ reqId: c.get("requestId"), err: body.message }, "request failed");
+    const { status, body, detail } = httpError(err);
+    if (detail !== undefined) {
+      o.log?.error({ reqId: c.get("requestId"), status, err: detail }, "request failed");
     }
     return c.json({ ...body, requestId: c.get("requestId") }, status);
   });
@@ -86,12 +86,23 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
     c.json({ error: "not_found", message: `no route ${c.req.method} ${c.req.path}` }, 404),
   );
 
+  // Open to anyone, so it says ok or not and nothing of where the database or store is.
   app.get("/healthz", async (c) => {
     try {
       await source.query("SELECT 1 AS one");
-      return c.json({ ok: true, db: source.describe(), store: ctx.store.describe() });
+      return c.json({ ok: true });
     } catch (err) {
-      return c.json({ ok: false, message: `database unreachable: ${(err as Error).message}` }, 503);
+      const reqId = c.get("requestId");
+      o.log?.error({ reqId, status: 503, err: describeError(err) }, "health check failed");
+      return c.json(
+        {
+          ok: false,
+          error: "unavailable",
+          message: "the database does not answer",
+          requestId: reqId,
+        },
+        503,
+      );
     }
   });
 

@@ -18,8 +18,26 @@ export interface ErrorBody {
   [figure: string]: unknown;
 }
 
-/** The one place where errors become HTTP statuses. */
-export function httpError(err: unknown): { status: ContentfulStatusCode; body: ErrorBody } {
+/** What a client reads of a server-side failure; the detail goes to the log only. */
+export const SERVER_FAILED =
+  "the request failed on the server; its log has the details under this requestId";
+
+/**
+ * The one place where errors become HTTP statuses. A 5xx never carries the error's own words
+ * (a driver's message names tables, encodings, paths): its body is the error code and
+ * SERVER_FAILED, and `detail` holds the message for the log.
+ */
+export function httpError(err: unknown): {
+  status: ContentfulStatusCode;
+  body: ErrorBody;
+  detail?: string;
+} {
+  const { status, body } = classify(err);
+  if (status < 500) return { status, body };
+  return { status, body: { error: body.error, message: SERVER_FAILED }, detail: body.message };
+}
+
+function classify(err: unknown): { status: ContentfulStatusCode; body: ErrorBody } {
   const message = describeError(err);
   if (err instanceof BadEventError) {
     return {
