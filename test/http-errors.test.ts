@@ -15,7 +15,8 @@ import { type TestDb, postgresDb } from "./servers.js";
 
 /**
  * What the service tells a client when something breaks: a 5xx says nothing of the database
- * (the detail is logged under the request id), and /healthz only ok or not. On SQLite and on the machine's PostgreSQL, whose
+ * (the detail is logged under the request id), /healthz only ok or not, and a NUL in any
+ * string input is a 400 naming the field. On SQLite and on the machine's PostgreSQL, whose
  * driver errors are the ones that leaked (`invalid byte sequence for encoding "UTF8": 0x00`).
  */
 const pgdb = await postgresDb();
@@ -33,7 +34,7 @@ const targets: { name: string; db: TestDb | null; env: Record<string, string> }[
 if (!pgdb) describe.skip("errors on PostgreSQL (no server)", () => {});
 
 for (const t of targets) {
-  describe(`errors on ${t.name}`, () => {
+  describe(`errors and NUL on ${t.name}`, () => {
     let srv: TestServer;
     const logged: Record<string, unknown>[] = [];
 
@@ -58,6 +59,47 @@ for (const t of targets) {
       const res = await call(`${srv.url}/healthz`);
       expect(res.status).toBe(200);
       expect(res.body).toEqual({ ok: true });
+    });
+
+    it("a NUL in any query parameter is a 400 naming the parameter, before any query", async () => {
+      const cases: [string, RequestInit, string][] = [
+        [`/api/stats/path-daily?path=/%00x&from=${DAY}&to=${DAY}`, {}, "path"],
+        [`/api/stats/path-daily${qs([["path", "/a\u0000"]])}`, {}, "path"],
+        [`/api/stats/top-paths?from=${DAY}%00&to=${DAY}`, {}, "from"],
+        [`/api/stats/top-paths?to=%00${DAY}`, {}, "to"],
+        ["/api/stats/top-paths?limit=5%00", {}, "limit"],
+        ["/api/stats/top-paths?x%00y=1", {}, "x\u0000y"],
+        [`/admin/archive-status?date=${DAY}%00`, { headers: bearer() }, "date"],
+        [`/admin/trigger-archive?date=${DAY}%00`, { method: "POST", headers: bearer() }, "date"],
+      ];
+      for (const [path, init, field] of cases) {
+        const res = await call(`${srv.url}${path}`, init);
+        expect(res.status, `${path} -> ${res.text}`).toBe(400);
+        expect(res.body, path).toMatchObject({
+          error: "bad_input",
+          message: `query parameter '${field}' must not hold NUL (\\u0000)`,
+        });
+      }
+      expect(logged.filter((l) => l.level === 50)).toEqual([]);
+    });
+
+    it("a NUL in an ingest field is a 400 naming the event and the field; nothing written", async () => {
+      for (const field of ["path", "referrer", "user_agent", "country", "event_date"]) {
+        const value = field === "path" ? "/a\u0000b" : field === "country" ? "D\u0000" : "\u0000";
+        const bad = event(TS + 2, { [field]: value });
+        for (const [body, type] of [
+          [JSON.stringify([event(TS + 3), bad]), "application/json"],
+          [`${JSON.stringify(event(TS + 3))}\n${JSON.stringify(bad)}\n`, "application/x-ndjson"],
+        ] as const) {
+          const res = await postRaw(srv.url, body, type);
+          expect(res.status, `${field} ${type} -> ${res.text}`).toBe(400);
+          expect(res.body).toMatchObject({ error: "bad_event", index: 1 });
+          expect((res.body as { reason: string }).reason, field).toMatch(new RegExp(`^${field}: `));
+        }
+      }
+      const top = await call(`${srv.url}/api/stats/top-paths?from=${DAY}&to=${DAY}`);
+      expect(top.status).toBe(200);
+      expect(top.body).toMatchObject({ paths: [{ views: 1 }, { views: 1 }] });
     });
 
     // Last: it drops the table under the running service.

@@ -12,6 +12,7 @@ import { toCount } from "../core/source.js";
 import { splitEventBatch } from "../core/traffic/batch.js";
 import { BadEventError, parseTrafficEvent } from "../core/traffic/event.js";
 import { TRAFFIC_COLUMNS } from "../core/traffic/schema.js";
+import { refuseNulInQuery } from "./query-nul.js";
 import { sameSecret } from "./secret.js";
 import { httpError } from "./status.js";
 import { type TraceOptions, traceRoutes } from "./trace.js";
@@ -82,6 +83,7 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
     }
     return c.json({ ...body, requestId: c.get("requestId") }, status);
   });
+  app.use(refuseNulInQuery);
   app.notFound((c) =>
     c.json({ error: "not_found", message: `no route ${c.req.method} ${c.req.path}` }, 404),
   );
