@@ -12,8 +12,8 @@ import { toCount } from "../core/source.js";
 import { splitEventBatch } from "../core/traffic/batch.js";
 import { BadEventError, parseTrafficEvent } from "../core/traffic/event.js";
 import { TRAFFIC_COLUMNS } from "../core/traffic/schema.js";
+import { hasBearer, optionalBearer, unauthorized } from "./bearer.js";
 import { refuseNulInQuery } from "./query-nul.js";
-import { sameSecret } from "./secret.js";
 import { httpError } from "./status.js";
 import { type TraceOptions, traceRoutes } from "./trace.js";
 
@@ -22,6 +22,12 @@ export interface AppOptions {
   runner: JobRunner;
   /** Bearer token for /admin/*; without one the admin routes are off. */
   adminToken?: string;
+  /** Bearer token for POST /api/events (INGEST_TOKEN); without one, ingest is open. */
+  ingestToken?: string;
+  /** Bearer token for /api/stats/* (STATS_TOKEN); without one, stats are open. */
+  statsToken?: string;
+  /** Bearer token for /api/trace/* (TRACE_TOKEN); without one, the trace routes are open. */
+  traceToken?: string;
   /** Largest ingest body in bytes (413 above). */
   maxBodyBytes: number;
   /** Most events in one ingest batch (413 above). */
@@ -83,6 +89,10 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
     }
     return c.json({ ...body, requestId: c.get("requestId") }, status);
   });
+  // Each group's token before anything else reads the request (the ingest body included).
+  app.use("/api/events", optionalBearer(o.ingestToken, "INGEST_TOKEN", "ingest"));
+  app.use("/api/stats/*", optionalBearer(o.statsToken, "STATS_TOKEN", "stats"));
+  app.use("/api/trace/*", optionalBearer(o.traceToken, "TRACE_TOKEN", "trace"));
   app.use(refuseNulInQuery);
   app.notFound((c) =>
     c.json({ error: "not_found", message: `no route ${c.req.method} ${c.req.path}` }, 404),
@@ -205,14 +215,7 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
         403,
       );
     }
-    const m = /^Bearer (.+)$/.exec(c.req.header("authorization") ?? "");
-    if (!m || !(await sameSecret(m[1] as string, o.adminToken))) {
-      c.header("WWW-Authenticate", 'Bearer realm="sluice admin"');
-      return c.json(
-        { error: "unauthorized", message: "send Authorization: Bearer <ADMIN_TOKEN>" },
-        401,
-      );
-    }
+    if (!(await hasBearer(c, o.adminToken))) return unauthorized(c, "ADMIN_TOKEN", "admin");
     await next();
   });
 

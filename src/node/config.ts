@@ -5,6 +5,7 @@ import {
   intSetting as int,
   parseSettings,
   cleanupOptions as settingsCleanupOptions,
+  tokenSetting,
 } from "../core/settings.js";
 
 /** Every setting, from env vars (documented with defaults in deploy/.env.example). */
@@ -22,6 +23,7 @@ const schema = {
   ARCHIVE_CRON: z.string().min(1).default("30 3 * * *"),
   WEB_CONCURRENCY: int(2, 1, 64),
   TRACE_DB: z.string().min(1).optional(),
+  TRACE_TOKEN: tokenSetting(),
   TRACE_EVENTS_CID_LIMIT: int(50_000, 1, 10_000_000),
   DB_SLOW_MAX_CONCURRENT: int(2, 1, 64),
   TRACE_WORKERS_PER_DOMAIN: int(2, 1, 16),

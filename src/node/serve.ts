@@ -61,6 +61,9 @@ export async function startService(
     ctx: c.ctx,
     runner,
     adminToken: config.ADMIN_TOKEN,
+    ingestToken: config.INGEST_TOKEN,
+    statsToken: config.STATS_TOKEN,
+    traceToken: config.TRACE_TOKEN,
     maxBodyBytes: config.INGEST_MAX_BYTES,
     maxEvents: config.INGEST_MAX_EVENTS,
     metrics: metrics.render,
@@ -68,6 +71,16 @@ export async function startService(
     log: logger,
   });
   if (!config.ADMIN_TOKEN) log("ADMIN_TOKEN is not set: the /admin routes are off");
+  const open = [
+    ["INGEST_TOKEN", "POST /api/events"],
+    ["STATS_TOKEN", "/api/stats/*"],
+    ["TRACE_TOKEN", "/api/trace/*"],
+  ].filter(([name]) => !config[name as "INGEST_TOKEN" | "STATS_TOKEN" | "TRACE_TOKEN"]);
+  if (open.length) {
+    log(
+      `open to anyone (no token set): ${open.map(([name, route]) => `${route} (${name})`).join(", ")}`,
+    );
+  }
   const scheduler =
     options.scheduler !== false && config.ARCHIVE_CRON !== "off"
       ? startScheduler({

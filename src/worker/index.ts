@@ -80,6 +80,8 @@ async function setUp(env: Env): Promise<WorkerState> {
     ctx,
     runner,
     adminToken: config.ADMIN_TOKEN,
+    ingestToken: config.INGEST_TOKEN,
+    statsToken: config.STATS_TOKEN,
     maxBodyBytes: config.INGEST_MAX_BYTES,
     maxEvents: config.INGEST_MAX_EVENTS,
     log: { info: log, error: log },
