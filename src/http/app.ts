@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
+import type { StatsQuery } from "../core/admission.js";
 import type { JobContext } from "../core/archive.js";
 import { daysBefore, parsePartitionDate } from "../core/dates.js";
 import { BadInputError, describeError } from "../core/errors.js";
@@ -34,6 +35,11 @@ export interface AppOptions {
   maxEvents: number;
   /** Longest stats range in days. */
   maxStatsDays?: number;
+  /**
+   * Where the stats routes' queries run, admitted or refused (admitQueries); by default on the
+   * hot store's own connection. Node gives SQLite's to worker threads.
+   */
+  statsQuery?: StatsQuery;
   /** GET /metrics: the runtime's metrics text (Prometheus exposition), when it has some. */
   metrics?: () => Promise<{ contentType: string; body: string }>;
   /** Told of every accepted ingest batch. */
@@ -62,6 +68,7 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
   const { source, spec } = ctx;
   const q = source.dialect.quote;
   const maxDays = o.maxStatsDays ?? 366;
+  const statsQuery: StatsQuery = o.statsQuery ?? ((sql, params) => source.query(sql, params));
   const app = new Hono<AppEnv>();
 
   app.use(requestId());
@@ -83,11 +90,11 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
     });
   }
   app.onError((err, c) => {
-    const { status, body, detail } = httpError(err);
+    const { status, body, detail, headers } = httpError(err);
     if (detail !== undefined) {
       o.log?.error({ reqId: c.get("requestId"), status, err: detail }, "request failed");
     }
-    return c.json({ ...body, requestId: c.get("requestId") }, status);
+    return c.json({ ...body, requestId: c.get("requestId") }, status, headers);
   });
   // Each group's token before anything else reads the request (the ingest body included).
   app.use("/api/events", optionalBearer(o.ingestToken, "INGEST_TOKEN", "ingest"));
@@ -171,11 +178,12 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
   app.get("/api/stats/top-paths", async (c) => {
     const { from, to } = dateRange(c, maxDays);
     const limit = intParam(c, "limit", 10, 1, 1000);
-    const rows = await source.query(
+    const rows = await statsQuery(
       `SELECT path, COUNT(*) AS views FROM ${q(spec.table)}
        WHERE ${q(spec.partitionColumn)} BETWEEN ? AND ?
        GROUP BY path ORDER BY views DESC, path LIMIT ?`,
       [from, to, limit],
+      c.req.raw.signal,
     );
     return c.json({
       from,
@@ -190,11 +198,12 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
       throw new BadInputError("path must be given, start with '/' and be at most 512 characters");
     }
     const { from, to } = dateRange(c, maxDays);
-    const rows = await source.query(
+    const rows = await statsQuery(
       `SELECT ${q(spec.partitionColumn)} AS d, COUNT(*) AS views FROM ${q(spec.table)}
        WHERE ${q(spec.partitionColumn)} BETWEEN ? AND ? AND path = ?
        GROUP BY ${q(spec.partitionColumn)} ORDER BY ${q(spec.partitionColumn)}`,
       [from, to, path],
+      c.req.raw.signal,
     );
     return c.json({
       path,

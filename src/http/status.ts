@@ -1,5 +1,6 @@
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import {
+  BusyError,
   CleanupIncompleteError,
   JobNotReadyError,
   LeaseHeldError,
@@ -31,7 +32,16 @@ export function httpError(err: unknown): {
   status: ContentfulStatusCode;
   body: ErrorBody;
   detail?: string;
+  headers?: Record<string, string>;
 } {
+  // A refusal to protect the service: its message is ours and says when to come back.
+  if (err instanceof BusyError) {
+    return {
+      status: 503,
+      body: { error: "busy", message: describeError(err) },
+      headers: { "Retry-After": String(err.retryAfterSeconds) },
+    };
+  }
   const { status, body } = classify(err);
   if (status < 500) return { status, body };
   return { status, body: { error: body.error, message: SERVER_FAILED }, detail: body.message };
