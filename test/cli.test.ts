@@ -2,8 +2,10 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dateFolder, partPath } from "./helpers.js";
+import { type TestDb, postgresDb } from "./servers.js";
 
 const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
 let dir = "";
@@ -184,5 +186,40 @@ describe("sluice CLI", () => {
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stderr).toMatch(/failed verification: object \S+ is missing/);
+  });
+});
+
+const server = await postgresDb();
+afterAll(async () => {
+  await server?.close();
+});
+
+describe.runIf(server !== null)("sluice CLI on PostgreSQL", () => {
+  it("prepare-data --table with SQL in it exits 2 with one line, and runs none of it", async () => {
+    const db = server as TestDb;
+    await db.run("CREATE TABLE victim (id int)");
+    await db.run("INSERT INTO victim VALUES (1), (2)");
+    const table = "pwn (id int); DROP TABLE victim; CREATE TABLE pwn2";
+    const r = sluice(["prepare-data", "--count=10", "--date=2025-10-13", `--table=${table}`], {
+      SLUICE_DB: db.url,
+    });
+    expect(r.code, r.stderr).toBe(2);
+    const lines = r.stderr.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(
+      /table 'pwn \(id int\); DROP TABLE victim.*' is not a plain identifier/,
+    );
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      const victim = await client.query("SELECT COUNT(*)::int AS n FROM victim");
+      expect(victim.rows).toEqual([{ n: 2 }]);
+      const tables = await client.query(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",
+      );
+      expect(tables.rows.map((t) => t.table_name)).toEqual(["victim"]);
+    } finally {
+      await client.end();
+    }
   });
 });

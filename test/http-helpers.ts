@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import type { Logger } from "pino";
 import { prepareTrafficData } from "../src/core/traffic/prepare.js";
 import { loadConfig } from "../src/node/config.js";
 import { openSource } from "../src/node/open.js";
@@ -31,6 +32,8 @@ export interface ServerOptions {
   seed?: { date: string; count: number; days?: number }[];
   /** Extra or overriding env vars; `ADMIN_TOKEN: undefined` turns the admin routes off. */
   env?: Record<string, string | undefined>;
+  /** Where the service logs (pino); by default nowhere. */
+  logger?: Logger;
 }
 
 export async function startServer(o: ServerOptions = {}): Promise<TestServer> {
@@ -62,6 +65,7 @@ export async function startServer(o: ServerOptions = {}): Promise<TestServer> {
         ...o.env,
       }),
       abort.signal,
+      { logger: o.logger },
     );
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });

@@ -79,13 +79,11 @@ const partPath = (date: string) => {
 };
 
 describe("GET /healthz", () => {
-  it("answers 200 { ok: true } naming the database and the store", async () => {
+  it("answers 200 { ok: true } and nothing else (no database path, no store)", async () => {
     const res = await call(`${srv.url}/healthz`);
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^application\/json/);
-    expect(res.body).toMatchObject({ ok: true });
-    expect((res.body as { db: string }).db).toContain(srv.db);
-    expect((res.body as { store: string }).store).toContain("archive");
+    expect(res.body).toEqual({ ok: true });
   });
 });
 
@@ -246,7 +244,7 @@ describe("POST /api/events", () => {
     expect(tableCount(sql)).toBe(before);
   });
 
-  it("takes exactly INGEST_MAX_EVENTS events, and answers 413 { limit, count } for one more", async () => {
+  it("takes exactly INGEST_MAX_EVENTS events, and answers 413 { limit } for one more", async () => {
     const ts = Date.UTC(2025, 2, 15, 1, 0, 0);
     const tiny = (i: number) => ({ ts: ts + i, path: "/ingest/many", status: 200, duration_ms: 1 });
     const before = tableCount(sql);
@@ -256,8 +254,8 @@ describe("POST /api/events", () => {
     expect(res.status).toBe(413);
     expect(res.body).toMatchObject({
       error: "too_many_events",
+      message: `more than ${MAX_EVENTS} events in one batch; send at most ${MAX_EVENTS} per request`,
       limit: MAX_EVENTS,
-      count: MAX_EVENTS + 1,
     });
     expect(tableCount(sql)).toBe(before);
 
@@ -287,6 +285,61 @@ describe("POST /api/events", () => {
       body: new TextEncoder().encode(body),
     });
     expect(none.status).toBe(415);
+    expect(tableCount(sql)).toBe(before);
+  });
+});
+
+describe("POST /api/events: a body of many tiny events", () => {
+  // Big enough that splitting the whole body shows: 3M lines of `1`.
+  const BYTES = 6 << 20;
+  let big: TestServer;
+  beforeAll(async () => {
+    big = await startServer({ env: { INGEST_MAX_BYTES: String(BYTES + 1024) } });
+  });
+  afterAll(async () => {
+    await big?.stop();
+  });
+
+  /** Wall time of one post of `body`, which must be answered with `status`. */
+  async function timedPost(body: string, type: string, status: number): Promise<number> {
+    const started = performance.now();
+    const res = await postRaw(big.url, body, type);
+    const ms = performance.now() - started;
+    expect(res.status, res.text.slice(0, 200)).toBe(status);
+    if (status === 413) {
+      expect(res.body).toMatchObject({
+        error: "too_many_events",
+        message: `more than ${MAX_EVENTS} events in one batch; send at most ${MAX_EVENTS} per request`,
+        limit: MAX_EVENTS,
+      });
+    }
+    return ms;
+  }
+
+  it("answers 413 once the count passes INGEST_MAX_EVENTS, without splitting the rest of the body", async () => {
+    const before = tableCount(sql);
+    // The yardstick: a body of the same size that is one event (a 6 MB JSON string), refused
+    // with 400 after one parse. Reading 6 MB off the socket is in both.
+    const one = JSON.stringify("x".repeat(BYTES - 2));
+    const cases: [string, string, string][] = [
+      ["NDJSON lines of 1", "application/x-ndjson", "1\n".repeat(BYTES / 2)],
+      ["a JSON array of {}", "application/json", `[${"{},".repeat(BYTES / 3 - 1)}{}]`],
+    ];
+    for (const [what, type, body] of cases) {
+      // Taken in turns, the fastest of each: noise from the machine only ever adds time.
+      let yardstick = Number.POSITIVE_INFINITY;
+      let tooMany = Number.POSITIVE_INFINITY;
+      for (let i = 0; i < 5; i++) {
+        yardstick = Math.min(yardstick, await timedPost(one, type, 400));
+        tooMany = Math.min(tooMany, await timedPost(body, type, 413));
+      }
+      // Splitting 2-3M items first took 6-10x the yardstick here; counting as it scans, ~1x.
+      expect(
+        tooMany,
+        `${what}: ${tooMany.toFixed(0)} ms vs ${yardstick.toFixed(0)} ms`,
+      ).toBeLessThan(3 * yardstick);
+    }
+    expect(tableCount(big.sql())).toBe(0);
     expect(tableCount(sql)).toBe(before);
   });
 });

@@ -323,11 +323,11 @@ const killed = (date: Day, after: number) =>
  */
 const stale = (date: Day, after: number) =>
   cmd(`stale(${date}, after ${after})`, async (_m, r) => {
-    let reached = () => undefined as void;
+    let reached: () => void = () => undefined;
     const atPause = new Promise<void>((res) => {
       reached = res;
     });
-    let release = () => undefined as void;
+    let release: () => void = () => undefined;
     const until = new Promise<void>((res) => {
       release = res;
     });

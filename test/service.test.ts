@@ -163,6 +163,20 @@ describe("sluice serve", () => {
     expect(await second.exited).toBe(0);
   });
 
+  it("on SIGTERM also stops the threads that answered stats queries, and exits 0", async () => {
+    const dir = await hotDb("stats", [{ date: DAY, count: 2_000 }]);
+    const s = await serve(dir);
+    for (const path of ["/api/stats/top-paths", "/api/stats/path-daily?path=/&"]) {
+      const sep = path.includes("?") ? "" : "?";
+      const res = await fetch(`${s.url}${path}${sep}from=${DAY}&to=${DAY}`);
+      expect(res.status, await res.text()).toBe(200);
+    }
+    s.child.kill("SIGTERM");
+    // A thread left running would keep the process alive: give it a deadline, not forever.
+    const late = new Promise((r) => setTimeout(() => r("still running after 30 s"), 30_000));
+    expect(await Promise.race([s.exited, late])).toBe(0);
+  });
+
   it("a second signal exits at once, when the first is still waiting for a request", async () => {
     const dir = await hotDb("twice", [{ date: DAY, count: 10 }]);
     const s = await serve(dir);

@@ -4,7 +4,14 @@ import { daysBefore } from "../src/core/dates.js";
 import { mulberry32 } from "../src/core/random.js";
 import type { Row } from "../src/core/source.js";
 import { generateTrafficDay } from "../src/core/traffic/generate.js";
-import { type TestWorker, asEvent, ingest, ledgerOnDisk, startWorker } from "./worker-helpers.js";
+import {
+  TOKEN,
+  type TestWorker,
+  asEvent,
+  ingest,
+  ledgerOnDisk,
+  startWorker,
+} from "./worker-helpers.js";
 
 // The Worker in real workerd (Miniflare) with local D1 and R2: the seed's deployment target.
 
@@ -432,6 +439,40 @@ describe("the Worker on workerd with local D1 and R2", () => {
     const noToken = await w.fetch(`/admin/trigger-archive?date=${day}`, { method: "POST" });
     expect(noToken.status).toBe(401);
     expect(await w.sql("SELECT COUNT(*) AS n FROM archive_metadata")).toEqual([{ n: 0 }]);
+  });
+
+  it("INGEST_TOKEN and STATS_TOKEN (secrets or [vars]) guard ingest and stats as on Node", async () => {
+    const ingestToken = "worker-ingest-token-0123456789";
+    const statsToken = "worker-stats-token-0123456789";
+    const w = await open({ INGEST_TOKEN: ingestToken, STATS_TOKEN: statsToken });
+    const day = "2026-10-06";
+    const [batch] = [...generateTrafficDay(day, 5, 5)];
+    const post = (token?: string) =>
+      w.fetch("/api/events", {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
+        body: JSON.stringify((batch as Row[]).map(asEvent)),
+      });
+    for (const token of [undefined, statsToken, TOKEN]) {
+      const res = await post(token);
+      expect(res.status).toBe(401);
+      expect(res.headers.get("www-authenticate")).toMatch(/^Bearer /);
+    }
+    expect(await count(w, day)).toBe(0);
+    expect((await post(ingestToken)).status).toBe(201);
+    expect(await count(w, day)).toBe(5);
+
+    const stats = `/api/stats/top-paths?from=${day}&to=${day}`;
+    for (const token of [undefined, ingestToken, TOKEN]) {
+      const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+      expect((await w.fetch(stats, { headers })).status).toBe(401);
+    }
+    const ok = await w.fetch(stats, { headers: { authorization: `Bearer ${statsToken}` } });
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as { paths: unknown[] }).paths.length).toBeGreaterThan(0);
   });
 
   it("a bad setting makes every request a 503 that names it; no ADMIN_TOKEN turns admin off", async () => {

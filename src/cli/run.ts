@@ -2,6 +2,7 @@ import cluster from "node:cluster";
 import { rmSync } from "node:fs";
 import { parsePartitionDate, retentionCutoff } from "../core/dates.js";
 import { BadInputError, type ErrorKind, SluiceError, describeError } from "../core/errors.js";
+import { checkIdentifier } from "../core/ident.js";
 import {
   archiveAndCleanDate,
   archiveDate,
@@ -113,6 +114,8 @@ const commands: Record<string, (opts: Opts, io: Io) => Promise<void>> = {
       );
     }
     const date = parsePartitionDate(opts.date);
+    // Before the database file is created: a bad name leaves nothing behind.
+    checkIdentifier("table", config.SLUICE_TABLE);
     const source = openSource(config.SLUICE_DB, { create: true });
     const started = Date.now();
     try {

@@ -127,6 +127,19 @@ export class TooManyContainersError extends SluiceError {
   }
 }
 
+/**
+ * Refused to protect the service: too much of one kind of work is running or waiting. Nothing
+ * was done; the same request may succeed after `retryAfterSeconds`.
+ */
+export class BusyError extends SluiceError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super("conflict", message);
+  }
+}
+
 /** A background trace job's result was asked for before the job succeeded. */
 export class JobNotReadyError extends SluiceError {
   constructor(

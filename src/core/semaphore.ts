@@ -37,4 +37,9 @@ export class Semaphore {
   get inUse(): number {
     return this.active;
   }
+
+  /** Callers waiting for a slot. */
+  get queued(): number {
+    return this.waiting.length;
+  }
 }

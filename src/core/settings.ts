@@ -6,6 +6,10 @@ import { BadInputError } from "./errors.js";
 export const intSetting = (def: number, min: number, max: number) =>
   z.coerce.number().int().min(min).max(max).default(def);
 
+/** A bearer token: optional, and long enough not to be guessed. */
+export const tokenSetting = () =>
+  z.string().min(16, "must be at least 16 characters (e.g. openssl rand -hex 24)").optional();
+
 /**
  * The settings every runtime (Node service, CLI, Worker) shares: what to archive, how, and
  * the HTTP API's limits. Documented with their defaults in deploy/.env.example.
@@ -19,10 +23,9 @@ export const commonSettings = {
   SLUICE_CLEANUP_BUDGET_MS: intSetting(0, 0, 86_400_000),
   HOT_RETENTION_DAYS: intSetting(3, 0, 36_500),
   SLUICE_LEASE_MS: intSetting(120_000, 1_000, 86_400_000),
-  ADMIN_TOKEN: z
-    .string()
-    .min(16, "must be at least 16 characters (e.g. openssl rand -hex 24)")
-    .optional(),
+  ADMIN_TOKEN: tokenSetting(),
+  INGEST_TOKEN: tokenSetting(),
+  STATS_TOKEN: tokenSetting(),
   INGEST_MAX_BYTES: intSetting(5 << 20, 1024, 1 << 30),
   INGEST_MAX_EVENTS: intSetting(10_000, 1, 1_000_000),
 };

@@ -2,16 +2,19 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
+import type { StatsQuery } from "../core/admission.js";
 import type { JobContext } from "../core/archive.js";
 import { daysBefore, parsePartitionDate } from "../core/dates.js";
-import { BadInputError } from "../core/errors.js";
+import { BadInputError, describeError } from "../core/errors.js";
 import { insertAtomically } from "../core/insert.js";
 import { partitionStatus } from "../core/jobs.js";
 import type { JobKind, JobRunner } from "../core/runner.js";
 import { toCount } from "../core/source.js";
+import { splitEventBatch } from "../core/traffic/batch.js";
 import { BadEventError, parseTrafficEvent } from "../core/traffic/event.js";
 import { TRAFFIC_COLUMNS } from "../core/traffic/schema.js";
-import { sameSecret } from "./secret.js";
+import { hasBearer, optionalBearer, unauthorized } from "./bearer.js";
+import { refuseNulInQuery } from "./query-nul.js";
 import { httpError } from "./status.js";
 import { type TraceOptions, traceRoutes } from "./trace.js";
 
@@ -20,12 +23,23 @@ export interface AppOptions {
   runner: JobRunner;
   /** Bearer token for /admin/*; without one the admin routes are off. */
   adminToken?: string;
+  /** Bearer token for POST /api/events (INGEST_TOKEN); without one, ingest is open. */
+  ingestToken?: string;
+  /** Bearer token for /api/stats/* (STATS_TOKEN); without one, stats are open. */
+  statsToken?: string;
+  /** Bearer token for /api/trace/* (TRACE_TOKEN); without one, the trace routes are open. */
+  traceToken?: string;
   /** Largest ingest body in bytes (413 above). */
   maxBodyBytes: number;
   /** Most events in one ingest batch (413 above). */
   maxEvents: number;
   /** Longest stats range in days. */
   maxStatsDays?: number;
+  /**
+   * Where the stats routes' queries run, admitted or refused (admitQueries); by default on the
+   * hot store's own connection. Node gives SQLite's to worker threads.
+   */
+  statsQuery?: StatsQuery;
   /** GET /metrics: the runtime's metrics text (Prometheus exposition), when it has some. */
   metrics?: () => Promise<{ contentType: string; body: string }>;
   /** Told of every accepted ingest batch. */
@@ -54,6 +68,7 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
   const { source, spec } = ctx;
   const q = source.dialect.quote;
   const maxDays = o.maxStatsDays ?? 366;
+  const statsQuery: StatsQuery = o.statsQuery ?? ((sql, params) => source.query(sql, params));
   const app = new Hono<AppEnv>();
 
   app.use(requestId());
@@ -75,22 +90,38 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
     });
   }
   app.onError((err, c) => {
-    const { status, body } = httpError(err);
-    if (status >= 500) {
-      o.log?.error({ reqId: c.get("requestId"), err: body.message }, "request failed");
+    const { status, body, detail, headers } = httpError(err);
+    if (detail !== undefined) {
+      o.log?.error({ reqId: c.get("requestId"), status, err: detail }, "request failed");
     }
-    return c.json({ ...body, requestId: c.get("requestId") }, status);
+    return c.json({ ...body, requestId: c.get("requestId") }, status, headers);
   });
+  // Each group's token before anything else reads the request (the ingest body included).
+  app.use("/api/events", optionalBearer(o.ingestToken, "INGEST_TOKEN", "ingest"));
+  app.use("/api/stats/*", optionalBearer(o.statsToken, "STATS_TOKEN", "stats"));
+  app.use("/api/trace/*", optionalBearer(o.traceToken, "TRACE_TOKEN", "trace"));
+  app.use(refuseNulInQuery);
   app.notFound((c) =>
     c.json({ error: "not_found", message: `no route ${c.req.method} ${c.req.path}` }, 404),
   );
 
+  // Open to anyone, so it says ok or not and nothing of where the database or store is.
   app.get("/healthz", async (c) => {
     try {
       await source.query("SELECT 1 AS one");
-      return c.json({ ok: true, db: source.describe(), store: ctx.store.describe() });
+      return c.json({ ok: true });
     } catch (err) {
-      return c.json({ ok: false, message: `database unreachable: ${(err as Error).message}` }, 503);
+      const reqId = c.get("requestId");
+      o.log?.error({ reqId, status: 503, err: describeError(err) }, "health check failed");
+      return c.json(
+        {
+          ok: false,
+          error: "unavailable",
+          message: "the database does not answer",
+          requestId: reqId,
+        },
+        503,
+      );
     }
   });
 
@@ -127,19 +158,8 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
           415,
         );
       }
-      const parts = splitBatch(await c.req.text(), ndjson);
+      const parts = splitEventBatch(await c.req.text(), ndjson, o.maxEvents);
       if (parts.length === 0) throw new BadInputError("no events in the batch");
-      if (parts.length > o.maxEvents) {
-        return c.json(
-          {
-            error: "too_many_events",
-            message: `${parts.length} events in one batch; at most ${o.maxEvents}`,
-            limit: o.maxEvents,
-            count: parts.length,
-          },
-          413,
-        );
-      }
       // In order, so that the index a 400 names is the first bad event's.
       const rows = parts.map((part, i) =>
         parseTrafficEvent(ndjson ? parseLine(part as string, i) : part, i),
@@ -158,11 +178,12 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
   app.get("/api/stats/top-paths", async (c) => {
     const { from, to } = dateRange(c, maxDays);
     const limit = intParam(c, "limit", 10, 1, 1000);
-    const rows = await source.query(
+    const rows = await statsQuery(
       `SELECT path, COUNT(*) AS views FROM ${q(spec.table)}
        WHERE ${q(spec.partitionColumn)} BETWEEN ? AND ?
        GROUP BY path ORDER BY views DESC, path LIMIT ?`,
       [from, to, limit],
+      c.req.raw.signal,
     );
     return c.json({
       from,
@@ -177,11 +198,12 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
       throw new BadInputError("path must be given, start with '/' and be at most 512 characters");
     }
     const { from, to } = dateRange(c, maxDays);
-    const rows = await source.query(
+    const rows = await statsQuery(
       `SELECT ${q(spec.partitionColumn)} AS d, COUNT(*) AS views FROM ${q(spec.table)}
        WHERE ${q(spec.partitionColumn)} BETWEEN ? AND ? AND path = ?
        GROUP BY ${q(spec.partitionColumn)} ORDER BY ${q(spec.partitionColumn)}`,
       [from, to, path],
+      c.req.raw.signal,
     );
     return c.json({
       path,
@@ -202,14 +224,7 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
         403,
       );
     }
-    const m = /^Bearer (.+)$/.exec(c.req.header("authorization") ?? "");
-    if (!m || !(await sameSecret(m[1] as string, o.adminToken))) {
-      c.header("WWW-Authenticate", 'Bearer realm="sluice admin"');
-      return c.json(
-        { error: "unauthorized", message: "send Authorization: Bearer <ADMIN_TOKEN>" },
-        401,
-      );
-    }
+    if (!(await hasBearer(c, o.adminToken))) return unauthorized(c, "ADMIN_TOKEN", "admin");
     await next();
   });
 
@@ -254,21 +269,6 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
   });
 
   return app;
-}
-
-/** The events of a JSON array, or the non-blank lines of NDJSON (parsed one by one later). */
-function splitBatch(text: string, ndjson: boolean): unknown[] {
-  if (ndjson) return text.split("\n").filter((line) => line.trim() !== "");
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch (err) {
-    throw new BadInputError(`body is not JSON: ${(err as Error).message}`);
-  }
-  if (!Array.isArray(body)) {
-    throw new BadInputError("body must be a JSON array of events");
-  }
-  return body;
 }
 
 function parseLine(line: string, index: number): unknown {

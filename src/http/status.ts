@@ -1,5 +1,6 @@
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import {
+  BusyError,
   CleanupIncompleteError,
   JobNotReadyError,
   LeaseHeldError,
@@ -8,6 +9,7 @@ import {
   TooManyContainersError,
   describeError,
 } from "../core/errors.js";
+import { TooManyEventsError } from "../core/traffic/batch.js";
 import { BadEventError } from "../core/traffic/event.js";
 
 /** An error as the HTTP API answers it: `{ error, message, ...figures }`. */
@@ -17,14 +19,44 @@ export interface ErrorBody {
   [figure: string]: unknown;
 }
 
-/** The one place where errors become HTTP statuses. */
-export function httpError(err: unknown): { status: ContentfulStatusCode; body: ErrorBody } {
+/** What a client reads of a server-side failure; the detail goes to the log only. */
+export const SERVER_FAILED =
+  "the request failed on the server; its log has the details under this requestId";
+
+/**
+ * The one place where errors become HTTP statuses. A 5xx never carries the error's own words
+ * (a driver's message names tables, encodings, paths): its body is the error code and
+ * SERVER_FAILED, and `detail` holds the message for the log.
+ */
+export function httpError(err: unknown): {
+  status: ContentfulStatusCode;
+  body: ErrorBody;
+  detail?: string;
+  headers?: Record<string, string>;
+} {
+  // A refusal to protect the service: its message is ours and says when to come back.
+  if (err instanceof BusyError) {
+    return {
+      status: 503,
+      body: { error: "busy", message: describeError(err) },
+      headers: { "Retry-After": String(err.retryAfterSeconds) },
+    };
+  }
+  const { status, body } = classify(err);
+  if (status < 500) return { status, body };
+  return { status, body: { error: body.error, message: SERVER_FAILED }, detail: body.message };
+}
+
+function classify(err: unknown): { status: ContentfulStatusCode; body: ErrorBody } {
   const message = describeError(err);
   if (err instanceof BadEventError) {
     return {
       status: 400,
       body: { error: "bad_event", message, index: err.index, reason: err.reason },
     };
+  }
+  if (err instanceof TooManyEventsError) {
+    return { status: 413, body: { error: "too_many_events", message, limit: err.limit } };
   }
   if (err instanceof TooManyContainersError) {
     return {

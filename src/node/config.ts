@@ -5,6 +5,7 @@ import {
   intSetting as int,
   parseSettings,
   cleanupOptions as settingsCleanupOptions,
+  tokenSetting,
 } from "../core/settings.js";
 
 /** Every setting, from env vars (documented with defaults in deploy/.env.example). */
@@ -21,7 +22,10 @@ const schema = {
   HOST: z.string().min(1).default("127.0.0.1"),
   ARCHIVE_CRON: z.string().min(1).default("30 3 * * *"),
   WEB_CONCURRENCY: int(2, 1, 64),
+  STATS_MAX_CONCURRENT: int(2, 1, 64),
+  STATS_MAX_QUEUED: int(16, 0, 10_000),
   TRACE_DB: z.string().min(1).optional(),
+  TRACE_TOKEN: tokenSetting(),
   TRACE_EVENTS_CID_LIMIT: int(50_000, 1, 10_000_000),
   DB_SLOW_MAX_CONCURRENT: int(2, 1, 64),
   TRACE_WORKERS_PER_DOMAIN: int(2, 1, 16),

@@ -9,7 +9,7 @@ import {
 } from "prom-client";
 import type { JobContext } from "../core/archive.js";
 import type { JobView } from "../core/runner.js";
-import { toCount } from "../core/source.js";
+import { type Row, toCount } from "../core/source.js";
 
 export interface Metrics {
   /** Count a finished job: outcome, rows and bytes archived, rows deleted and remaining. */
@@ -23,11 +23,17 @@ const ASK = "sluice:cluster-metrics";
 
 /**
  * prom-client metrics. Hot-store rows by date are counted when scraped, at most once per
- * `hotRowsTtlMs`, by one grouped query on the (date, key) index. In a cluster worker,
+ * `hotRowsTtlMs`, by one grouped query on the (date, key) index, run by `query` (on SQLite a
+ * read thread: over millions of rows it takes a second). In a cluster worker,
  * /metrics answers for the whole cluster: the primary gathers every worker's (see
  * `serveClusterMetrics`); counters add up, the database's gauges are taken once.
  */
-export function createMetrics(ctx: JobContext, hotRowsTtlMs = 30_000): Metrics {
+export function createMetrics(
+  ctx: JobContext,
+  query: (sql: string, params: readonly unknown[]) => Promise<Row[]> = (sql, params) =>
+    ctx.source.query(sql, params),
+  hotRowsTtlMs = 30_000,
+): Metrics {
   const registry = new Registry();
   if (cluster.isWorker) {
     new AggregatorRegistry(); // its constructor makes this worker answer the primary
@@ -86,8 +92,9 @@ export function createMetrics(ctx: JobContext, hotRowsTtlMs = 30_000): Metrics {
     async collect() {
       if (Date.now() - hotCountedAt < hotRowsTtlMs) return;
       hotCountedAt = Date.now();
-      const rows = await source.query(
+      const rows = await query(
         `SELECT ${q(spec.partitionColumn)} AS d, COUNT(*) AS n FROM ${q(spec.table)} GROUP BY ${q(spec.partitionColumn)}`,
+        [],
       );
       this.reset();
       for (const r of rows) this.set({ date: String(r.d) }, toCount(r.n));

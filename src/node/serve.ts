@@ -3,6 +3,8 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { serve } from "@hono/node-server";
 import { type Logger, pino } from "pino";
+import { SqliteSource } from "../adapters/sqlite.js";
+import { type StatsQuery, admitQueries } from "../core/admission.js";
 import { BadInputError } from "../core/errors.js";
 import { GcPacer } from "../core/gc-pacer.js";
 import { JobRunner } from "../core/runner.js";
@@ -19,6 +21,7 @@ import { openContext } from "./context.js";
 import { fullGc } from "./full-gc.js";
 import { createMetrics } from "./metrics.js";
 import { openSource } from "./open.js";
+import { SqliteReadThreads } from "./read-threads.js";
 import { startScheduler } from "./scheduler.js";
 
 export interface Service {
@@ -48,7 +51,8 @@ export async function startService(
     }
   }
   const c = await openContext(config, { signal });
-  const metrics = createMetrics(c.ctx);
+  const stats = statsReads(config, c.ctx.source);
+  const metrics = createMetrics(c.ctx, stats.read);
   const runner = new JobRunner(c.ctx, c.owner, cleanupOptions(config), (job) => {
     metrics.jobFinished(job);
     const fields = { job: job.id, kind: job.kind, date: job.date, result: job.result };
@@ -61,13 +65,27 @@ export async function startService(
     ctx: c.ctx,
     runner,
     adminToken: config.ADMIN_TOKEN,
+    ingestToken: config.INGEST_TOKEN,
+    statsToken: config.STATS_TOKEN,
+    traceToken: config.TRACE_TOKEN,
     maxBodyBytes: config.INGEST_MAX_BYTES,
     maxEvents: config.INGEST_MAX_EVENTS,
+    statsQuery: stats.query,
     metrics: metrics.render,
     onIngest: metrics.ingested,
     log: logger,
   });
   if (!config.ADMIN_TOKEN) log("ADMIN_TOKEN is not set: the /admin routes are off");
+  const open = [
+    ["INGEST_TOKEN", "POST /api/events"],
+    ["STATS_TOKEN", "/api/stats/*"],
+    ["TRACE_TOKEN", "/api/trace/*"],
+  ].filter(([name]) => !config[name as "INGEST_TOKEN" | "STATS_TOKEN" | "TRACE_TOKEN"]);
+  if (open.length) {
+    log(
+      `open to anyone (no token set): ${open.map(([name, route]) => `${route} (${name})`).join(", ")}`,
+    );
+  }
   const scheduler =
     options.scheduler !== false && config.ARCHIVE_CRON !== "off"
       ? startScheduler({
@@ -113,6 +131,7 @@ export async function startService(
       await trace?.options.jobs?.stop();
       await new Promise<void>((r) => server.close(() => r()));
       await runner.drain();
+      await stats.close();
       await trace?.source.close();
       await c.close();
       resolve();
@@ -121,6 +140,43 @@ export async function startService(
     else signal.addEventListener("abort", () => void stop(), { once: true });
   });
   return { url, closed };
+}
+
+/**
+ * Where the stats routes' queries run: on SQLite, worker threads with read-only connections of
+ * their own (better-sqlite3 is synchronous: a GROUP BY over a large table would hold the event
+ * loop, health checks included); elsewhere the pool. Either way at most STATS_MAX_CONCURRENT
+ * at once and STATS_MAX_QUEUED waiting, beyond which a request gets 503 + Retry-After.
+ */
+function statsReads(
+  config: Config,
+  source: SqlSource,
+): {
+  /** For the stats routes: admitted, or refused with BusyError. */
+  query: StatsQuery;
+  /** For /metrics' hot rows (one query per scrape interval at most): the same place, unadmitted. */
+  read: StatsQuery;
+  close(): Promise<void>;
+} {
+  const admission = {
+    concurrent: config.STATS_MAX_CONCURRENT,
+    maxQueued: config.STATS_MAX_QUEUED,
+    retryAfterSeconds: 1,
+  };
+  if (source instanceof SqliteSource && source.path !== ":memory:") {
+    const threads = new SqliteReadThreads(
+      source.path,
+      config.STATS_MAX_CONCURRENT,
+      config.SLUICE_STATEMENT_TIMEOUT_MS,
+    );
+    return {
+      query: admitQueries(threads.query, admission),
+      read: threads.query,
+      close: () => threads.close(),
+    };
+  }
+  const read: StatsQuery = (sql, params) => source.query(sql, params);
+  return { query: admitQueries(read, admission), read, close: async () => undefined };
 }
 
 /**

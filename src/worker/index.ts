@@ -2,7 +2,7 @@ import type { Hono } from "hono";
 import { type D1DatabaseLike, D1Source } from "../adapters/d1.js";
 import { type R2BucketLike, R2Store } from "../adapters/r2.js";
 import type { JobContext } from "../core/archive.js";
-import { describeError } from "../core/errors.js";
+import { BadInputError, describeError } from "../core/errors.js";
 import { Ledger } from "../core/ledger.js";
 import { checkSpec } from "../core/partition.js";
 import { JobRunner } from "../core/runner.js";
@@ -43,7 +43,9 @@ let state: Promise<WorkerState> | null = null;
 async function setUp(env: Env): Promise<WorkerState> {
   const config = loadWorkerConfig(env);
   if (!env.DB || !env.ARCHIVE) {
-    throw new Error("the Worker needs a D1 binding named DB and an R2 binding named ARCHIVE");
+    throw new BadInputError(
+      "the Worker needs a D1 binding named DB and an R2 binding named ARCHIVE",
+    );
   }
   const source = new D1Source(env.DB);
   const store = new R2Store(env.ARCHIVE, {
@@ -78,6 +80,8 @@ async function setUp(env: Env): Promise<WorkerState> {
     ctx,
     runner,
     adminToken: config.ADMIN_TOKEN,
+    ingestToken: config.INGEST_TOKEN,
+    statsToken: config.STATS_TOKEN,
     maxBodyBytes: config.INGEST_MAX_BYTES,
     maxEvents: config.INGEST_MAX_EVENTS,
     log: { info: log, error: log },
@@ -116,8 +120,12 @@ export default {
     try {
       s = await stateFor(env);
     } catch (err) {
-      const message = describeError(err);
-      log({ error: message }, "worker set-up failed");
+      log({ error: describeError(err) }, "worker set-up failed");
+      // A bad setting is named, for whoever deploys; anything else (D1 unreachable, ...) only logged.
+      const message =
+        err instanceof BadInputError
+          ? describeError(err)
+          : "the Worker could not start; its log says why";
       return Response.json({ error: "unavailable", message }, { status: 503 });
     }
     return s.app.fetch(request, env, ctx as never);
