@@ -127,6 +127,17 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
     expect(await bad.json()).toMatchObject({ error: "bad_input" });
   });
 
+  it("seed-resolve over the whole range of dates (1000-01-01 to 9999-12-31) finds every seed", async () => {
+    const res = await post("/api/trace/seed-resolve", {
+      profile: "query_tool",
+      filter: { workcenter: "TMTT", from: "1000-01-01", to: "9999-12-31" },
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { count: number; containers: string[] };
+    expect(body.count).toBe(seeds.length);
+    expect([...body.containers].sort()).toEqual([...seeds].sort());
+  });
+
   for (const [profile, direction] of [
     ["query_tool", "forward"],
     ["query_tool_reverse", "backward"],
