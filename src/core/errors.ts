@@ -6,6 +6,7 @@ export type ErrorKind =
   | "bad_input" // the caller must change what they asked for
   | "not_found" // the thing asked about does not exist
   | "conflict" // someone else holds the partition; try again later
+  | "unavailable" // a system we depend on (the database) cannot be reached now; try again
   | "failed"; // the job ran and could not finish; the ledger says why
 
 export class SluiceError extends Error {
@@ -104,6 +105,17 @@ export class TooManyContainersError extends SluiceError {
       "bad_input",
       `${count} containers for profile ${profile}; the limit is ${limit} (TRACE_EVENTS_CID_LIMIT): narrow the seeds`,
     );
+  }
+}
+
+/**
+ * The database went away under a request (its connection was terminated, the server restarts
+ * or fails over, or refuses connections): nothing the caller did, and worth retrying. The
+ * message names what happened in our words, never the driver's text.
+ */
+export class UnavailableError extends SluiceError {
+  constructor(readonly what: string) {
+    super("unavailable", `the database is unavailable (${what}); try again shortly`);
   }
 }
 

@@ -75,7 +75,8 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
     });
   }
   app.onError((err, c) => {
-    const { status, body } = httpError(err);
+    const { status, body, headers } = httpError(err);
+    for (const [name, value] of Object.entries(headers ?? {})) c.header(name, value);
     if (status >= 500) {
       o.log?.error({ reqId: c.get("requestId"), err: body.message }, "request failed");
     }

@@ -6,6 +6,7 @@ import {
   NotVerifiedError,
   SluiceError,
   TooManyContainersError,
+  UnavailableError,
   describeError,
 } from "../core/errors.js";
 import { BadEventError } from "../core/traffic/event.js";
@@ -17,8 +18,12 @@ export interface ErrorBody {
   [figure: string]: unknown;
 }
 
-/** The one place where errors become HTTP statuses. */
-export function httpError(err: unknown): { status: ContentfulStatusCode; body: ErrorBody } {
+/** The one place where errors become HTTP statuses (and the headers that go with them). */
+export function httpError(err: unknown): {
+  status: ContentfulStatusCode;
+  body: ErrorBody;
+  headers?: Record<string, string>;
+} {
   const message = describeError(err);
   if (err instanceof BadEventError) {
     return {
@@ -61,10 +66,17 @@ export function httpError(err: unknown): { status: ContentfulStatusCode; body: E
       },
     };
   }
+  if (err instanceof UnavailableError) {
+    return {
+      status: 503,
+      body: { error: "unavailable", message },
+      headers: { "Retry-After": "5" },
+    };
+  }
   if (err instanceof SluiceError) {
-    const status = ({ bad_input: 400, not_found: 404, conflict: 409, failed: 500 } as const)[
-      err.kind
-    ];
+    const status = (
+      { bad_input: 400, not_found: 404, conflict: 409, unavailable: 503, failed: 500 } as const
+    )[err.kind];
     return { status, body: { error: err.kind, message } };
   }
   return { status: 500, body: { error: "internal", message } };
