@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { type Socket, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -112,6 +113,35 @@ describe.runIf(pgdb !== null)("trace routes when the database or a client misbeh
     }
   }
 
+  /**
+   * A client that sends a request and never reads the answer: a raw socket, paused. `drain`
+   * then reads what it can until the connection ends, and says how many bytes came.
+   */
+  function stuckClient(url: string, path: string, body: unknown) {
+    const u = new URL(url);
+    const socket: Socket = connect(Number(u.port), u.hostname);
+    const payload = JSON.stringify(body);
+    socket.write(
+      `POST ${path} HTTP/1.1\r\nHost: ${u.host}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(payload)}\r\n\r\n${payload}`,
+    );
+    socket.pause();
+    return {
+      socket,
+      drain: () =>
+        new Promise<{ bytes: number; ended: string }>((resolve) => {
+          let bytes = 0;
+          let tail = "";
+          socket.on("data", (d: Buffer) => {
+            bytes += d.length;
+            tail = (tail + d.toString("latin1")).slice(-16);
+          });
+          socket.on("error", () => undefined);
+          socket.once("close", () => resolve({ bytes, ended: tail }));
+          socket.resume();
+        }),
+    };
+  }
+
   /** Hold every statement on `table` (an ACCESS EXCLUSIVE lock in an open transaction). */
   async function lock(table: string): Promise<pg.Client> {
     const holder = new pg.Client({ connectionString: db.url });
@@ -124,6 +154,10 @@ describe.runIf(pgdb !== null)("trace routes when the database or a client misbeh
   beforeAll(async () => {
     const source = openSource(db.url);
     await prepareMesData(source, { scale: 0.01 });
+    // Rows of ~1 KB: a response of ~10 MB, more than the sockets' buffers hold, so that a
+    // client that does not read stops the server's writes.
+    await source.execute(`ALTER TABLE upstream_history ALTER COLUMN "SPEC" TYPE text`);
+    await source.execute(`UPDATE upstream_history SET "SPEC" = repeat('S', 1000)`);
     seeds = (
       await source.query<{ c: string }>(
         `SELECT DISTINCT "CONTAINERID" AS c FROM lot_moves ORDER BY 1 LIMIT 2000`,
@@ -201,5 +235,70 @@ describe.runIf(pgdb !== null)("trace routes when the database or a client misbeh
     expect(s.child.exitCode, s.stderr()).toBeNull();
     const again = await post(s.url, "/api/trace/pareto", { containers: seeds });
     expect(again.status).toBe(200);
+  });
+
+  it("clients that stop reading lose their slots after TRACE_IDLE_TIMEOUT_MS: a third request runs, no statement is left", async () => {
+    const s = await serve({ TRACE_IDLE_TIMEOUT_MS: "1000", DB_SLOW_MAX_CONCURRENT: "2" });
+    const request = { profile: "query_tool", containers: seeds, domains: ["upstream_history"] };
+    const stuck = [
+      stuckClient(s.url, "/api/trace/events", request),
+      stuckClient(s.url, "/api/trace/events", request),
+    ];
+    // Both slots taken: their statements are open.
+    const open = await until(
+      () => backends(s.app),
+      (b) => b.filter((x) => x.state !== "idle").length >= 2,
+    );
+    expect(open.filter((x) => x.state !== "idle").length).toBeGreaterThanOrEqual(2);
+    // The third waits for a slot; it gets one once the idle timeout has stopped a stuck one
+    // (a deadline, not a measurement: 30x the timeout).
+    const third = await fetch(`${s.url}/api/trace/events`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(request),
+      signal: AbortSignal.timeout(30_000),
+    });
+    expect(third.status).toBe(200);
+    const full = await third.text();
+    const body = JSON.parse(full) as { results: { upstream_history: { count: number } } };
+    expect(body.results.upstream_history.count).toBeGreaterThan(5000);
+    // Nothing of the stuck requests runs on in the database.
+    const left = await until(
+      () => backends(s.app),
+      (b) => b.every((x) => x.state === "idle"),
+    );
+    expect(left.filter((x) => x.state !== "idle")).toEqual([]);
+    // The server cut both stuck connections: what they got ends short of the response.
+    for (const c of stuck) {
+      const got = await c.drain();
+      expect(got.bytes).toBeLessThan(full.length);
+      expect(got.ended.endsWith("0\r\n\r\n")).toBe(false);
+    }
+    expect(s.child.exitCode, s.stderr()).toBeNull();
+  });
+
+  it("SIGTERM does not wait for a client that stopped reading", async () => {
+    const IDLE = 60_000;
+    const s = await serve({ TRACE_IDLE_TIMEOUT_MS: String(IDLE) });
+    const request = { profile: "query_tool", containers: seeds, domains: ["upstream_history"] };
+    const stuck = stuckClient(s.url, "/api/trace/events", request);
+    await until(
+      () => backends(s.app),
+      (b) => b.some((x) => x.state !== "idle"),
+    );
+    // Its writes have stopped by now (10 MB do not fit in the sockets' buffers).
+    await new Promise((r) => setTimeout(r, 1000));
+    const t0 = performance.now();
+    s.child.kill("SIGTERM");
+    const code = await Promise.race([
+      s.exited,
+      new Promise<"still running">((r) => setTimeout(() => r("still running"), IDLE / 3)),
+    ]);
+    const took = performance.now() - t0;
+    expect(code).toBe(0);
+    // Relative to the idle timeout it would otherwise have waited for: a small part of it.
+    expect(took).toBeLessThan(IDLE / 4);
+    expect(await backends(s.app)).toEqual([]);
+    stuck.socket.destroy();
   });
 });

@@ -55,7 +55,7 @@ export async function startService(
     if (job.state === "succeeded") logger.info(fields, "job done");
     else logger.error({ ...fields, error: job.error }, "job failed");
   });
-  const trace = await openTrace(config, log, c.ctx.store);
+  const trace = await openTrace(config, log, c.ctx.store, signal);
   const app = createApp({
     trace: trace?.options,
     ctx: c.ctx,
@@ -131,6 +131,7 @@ async function openTrace(
   config: Config,
   log: (line: string) => void,
   store: ObjectStore,
+  stopping: AbortSignal,
 ): Promise<{ source: SqlSource; options: TraceOptions } | null> {
   const url = config.TRACE_DB ?? config.SLUICE_DB;
   const source = openSource(url, {
@@ -157,6 +158,8 @@ async function openTrace(
       workersPerDomain: config.TRACE_WORKERS_PER_DOMAIN,
       fetchSize: config.TRACE_FETCHMANY_SIZE,
       maxBodyBytes: config.TRACE_MAX_BODY_BYTES,
+      idleTimeoutMs: config.TRACE_IDLE_TIMEOUT_MS,
+      stopping,
       gc: new GcPacer(config.TRACE_GC_EVERY_ROWS > 0 ? fullGc() : null, config.TRACE_GC_EVERY_ROWS),
       jobs: new TraceJobs(store, zlibCodec),
       codec: zlibCodec,
