@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FsStore } from "../src/adapters/fs.js";
+import { TooManyJobsError } from "../src/core/errors.js";
 import { type TraceJobWork, TraceJobs } from "../src/core/trace/trace-jobs.js";
 import { zlibCodec } from "../src/node/codec.js";
 
@@ -96,5 +97,24 @@ describe("trace jobs", () => {
       const gz = await jobs.result(job.id);
       expect(await new Response(gz?.pipeThrough(zlibCodec.gunzip())).text()).toBe(text);
     }
+  });
+
+  it("queued and running jobs are capped per process: one more is refused and records nothing", async () => {
+    const s = store();
+    const jobs = new TraceJobs(s, zlibCodec, { maxJobs: 3 });
+    const started = [];
+    for (let i = 0; i < 3; i++) started.push(await jobs.start(meta, neverSlot));
+    const objects = () => readdirSync(join(s.root, "trace-jobs")).length;
+    const before = objects();
+    const refused = await jobs.start(meta, neverSlot).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(TooManyJobsError);
+    expect((refused as TooManyJobsError).limit).toBe(3);
+    expect((refused as Error).message).toMatch(/3 .*TRACE_JOBS_MAX/);
+    expect(objects()).toBe(before);
+    // A finished (here: deleted) job frees its place.
+    await jobs.remove((started[0] as { id: string }).id);
+    const again = await jobs.start(meta, neverSlot);
+    expect(again.state).toBe("queued");
+    await jobs.stop();
   });
 });

@@ -119,6 +119,20 @@ export class UnavailableError extends SluiceError {
   }
 }
 
+/** As many trace jobs as allowed are queued or running in this process: one more is refused. */
+export class TooManyJobsError extends SluiceError {
+  constructor(
+    readonly limit: number,
+    /** When to try again, in seconds. */
+    readonly retryAfter = 30,
+  ) {
+    super(
+      "conflict",
+      `${limit} trace jobs are queued or running here, the most allowed (TRACE_JOBS_MAX): submit it again once one has finished`,
+    );
+  }
+}
+
 /** A background trace job's result was asked for before the job succeeded. */
 export class JobNotReadyError extends SluiceError {
   constructor(

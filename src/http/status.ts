@@ -6,6 +6,7 @@ import {
   NotVerifiedError,
   SluiceError,
   TooManyContainersError,
+  TooManyJobsError,
   UnavailableError,
   describeError,
 } from "../core/errors.js";
@@ -35,6 +36,13 @@ export function httpError(err: unknown): {
     return {
       status: 413,
       body: { error: "too_many_containers", message, limit: err.limit, count: err.count },
+    };
+  }
+  if (err instanceof TooManyJobsError) {
+    return {
+      status: 429,
+      body: { error: "too_many_jobs", message, limit: err.limit },
+      headers: { "Retry-After": String(err.retryAfter) },
     };
   }
   if (err instanceof LeaseHeldError) {

@@ -31,6 +31,7 @@ const schema = {
   TRACE_MEMORY_LIMIT_MB: int(4096, 0, 1 << 20),
   TRACE_GC_EVERY_ROWS: int(100_000, 0, 1 << 30),
   TRACE_IDLE_TIMEOUT_MS: int(30_000, 100, 3_600_000),
+  TRACE_JOBS_MAX: int(8, 1, 1000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 };
 

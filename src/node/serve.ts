@@ -161,7 +161,7 @@ async function openTrace(
       idleTimeoutMs: config.TRACE_IDLE_TIMEOUT_MS,
       stopping,
       gc: new GcPacer(config.TRACE_GC_EVERY_ROWS > 0 ? fullGc() : null, config.TRACE_GC_EVERY_ROWS),
-      jobs: new TraceJobs(store, zlibCodec),
+      jobs: new TraceJobs(store, zlibCodec, { maxJobs: config.TRACE_JOBS_MAX }),
       codec: zlibCodec,
       memoryGuard:
         limitMb > 0

@@ -1,5 +1,5 @@
 import type { Codec } from "../codec.js";
-import { describeError } from "../errors.js";
+import { TooManyJobsError, describeError } from "../errors.js";
 import { type ObjectStore, getText, putBytes } from "../store.js";
 
 export type TraceJobState = "queued" | "running" | "succeeded" | "failed" | "lost";
@@ -52,15 +52,28 @@ export class TraceJobs {
   private readonly prefix: string;
   private readonly heartbeatMs: number;
   private readonly lostAfterMs: number;
+  private readonly maxJobs: number;
+  /** Jobs admitted whose first status write is still under way. */
+  private starting = 0;
 
   constructor(
     private readonly store: ObjectStore,
     private readonly codec: Codec,
-    options: { prefix?: string; heartbeatMs?: number; lostAfterMs?: number } = {},
+    options: {
+      prefix?: string;
+      heartbeatMs?: number;
+      lostAfterMs?: number;
+      /**
+       * TRACE_JOBS_MAX: jobs queued or running in this process at once; one more is refused
+       * (each holds its request's container ids until it ends).
+       */
+      maxJobs?: number;
+    } = {},
   ) {
     this.prefix = options.prefix ?? "trace-jobs";
     this.heartbeatMs = options.heartbeatMs ?? 5000;
     this.lostAfterMs = options.lostAfterMs ?? Math.max(30_000, 6 * this.heartbeatMs);
+    this.maxJobs = options.maxJobs ?? 8;
   }
 
   private statusKey(id: string): string {
@@ -72,11 +85,19 @@ export class TraceJobs {
     return `${this.prefix}/${id}.json.gz`;
   }
 
-  /** Record the job (so that a status read right after finds it) and start it. */
+  /**
+   * Record the job (so that a status read right after finds it) and start it; a
+   * TooManyJobsError, and nothing recorded, when `maxJobs` are queued or running here.
+   */
   async start(
     meta: { profile: string; containers: number; domains: string[] },
     work: TraceJobWork,
   ): Promise<TraceJobStatus> {
+    // Counted before the first await: jobs submitted at once cannot all pass the check.
+    if (this.running.size + this.starting >= this.maxJobs) {
+      throw new TooManyJobsError(this.maxJobs);
+    }
+    this.starting++;
     const now = new Date().toISOString();
     const status: TraceJobStatus = {
       id: crypto.randomUUID(),
@@ -90,7 +111,11 @@ export class TraceJobs {
       bytes: null,
       error: null,
     };
-    await this.save(status);
+    try {
+      await this.save(status);
+    } finally {
+      this.starting--;
+    }
     const stop = new AbortController();
     const done = this.run(status, work, stop.signal);
     this.running.set(status.id, { stop, done });
