@@ -34,6 +34,16 @@ describe("configuration and input validation", () => {
     expect(() => loadConfig({ TRACE_GC_EVERY_ROWS: "many" })).toThrow(/TRACE_GC_EVERY_ROWS/);
   });
 
+  it("trace jobs: TRACE_JOBS_MAX 8, TRACE_JOB_TTL a duration (a bare number is seconds), 24h", () => {
+    expect(loadConfig({})).toMatchObject({ TRACE_JOBS_MAX: 8, TRACE_JOB_TTL: 86_400_000 });
+    expect(loadConfig({ TRACE_JOB_TTL: "90m" }).TRACE_JOB_TTL).toBe(5_400_000);
+    expect(loadConfig({ TRACE_JOB_TTL: "7d" }).TRACE_JOB_TTL).toBe(7 * 86_400_000);
+    expect(loadConfig({ TRACE_JOB_TTL: "3600" }).TRACE_JOB_TTL).toBe(3_600_000);
+    expect(() => loadConfig({ TRACE_JOB_TTL: "10ms" })).toThrow(/TRACE_JOB_TTL="10ms".*1 s/);
+    expect(() => loadConfig({ TRACE_JOB_TTL: "1 day" })).toThrow(/TRACE_JOB_TTL/);
+    expect(() => loadConfig({ TRACE_JOBS_MAX: "0" })).toThrow(/TRACE_JOBS_MAX="0"/);
+  });
+
   it("stops on a bad value, naming the variable, the value and the rule", () => {
     expect(() => loadConfig({ SLUICE_DELETE_BATCH: "1e9", HOT_RETENTION_DAYS: "three" })).toThrow(
       /SLUICE_DELETE_BATCH="1e9".*HOT_RETENTION_DAYS="three"/,

@@ -117,4 +117,58 @@ describe("trace jobs", () => {
     expect(again.state).toBe("queued");
     await jobs.stop();
   });
+
+  /** The job's objects in the store's folder (status, result). */
+  function objectsOf(s: FsStore, id: string): string[] {
+    try {
+      return readdirSync(join(s.root, "trace-jobs")).filter((f) => f.startsWith(id));
+    } catch {
+      return [];
+    }
+  }
+
+  /** Poll `check` every 20 ms until it holds, or 5 s. */
+  async function until(check: () => boolean | Promise<boolean>): Promise<boolean> {
+    for (let i = 0; i < 250; i++) {
+      if (await check()) return true;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return check();
+  }
+
+  it("TRACE_JOB_TTL: a finished job's status and result are swept after it; a live job is not", async () => {
+    const s = store();
+    const jobs = new TraceJobs(s, zlibCodec, { ttlMs: 300, heartbeatMs: 50 });
+    const done = await jobs.start(meta, writes('{"results":{}}', 3));
+    const live = await jobs.start(meta, neverSlot);
+    expect(await until(async () => (await jobs.status(done.id))?.state === "succeeded")).toBe(true);
+    expect(objectsOf(s, done.id).sort()).toEqual([`${done.id}.json.gz`, `${done.id}.status.json`]);
+    await jobs.startSweeping(100);
+    // Swept from the store itself, not only hidden from reads.
+    expect(await until(() => objectsOf(s, done.id).length === 0)).toBe(true);
+    expect(await jobs.status(done.id)).toBeNull();
+    expect(await jobs.result(done.id)).toBeNull();
+    // Queued all along, its heartbeat fresh: kept through several sweeps.
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await jobs.status(live.id))?.state).toBe("queued");
+    await jobs.stop();
+  });
+
+  it("on start, a sweep removes jobs that expired while no process ran", async () => {
+    const s = store();
+    const before = new TraceJobs(s, zlibCodec);
+    const job = await before.start(meta, writes('{"results":{}}', 2));
+    expect(await until(async () => (await before.status(job.id))?.state === "succeeded")).toBe(
+      true,
+    );
+    await before.stop();
+    await new Promise((r) => setTimeout(r, 400));
+    const after = new TraceJobs(s, zlibCodec, { ttlMs: 300 });
+    // Expired is gone for a reader at once, and from the store after the start's sweep.
+    expect(await after.status(job.id)).toBeNull();
+    expect(objectsOf(s, job.id).length).toBe(2);
+    await after.startSweeping(60_000);
+    expect(objectsOf(s, job.id)).toEqual([]);
+    await after.stop();
+  });
 });

@@ -7,6 +7,25 @@ import {
   cleanupOptions as settingsCleanupOptions,
 } from "../core/settings.js";
 
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration (`500ms`, `90s`, `30m`, `24h`, `7d`; a bare number is seconds), in ms. */
+const duration = (def: string, minMs: number, maxMs: number) =>
+  z
+    .string()
+    .regex(/^\d{1,12}(ms|s|m|h|d)?$/, "expected a duration such as 3600, 90m, 24h or 7d")
+    .default(def)
+    .transform((v) => {
+      const [, n, unit] = /^(\d+)([a-z]*)$/.exec(v) as RegExpExecArray;
+      return Number(n) * (UNIT_MS[unit || "s"] as number);
+    })
+    .pipe(
+      z
+        .number()
+        .min(minMs, `must be at least ${minMs / 1000} s`)
+        .max(maxMs, `must be at most ${maxMs / 86_400_000} days`),
+    );
+
 /** Every setting, from env vars (documented with defaults in deploy/.env.example). */
 const schema = {
   SLUICE_DB: z.string().min(1).default("sqlite:./data/sluice.db"),
@@ -32,6 +51,7 @@ const schema = {
   TRACE_GC_EVERY_ROWS: int(100_000, 0, 1 << 30),
   TRACE_IDLE_TIMEOUT_MS: int(30_000, 100, 3_600_000),
   TRACE_JOBS_MAX: int(8, 1, 1000),
+  TRACE_JOB_TTL: duration("24h", 1000, 365 * 86_400_000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 };
 

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { serve } from "@hono/node-server";
 import { type Logger, pino } from "pino";
-import { BadInputError } from "../core/errors.js";
+import { BadInputError, describeError } from "../core/errors.js";
 import { GcPacer } from "../core/gc-pacer.js";
 import { JobRunner } from "../core/runner.js";
 import { Semaphore } from "../core/semaphore.js";
@@ -149,6 +149,12 @@ async function openTrace(
     return null;
   }
   const limitMb = config.TRACE_MEMORY_LIMIT_MB;
+  const jobs = new TraceJobs(store, zlibCodec, {
+    maxJobs: config.TRACE_JOBS_MAX,
+    ttlMs: config.TRACE_JOB_TTL,
+  });
+  // Expired jobs go now (those that expired while no process ran) and then periodically.
+  jobs.startSweeping().catch((err) => log(`sweeping trace jobs failed: ${describeError(err)}`));
   return {
     source,
     options: {
@@ -161,7 +167,7 @@ async function openTrace(
       idleTimeoutMs: config.TRACE_IDLE_TIMEOUT_MS,
       stopping,
       gc: new GcPacer(config.TRACE_GC_EVERY_ROWS > 0 ? fullGc() : null, config.TRACE_GC_EVERY_ROWS),
-      jobs: new TraceJobs(store, zlibCodec, { maxJobs: config.TRACE_JOBS_MAX }),
+      jobs,
       codec: zlibCodec,
       memoryGuard:
         limitMb > 0

@@ -55,6 +55,8 @@ export class TraceJobs {
   private readonly maxJobs: number;
   /** Jobs admitted whose first status write is still under way. */
   private starting = 0;
+  private readonly ttlMs: number;
+  private sweeper: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     private readonly store: ObjectStore,
@@ -68,12 +70,19 @@ export class TraceJobs {
        * (each holds its request's container ids until it ends).
        */
       maxJobs?: number;
+      /**
+       * TRACE_JOB_TTL: how long a job's status and result are kept after it ended (or, for a
+       * lost one, after its last heartbeat); then reads no longer find them and a sweep
+       * deletes them. Default 24 h.
+       */
+      ttlMs?: number;
     } = {},
   ) {
     this.prefix = options.prefix ?? "trace-jobs";
     this.heartbeatMs = options.heartbeatMs ?? 5000;
     this.lostAfterMs = options.lostAfterMs ?? Math.max(30_000, 6 * this.heartbeatMs);
     this.maxJobs = options.maxJobs ?? 8;
+    this.ttlMs = options.ttlMs ?? 86_400_000;
   }
 
   private statusKey(id: string): string {
@@ -170,9 +179,18 @@ export class TraceJobs {
     );
   }
 
-  /** The job's status, or null for an id that was never a job here (or was deleted). */
+  /**
+   * The job's status, or null for an id that was never a job here, was deleted, or expired
+   * (TRACE_JOB_TTL after it ended).
+   */
   async status(id: string): Promise<TraceJobStatus | null> {
     if (!ID.test(id)) return null;
+    const status = await this.read(id);
+    return status === null || this.expired(status) ? null : status;
+  }
+
+  /** The status as stored, a job that stopped heartbeating read as lost. */
+  private async read(id: string): Promise<TraceJobStatus | null> {
     const text = await getText(this.store, this.statusKey(id));
     if (text === null) return null;
     const status = JSON.parse(text) as TraceJobStatus;
@@ -184,10 +202,65 @@ export class TraceJobs {
     return status;
   }
 
-  /** The stored result (gzip bytes) of a job that succeeded; null otherwise. */
+  /** Ended (or lost) longer than the TTL ago; a job that still heartbeats never is. */
+  private expired(status: TraceJobStatus): boolean {
+    if (status.state === "queued" || status.state === "running") return false;
+    const ended = Date.parse(status.finishedAt ?? status.heartbeatAt);
+    return Date.now() - ended > this.ttlMs;
+  }
+
+  /** The stored result (gzip bytes) of a job that succeeded and has not expired; else null. */
   async result(id: string): Promise<ReadableStream<Uint8Array> | null> {
     if (!ID.test(id)) return null;
+    const status = await this.read(id);
+    if (status === null || this.expired(status)) return null;
     return this.store.get(this.resultKey(id));
+  }
+
+  /**
+   * Delete the status and result of every expired job, and results whose status is gone;
+   * the number of jobs deleted. Every process of the service sweeps: deleting twice is
+   * harmless. A store that cannot list is not swept (reads still hide what expired).
+   */
+  async sweep(): Promise<number> {
+    if (!this.store.list) return 0;
+    const statuses = new Set<string>();
+    const results: string[] = [];
+    for await (const o of this.store.list(`${this.prefix}/`)) {
+      const name = o.key.slice(this.prefix.length + 1);
+      const id = name.slice(0, 36);
+      if (!ID.test(id)) continue;
+      if (name === `${id}.status.json`) statuses.add(id);
+      else if (name === `${id}.json.gz`) results.push(id);
+    }
+    let swept = 0;
+    for (const id of statuses) {
+      if (this.running.has(id)) continue;
+      const status = await this.read(id).catch(() => null);
+      if (status === null || !this.expired(status)) continue;
+      await this.store.delete(this.resultKey(id));
+      await this.store.delete(this.statusKey(id));
+      swept++;
+    }
+    // A result is stored only after its status: one without a status was deleted or swept
+    // halfway (a process stopped between the two deletes).
+    for (const id of results) {
+      if (statuses.has(id) || this.running.has(id)) continue;
+      if ((await this.store.head(this.statusKey(id))) === null) {
+        await this.store.delete(this.resultKey(id));
+      }
+    }
+    return swept;
+  }
+
+  /**
+   * Sweep now (resolves when done; what expired while no process ran goes first) and then
+   * every `everyMs` (default: the TTL, at most an hour) until stop().
+   */
+  async startSweeping(everyMs = Math.min(this.ttlMs, 3_600_000)): Promise<void> {
+    clearInterval(this.sweeper);
+    this.sweeper = setInterval(() => void this.sweep().catch(() => undefined), everyMs);
+    await this.sweep();
   }
 
   /** Stop the job if it runs here, and delete its status and result. */
@@ -204,8 +277,10 @@ export class TraceJobs {
     return existed;
   }
 
-  /** Stop every job running here (service shutdown); each records why it stopped. */
+  /** Stop every job running here (service shutdown), and the sweeps; each records why it stopped. */
   async stop(reason = "the service stopped; submit it again"): Promise<void> {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
     const jobs = [...this.running.values()];
     for (const j of jobs) j.stop.abort(new Error(reason));
     await Promise.all(jobs.map((j) => j.done));
