@@ -47,7 +47,13 @@ const schema = {
   // Unset: DB_SLOW_FETCHMANY_SIZE when that is set (the seed's name for it), else 1000.
   TRACE_FETCHMANY_SIZE: z.coerce.number().int().min(1).max(1_000_000).optional(),
   TRACE_MAX_BODY_BYTES: int(32 << 20, 1024, 1 << 30),
-  TRACE_MEMORY_LIMIT_MB: int(4096, 0, 1 << 20),
+  // Unset: derived from the cgroup's memory limit and WEB_CONCURRENCY (memory-limit.ts).
+  TRACE_MEMORY_LIMIT_MB: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1 << 20)
+    .optional(),
   TRACE_GC_EVERY_ROWS: int(100_000, 0, 1 << 30),
   TRACE_IDLE_TIMEOUT_MS: int(30_000, 100, 3_600_000),
   TRACE_JOBS_MAX: int(8, 1, 1000),

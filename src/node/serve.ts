@@ -17,6 +17,7 @@ import { zlibCodec } from "./codec.js";
 import { type Config, cleanupOptions } from "./config.js";
 import { openContext } from "./context.js";
 import { fullGc } from "./full-gc.js";
+import { traceMemoryLimit } from "./memory-limit.js";
 import { createMetrics } from "./metrics.js";
 import { openSource } from "./open.js";
 import { startScheduler } from "./scheduler.js";
@@ -148,7 +149,15 @@ async function openTrace(
     log("trace routes off: SLUICE_DB has no lot_moves table (set TRACE_DB)");
     return null;
   }
-  const limitMb = config.TRACE_MEMORY_LIMIT_MB;
+  const { mb: limitMb, from } = traceMemoryLimit(
+    config.TRACE_MEMORY_LIMIT_MB,
+    config.WEB_CONCURRENCY,
+  );
+  log(
+    limitMb > 0
+      ? `trace requests refused above ${limitMb} MB of resident memory (${from})`
+      : "trace memory guard off (TRACE_MEMORY_LIMIT_MB=0)",
+  );
   const jobs = new TraceJobs(store, zlibCodec, {
     maxJobs: config.TRACE_JOBS_MAX,
     ttlMs: config.TRACE_JOB_TTL,
