@@ -171,4 +171,50 @@ describe("trace jobs", () => {
     expect(objectsOf(s, job.id)).toEqual([]);
     await after.stop();
   });
+
+  it("DELETE in another process (a second worker on the same store) stops the job and it stays deleted", async () => {
+    const s = store();
+    const running = new TraceJobs(s, zlibCodec, { heartbeatMs: 50 });
+    const other = new TraceJobs(s, zlibCodec, { heartbeatMs: 50 });
+    const seen = { chunks: 0, stopped: false };
+    const CHUNKS = 300;
+    const slow: TraceJobWork = {
+      acquire: async () => () => undefined,
+      body: async (signal, wrote) => {
+        signal.addEventListener("abort", () => {
+          seen.stopped = true;
+        });
+        return new ReadableStream<Uint8Array>({
+          async pull(c) {
+            await new Promise((r) => setTimeout(r, 10));
+            if (signal.aborted) return c.error(signal.reason);
+            if (seen.chunks === CHUNKS) return c.close();
+            seen.chunks++;
+            c.enqueue(new TextEncoder().encode(" "));
+            wrote("defect_records", 1);
+          },
+        });
+      },
+    };
+    const job = await running.start(meta, slow);
+    expect(await until(async () => (await other.status(job.id))?.state === "running")).toBe(true);
+    expect(await other.remove(job.id)).toBe(true);
+    // The worker running it finds out by itself, between batches, and stops it.
+    expect(await until(() => seen.stopped)).toBe(true);
+    expect(seen.chunks).toBeLessThan(CHUNKS);
+    // Its last writes (heartbeats, the final status) do not bring it back.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(objectsOf(s, job.id).filter((f) => !f.includes(".deleted"))).toEqual([]);
+    expect(await other.status(job.id)).toBeNull();
+    expect(await running.status(job.id)).toBeNull();
+    expect(await running.result(job.id)).toBeNull();
+    // Deleted twice: no longer there.
+    expect(await other.remove(job.id)).toBe(false);
+    await running.stop();
+    // The marker outlives it by a TTL, then a sweep takes it too.
+    expect(objectsOf(s, job.id)).toEqual([`${job.id}.deleted.json`]);
+    await new Promise((r) => setTimeout(r, 60));
+    await new TraceJobs(s, zlibCodec, { ttlMs: 50 }).sweep();
+    expect(objectsOf(s, job.id)).toEqual([]);
+  });
 });

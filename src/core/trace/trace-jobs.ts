@@ -89,6 +89,30 @@ export class TraceJobs {
     return `${this.prefix}/${id}.status.json`;
   }
 
+  /**
+   * A deleted job's marker. Any process may receive the DELETE, and the one running the job
+   * finds the marker at its next status write (a heartbeat), stops the job, and writes
+   * nothing more of it; no write of its can bring the job back.
+   */
+  private deletedKey(id: string): string {
+    return `${this.prefix}/${id}.deleted.json`;
+  }
+
+  /** When the job was deleted (ms since the epoch); 0 for a marker that cannot be read. */
+  private async deletedAt(id: string): Promise<number> {
+    try {
+      const text = await getText(this.store, this.deletedKey(id));
+      const at = Date.parse((JSON.parse(text ?? "{}") as { deletedAt?: string }).deletedAt ?? "");
+      return Number.isNaN(at) ? 0 : at;
+    } catch {
+      return 0;
+    }
+  }
+
+  private async isDeleted(id: string): Promise<boolean> {
+    return (await this.store.head(this.deletedKey(id))) !== null;
+  }
+
   /** Where a finished job's result is: the /events response, gzipped. */
   resultKey(id: string): string {
     return `${this.prefix}/${id}.json.gz`;
@@ -121,22 +145,24 @@ export class TraceJobs {
       error: null,
     };
     try {
-      await this.save(status);
+      await this.put(status);
     } finally {
       this.starting--;
     }
     const stop = new AbortController();
-    const done = this.run(status, work, stop.signal);
+    const done = this.run(status, work, stop);
     this.running.set(status.id, { stop, done });
     return { ...status };
   }
 
-  private async run(status: TraceJobStatus, work: TraceJobWork, signal: AbortSignal) {
+  private async run(status: TraceJobStatus, work: TraceJobWork, stop: AbortController) {
+    const signal = stop.signal;
+    const deleted = () => stop.abort(new Error("the job was deleted"));
     // Status writes go one after another, each a snapshot taken when its turn comes, so the
     // last one written is the last state.
     let writes = Promise.resolve();
     const write = () => {
-      writes = writes.then(() => this.save(status)).catch(() => undefined);
+      writes = writes.then(() => this.save(status, deleted)).catch(() => undefined);
       return writes;
     };
     const beat = setInterval(() => void write(), this.heartbeatMs);
@@ -153,6 +179,12 @@ export class TraceJobs {
         this.resultKey(status.id),
         body.pipeThrough(this.codec.gzip()),
       );
+      // Deleted while the result was being stored: the result goes too.
+      if (await this.isDeleted(status.id)) {
+        await this.store.delete(this.resultKey(status.id));
+        deleted();
+        throw signal.reason;
+      }
       Object.assign(status, work.summary?.() ?? {});
       status.bytes = stored.bytes;
       status.state = "succeeded";
@@ -170,7 +202,7 @@ export class TraceJobs {
     }
   }
 
-  private async save(status: TraceJobStatus): Promise<void> {
+  private async put(status: TraceJobStatus): Promise<void> {
     status.heartbeatAt = new Date().toISOString();
     await putBytes(
       this.store,
@@ -180,13 +212,28 @@ export class TraceJobs {
   }
 
   /**
+   * Write a running job's status, unless it was deleted (by any process): then `deleted` is
+   * called and nothing stays written. The marker is written before a delete removes the
+   * status, so a write that lands after that removal sees the marker when it checks again.
+   */
+  private async save(status: TraceJobStatus, deleted: () => void): Promise<void> {
+    if (await this.isDeleted(status.id)) return deleted();
+    await this.put(status);
+    if (await this.isDeleted(status.id)) {
+      await this.store.delete(this.statusKey(status.id));
+      deleted();
+    }
+  }
+
+  /**
    * The job's status, or null for an id that was never a job here, was deleted, or expired
    * (TRACE_JOB_TTL after it ended).
    */
   async status(id: string): Promise<TraceJobStatus | null> {
     if (!ID.test(id)) return null;
     const status = await this.read(id);
-    return status === null || this.expired(status) ? null : status;
+    if (status === null || this.expired(status) || (await this.isDeleted(id))) return null;
+    return status;
   }
 
   /** The status as stored, a job that stopped heartbeating read as lost. */
@@ -212,8 +259,7 @@ export class TraceJobs {
   /** The stored result (gzip bytes) of a job that succeeded and has not expired; else null. */
   async result(id: string): Promise<ReadableStream<Uint8Array> | null> {
     if (!ID.test(id)) return null;
-    const status = await this.read(id);
-    if (status === null || this.expired(status)) return null;
+    if ((await this.status(id)) === null) return null;
     return this.store.get(this.resultKey(id));
   }
 
@@ -226,12 +272,14 @@ export class TraceJobs {
     if (!this.store.list) return 0;
     const statuses = new Set<string>();
     const results: string[] = [];
+    const markers: string[] = [];
     for await (const o of this.store.list(`${this.prefix}/`)) {
       const name = o.key.slice(this.prefix.length + 1);
       const id = name.slice(0, 36);
       if (!ID.test(id)) continue;
       if (name === `${id}.status.json`) statuses.add(id);
       else if (name === `${id}.json.gz`) results.push(id);
+      else if (name === `${id}.deleted.json`) markers.push(id);
     }
     let swept = 0;
     for (const id of statuses) {
@@ -250,6 +298,12 @@ export class TraceJobs {
         await this.store.delete(this.resultKey(id));
       }
     }
+    // A deleted job's marker is kept a TTL, long past the moment its process stopped it.
+    for (const id of markers) {
+      if (Date.now() - (await this.deletedAt(id)) > this.ttlMs) {
+        await this.store.delete(this.deletedKey(id));
+      }
+    }
     return swept;
   }
 
@@ -263,15 +317,23 @@ export class TraceJobs {
     await this.sweep();
   }
 
-  /** Stop the job if it runs here, and delete its status and result. */
+  /**
+   * Delete the job's status and result, and stop it: here at once, in another process (a
+   * second worker) at its next heartbeat, through the marker written first. False for a job
+   * that does not exist (or no longer: deleted or expired).
+   */
   async remove(id: string): Promise<boolean> {
     if (!ID.test(id)) return false;
+    const existed = (await this.status(id)) !== null;
+    if (existed) {
+      const marker = JSON.stringify({ id, deletedAt: new Date().toISOString() });
+      await putBytes(this.store, this.deletedKey(id), new TextEncoder().encode(marker));
+    }
     const job = this.running.get(id);
     if (job) {
       job.stop.abort(new Error("the job was deleted"));
       await job.done;
     }
-    const existed = (await this.store.head(this.statusKey(id))) !== null;
     await this.store.delete(this.resultKey(id));
     await this.store.delete(this.statusKey(id));
     return existed;
