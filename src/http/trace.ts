@@ -428,7 +428,14 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     const body = gzip ? gz : gz.pipeThrough(o.codec?.gunzip() ?? webCodec.gunzip());
     const headers: Record<string, string> = { "Content-Type": "application/json" };
     if (gzip) headers["Content-Encoding"] = "gzip";
-    return c.body(body, 200, headers);
+    // No slot is held, but a client that does not read would hold the stored object open.
+    const watched = watchedBody(body, {
+      idleMs: o.idleTimeoutMs ?? 30_000,
+      stop: requestStop(c),
+      stopping: o.stopping,
+      ended: () => undefined,
+    });
+    return c.body(watched, 200, headers);
   });
 
   app.delete("/jobs/:id", async (c) => {
