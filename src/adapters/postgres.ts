@@ -1,7 +1,7 @@
 import pg from "pg";
 import Cursor from "pg-cursor";
 import { daysBefore } from "../core/dates.js";
-import { UnavailableError } from "../core/errors.js";
+import { SluiceError, UnavailableError } from "../core/errors.js";
 import type { Dialect, Row, SqlExecutor, SqlSource, StreamOptions } from "../core/source.js";
 import { DEFAULT_FETCH_SIZE } from "../core/source.js";
 
@@ -85,6 +85,8 @@ const GONE: Record<string, string> = {
  */
 function unavailable(err: unknown, lost: Error | null = null): UnavailableError | null {
   if (err instanceof UnavailableError) return err;
+  // Our own errors (a lost lease, say) say more than the connection that went with them.
+  if (err instanceof SluiceError) return null;
   const e = err as { code?: unknown; message?: unknown } | null;
   const code = typeof e?.code === "string" ? e.code : "";
   const known = GONE[code];
