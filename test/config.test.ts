@@ -1,8 +1,15 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { daysBefore, parsePartitionDate, retentionCutoff } from "../src/core/dates.js";
 import { BadInputError } from "../src/core/errors.js";
 import { checkIdentifier } from "../src/core/ident.js";
 import { loadConfig } from "../src/node/config.js";
+import {
+  cgroupMemoryMax,
+  defaultTraceMemoryLimitMb,
+  traceMemoryLimit,
+} from "../src/node/memory-limit.js";
 
 describe("configuration and input validation", () => {
   it("defaults to the embedded store: SQLite and a local folder", () => {
@@ -32,6 +39,82 @@ describe("configuration and input validation", () => {
     expect(loadConfig({ TRACE_GC_EVERY_ROWS: "0" }).TRACE_GC_EVERY_ROWS).toBe(0);
     expect(() => loadConfig({ TRACE_GC_EVERY_ROWS: "-5" })).toThrow(/TRACE_GC_EVERY_ROWS="-5"/);
     expect(() => loadConfig({ TRACE_GC_EVERY_ROWS: "many" })).toThrow(/TRACE_GC_EVERY_ROWS/);
+  });
+
+  it("trace jobs: TRACE_JOBS_MAX 8, TRACE_JOB_TTL a duration (a bare number is seconds), 24h", () => {
+    expect(loadConfig({})).toMatchObject({ TRACE_JOBS_MAX: 8, TRACE_JOB_TTL: 86_400_000 });
+    expect(loadConfig({ TRACE_JOB_TTL: "90m" }).TRACE_JOB_TTL).toBe(5_400_000);
+    expect(loadConfig({ TRACE_JOB_TTL: "7d" }).TRACE_JOB_TTL).toBe(7 * 86_400_000);
+    expect(loadConfig({ TRACE_JOB_TTL: "3600" }).TRACE_JOB_TTL).toBe(3_600_000);
+    expect(() => loadConfig({ TRACE_JOB_TTL: "10ms" })).toThrow(/TRACE_JOB_TTL="10ms".*1 s/);
+    expect(() => loadConfig({ TRACE_JOB_TTL: "1 day" })).toThrow(/TRACE_JOB_TTL/);
+    expect(() => loadConfig({ TRACE_JOBS_MAX: "0" })).toThrow(/TRACE_JOBS_MAX="0"/);
+  });
+
+  it("TRACE_MEMORY_LIMIT_MB's default: the cgroup's limit shared by the workers, with headroom", () => {
+    const GiB = 1024 ** 3;
+    expect(defaultTraceMemoryLimitMb(6 * GiB, 2)).toBe(2304);
+    expect(defaultTraceMemoryLimitMb(6 * GiB, 1)).toBe(4608);
+    expect(defaultTraceMemoryLimitMb(2 * GiB, 4)).toBe(384);
+    // No limit found: the seed's MemoryMax=6G is assumed.
+    expect(defaultTraceMemoryLimitMb(null, 2)).toBe(2304);
+    for (const workers of [1, 2, 3, 8]) {
+      expect(defaultTraceMemoryLimitMb(6 * GiB, workers) * workers).toBeLessThan(6 * 1024);
+    }
+  });
+
+  it("as deployed (sluice.service's MemoryMax, WEB_CONCURRENCY's default), the workers' limits stay under MemoryMax", () => {
+    const unit = readFileSync(join(import.meta.dirname, "..", "deploy", "sluice.service"), "utf8");
+    const [, size, unitSuffix] = /^MemoryMax=(\d+)([KMGT]?)$/m.exec(unit) ?? [];
+    const memoryMax = Number(size) * 1024 ** " KMGT".indexOf(unitSuffix || " ");
+    expect(memoryMax).toBe(6 * 1024 ** 3);
+    const config = loadConfig({});
+    const inUnit = (path: string) =>
+      path === "/proc/self/cgroup"
+        ? "0::/system.slice/sluice.service\n"
+        : path === "/sys/fs/cgroup/system.slice/sluice.service/memory.max"
+          ? `${memoryMax}\n`
+          : null;
+    const { mb, from } = traceMemoryLimit(
+      config.TRACE_MEMORY_LIMIT_MB,
+      config.WEB_CONCURRENCY,
+      inUnit,
+    );
+    expect(mb * config.WEB_CONCURRENCY * 1048576).toBeLessThan(memoryMax);
+    expect(from).toMatch(/cgroup memory limit 6144 MB/);
+    // Set explicitly, it is taken as it is.
+    const set = loadConfig({ TRACE_MEMORY_LIMIT_MB: "1000" });
+    expect(traceMemoryLimit(set.TRACE_MEMORY_LIMIT_MB, 2, inUnit).mb).toBe(1000);
+  });
+
+  it("reads the tightest cgroup memory limit (v2 memory.max, v1 memory.limit_in_bytes), or none", () => {
+    const files = (map: Record<string, string>) => (path: string) => map[path] ?? null;
+    expect(
+      cgroupMemoryMax(
+        files({
+          "/proc/self/cgroup": "0::/system.slice/sluice.service\n",
+          "/sys/fs/cgroup/system.slice/sluice.service/memory.max": "6442450944\n",
+          "/sys/fs/cgroup/system.slice/memory.max": "max\n",
+        }),
+      ),
+    ).toBe(6442450944);
+    // Inside a container: its namespace's root.
+    expect(
+      cgroupMemoryMax(
+        files({ "/proc/self/cgroup": "0::/\n", "/sys/fs/cgroup/memory.max": "2147483648" }),
+      ),
+    ).toBe(2147483648);
+    expect(
+      cgroupMemoryMax(
+        files({
+          "/proc/self/cgroup": "4:memory:/box/a\n1:cpu:/\n",
+          "/sys/fs/cgroup/memory/box/a/memory.limit_in_bytes": "9223372036854771712",
+          "/sys/fs/cgroup/memory/box/memory.limit_in_bytes": "1073741824",
+        }),
+      ),
+    ).toBe(1073741824);
+    expect(cgroupMemoryMax(files({ "/proc/self/cgroup": "0::/user.slice\n" }))).toBeNull();
+    expect(cgroupMemoryMax(files({}))).toBeNull();
   });
 
   it("stops on a bad value, naming the variable, the value and the rule", () => {

@@ -1,4 +1,6 @@
+import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
+import { KeyedHash } from "../src/core/keyed-hash.js";
 import { ContainerIds } from "../src/core/trace/container-ids.js";
 import { fullGc } from "../src/node/full-gc.js";
 
@@ -48,5 +50,95 @@ describe("ContainerIds", () => {
     expect(after.heapUsed - before.heapUsed).toBeLessThan(2 * 1024 * 1024);
     expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(6 * 1024 * 1024);
     expect(ids.indexOf("C0199999-01")).toBe(n - 1);
+  });
+});
+
+/** The hash ContainerIds used before keyed hashing: FNV-1a over the code units, unseeded. */
+function oldFnv1a(s: string, from = 0x811c9dc5): number {
+  let h = from;
+  for (let k = 0; k < s.length; k++) h = Math.imul(h ^ s.charCodeAt(k), 0x01000193);
+  return h >>> 0;
+}
+
+const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.";
+
+/** A random string of `n` characters that MES_ID accepts. */
+function randomId(n: number): string {
+  let s = "";
+  for (let i = 0; i < n; i++) s += ALPHABET[Math.floor(Math.random() * ALPHABET.length)];
+  return s;
+}
+
+/**
+ * 2^k distinct ids of 4k characters with one and the same old FNV-1a hash (Joux's
+ * multicollision): per stage two 4-character blocks that lead from the same state to the
+ * same full 32-bit state (a birthday search, ~2^16 blocks), so that any choice of one block
+ * per stage ends in the same hash, whatever the table size. What a hostile client can post.
+ */
+function oldHashMulticollision(k: number): string[] {
+  let ids = [""];
+  let state = 0x811c9dc5;
+  for (let stage = 0; stage < k; stage++) {
+    const seen = new Map<number, string>();
+    for (;;) {
+      const block = randomId(4);
+      const h = oldFnv1a(block, state);
+      const other = seen.get(h);
+      if (other !== undefined && other !== block) {
+        ids = ids.flatMap((id) => [id + other, id + block]);
+        state = h | 0;
+        break;
+      }
+      seen.set(h, block);
+    }
+  }
+  return ids;
+}
+
+describe("ContainerIds under hostile ids (invariant 10: no unseeded hash of request data)", () => {
+  /** The fastest of 3 runs adding `ids` to a fresh set, in ms. */
+  function addTime(ids: string[]): number {
+    let best = Number.POSITIVE_INFINITY;
+    for (let run = 0; run < 3; run++) {
+      const set = new ContainerIds({ ids: ids.length, chars: ids.length * 64 });
+      const t0 = performance.now();
+      for (const id of ids) set.add(id);
+      best = Math.min(best, performance.now() - t0);
+      expect(set.size).toBe(ids.length);
+    }
+    return best;
+  }
+
+  it("ids that all collide under the old FNV-1a add about as fast as ordinary ids", () => {
+    const crafted = oldHashMulticollision(14);
+    expect(crafted.length).toBe(16_384);
+    expect(new Set(crafted).size).toBe(crafted.length);
+    expect(new Set(crafted.map((id) => oldFnv1a(id))).size).toBe(1);
+    const ordinary = crafted.map(() => randomId(56));
+    addTime(ordinary); // warm-up
+    const plain = addTime(ordinary);
+    const hostile = addTime(crafted);
+    // Relative, with a generous factor: with the old hash the crafted ids took ~120x longer
+    // (every add probes the whole run of its predecessors).
+    expect(hostile / Math.max(plain, 0.05)).toBeLessThan(20);
+  });
+
+  it("the keys differ per process: the same ids hash differently in two processes", () => {
+    const script = `import("./dist/core/keyed-hash.js").then((m) => console.log(JSON.stringify(["C-1", "LOT-20251013-0001", "x"].map((s) => m.processHash.string(s)))))`;
+    const run = () =>
+      JSON.parse(
+        execFileSync(process.execPath, ["--input-type=module", "-e", script], {
+          encoding: "utf8",
+        }),
+      ) as number[];
+    const a = run();
+    const b = run();
+    expect(a).toHaveLength(3);
+    // Equal in all three would be a 2^-96 chance with independent keys.
+    expect(a).not.toEqual(b);
+    // Within one process, one id always has one hash (the table relies on it).
+    const h = new KeyedHash();
+    expect(h.string("C-1")).toBe(h.string("C-1"));
+    expect(h.codes(new Uint8Array([67, 45, 49]), 0, 3)).toBe(h.string("C-1"));
   });
 });

@@ -116,6 +116,25 @@ describe("S3Store on an S3-protocol server", () => {
     expect(back.digest("hex")).toBe(src.digest());
   });
 
+  it("lists the objects under a key prefix, keys as the store names them", async () => {
+    const store = new S3Store({ bucket: BUCKET, prefix: "listed", client });
+    const put = (key: string) =>
+      store.put(key, new Response(new TextEncoder().encode(key)).body as ReadableStream);
+    for (const key of ["trace-jobs/a.status.json", "trace-jobs/a.json.gz", "other/b.json"]) {
+      await put(key);
+    }
+    const listed = async (prefix: string) => {
+      const out: { key: string; bytes: number }[] = [];
+      for await (const o of store.list(prefix)) out.push(o);
+      return out.sort((x, y) => x.key.localeCompare(y.key));
+    };
+    expect(await listed("trace-jobs/")).toEqual([
+      { key: "trace-jobs/a.json.gz", bytes: 20 },
+      { key: "trace-jobs/a.status.json", bytes: 24 },
+    ]);
+    expect(await listed("nothing/")).toEqual([]);
+  });
+
   it("aborts a multipart upload whose source fails, leaving no object", async () => {
     const store = new S3Store({ bucket: BUCKET, prefix: "fail", client, partSize: 5 << 20 });
     sent.length = 0;

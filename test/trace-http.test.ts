@@ -43,7 +43,11 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
   let collections = 0;
   const GC_EVERY = 500;
   const jobsDir = mkdtempSync(join(tmpdir(), "sluice-trace-jobs-"));
-  const jobs = new TraceJobs(new FsStore(jobsDir), zlibCodec, { heartbeatMs: 200 });
+  const MAX_JOBS = 3;
+  const jobs = new TraceJobs(new FsStore(jobsDir), zlibCodec, {
+    heartbeatMs: 200,
+    maxJobs: MAX_JOBS,
+  });
 
   beforeAll(async () => {
     const appName = `sluice_trace_${process.pid}`;
@@ -125,6 +129,17 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
     });
     expect(bad.status).toBe(400);
     expect(await bad.json()).toMatchObject({ error: "bad_input" });
+  });
+
+  it("seed-resolve over the whole range of dates (1000-01-01 to 9999-12-31) finds every seed", async () => {
+    const res = await post("/api/trace/seed-resolve", {
+      profile: "query_tool",
+      filter: { workcenter: "TMTT", from: "1000-01-01", to: "9999-12-31" },
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { count: number; containers: string[] };
+    expect(body.count).toBe(seeds.length);
+    expect([...body.containers].sort()).toEqual([...seeds].sort());
   });
 
   for (const [profile, direction] of [
@@ -375,6 +390,38 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
       }
     }
     expect(recorded()).toBe(before);
+  });
+
+  it("jobs beyond TRACE_JOBS_MAX (queued + running) are a 429 with Retry-After, and none is recorded", async () => {
+    // Both slots held: the jobs accepted stay queued.
+    const held = [await slots.acquire(), await slots.acquire()];
+    const accepted: string[] = [];
+    try {
+      const request = { profile: "query_tool", containers: seeds.slice(0, 5) };
+      for (let i = 0; i < MAX_JOBS; i++) {
+        const res = await post("/api/trace/jobs", request);
+        expect(res.status).toBe(202);
+        accepted.push(String(((await res.json()) as Row).id));
+      }
+      const files = readdirSync(join(jobsDir, "trace-jobs")).length;
+      const refused = await post("/api/trace/jobs", request);
+      expect(refused.status).toBe(429);
+      expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+      const body = (await refused.json()) as Row;
+      expect(body).toMatchObject({ error: "too_many_jobs", limit: MAX_JOBS });
+      expect(String(body.message)).toContain(String(MAX_JOBS));
+      expect(readdirSync(join(jobsDir, "trace-jobs")).length).toBe(files);
+    } finally {
+      for (const id of accepted) await fetch(`${url}/api/trace/jobs/${id}`, { method: "DELETE" });
+      for (const release of held) release();
+    }
+    const ok = await post("/api/trace/jobs", {
+      profile: "query_tool",
+      containers: seeds.slice(0, 5),
+    });
+    expect(ok.status).toBe(202);
+    const id = String(((await ok.json()) as Row).id);
+    await waitJob(id, (st) => st.state === "succeeded");
   });
 
   it("a running job: its result is a 409 until done; DELETE stops it and its statements", async () => {

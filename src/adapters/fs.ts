@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { Readable } from "node:stream";
 import { BadInputError } from "../core/errors.js";
 import type { ObjectInfo, ObjectStore } from "../core/store.js";
@@ -102,7 +102,31 @@ export class FsStore implements ObjectStore {
     }
   }
 
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    // The folder holding every key with this prefix: what comes before its last '/'.
+    const folder = prefix.includes("/") ? prefix.slice(0, prefix.lastIndexOf("/")) : "";
+    let entries: Awaited<ReturnType<typeof readdirEntries>>;
+    try {
+      entries = await readdirEntries(folder ? this.path(folder) : this.root);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw err;
+    }
+    for (const e of entries) {
+      // Temp files of writes under way start with '.', and are no objects yet.
+      if (!e.isFile() || e.name.startsWith(".")) continue;
+      const key = relative(this.root, join(e.parentPath, e.name)).split(sep).join("/");
+      if (!key.startsWith(prefix)) continue;
+      const info = await this.head(key);
+      if (info) yield info;
+    }
+  }
+
   describe(): string {
     return `file:${this.root}`;
   }
+}
+
+function readdirEntries(dir: string) {
+  return readdir(dir, { recursive: true, withFileTypes: true });
 }

@@ -1,6 +1,7 @@
 import pg from "pg";
 import Cursor from "pg-cursor";
 import { daysBefore } from "../core/dates.js";
+import { SluiceError, UnavailableError } from "../core/errors.js";
 import type {
   Column,
   Dialect,
@@ -75,6 +76,73 @@ const types = {
   },
 };
 
+/** What a connection error means to a caller, by SQLSTATE or socket error code. */
+const GONE: Record<string, string> = {
+  "57P01": "the server terminated the connection",
+  "57P02": "the server is shutting down",
+  "57P03": "the server is starting up or shutting down",
+  "53300": "the server has no connection left",
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  EPIPE: "connection closed",
+  ETIMEDOUT: "connection timed out",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "host not found",
+};
+
+/**
+ * An error that means the connection or the server went away, not that the statement failed,
+ * as an UnavailableError (a 503, in words of ours); null for anything else. `lost` is what
+ * the client reported while checked out, if anything.
+ */
+function unavailable(err: unknown, lost: Error | null = null): UnavailableError | null {
+  if (err instanceof UnavailableError) return err;
+  // Our own errors (a lost lease, say) say more than the connection that went with them.
+  if (err instanceof SluiceError) return null;
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === "string" ? e.code : "";
+  const known = GONE[code];
+  if (known) return new UnavailableError(known);
+  if (code.startsWith("08")) return new UnavailableError(`connection failure ${code}`);
+  const message = typeof e?.message === "string" ? e.message : "";
+  if (lost !== null || message.startsWith("Connection terminated")) {
+    return new UnavailableError("its connection was closed");
+  }
+  return null;
+}
+
+/**
+ * A checked-out client's 'error' and 'end', for as long as it is checked out. pg emits 'error'
+ * on a client whose connection dies (pg_terminate_backend, a restart, a failover); the pool
+ * listens only while the client is idle, and an 'error' nobody listens to ends the process.
+ */
+function watch(client: pg.PoolClient) {
+  let lost: Error | null = null;
+  let wake: () => void = () => undefined;
+  const gone = new Promise<void>((resolve) => {
+    wake = resolve;
+  });
+  const onError = (err: Error) => {
+    lost ??= err;
+    wake();
+  };
+  const onEnd = () => onError(new Error("Connection terminated"));
+  client.on("error", onError);
+  client.on("end", onEnd);
+  return {
+    lost: () => lost,
+    /** Resolves once the connection is gone. */
+    gone,
+    /** Called right before release(), which puts the pool's own listener back. */
+    stop() {
+      client.off("error", onError);
+      client.off("end", onEnd);
+    },
+  };
+}
+
 class ClientExecutor implements SqlExecutor {
   readonly dialect = postgresDialect;
   constructor(private readonly client: pg.PoolClient) {}
@@ -118,12 +186,45 @@ export class PostgresSource implements SqlSource {
   }
 
   async query<T extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
-    return (await this.pool.query(toDollarParams(sql), params as unknown[])).rows as T[];
+    try {
+      return (await this.pool.query(toDollarParams(sql), params as unknown[])).rows as T[];
+    } catch (err) {
+      throw unavailable(err) ?? err;
+    }
   }
 
   async execute(sql: string, params: readonly unknown[] = []): Promise<{ changes: number }> {
-    const res = await this.pool.query(toDollarParams(sql), params as unknown[]);
-    return { changes: res.rowCount ?? 0 };
+    try {
+      const res = await this.pool.query(toDollarParams(sql), params as unknown[]);
+      return { changes: res.rowCount ?? 0 };
+    } catch (err) {
+      throw unavailable(err) ?? err;
+    }
+  }
+
+  private async connect(): Promise<pg.PoolClient> {
+    try {
+      return await this.pool.connect();
+    } catch (err) {
+      throw unavailable(err) ?? err;
+    }
+  }
+
+  /**
+   * Stop what a backend runs, from a connection of its own: the pool may be full of the very
+   * statements being stopped. A cancel that arrives after the statement ended does nothing.
+   */
+  private async cancelBackend(pid: number): Promise<void> {
+    const c = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 5000 });
+    c.on("error", () => undefined);
+    try {
+      await c.connect();
+      await c.query("SELECT pg_cancel_backend($1)", [pid]);
+    } catch {
+      // The database is gone too: the statement went with it.
+    } finally {
+      await c.end().catch(() => undefined);
+    }
   }
 
   async *stream(
@@ -132,29 +233,59 @@ export class PostgresSource implements SqlSource {
     options: StreamOptions = {},
   ): AsyncIterable<Row[]> {
     const size = options.batchSize ?? DEFAULT_FETCH_SIZE;
-    const client = await this.pool.connect();
+    const signal = options.signal;
+    const client = await this.connect();
+    const health = watch(client);
     const cursor = client.query(new Cursor(toDollarParams(sql), params as unknown[]));
-    let failed = false;
+    let reading = false;
+    let cancelled: Promise<void> | null = null;
+    // Aborted while a fetch runs: the statement is stopped on the server, not just left.
+    const onAbort = () => {
+      if (reading)
+        cancelled ??= this.cancelBackend((client as unknown as { processID: number }).processID);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    let clean = true;
     try {
       for (;;) {
-        options.signal?.throwIfAborted();
-        const rows = (await cursor.read(size)) as Row[];
+        signal?.throwIfAborted();
+        let rows: Row[];
+        reading = true;
+        try {
+          rows = (await cursor.read(size)) as Row[];
+        } catch (err) {
+          clean = false;
+          if (signal?.aborted) throw signal.reason;
+          throw unavailable(err, health.lost()) ?? err;
+        } finally {
+          reading = false;
+        }
         if (rows.length === 0) return;
         yield rows;
         if (rows.length < size) return;
       }
-    } catch (err) {
-      failed = true;
-      throw err;
     } finally {
-      await cursor.close().catch(() => undefined);
-      // A client whose statement was interrupted is not put back for someone else.
-      client.release(failed ? true : undefined);
+      signal?.removeEventListener("abort", onAbort);
+      if (cancelled) {
+        // Not given back before the cancel is through: it must not reach someone else's statement.
+        clean = false;
+        await cancelled;
+      }
+      // After a failed fetch the connection may be dead, and closing the portal would wait for
+      // an answer that never comes: the client is discarded instead.
+      if (clean && health.lost() === null) {
+        await Promise.race([cursor.close(), health.gone]).catch(() => {
+          clean = false;
+        });
+      }
+      health.stop();
+      client.release(clean && health.lost() === null ? undefined : true);
     }
   }
 
   async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
+    const client = await this.connect();
+    const health = watch(client);
     let broken = false;
     try {
       await client.query("BEGIN");
@@ -162,12 +293,15 @@ export class PostgresSource implements SqlSource {
       await client.query("COMMIT");
       return result;
     } catch (err) {
-      await client.query("ROLLBACK").catch(() => {
-        broken = true;
-      });
-      throw err;
+      if (health.lost() === null) {
+        await client.query("ROLLBACK").catch(() => {
+          broken = true;
+        });
+      }
+      throw unavailable(err, health.lost()) ?? err;
     } finally {
-      client.release(broken ? true : undefined);
+      health.stop();
+      client.release(broken || health.lost() !== null ? true : undefined);
     }
   }
 

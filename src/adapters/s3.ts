@@ -6,6 +6,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   NoSuchKey,
   NotFound,
   PutObjectCommand,
@@ -187,6 +188,24 @@ export class S3Store implements ObjectStore {
     await this.o.client.send(
       new DeleteObjectCommand({ Bucket: this.o.bucket, Key: this.key(key) }),
     );
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const strip = this.o.prefix ? this.o.prefix.length + 1 : 0;
+    let token: string | undefined;
+    do {
+      const page = await this.o.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.o.bucket,
+          Prefix: this.key(prefix),
+          ContinuationToken: token,
+        }),
+      );
+      for (const o of page.Contents ?? []) {
+        if (o.Key) yield { key: o.Key.slice(strip), bytes: o.Size ?? 0 };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
   }
 
   describe(): string {

@@ -23,8 +23,17 @@ import { startService } from "../node/serve.js";
 import { bytes, describeList, describeStatus, fmt } from "./format.js";
 import { progressLine } from "./progress.js";
 
-/** Exit codes: 0 done, 1 the job failed, 2 bad input (fix the command), 75 busy (retry later). */
-const EXIT: Record<ErrorKind, number> = { bad_input: 2, not_found: 2, failed: 1, conflict: 75 };
+/**
+ * Exit codes: 0 done, 1 the job failed, 2 bad input (fix the command), 75 busy or the database
+ * unreachable (retry later).
+ */
+const EXIT: Record<ErrorKind, number> = {
+  bad_input: 2,
+  not_found: 2,
+  failed: 1,
+  conflict: 75,
+  unavailable: 75,
+};
 
 type Opts = Record<string, unknown> & { json?: boolean };
 

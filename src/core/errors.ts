@@ -6,6 +6,7 @@ export type ErrorKind =
   | "bad_input" // the caller must change what they asked for
   | "not_found" // the thing asked about does not exist
   | "conflict" // someone else holds the partition; try again later
+  | "unavailable" // a system we depend on (the database) cannot be reached now; try again
   | "failed"; // the job ran and could not finish; the ledger says why
 
 export class SluiceError extends Error {
@@ -137,6 +138,31 @@ export class BusyError extends SluiceError {
     readonly retryAfterSeconds: number,
   ) {
     super("conflict", message);
+  }
+}
+
+/**
+ * The database went away under a request (its connection was terminated, the server restarts
+ * or fails over, or refuses connections): nothing the caller did, and worth retrying. The
+ * message names what happened in our words, never the driver's text.
+ */
+export class UnavailableError extends SluiceError {
+  constructor(readonly what: string) {
+    super("unavailable", `the database is unavailable (${what}); try again shortly`);
+  }
+}
+
+/** As many trace jobs as allowed are queued or running in this process: one more is refused. */
+export class TooManyJobsError extends SluiceError {
+  constructor(
+    readonly limit: number,
+    /** When to try again, in seconds. */
+    readonly retryAfter = 30,
+  ) {
+    super(
+      "conflict",
+      `${limit} trace jobs are queued or running here, the most allowed (TRACE_JOBS_MAX): submit it again once one has finished`,
+    );
   }
 }
 

@@ -26,7 +26,7 @@ export interface ArchiveOutcome {
 /** Errors that mean "the job broke" (as opposed to "you asked for something wrong"). */
 function isFailure(err: unknown): boolean {
   if (err instanceof LeaseLostError || err instanceof NotVerifiedError) return false;
-  if (err instanceof SluiceError) return err.kind === "failed";
+  if (err instanceof SluiceError) return err.kind === "failed" || err.kind === "unavailable";
   return !(err instanceof Error && err.name === "AbortError");
 }
 

@@ -17,6 +17,11 @@ export interface ObjectStore {
   get(key: string): Promise<ReadableStream<Uint8Array> | null>;
   head(key: string): Promise<ObjectInfo | null>;
   delete(key: string): Promise<void>;
+  /**
+   * The objects whose keys start with `prefix`, in no given order. Optional: what needs it
+   * (sweeping expired trace jobs) does without on a store that cannot list.
+   */
+  list?(prefix: string): AsyncIterable<ObjectInfo>;
   /** Where this store points, safe to print. */
   describe(): string;
 }

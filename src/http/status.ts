@@ -7,6 +7,8 @@ import {
   NotVerifiedError,
   SluiceError,
   TooManyContainersError,
+  TooManyJobsError,
+  UnavailableError,
   describeError,
 } from "../core/errors.js";
 import { TooManyEventsError } from "../core/traffic/batch.js";
@@ -23,18 +25,21 @@ export interface ErrorBody {
 export const SERVER_FAILED =
   "the request failed on the server; its log has the details under this requestId";
 
-/**
- * The one place where errors become HTTP statuses. A 5xx never carries the error's own words
- * (a driver's message names tables, encodings, paths): its body is the error code and
- * SERVER_FAILED, and `detail` holds the message for the log.
- */
-export function httpError(err: unknown): {
+interface HttpError {
   status: ContentfulStatusCode;
   body: ErrorBody;
+  /** The error's own message, for the log, when the body does not carry it. */
   detail?: string;
   headers?: Record<string, string>;
-} {
-  // A refusal to protect the service: its message is ours and says when to come back.
+}
+
+/**
+ * The one place where errors become HTTP statuses (and the headers that go with them). A 5xx
+ * never carries the error's own words (a driver's message names tables, encodings, paths):
+ * its body is the error code and SERVER_FAILED, and `detail` holds the message for the log.
+ * Refusals whose message is ours and says when to come back (busy, unavailable) keep it.
+ */
+export function httpError(err: unknown): HttpError {
   if (err instanceof BusyError) {
     return {
       status: 503,
@@ -42,12 +47,17 @@ export function httpError(err: unknown): {
       headers: { "Retry-After": String(err.retryAfterSeconds) },
     };
   }
-  const { status, body } = classify(err);
-  if (status < 500) return { status, body };
-  return { status, body: { error: body.error, message: SERVER_FAILED }, detail: body.message };
+  const c = classify(err);
+  if (c.status < 500 || err instanceof UnavailableError) return c;
+  return {
+    status: c.status,
+    body: { error: c.body.error, message: SERVER_FAILED },
+    detail: c.body.message,
+    headers: c.headers,
+  };
 }
 
-function classify(err: unknown): { status: ContentfulStatusCode; body: ErrorBody } {
+function classify(err: unknown): HttpError {
   const message = describeError(err);
   if (err instanceof BadEventError) {
     return {
@@ -62,6 +72,13 @@ function classify(err: unknown): { status: ContentfulStatusCode; body: ErrorBody
     return {
       status: 413,
       body: { error: "too_many_containers", message, limit: err.limit, count: err.count },
+    };
+  }
+  if (err instanceof TooManyJobsError) {
+    return {
+      status: 429,
+      body: { error: "too_many_jobs", message, limit: err.limit },
+      headers: { "Retry-After": String(err.retryAfter) },
     };
   }
   if (err instanceof LeaseHeldError) {
@@ -93,10 +110,17 @@ function classify(err: unknown): { status: ContentfulStatusCode; body: ErrorBody
       },
     };
   }
+  if (err instanceof UnavailableError) {
+    return {
+      status: 503,
+      body: { error: "unavailable", message },
+      headers: { "Retry-After": "5" },
+    };
+  }
   if (err instanceof SluiceError) {
-    const status = ({ bad_input: 400, not_found: 404, conflict: 409, failed: 500 } as const)[
-      err.kind
-    ];
+    const status = (
+      { bad_input: 400, not_found: 404, conflict: 409, unavailable: 503, failed: 500 } as const
+    )[err.kind];
     return { status, body: { error: err.kind, message } };
   }
   return { status: 500, body: { error: "internal", message } };

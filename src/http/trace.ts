@@ -7,6 +7,7 @@ import {
   JobNotReadyError,
   NotFoundError,
   TooManyContainersError,
+  describeError,
 } from "../core/errors.js";
 import type { GcPacer } from "../core/gc-pacer.js";
 import {
@@ -41,6 +42,7 @@ import { idBatches } from "../core/trace/readers.js";
 import { MES_ID, checkSeedFilter, resolveSeeds } from "../core/trace/seed-resolve.js";
 import type { TraceJobs } from "../core/trace/trace-jobs.js";
 import type { AppEnv, RequestLog } from "./app.js";
+import { IdleClientError, watchedBody } from "./watched-body.js";
 
 export const PROFILES = ["query_tool", "query_tool_reverse", "mid_section_defect"] as const;
 export type Profile = (typeof PROFILES)[number];
@@ -58,6 +60,13 @@ export interface TraceOptions {
   maxBodyBytes: number;
   /** Full collections every so many rows streamed, by all trace requests (TRACE_GC_EVERY_ROWS). */
   gc?: GcPacer;
+  /**
+   * TRACE_IDLE_TIMEOUT_MS: longest a streamed response may wait for its client to take the
+   * next chunk before it is cut and its statements stopped (default 30 s).
+   */
+  idleTimeoutMs?: number;
+  /** Aborted when the service stops: a client that is not reading is not waited for. */
+  stopping?: AbortSignal;
   /** Why the process is too full to take a trace request now, or null. */
   memoryGuard?: () => string | null;
   /** Background trace jobs (POST /api/trace/jobs): results and statuses in the object store. */
@@ -151,21 +160,47 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     return ids;
   };
   /**
-   * A streamed 200 whose slot is given back when the body ends, fails, or the client leaves,
-   * and what it left is then collected (the pacer decides whether it was large enough).
+   * What a streamed request's statements read with: aborted when its client goes away, or
+   * when its body stops early (watchedBody).
+   */
+  const requestStop = (c: Context): AbortController => {
+    const stop = new AbortController();
+    const gone = c.req.raw.signal;
+    if (gone.aborted) stop.abort(gone.reason);
+    else gone.addEventListener("abort", () => stop.abort(gone.reason), { once: true });
+    return stop;
+  };
+
+  /**
+   * A streamed 200 that a client cannot hold by not reading (TRACE_IDLE_TIMEOUT_MS). Its slot
+   * is given back once the body has ended, failed, or been stopped and its statements with
+   * it; what it left is then collected (the pacer decides whether it was large enough).
    */
   const streamed = (
-    c: Context,
+    c: Context<AppEnv>,
     stream: ReadableStream<Uint8Array>,
+    stop: AbortController,
     release: () => void,
     type: string,
   ): Response => {
-    const ended = () => {
-      release();
-      o.gc?.end();
-    };
-    const body = stream.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ flush: ended }));
-    c.req.raw.signal.addEventListener("abort", ended, { once: true });
+    const body = watchedBody(stream, {
+      idleMs: o.idleTimeoutMs ?? 30_000,
+      stop,
+      stopping: o.stopping,
+      ended: (how, reason) => {
+        release();
+        o.gc?.end();
+        const reqId = c.get("requestId");
+        if (reason instanceof IdleClientError) {
+          o.log?.info(
+            { reqId, idleMs: reason.idleMs },
+            "trace response cut: the client stopped reading",
+          );
+        } else if (how === "failed") {
+          o.log?.error({ reqId, err: describeError(reason) }, "trace response failed mid-way");
+        }
+      },
+    });
     return c.body(body, 200, { "Content-Type": type });
   };
 
@@ -203,8 +238,9 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     // Streamed as the walk finds edges (the seed's 114K containers made 54 MB of JSON): edges
     // first, then the containers reached, which only the end of the walk knows.
     const release = await o.slots.acquire(c.req.raw.signal);
+    const stop = requestStop(c);
     let end: LineageEnd | null = null;
-    const walk = walkLineage(o.source, seeds, direction, { signal: c.req.raw.signal });
+    const walk = walkLineage(o.source, seeds, direction, { signal: stop.signal });
     let first: IteratorResult<LineageEdge[], LineageEnd>;
     try {
       // The first statement runs before the status is sent: a failure there is a proper error.
@@ -236,7 +272,7 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
       ["count", () => reached().size],
       ["depth", () => (end as LineageEnd).depth],
     ]);
-    return streamed(c, stream, release, "application/json");
+    return streamed(c, stream, stop, release, "application/json");
   });
 
   /**
@@ -331,15 +367,16 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     const r = await eventsRequest(c);
     const ndjson = (c.req.header("accept") ?? "").includes("application/x-ndjson");
     const release = await o.slots.acquire(c.req.raw.signal);
+    const stop = requestStop(c);
     let stream: ReadableStream<Uint8Array>;
     try {
-      ({ stream } = await eventsBody(r, c.req.raw.signal, ndjson));
+      ({ stream } = await eventsBody(r, stop.signal, ndjson));
     } catch (err) {
       release();
       throw err;
     }
     c.header("X-Trace-Containers", String(r.cids.size));
-    return streamed(c, stream, release, ndjson ? "application/x-ndjson" : "application/json");
+    return streamed(c, stream, stop, release, ndjson ? "application/x-ndjson" : "application/json");
   });
 
   // The same request as /events, run in the background: 202 now, the result in the store.
@@ -391,7 +428,14 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     const body = gzip ? gz : gz.pipeThrough(o.codec?.gunzip() ?? webCodec.gunzip());
     const headers: Record<string, string> = { "Content-Type": "application/json" };
     if (gzip) headers["Content-Encoding"] = "gzip";
-    return c.body(body, 200, headers);
+    // No slot is held, but a client that does not read would hold the stored object open.
+    const watched = watchedBody(body, {
+      idleMs: o.idleTimeoutMs ?? 30_000,
+      stop: requestStop(c),
+      stopping: o.stopping,
+      ended: () => undefined,
+    });
+    return c.body(watched, 200, headers);
   });
 
   app.delete("/jobs/:id", async (c) => {

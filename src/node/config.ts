@@ -8,6 +8,25 @@ import {
   tokenSetting,
 } from "../core/settings.js";
 
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration (`500ms`, `90s`, `30m`, `24h`, `7d`; a bare number is seconds), in ms. */
+const duration = (def: string, minMs: number, maxMs: number) =>
+  z
+    .string()
+    .regex(/^\d{1,12}(ms|s|m|h|d)?$/, "expected a duration such as 3600, 90m, 24h or 7d")
+    .default(def)
+    .transform((v) => {
+      const [, n, unit] = /^(\d+)([a-z]*)$/.exec(v) as RegExpExecArray;
+      return Number(n) * (UNIT_MS[unit || "s"] as number);
+    })
+    .pipe(
+      z
+        .number()
+        .min(minMs, `must be at least ${minMs / 1000} s`)
+        .max(maxMs, `must be at most ${maxMs / 86_400_000} days`),
+    );
+
 /** Every setting, from env vars (documented with defaults in deploy/.env.example). */
 const schema = {
   SLUICE_DB: z.string().min(1).default("sqlite:./data/sluice.db"),
@@ -32,8 +51,17 @@ const schema = {
   // Unset: DB_SLOW_FETCHMANY_SIZE when that is set (the seed's name for it), else 1000.
   TRACE_FETCHMANY_SIZE: z.coerce.number().int().min(1).max(1_000_000).optional(),
   TRACE_MAX_BODY_BYTES: int(32 << 20, 1024, 1 << 30),
-  TRACE_MEMORY_LIMIT_MB: int(4096, 0, 1 << 20),
+  // Unset: derived from the cgroup's memory limit and WEB_CONCURRENCY (memory-limit.ts).
+  TRACE_MEMORY_LIMIT_MB: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1 << 20)
+    .optional(),
   TRACE_GC_EVERY_ROWS: int(100_000, 0, 1 << 30),
+  TRACE_IDLE_TIMEOUT_MS: int(30_000, 100, 3_600_000),
+  TRACE_JOBS_MAX: int(8, 1, 1000),
+  TRACE_JOB_TTL: duration("24h", 1000, 365 * 86_400_000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 };
 

@@ -5,7 +5,7 @@ import { serve } from "@hono/node-server";
 import { type Logger, pino } from "pino";
 import { SqliteSource } from "../adapters/sqlite.js";
 import { type StatsQuery, admitQueries } from "../core/admission.js";
-import { BadInputError } from "../core/errors.js";
+import { BadInputError, describeError } from "../core/errors.js";
 import { GcPacer } from "../core/gc-pacer.js";
 import { JobRunner } from "../core/runner.js";
 import { Semaphore } from "../core/semaphore.js";
@@ -19,6 +19,7 @@ import { zlibCodec } from "./codec.js";
 import { type Config, cleanupOptions } from "./config.js";
 import { openContext } from "./context.js";
 import { fullGc } from "./full-gc.js";
+import { traceMemoryLimit } from "./memory-limit.js";
 import { createMetrics } from "./metrics.js";
 import { openSource } from "./open.js";
 import { SqliteReadThreads } from "./read-threads.js";
@@ -59,7 +60,7 @@ export async function startService(
     if (job.state === "succeeded") logger.info(fields, "job done");
     else logger.error({ ...fields, error: job.error }, "job failed");
   });
-  const trace = await openTrace(config, log, c.ctx.store);
+  const trace = await openTrace(config, log, c.ctx.store, signal);
   const app = createApp({
     trace: trace?.options,
     ctx: c.ctx,
@@ -187,6 +188,7 @@ async function openTrace(
   config: Config,
   log: (line: string) => void,
   store: ObjectStore,
+  stopping: AbortSignal,
 ): Promise<{ source: SqlSource; options: TraceOptions } | null> {
   const url = config.TRACE_DB ?? config.SLUICE_DB;
   const source = openSource(url, {
@@ -203,7 +205,21 @@ async function openTrace(
     log("trace routes off: SLUICE_DB has no lot_moves table (set TRACE_DB)");
     return null;
   }
-  const limitMb = config.TRACE_MEMORY_LIMIT_MB;
+  const { mb: limitMb, from } = traceMemoryLimit(
+    config.TRACE_MEMORY_LIMIT_MB,
+    config.WEB_CONCURRENCY,
+  );
+  log(
+    limitMb > 0
+      ? `trace requests refused above ${limitMb} MB of resident memory (${from})`
+      : "trace memory guard off (TRACE_MEMORY_LIMIT_MB=0)",
+  );
+  const jobs = new TraceJobs(store, zlibCodec, {
+    maxJobs: config.TRACE_JOBS_MAX,
+    ttlMs: config.TRACE_JOB_TTL,
+  });
+  // Expired jobs go now (those that expired while no process ran) and then periodically.
+  jobs.startSweeping().catch((err) => log(`sweeping trace jobs failed: ${describeError(err)}`));
   return {
     source,
     options: {
@@ -213,8 +229,10 @@ async function openTrace(
       workersPerDomain: config.TRACE_WORKERS_PER_DOMAIN,
       fetchSize: config.TRACE_FETCHMANY_SIZE,
       maxBodyBytes: config.TRACE_MAX_BODY_BYTES,
+      idleTimeoutMs: config.TRACE_IDLE_TIMEOUT_MS,
+      stopping,
       gc: new GcPacer(config.TRACE_GC_EVERY_ROWS > 0 ? fullGc() : null, config.TRACE_GC_EVERY_ROWS),
-      jobs: new TraceJobs(store, zlibCodec),
+      jobs,
       codec: zlibCodec,
       memoryGuard:
         limitMb > 0

@@ -1,3 +1,5 @@
+import { processHash } from "../keyed-hash.js";
+
 /**
  * A set of container ids, each numbered in the order first added, packed into typed arrays:
  * the characters of all ids in one buffer, where each ends, and an open-addressing table.
@@ -10,7 +12,10 @@ export class ContainerIds implements Iterable<string> {
   private chars: Uint8Array | Uint16Array;
   /** ends[i]: where id i ends in `chars` (it starts where id i - 1 ends). */
   private ends: Int32Array;
-  /** Open addressing over hashes of the ids: index + 1, 0 for a free slot. */
+  /**
+   * Open addressing over keyed hashes of the ids (request data: an unkeyed hash lets a client
+   * post ids that all probe one run): index + 1, 0 for a free slot.
+   */
   private table: Int32Array;
   private count = 0;
 
@@ -39,7 +44,7 @@ export class ContainerIds implements Iterable<string> {
 
   /** The number of `id`, added if new. */
   add(id: string): number {
-    const h = hash(id);
+    const h = processHash.string(id);
     const slot = this.find(id, h);
     const at = this.table[slot] as number;
     if (at !== 0) return at - 1;
@@ -51,7 +56,7 @@ export class ContainerIds implements Iterable<string> {
 
   /** The number of `id`, or -1. */
   indexOf(id: string): number {
-    return (this.table[this.find(id, hash(id))] as number) - 1;
+    return (this.table[this.find(id, processHash.string(id))] as number) - 1;
   }
 
   has(id: string): boolean {
@@ -112,23 +117,9 @@ export class ContainerIds implements Iterable<string> {
     this.table = new Int32Array(size);
     const mask = size - 1;
     for (let i = 0; i < this.count; i++) {
-      let h = FNV_OFFSET;
-      for (let k = this.start(i); k < (this.ends[i] as number); k++) {
-        h = Math.imul(h ^ (this.chars[k] as number), FNV_PRIME);
-      }
-      let slot = h & mask;
+      let slot = processHash.codes(this.chars, this.start(i), this.ends[i] as number) & mask;
       while (this.table[slot] !== 0) slot = (slot + 1) & mask;
       this.table[slot] = i + 1;
     }
   }
-}
-
-const FNV_OFFSET = 0x811c9dc5;
-const FNV_PRIME = 0x01000193;
-
-/** FNV-1a over the code units: the same for a string and for its packed characters. */
-function hash(id: string): number {
-  let h = FNV_OFFSET;
-  for (let k = 0; k < id.length; k++) h = Math.imul(h ^ id.charCodeAt(k), FNV_PRIME);
-  return h;
 }

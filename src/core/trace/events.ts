@@ -39,12 +39,14 @@ class Fetcher {
   private wake: (() => void) | null = null;
   private resume: (() => void) | null = null;
   private closed = false;
+  /** Resolves once the statement has stopped and its connection is given back. */
+  readonly finished: Promise<void>;
 
   constructor(
     rows: AsyncIterable<Row[]>,
     private readonly ahead = 2,
   ) {
-    void this.run(rows);
+    this.finished = this.run(rows);
   }
 
   private async run(rows: AsyncIterable<Row[]>): Promise<void> {
@@ -182,9 +184,11 @@ export async function* domainEvents(
     }
   } finally {
     // A consumer that stopped early (client gone) stops the statements still running,
-    // and closes those waiting for it.
+    // and closes those waiting for it; it goes on only once they have stopped (whoever
+    // holds a database slot for them gives it back then).
     stop.abort();
     for (const s of inFlight) s.fetcher.close();
     options.signal?.removeEventListener("abort", onAbort);
+    await Promise.all(inFlight.map((s) => s.fetcher.finished));
   }
 }

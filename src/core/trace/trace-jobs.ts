@@ -1,5 +1,5 @@
 import type { Codec } from "../codec.js";
-import { describeError } from "../errors.js";
+import { TooManyJobsError, describeError } from "../errors.js";
 import { type ObjectStore, getText, putBytes } from "../store.js";
 
 export type TraceJobState = "queued" | "running" | "succeeded" | "failed" | "lost";
@@ -52,19 +52,65 @@ export class TraceJobs {
   private readonly prefix: string;
   private readonly heartbeatMs: number;
   private readonly lostAfterMs: number;
+  private readonly maxJobs: number;
+  /** Jobs admitted whose first status write is still under way. */
+  private starting = 0;
+  private readonly ttlMs: number;
+  private sweeper: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     private readonly store: ObjectStore,
     private readonly codec: Codec,
-    options: { prefix?: string; heartbeatMs?: number; lostAfterMs?: number } = {},
+    options: {
+      prefix?: string;
+      heartbeatMs?: number;
+      lostAfterMs?: number;
+      /**
+       * TRACE_JOBS_MAX: jobs queued or running in this process at once; one more is refused
+       * (each holds its request's container ids until it ends).
+       */
+      maxJobs?: number;
+      /**
+       * TRACE_JOB_TTL: how long a job's status and result are kept after it ended (or, for a
+       * lost one, after its last heartbeat); then reads no longer find them and a sweep
+       * deletes them. Default 24 h.
+       */
+      ttlMs?: number;
+    } = {},
   ) {
     this.prefix = options.prefix ?? "trace-jobs";
     this.heartbeatMs = options.heartbeatMs ?? 5000;
     this.lostAfterMs = options.lostAfterMs ?? Math.max(30_000, 6 * this.heartbeatMs);
+    this.maxJobs = options.maxJobs ?? 8;
+    this.ttlMs = options.ttlMs ?? 86_400_000;
   }
 
   private statusKey(id: string): string {
     return `${this.prefix}/${id}.status.json`;
+  }
+
+  /**
+   * A deleted job's marker. Any process may receive the DELETE, and the one running the job
+   * finds the marker at its next status write (a heartbeat), stops the job, and writes
+   * nothing more of it; no write of its can bring the job back.
+   */
+  private deletedKey(id: string): string {
+    return `${this.prefix}/${id}.deleted.json`;
+  }
+
+  /** When the job was deleted (ms since the epoch); 0 for a marker that cannot be read. */
+  private async deletedAt(id: string): Promise<number> {
+    try {
+      const text = await getText(this.store, this.deletedKey(id));
+      const at = Date.parse((JSON.parse(text ?? "{}") as { deletedAt?: string }).deletedAt ?? "");
+      return Number.isNaN(at) ? 0 : at;
+    } catch {
+      return 0;
+    }
+  }
+
+  private async isDeleted(id: string): Promise<boolean> {
+    return (await this.store.head(this.deletedKey(id))) !== null;
   }
 
   /** Where a finished job's result is: the /events response, gzipped. */
@@ -72,11 +118,19 @@ export class TraceJobs {
     return `${this.prefix}/${id}.json.gz`;
   }
 
-  /** Record the job (so that a status read right after finds it) and start it. */
+  /**
+   * Record the job (so that a status read right after finds it) and start it; a
+   * TooManyJobsError, and nothing recorded, when `maxJobs` are queued or running here.
+   */
   async start(
     meta: { profile: string; containers: number; domains: string[] },
     work: TraceJobWork,
   ): Promise<TraceJobStatus> {
+    // Counted before the first await: jobs submitted at once cannot all pass the check.
+    if (this.running.size + this.starting >= this.maxJobs) {
+      throw new TooManyJobsError(this.maxJobs);
+    }
+    this.starting++;
     const now = new Date().toISOString();
     const status: TraceJobStatus = {
       id: crypto.randomUUID(),
@@ -90,19 +144,25 @@ export class TraceJobs {
       bytes: null,
       error: null,
     };
-    await this.save(status);
+    try {
+      await this.put(status);
+    } finally {
+      this.starting--;
+    }
     const stop = new AbortController();
-    const done = this.run(status, work, stop.signal);
+    const done = this.run(status, work, stop);
     this.running.set(status.id, { stop, done });
     return { ...status };
   }
 
-  private async run(status: TraceJobStatus, work: TraceJobWork, signal: AbortSignal) {
+  private async run(status: TraceJobStatus, work: TraceJobWork, stop: AbortController) {
+    const signal = stop.signal;
+    const deleted = () => stop.abort(new Error("the job was deleted"));
     // Status writes go one after another, each a snapshot taken when its turn comes, so the
     // last one written is the last state.
     let writes = Promise.resolve();
     const write = () => {
-      writes = writes.then(() => this.save(status)).catch(() => undefined);
+      writes = writes.then(() => this.save(status, deleted)).catch(() => undefined);
       return writes;
     };
     const beat = setInterval(() => void write(), this.heartbeatMs);
@@ -119,6 +179,12 @@ export class TraceJobs {
         this.resultKey(status.id),
         body.pipeThrough(this.codec.gzip()),
       );
+      // Deleted while the result was being stored: the result goes too.
+      if (await this.isDeleted(status.id)) {
+        await this.store.delete(this.resultKey(status.id));
+        deleted();
+        throw signal.reason;
+      }
       Object.assign(status, work.summary?.() ?? {});
       status.bytes = stored.bytes;
       status.state = "succeeded";
@@ -136,7 +202,7 @@ export class TraceJobs {
     }
   }
 
-  private async save(status: TraceJobStatus): Promise<void> {
+  private async put(status: TraceJobStatus): Promise<void> {
     status.heartbeatAt = new Date().toISOString();
     await putBytes(
       this.store,
@@ -145,9 +211,33 @@ export class TraceJobs {
     );
   }
 
-  /** The job's status, or null for an id that was never a job here (or was deleted). */
+  /**
+   * Write a running job's status, unless it was deleted (by any process): then `deleted` is
+   * called and nothing stays written. The marker is written before a delete removes the
+   * status, so a write that lands after that removal sees the marker when it checks again.
+   */
+  private async save(status: TraceJobStatus, deleted: () => void): Promise<void> {
+    if (await this.isDeleted(status.id)) return deleted();
+    await this.put(status);
+    if (await this.isDeleted(status.id)) {
+      await this.store.delete(this.statusKey(status.id));
+      deleted();
+    }
+  }
+
+  /**
+   * The job's status, or null for an id that was never a job here, was deleted, or expired
+   * (TRACE_JOB_TTL after it ended).
+   */
   async status(id: string): Promise<TraceJobStatus | null> {
     if (!ID.test(id)) return null;
+    const status = await this.read(id);
+    if (status === null || this.expired(status) || (await this.isDeleted(id))) return null;
+    return status;
+  }
+
+  /** The status as stored, a job that stopped heartbeating read as lost. */
+  private async read(id: string): Promise<TraceJobStatus | null> {
     const text = await getText(this.store, this.statusKey(id));
     if (text === null) return null;
     const status = JSON.parse(text) as TraceJobStatus;
@@ -159,28 +249,100 @@ export class TraceJobs {
     return status;
   }
 
-  /** The stored result (gzip bytes) of a job that succeeded; null otherwise. */
+  /** Ended (or lost) longer than the TTL ago; a job that still heartbeats never is. */
+  private expired(status: TraceJobStatus): boolean {
+    if (status.state === "queued" || status.state === "running") return false;
+    const ended = Date.parse(status.finishedAt ?? status.heartbeatAt);
+    return Date.now() - ended > this.ttlMs;
+  }
+
+  /** The stored result (gzip bytes) of a job that succeeded and has not expired; else null. */
   async result(id: string): Promise<ReadableStream<Uint8Array> | null> {
     if (!ID.test(id)) return null;
+    if ((await this.status(id)) === null) return null;
     return this.store.get(this.resultKey(id));
   }
 
-  /** Stop the job if it runs here, and delete its status and result. */
+  /**
+   * Delete the status and result of every expired job, and results whose status is gone;
+   * the number of jobs deleted. Every process of the service sweeps: deleting twice is
+   * harmless. A store that cannot list is not swept (reads still hide what expired).
+   */
+  async sweep(): Promise<number> {
+    if (!this.store.list) return 0;
+    const statuses = new Set<string>();
+    const results: string[] = [];
+    const markers: string[] = [];
+    for await (const o of this.store.list(`${this.prefix}/`)) {
+      const name = o.key.slice(this.prefix.length + 1);
+      const id = name.slice(0, 36);
+      if (!ID.test(id)) continue;
+      if (name === `${id}.status.json`) statuses.add(id);
+      else if (name === `${id}.json.gz`) results.push(id);
+      else if (name === `${id}.deleted.json`) markers.push(id);
+    }
+    let swept = 0;
+    for (const id of statuses) {
+      if (this.running.has(id)) continue;
+      const status = await this.read(id).catch(() => null);
+      if (status === null || !this.expired(status)) continue;
+      await this.store.delete(this.resultKey(id));
+      await this.store.delete(this.statusKey(id));
+      swept++;
+    }
+    // A result is stored only after its status: one without a status was deleted or swept
+    // halfway (a process stopped between the two deletes).
+    for (const id of results) {
+      if (statuses.has(id) || this.running.has(id)) continue;
+      if ((await this.store.head(this.statusKey(id))) === null) {
+        await this.store.delete(this.resultKey(id));
+      }
+    }
+    // A deleted job's marker is kept a TTL, long past the moment its process stopped it.
+    for (const id of markers) {
+      if (Date.now() - (await this.deletedAt(id)) > this.ttlMs) {
+        await this.store.delete(this.deletedKey(id));
+      }
+    }
+    return swept;
+  }
+
+  /**
+   * Sweep now (resolves when done; what expired while no process ran goes first) and then
+   * every `everyMs` (default: the TTL, at most an hour) until stop().
+   */
+  async startSweeping(everyMs = Math.min(this.ttlMs, 3_600_000)): Promise<void> {
+    clearInterval(this.sweeper);
+    this.sweeper = setInterval(() => void this.sweep().catch(() => undefined), everyMs);
+    await this.sweep();
+  }
+
+  /**
+   * Delete the job's status and result, and stop it: here at once, in another process (a
+   * second worker) at its next heartbeat, through the marker written first. False for a job
+   * that does not exist (or no longer: deleted or expired).
+   */
   async remove(id: string): Promise<boolean> {
     if (!ID.test(id)) return false;
+    const existed = (await this.status(id)) !== null;
+    if (existed) {
+      const marker = JSON.stringify({ id, deletedAt: new Date().toISOString() });
+      await putBytes(this.store, this.deletedKey(id), new TextEncoder().encode(marker));
+    }
     const job = this.running.get(id);
     if (job) {
       job.stop.abort(new Error("the job was deleted"));
       await job.done;
     }
-    const existed = (await this.store.head(this.statusKey(id))) !== null;
     await this.store.delete(this.resultKey(id));
     await this.store.delete(this.statusKey(id));
     return existed;
   }
 
-  /** Stop every job running here (service shutdown); each records why it stopped. */
+  /** Stop every job running here (service shutdown), and the sweeps; each records why it stopped. */
   async stop(reason = "the service stopped; submit it again"): Promise<void> {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
     const jobs = [...this.running.values()];
     for (const j of jobs) j.stop.abort(new Error(reason));
     await Promise.all(jobs.map((j) => j.done));
