@@ -501,26 +501,30 @@ for (const maybe of dbs) {
         });
       }
 
-      it(`keeps every row through ${RUNS} random histories (seed ${SEED})`, async () => {
-        let steps = 0;
-        await fc.assert(
-          fc.asyncProperty(
-            fc.commands(commands, { maxCommands: MAX_COMMANDS, size: "max" }),
-            async (cmds) => {
-              const { model, real } = await setup();
-              try {
-                await fc.asyncModelRun(() => ({ model, real }), cmds);
-                steps += [...cmds].length;
-                await settle(model, real);
-              } finally {
-                await real.ctx.source.close();
-              }
-            },
-          ),
-          { seed: SEED, numRuns: RUNS },
-        );
-        console.log(`model on ${db.name}: ${RUNS} histories, ${steps} steps`);
-      });
+      it(
+        `keeps every row through ${RUNS} random histories (seed ${SEED})`,
+        async () => {
+          let steps = 0;
+          await fc.assert(
+            fc.asyncProperty(
+              fc.commands(commands, { maxCommands: MAX_COMMANDS, size: "max" }),
+              async (cmds) => {
+                const { model, real } = await setup();
+                try {
+                  await fc.asyncModelRun(() => ({ model, real }), cmds);
+                  steps += [...cmds].length;
+                  await settle(model, real);
+                } finally {
+                  await real.ctx.source.close();
+                }
+              },
+            ),
+            { seed: SEED, numRuns: RUNS },
+          );
+          console.log(`model on ${db.name}: ${RUNS} histories, ${steps} steps`);
+        },
+        60_000 + RUNS * 4_000,
+      );
     },
   );
 }
