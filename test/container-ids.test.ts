@@ -124,7 +124,7 @@ describe("ContainerIds under hostile ids (invariant 10: no unseeded hash of requ
   });
 
   it("the keys differ per process: the same ids hash differently in two processes", () => {
-    const script = `import("./dist/core/keyed-hash.js").then((m) => console.log(JSON.stringify(["C-1", "LOT-20251013-0001", "x"].map((s) => m.processHash.string(s)))))`;
+    const script = `import("./dist/core/keyed-hash.js").then((m) => console.log(JSON.stringify(["C-1", "LOT-20251013-0001", "x"].map((s) => m.processHash().string(s)))))`;
     const run = () =>
       JSON.parse(
         execFileSync(process.execPath, ["--input-type=module", "-e", script], {

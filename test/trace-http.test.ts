@@ -7,6 +7,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FsStore } from "../src/adapters/fs.js";
 import type { JobContext } from "../src/core/archive.js";
+import { BusyError } from "../src/core/errors.js";
 import { GcPacer } from "../src/core/gc-pacer.js";
 import { prepareMesData } from "../src/core/mes/prepare.js";
 import type { JobRunner } from "../src/core/runner.js";
@@ -39,7 +40,10 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
   let seeds: string[] = [];
   let slow = false;
   let full: string | null = null;
-  const slots = new Semaphore(2);
+  const slots = new Semaphore(2, {
+    maxQueued: 1,
+    refuse: () => new BusyError("trace slots busy: try again shortly", 5),
+  });
   let collections = 0;
   const GC_EVERY = 500;
   const jobsDir = mkdtempSync(join(tmpdir(), "sluice-trace-jobs-"));
@@ -390,6 +394,26 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
       }
     }
     expect(recorded()).toBe(before);
+  });
+
+  it("requests beyond the slots and TRACE_MAX_QUEUED waiting are a 503 with Retry-After at once", async () => {
+    const held = [await slots.acquire(), await slots.acquire()];
+    const request = { profile: "query_tool", containers: seeds.slice(0, 5) };
+    try {
+      const waiting = post("/api/trace/events", request);
+      for (let i = 0; i < 100 && slots.queued === 0; i++)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(slots.queued).toBe(1);
+      const refused = await post("/api/trace/events", request);
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get("retry-after")).toBe("5");
+      expect(await refused.json()).toMatchObject({ error: "busy" });
+      for (const release of held.splice(0)) release();
+      expect((await waiting).status).toBe(200);
+      await (await waiting).text();
+    } finally {
+      for (const release of held) release();
+    }
   });
 
   it("jobs beyond TRACE_JOBS_MAX (queued + running) are a 429 with Retry-After, and none is recorded", async () => {

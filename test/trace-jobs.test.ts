@@ -75,6 +75,29 @@ describe("trace jobs", () => {
     });
   });
 
+  it("a job failed by the database shows only our words; the driver's go to the log", async () => {
+    const logged: unknown[] = [];
+    const jobs = new TraceJobs(store(), zlibCodec, { onFailure: (_id, err) => logged.push(err) });
+    const failing: TraceJobWork = {
+      acquire: async () => () => undefined,
+      body: async () => {
+        throw new Error('relation "secret_schema.lot_moves" does not exist');
+      },
+    };
+    const job = await jobs.start(meta, failing);
+    for (let i = 0; i < 100 && (await jobs.status(job.id))?.state !== "failed"; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const status = await jobs.status(job.id);
+    expect(status).toMatchObject({
+      state: "failed",
+      error: "it failed on the server (see the log)",
+    });
+    expect(JSON.stringify(status)).not.toContain("secret_schema");
+    expect(String(logged[0])).toContain("secret_schema");
+    await jobs.stop();
+  });
+
   it("the last status written is the last state, though heartbeats race it; the result round-trips", async () => {
     const jobs = new TraceJobs(store(), zlibCodec, { heartbeatMs: 1 });
     const text = JSON.stringify({ results: { defect_records: { data: [], count: 0 } } });
@@ -97,6 +120,8 @@ describe("trace jobs", () => {
       const gz = await jobs.result(job.id);
       expect(await new Response(gz?.pipeThrough(zlibCodec.gunzip())).text()).toBe(text);
     }
+    // Every job's last write done before the folder goes.
+    await jobs.stop();
   });
 
   it("queued and running jobs are capped per process: one more is refused and records nothing", async () => {

@@ -24,14 +24,15 @@ export interface Admission {
  * anyone cannot build a queue without end in front of the database.
  */
 export function admitQueries(query: StatsQuery, o: Admission): StatsQuery {
-  const slots = new Semaphore(o.concurrent);
-  return async (sql, params, signal) => {
-    if (slots.inUse >= o.concurrent && slots.queued >= o.maxQueued) {
-      throw new BusyError(
+  const slots = new Semaphore(o.concurrent, {
+    maxQueued: o.maxQueued,
+    refuse: () =>
+      new BusyError(
         `${o.concurrent} stats queries running and ${o.maxQueued} waiting (STATS_MAX_CONCURRENT, STATS_MAX_QUEUED); try again in ${o.retryAfterSeconds} s`,
         o.retryAfterSeconds,
-      );
-    }
+      ),
+  });
+  return async (sql, params, signal) => {
     const release = await slots.acquire(signal);
     try {
       return await query(sql, params, signal);

@@ -76,5 +76,13 @@ function fillRandom(into: Int32Array): void {
   }
 }
 
-/** The keys of this process: one set for every table, drawn when the module loads. */
-export const processHash = new KeyedHash();
+let shared: KeyedHash | undefined;
+
+/**
+ * The keys of this process: one set for every table, drawn at first use, not when the module
+ * loads (Workers give out random values only while handling a request).
+ */
+export function processHash(): KeyedHash {
+  shared ??= new KeyedHash();
+  return shared;
+}

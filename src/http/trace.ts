@@ -388,7 +388,8 @@ export function traceRoutes(o: TraceOptions): Hono<AppEnv> {
     const job = await jobs.start(
       { profile: r.profile, containers: r.cids.size, domains: r.domains },
       {
-        acquire: (signal) => o.slots.acquire(signal),
+        // Jobs wait for a slot however many requests queue: TRACE_JOBS_MAX bounds them.
+        acquire: (signal) => o.slots.acquire(signal, true),
         body: async (signal, wrote) => {
           const b = await eventsBody(r, signal, false, wrote);
           summary = b.summary;

@@ -47,6 +47,7 @@ const schema = {
   TRACE_TOKEN: tokenSetting(),
   TRACE_EVENTS_CID_LIMIT: int(50_000, 1, 10_000_000),
   DB_SLOW_MAX_CONCURRENT: int(2, 1, 64),
+  TRACE_MAX_QUEUED: int(16, 0, 10_000),
   TRACE_WORKERS_PER_DOMAIN: int(2, 1, 16),
   // Unset: DB_SLOW_FETCHMANY_SIZE when that is set (the seed's name for it), else 1000.
   TRACE_FETCHMANY_SIZE: z.coerce.number().int().min(1).max(1_000_000).optional(),

@@ -5,7 +5,7 @@ import { serve } from "@hono/node-server";
 import { type Logger, pino } from "pino";
 import { SqliteSource } from "../adapters/sqlite.js";
 import { type StatsQuery, admitQueries } from "../core/admission.js";
-import { BadInputError, describeError } from "../core/errors.js";
+import { BadInputError, BusyError, describeError } from "../core/errors.js";
 import { GcPacer } from "../core/gc-pacer.js";
 import { JobRunner } from "../core/runner.js";
 import { Semaphore } from "../core/semaphore.js";
@@ -60,7 +60,7 @@ export async function startService(
     if (job.state === "succeeded") logger.info(fields, "job done");
     else logger.error({ ...fields, error: job.error }, "job failed");
   });
-  const trace = await openTrace(config, log, c.ctx.store, signal);
+  const trace = await openTrace(config, logger, c.ctx.store, signal);
   const app = createApp({
     trace: trace?.options,
     ctx: c.ctx,
@@ -186,10 +186,11 @@ function statsReads(
  */
 async function openTrace(
   config: Config,
-  log: (line: string) => void,
+  logger: Logger,
   store: ObjectStore,
   stopping: AbortSignal,
 ): Promise<{ source: SqlSource; options: TraceOptions } | null> {
+  const log = (line: string) => logger.info(line);
   const url = config.TRACE_DB ?? config.SLUICE_DB;
   const source = openSource(url, {
     statementTimeoutMs: config.SLUICE_STATEMENT_TIMEOUT_MS || undefined,
@@ -217,6 +218,7 @@ async function openTrace(
   const jobs = new TraceJobs(store, zlibCodec, {
     maxJobs: config.TRACE_JOBS_MAX,
     ttlMs: config.TRACE_JOB_TTL,
+    onFailure: (id, err) => logger.error({ job: id, err: describeError(err) }, "trace job failed"),
   });
   // Expired jobs go now (those that expired while no process ran) and then periodically.
   jobs.startSweeping().catch((err) => log(`sweeping trace jobs failed: ${describeError(err)}`));
@@ -224,7 +226,14 @@ async function openTrace(
     source,
     options: {
       source,
-      slots: new Semaphore(config.DB_SLOW_MAX_CONCURRENT),
+      slots: new Semaphore(config.DB_SLOW_MAX_CONCURRENT, {
+        maxQueued: config.TRACE_MAX_QUEUED,
+        refuse: () =>
+          new BusyError(
+            `${config.DB_SLOW_MAX_CONCURRENT} trace requests reading and ${config.TRACE_MAX_QUEUED} waiting (DB_SLOW_MAX_CONCURRENT, TRACE_MAX_QUEUED); try again shortly`,
+            5,
+          ),
+      }),
       cidLimit: config.TRACE_EVENTS_CID_LIMIT,
       workersPerDomain: config.TRACE_WORKERS_PER_DOMAIN,
       fetchSize: config.TRACE_FETCHMANY_SIZE,

@@ -44,7 +44,7 @@ export class ContainerIds implements Iterable<string> {
 
   /** The number of `id`, added if new. */
   add(id: string): number {
-    const h = processHash.string(id);
+    const h = processHash().string(id);
     const slot = this.find(id, h);
     const at = this.table[slot] as number;
     if (at !== 0) return at - 1;
@@ -56,7 +56,7 @@ export class ContainerIds implements Iterable<string> {
 
   /** The number of `id`, or -1. */
   indexOf(id: string): number {
-    return (this.table[this.find(id, processHash.string(id))] as number) - 1;
+    return (this.table[this.find(id, processHash().string(id))] as number) - 1;
   }
 
   has(id: string): boolean {
@@ -117,7 +117,7 @@ export class ContainerIds implements Iterable<string> {
     this.table = new Int32Array(size);
     const mask = size - 1;
     for (let i = 0; i < this.count; i++) {
-      let slot = processHash.codes(this.chars, this.start(i), this.ends[i] as number) & mask;
+      let slot = processHash().codes(this.chars, this.start(i), this.ends[i] as number) & mask;
       while (this.table[slot] !== 0) slot = (slot + 1) & mask;
       this.table[slot] = i + 1;
     }

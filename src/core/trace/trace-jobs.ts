@@ -1,5 +1,5 @@
 import type { Codec } from "../codec.js";
-import { TooManyJobsError, describeError } from "../errors.js";
+import { SluiceError, TooManyJobsError, describeError } from "../errors.js";
 import { type ObjectStore, getText, putBytes } from "../store.js";
 
 export type TraceJobState = "queued" | "running" | "succeeded" | "failed" | "lost";
@@ -57,6 +57,7 @@ export class TraceJobs {
   private starting = 0;
   private readonly ttlMs: number;
   private sweeper: ReturnType<typeof setInterval> | undefined;
+  private readonly onFailure: ((id: string, err: unknown) => void) | undefined;
 
   constructor(
     private readonly store: ObjectStore,
@@ -76,8 +77,11 @@ export class TraceJobs {
        * deletes them. Default 24 h.
        */
       ttlMs?: number;
+      /** Told of a job's failure with the error itself; its status shows only our words. */
+      onFailure?: (id: string, err: unknown) => void;
     } = {},
   ) {
+    this.onFailure = options.onFailure;
     this.prefix = options.prefix ?? "trace-jobs";
     this.heartbeatMs = options.heartbeatMs ?? 5000;
     this.lostAfterMs = options.lostAfterMs ?? Math.max(30_000, 6 * this.heartbeatMs);
@@ -190,9 +194,14 @@ export class TraceJobs {
       status.state = "succeeded";
     } catch (err) {
       status.state = "failed";
+      // Anyone with the job id reads its status: a driver's words (tables, paths) stay in
+      // the log; our own errors, and why we stopped it, say what happened.
       status.error = signal.aborted
         ? `stopped: ${describeError(signal.reason)}`
-        : describeError(err);
+        : err instanceof SluiceError
+          ? describeError(err)
+          : "it failed on the server (see the log)";
+      if (!signal.aborted && !(err instanceof SluiceError)) this.onFailure?.(status.id, err);
     } finally {
       clearInterval(beat);
       release?.();
