@@ -92,11 +92,11 @@ for (let r = 0; r < repeat; r++) {
 const pad = (s, n) => String(s).padEnd(n);
 console.log(`\ncleanup of ${rows.toLocaleString()} rows, ${repeat} run(s) each\n`);
 console.log(
-  `${pad("database", 10)}${pad("contender", 42)}${pad("wall s", 9)}${pad("rows/s", 10)}peak RSS MB`,
+  `${pad("database", 16)}${pad("contender", 42)}${pad("wall s", 9)}${pad("rows/s", 10)}peak RSS MB`,
 );
 for (const x of results) {
   console.log(
-    `${pad(x.kind, 10)}${pad(x.contender, 42)}${pad(x.secs.toFixed(2), 9)}${pad(Math.round(rows / x.secs).toLocaleString(), 10)}${x.rssMB.toFixed(1)}`,
+    `${pad(x.kind, 16)}${pad(x.contender, 42)}${pad(x.secs.toFixed(2), 9)}${pad(Math.round(rows / x.secs).toLocaleString(), 10)}${x.rssMB.toFixed(1)}`,
   );
 }
 for (const kind of dbs) {
