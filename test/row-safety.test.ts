@@ -82,15 +82,24 @@ for (const maybe of dbs) {
         );
         return { name, c };
       }
+      /** A fresh table, its context and the model of its rows, for one test. */
+      async function withTable(
+        fn: (t: { name: string; c: NodeContext; latest: Map<number, string> }) => Promise<void>,
+      ): Promise<void> {
+        const { name, c } = await table();
+        try {
+          await fn({ name, c, latest: new Map() });
+        } finally {
+          await c.close();
+        }
+      }
       async function insert(t: string, latest: Map<number, string>, id: number, path: string) {
         await db.run(`INSERT INTO ${t} (id, event_date, path) VALUES (${id}, '${DAY}', '${path}')`);
         latest.set(id, path);
       }
 
       it("leaves a late row with a low key and an updated row in the hot table, says so, and archives them next", async () => {
-        const { name, c } = await table();
-        const latest = new Map<number, string>();
-        try {
+        await withTable(async ({ name, c, latest }) => {
           for (const id of [1, 2, 3, 4, 6, 7, 8, 9, 10]) await insert(name, latest, id, `/p${id}`);
           await archiveDate(c.ctx, c.owner, DAY);
           // A transaction that had taken key 5 commits now; an archived row is updated.
@@ -116,15 +125,11 @@ for (const maybe of dbs) {
           expect(await db.count(name, DAY)).toBe(0);
           expect(await db.ledgerState(name, DAY)).toBe("cleaned");
           await expectNoRowLost(c, db, name, latest);
-        } finally {
-          await c.close();
-        }
+        });
       });
 
       it("never deletes a row re-inserted under a key that was archived and deleted", async () => {
-        const { name, c } = await table();
-        const latest = new Map<number, string>();
-        try {
+        await withTable(async ({ name, c, latest }) => {
           for (let id = 1; id <= 20; id++) await insert(name, latest, id, `/p${id}`);
           await archiveDate(c.ctx, c.owner, DAY);
           // Cleanup stops after one batch; a key it deleted comes back with other content.
@@ -137,15 +142,11 @@ for (const maybe of dbs) {
             [2, "/reused2"],
           ]);
           await expectNoRowLost(c, db, name, latest);
-        } finally {
-          await c.close();
-        }
+        });
       });
 
       it("does not count a late row below the archived keys as an archived row that remains", async () => {
-        const { name, c } = await table();
-        const latest = new Map<number, string>();
-        try {
+        await withTable(async ({ name, c, latest }) => {
           for (const id of [1, 2, 3, 4, 6, 7, 8, 9, 10]) await insert(name, latest, id, `/p${id}`);
           await archiveDate(c.ctx, c.owner, DAY);
           await insert(name, latest, 5, "/late5");
@@ -159,9 +160,7 @@ for (const maybe of dbs) {
           await cleanupDate(c.ctx, c.owner, DAY);
           expect(await db.count(name, DAY)).toBe(0);
           await expectNoRowLost(c, db, name, latest);
-        } finally {
-          await c.close();
-        }
+        });
       });
 
       it("keeps a recorded part's object when a writer whose lease ran out finishes its upload", async () => {
@@ -226,9 +225,7 @@ for (const maybe of dbs) {
       });
 
       it("runs one job per date in a process, however many ask at once, each under its own owner", async () => {
-        const { name, c } = await table();
-        const latest = new Map<number, string>();
-        try {
+        await withTable(async ({ name, c, latest }) => {
           for (let id = 1; id <= 10; id++) await insert(name, latest, id, `/p${id}`);
           const runner = new JobRunner(c.ctx, c.owner);
           const started = await Promise.allSettled([
@@ -244,9 +241,7 @@ for (const maybe of dbs) {
           expect(runner.get(DAY)?.state).toBe("succeeded");
           expect(await db.count(name, DAY)).toBe(0);
           await expectNoRowLost(c, db, name, latest);
-        } finally {
-          await c.close();
-        }
+        });
       });
     },
   );
