@@ -1,0 +1,33 @@
+// Mutation testing of the code that keeps rows safe (npm run test:mutation; README, Testing).
+// The tests run in-process (the CLI, workerd and kill tests run built code, which mutants do
+// not reach): see vitest.mutation.config.ts.
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+export default {
+  testRunner: "vitest",
+  vitest: { configFile: "vitest.mutation.config.ts", related: false },
+  checkers: ["typescript"],
+  tsconfigFile: "tsconfig.json",
+  typescriptChecker: { prioritizePerformanceOverAccuracy: true },
+  coverageAnalysis: "perTest",
+  mutate: [
+    "src/core/verify.ts",
+    "src/core/cleanup.ts",
+    "src/core/ledger.ts",
+    "src/core/drop-partition.ts",
+    "src/core/chunks.ts",
+    "src/core/rows.ts",
+    "src/core/trace/container-ids.ts",
+    "src/core/keyed-hash.ts",
+    // The trace admission: interactive profiles refused over TRACE_EVENTS_CID_LIMIT.
+    "src/http/trace.ts:278-291",
+  ],
+  ignoreStatic: true,
+  concurrency: 2,
+  timeoutMS: 60_000,
+  reporters: ["clear-text", "progress", "html", "json"],
+  htmlReporter: { fileName: "reports/mutation/index.html" },
+  jsonReporter: { fileName: "reports/mutation/mutation.json" },
+  clearTextReporter: { allowColor: false, logTests: false, maxTestsToLog: 0 },
+  tempDirName: ".stryker-tmp",
+  cleanTempDir: "always",
+};

@@ -1,0 +1,123 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type Database from "better-sqlite3";
+import { afterAll, describe, expect, it } from "vitest";
+import { D1Source } from "../src/adapters/d1.js";
+import { FsStore } from "../src/adapters/fs.js";
+import type { JobContext } from "../src/core/archive.js";
+import { CleanupIncompleteError, RowsChangedError } from "../src/core/errors.js";
+import { archiveDate, cleanupDate, partitionStatus } from "../src/core/jobs.js";
+import { Ledger } from "../src/core/ledger.js";
+import { zlibCodec } from "../src/node/codec.js";
+import { nodeSha256 } from "../src/node/owner.js";
+import { d1Shim } from "./d1-shim.js";
+
+/**
+ * Cleanup as it runs on D1, where no transaction stays open while the Worker compares: one
+ * DELETE per batch that removes only rows SQLite renders exactly as an archived line, in one
+ * atomic batch with its ledger record. Here through the real D1Source over a SQLite file
+ * (worker.test.ts runs the same in workerd).
+ */
+const DAY = "2025-10-13";
+const dir = mkdtempSync(join(tmpdir(), "sluice-d1-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+
+async function d1(rows: number): Promise<{ ctx: JobContext; db: Database.Database }> {
+  const name = `d1-${++n}`;
+  const { binding, db } = d1Shim(join(dir, `${name}.db`));
+  db.exec(
+    "CREATE TABLE ev (id INTEGER PRIMARY KEY, event_date TEXT NOT NULL, path TEXT NOT NULL, n REAL)",
+  );
+  const insert = db.prepare("INSERT INTO ev VALUES (?, ?, ?, ?)");
+  db.transaction(() => {
+    for (let id = 1; id <= rows; id++) insert.run(id, DAY, `/p${id}`, id / 3);
+    insert.run(rows + 1, "2025-10-14", "/other", 0);
+  })();
+  const source = new D1Source(binding);
+  const ledger = new Ledger(source);
+  await ledger.migrate();
+  const ctx: JobContext = {
+    source,
+    store: new FsStore(join(dir, name)),
+    ledger,
+    spec: { table: "ev", partitionColumn: "event_date", keyColumn: "id" },
+    sha256: nodeSha256,
+    codec: zlibCodec,
+  };
+  return { ctx, db };
+}
+
+const count = (db: Database.Database, date = DAY) =>
+  (db.prepare("SELECT COUNT(*) AS c FROM ev WHERE event_date = ?").get(date) as { c: number }).c;
+
+describe("cleanup on D1 (one comparing DELETE per batch)", () => {
+  it("deletes every archived row in batches, counts them exactly, and leaves the other date", async () => {
+    const { ctx, db } = await d1(1000);
+    await archiveDate(ctx, "w:1:a", DAY);
+    const out = await cleanupDate(ctx, "w:1:b", DAY, { batchSize: 64 });
+    expect(out).toMatchObject({ complete: true, deleted: 1000, deletedTotal: 1000 });
+    expect(count(db)).toBe(0);
+    expect(count(db, "2025-10-14")).toBe(1);
+    expect(await ctx.ledger.get("ev", DAY)).toMatchObject({
+      state: "cleaned",
+      d1Cleaned: 1,
+      cleanedCount: 1000,
+    });
+  });
+
+  it("leaves a row written into a key gap and an updated row, names the changed key, archives both next", async () => {
+    const { ctx, db } = await d1(200);
+    db.prepare("DELETE FROM ev WHERE id = 50").run();
+    await archiveDate(ctx, "w:1:a", DAY);
+    db.prepare("INSERT INTO ev VALUES (50, ?, '/late', 0)").run(DAY);
+    db.prepare("UPDATE ev SET path = '/changed' WHERE id = 120").run();
+    const err = await cleanupDate(ctx, "w:1:b", DAY, { batchSize: 30 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RowsChangedError);
+    expect(err).toMatchObject({ changed: 1, keys: ["120"], deleted: 198 });
+    expect(db.prepare("SELECT id, path FROM ev WHERE event_date = ? ORDER BY id").all(DAY)).toEqual(
+      [
+        { id: 50, path: "/late" },
+        { id: 120, path: "/changed" },
+      ],
+    );
+    expect((await partitionStatus(ctx, DAY)).lateRows).toBe(2);
+    await archiveDate(ctx, "w:1:c", DAY);
+    expect(await cleanupDate(ctx, "w:1:d", DAY)).toMatchObject({ complete: true, deleted: 2 });
+    expect(count(db)).toBe(0);
+  });
+
+  it("a row SQLite keeps (a trigger) fails the cleanup with it counted; a rerun finishes", async () => {
+    const { ctx, db } = await d1(300);
+    await archiveDate(ctx, "w:1:a", DAY);
+    db.exec(
+      "CREATE TRIGGER keep BEFORE DELETE ON ev WHEN old.id IN (7, 250) BEGIN SELECT RAISE(IGNORE); END",
+    );
+    const err = await cleanupDate(ctx, "w:1:b", DAY, { batchSize: 40 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CleanupIncompleteError);
+    expect(err).toMatchObject({ deleted: 298, remaining: 2 });
+    expect((await ctx.ledger.parts("ev", DAY))[0]).toMatchObject({
+      cleanedCount: 298,
+      cleanupCursor: null,
+      cleanedAt: null,
+    });
+    db.exec("DROP TRIGGER keep");
+    expect(await cleanupDate(ctx, "w:1:c", DAY, { batchSize: 40 })).toMatchObject({
+      complete: true,
+      deleted: 2,
+      deletedTotal: 300,
+    });
+  });
+
+  it("stops at its batch limit with progress saved, and resumes where it stopped", async () => {
+    const { ctx, db } = await d1(500);
+    await archiveDate(ctx, "w:1:a", DAY);
+    const first = await cleanupDate(ctx, "w:1:b", DAY, { batchSize: 100, maxBatches: 2 });
+    expect(first).toMatchObject({ complete: false, deleted: 200, remaining: 300 });
+    expect((await ctx.ledger.parts("ev", DAY))[0]).toMatchObject({ cleanupCursor: 200 });
+    expect(count(db)).toBe(300);
+    const second = await cleanupDate(ctx, "w:1:c", DAY, { batchSize: 100 });
+    expect(second).toMatchObject({ complete: true, deleted: 300, deletedTotal: 500 });
+  });
+});

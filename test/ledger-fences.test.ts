@@ -1,0 +1,172 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { D1Source } from "../src/adapters/d1.js";
+import { SqliteSource } from "../src/adapters/sqlite.js";
+import { LeaseLostError } from "../src/core/errors.js";
+import { type Lease, Ledger, type PartRecord } from "../src/core/ledger.js";
+import type { SqlSource } from "../src/core/source.js";
+import { d1Shim } from "./d1-shim.js";
+
+/**
+ * Every ledger write made under a lease does nothing for a holder whose lease was taken over
+ * (it stalled past its expiry): it throws LeaseLostError, or changes nothing where that is its
+ * contract, and every table reads as before. The same write by the holder takes effect, so
+ * that the fence, not some other failure, is what stops the first. On a SQLite file (writes in
+ * transactions) and on D1's interface (writes as atomic batches).
+ */
+const T = "events";
+const D = "2025-10-13";
+const dir = mkdtempSync(join(tmpdir(), "sluice-fences-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let files = 0;
+
+function part(n: number): PartRecord {
+  return {
+    sourceTable: T,
+    date: D,
+    part: n,
+    objectKey: `${T}/date=${D}/part-000${n}-0000000${n}.jsonl.gz`,
+    manifestKey: `${T}/date=${D}/part-000${n}-0000000${n}.manifest.json`,
+    eventCount: 10,
+    rawSize: 1000,
+    fileSize: 300,
+    sha256: "a".repeat(64),
+    minId: n * 10 + 1,
+    maxId: n * 10 + 10,
+    archivedAt: "2025-10-14T03:30:00.000Z",
+    verifiedAt: null,
+    cleanedCount: 0,
+    cleanupCursor: null,
+    cleanedAt: null,
+    chunkBytes: 1 << 20,
+    chunkSha256: "b".repeat(64),
+    changedCount: 0,
+    changedKeys: null,
+  };
+}
+
+interface World {
+  source: SqlSource;
+  ledger: Ledger;
+  /** The holder whose lease ran out and was taken. */
+  stale: Lease;
+  /** The holder now. */
+  holder: Lease;
+  tables(): Promise<unknown>;
+}
+
+async function world(kind: "sqlite" | "d1", state = "archiving"): Promise<World> {
+  const file = join(dir, `${kind}-${++files}.db`);
+  const source =
+    kind === "sqlite"
+      ? new SqliteSource(file, { create: true })
+      : new D1Source(d1Shim(file).binding);
+  await source.execute("CREATE TABLE hot (id INTEGER PRIMARY KEY, event_date TEXT)");
+  for (let id = 1; id <= 10; id++) {
+    await source.execute("INSERT INTO hot VALUES (?, ?)", [id, D]);
+  }
+  const ledger = new Ledger(source, { leaseMs: 60_000 });
+  await ledger.migrate();
+  const stale = await ledger.acquire(T, D, "host:1:stale");
+  await ledger.move(stale, "archiving");
+  await ledger.recordPart(stale, part(0));
+  await source.execute("UPDATE archive_metadata SET lease_expires_at = 0");
+  const holder = await ledger.acquire(T, D, "host:2:holder");
+  // Where the holder's own write may happen, and a cleanup in progress to resume.
+  await source.execute("UPDATE archive_metadata SET state = ?", [state]);
+  await source.execute("UPDATE archive_parts SET cleanup_cursor = 3");
+  return {
+    source,
+    ledger,
+    stale,
+    holder,
+    tables: async () => ({
+      metadata: (await source.query("SELECT * FROM archive_metadata")).map((r) => ({
+        ...r,
+        updated_at: null,
+        lease_expires_at: null,
+      })),
+      parts: await source.query("SELECT * FROM archive_parts ORDER BY part"),
+      hot: await source.query("SELECT * FROM hot ORDER BY id"),
+    }),
+  };
+}
+
+/** Each write, as the stale holder and as the holder would make it (from that state). */
+const writes: [string, (w: World, l: Lease) => Promise<unknown>, string?][] = [
+  ["move", (w, l) => w.ledger.move(l, "archiving", { last_error: "x" })],
+  ["setPendingObject", (w, l) => w.ledger.setPendingObject(l, `${T}/x.jsonl.gz`)],
+  ["recordPart", (w, l) => w.ledger.recordPart(l, part(1))],
+  ["markPartVerified", (w, l) => w.ledger.markPartVerified(l, 0)],
+  ["recordChunkDigests", (w, l) => w.ledger.recordChunkDigests(l, 0, 1024, "c".repeat(64))],
+  [
+    "addCleaned",
+    (w, l) =>
+      w.source.transaction((tx) =>
+        w.ledger.addCleaned(l, 0, { deleted: 3, cursor: 3, changed: 1, changedKeys: "2" }, tx),
+      ),
+    "verified",
+  ],
+  ["addChanged", (w, l) => w.ledger.addChanged(l, 0, 1, "7", 5)],
+  ["resetCleanupCursor", (w, l) => w.ledger.resetCleanupCursor(l, 0)],
+  ["markPartCleaned", (w, l) => w.ledger.markPartCleaned(l, 0)],
+  ["removeUnverifiedPart", (w, l) => w.ledger.removeUnverifiedPart(l, 0)],
+];
+
+for (const kind of ["sqlite", "d1"] as const) {
+  describe(`ledger writes under a lease that was taken (${kind})`, () => {
+    for (const [name, write, state] of writes) {
+      it(`${name}: refused to the stale holder, changing nothing; done for the holder`, async () => {
+        const w = await world(kind, state);
+        const before = await w.tables();
+        await expect(write(w, w.stale)).rejects.toBeInstanceOf(LeaseLostError);
+        expect(await w.tables()).toEqual(before);
+        await write(w, w.holder);
+        expect(await w.tables()).not.toEqual(before);
+      });
+    }
+
+    it("markPartUnverified: changes nothing for the stale holder; unmarks for the holder", async () => {
+      const w = await world(kind);
+      await w.ledger.markPartVerified(w.holder, 0);
+      const before = await w.tables();
+      await w.ledger.markPartUnverified(w.stale, 0);
+      expect(await w.tables()).toEqual(before);
+      await w.ledger.markPartUnverified(w.holder, 0);
+      expect((await w.ledger.parts(T, D))[0]?.verifiedAt).toBeNull();
+    });
+
+    it("renew and release: the stale holder can neither extend nor drop the holder's lease", async () => {
+      const w = await world(kind);
+      expect(await w.ledger.renew(T, D, w.stale.owner)).toBe(false);
+      await w.stale.release();
+      expect((await w.ledger.get(T, D))?.leaseOwner).toBe(w.holder.owner);
+      await expect(w.stale.keepAlive()).resolves.toBeUndefined(); // renewed a third of a lease ago
+      await expect(w.stale.check()).rejects.toBeInstanceOf(LeaseLostError);
+      expect(await w.ledger.renew(T, D, w.holder.owner)).toBe(true);
+    });
+  });
+}
+
+describe("the D1 cleanup batch", () => {
+  it("deletes nothing and records nothing for a stale holder; deletes and counts for the holder", async () => {
+    const w = await world("d1");
+    const del = { sql: "DELETE FROM hot WHERE event_date = ? AND id <= ?", params: [D, 5] };
+    const before = await w.tables();
+    await expect(w.ledger.deleteAndRecord(w.stale, 0, 5, del)).rejects.toBeInstanceOf(
+      LeaseLostError,
+    );
+    expect(await w.tables()).toEqual(before);
+    // The holder's batch goes through, from a state that may move to cleaning.
+    await w.source.execute("UPDATE archive_metadata SET state = 'verified'");
+    expect(await w.ledger.deleteAndRecord(w.holder, 0, 5, del)).toBe(5);
+    expect(await w.source.query("SELECT id FROM hot ORDER BY id")).toHaveLength(5);
+    expect(await w.ledger.parts(T, D)).toMatchObject([{ cleanedCount: 5, cleanupCursor: 5 }]);
+    // changes() carried the DELETE's count into the part: a batch deleting nothing adds 0.
+    expect(await w.ledger.deleteAndRecord(w.holder, 0, 6, del)).toBe(0);
+    expect(await w.ledger.parts(T, D)).toMatchObject([{ cleanedCount: 5, cleanupCursor: 6 }]);
+    expect(await w.ledger.get(T, D)).toMatchObject({ state: "cleaning", cleanedCount: 5 });
+  });
+});

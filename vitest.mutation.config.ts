@@ -1,0 +1,29 @@
+import { defineConfig } from "vitest/config";
+
+/**
+ * The tests Stryker runs against each mutant: those that exercise the safety-critical code in
+ * this process. Tests of the CLI, workerd and SIGKILL run the built code in other processes,
+ * where a mutant of the sources does not exist.
+ */
+export default defineConfig({
+  test: {
+    include: [
+      "test/archive-cleanup.test.ts",
+      "test/row-safety.test.ts",
+      "test/column-types.test.ts",
+      "test/ledger.test.ts",
+      "test/ledger-fences.test.ts",
+      "test/verify.test.ts",
+      "test/d1-cleanup.test.ts",
+      "test/chunks.test.ts",
+      "test/model.test.ts",
+      "test/server-sources.test.ts",
+      "test/container-ids.test.ts",
+      "test/trace-http.test.ts",
+    ],
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    // A few random histories per mutant; the regression histories always run.
+    env: { SLUICE_MODEL_RUNS: "3" },
+  },
+});
