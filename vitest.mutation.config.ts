@@ -16,6 +16,7 @@ export default defineConfig({
       "test/verify.test.ts",
       "test/d1-cleanup.test.ts",
       "test/chunks.test.ts",
+      "test/line-reader.test.ts",
       "test/model.test.ts",
       "test/server-sources.test.ts",
       "test/container-ids.test.ts",

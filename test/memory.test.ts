@@ -4,7 +4,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
-import { lineReader } from "../src/core/verify.js";
 import { zlibCodec } from "../src/node/codec.js";
 
 const ROOT = join(import.meta.dirname, "..");
@@ -12,30 +11,6 @@ const CLI = join(ROOT, "dist", "cli", "main.js");
 const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-describe("reading archived lines", () => {
-  const read = lineReader("id", "event_date", "2025-10-13");
-  it("reads the key from the text of a key-first line and checks the partition member", () => {
-    expect(read('{"id":42,"event_date":"2025-10-13","path":"/"}')).toEqual({
-      key: 42,
-      inPartition: true,
-    });
-    expect(read('{"id":-7,"event_date":"2025-10-14"}')).toEqual({ key: -7, inPartition: false });
-  });
-  it("is not fooled by the partition member quoted inside a string value", () => {
-    const line = JSON.stringify({
-      id: 5,
-      event_date: "2025-10-14",
-      path: '"event_date":"2025-10-13"',
-    });
-    expect(read(line)).toEqual({ key: 5, inPartition: false });
-  });
-  it("falls back to JSON for other shapes, and throws on what is not JSON", () => {
-    expect(read('{"event_date":"2025-10-13","id":9}')).toEqual({ key: 9, inPartition: true });
-    expect(read('{"id":1.5,"event_date":"2025-10-13"}')).toEqual({ key: 1.5, inPartition: true });
-    expect(() => read('{"id":12,"event_date":"2025-10-13"')).toThrow();
-  });
 });
 
 describe("memory stays flat", () => {

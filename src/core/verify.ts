@@ -29,13 +29,13 @@ export interface PartScan {
  * (`{"id":123,...}`), so the key is read from the text; any other shape is parsed as JSON.
  * The partition test is exact: inside a JSON string a quote is always escaped, so
  * `"event_date":"2025-10-13"` can only appear as a member, and in a line with no nested
- * object or array, only as the row's own member.
+ * object (an array holds members only inside one), only as the row's own member.
  */
 export function lineReader(keyColumn: string, partitionColumn: string, date: string) {
   const prefix = `{${JSON.stringify(keyColumn)}:`;
   const member = `${JSON.stringify(partitionColumn)}:${JSON.stringify(date)}`;
   return (line: string): { key: unknown; inPartition: boolean } => {
-    if (line.startsWith(prefix) && line.indexOf("{", 1) < 0 && line.indexOf("[") < 0) {
+    if (line.startsWith(prefix) && line.indexOf("{", 1) < 0) {
       let end = prefix.length;
       if (line.charCodeAt(end) === 45) end++; // '-'
       while (end < line.length && line.charCodeAt(end) >= 48 && line.charCodeAt(end) <= 57) end++;
