@@ -1046,7 +1046,8 @@ describe("requests Node's HTTP parser refuses before the app sees them", () => {
     expect((await call(`${srv.url}/healthz`)).status).toBe(200);
   });
 
-  // Fails today: Node answers these itself, with no body. See the report of this suite.
+  // Node answers what its parser refuses itself, with no body, unless the server handles
+  // 'clientError' (src/node/serve.ts): every error a client gets is the API's JSON shape.
   it("answers them with the API's JSON error body too", async () => {
     const cases = [
       `GET /api/stats/top-paths?from=${"x".repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`,

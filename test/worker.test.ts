@@ -244,59 +244,109 @@ describe("the Worker on workerd with local D1 and R2", () => {
     const vars = { SLUICE_DELETE_BATCH: "100", SLUICE_LEASE_MS: "1000" };
     const now = new Date("2026-11-20T03:30:00Z");
     const day = daysBefore(now, 6);
-    let w = await open(vars);
-    await ingestDay(w, day, 30_000);
-    const hot = await w.sql("SELECT * FROM traffic_events WHERE event_date = ? ORDER BY id", day);
     const rand = mulberry32(6);
-    const state = async () =>
-      (await status(w, day)).record as {
-        state: string;
-        cleanedCount: number;
-      } | null;
-    const killedIn: string[] = [];
-    // workerd answers no other request while the cron handler runs, so each kill waits for a
-    // ledger state read from the D1 file on disk: mid-archive, once verified (or cleaning),
-    // and mid-cleanup (some rows deleted, not all); the last kill is at a random moment.
-    // (A mid-cleanup kill waits for rows deleted by this run, beyond what the last one left.)
-    let left = 0;
-    const targets: ((r: { state: string; cleaned_count: number }) => boolean)[] = [
-      (r) => r.state === "archiving",
-      (r) => r.state === "verified" || r.state === "cleaning",
-      (r) => r.state === "cleaning" && r.cleaned_count > left,
-      (r) => r.state === "cleaning" && r.cleaned_count > left,
-    ];
-    for (let k = 0; k < 5; k++) {
-      let settled = false;
-      const run = w.scheduled(now).then(
-        () => {
-          settled = true;
-        },
-        () => {
-          settled = true;
-        },
-      );
-      const target = targets[k];
-      if (target) {
-        for (let i = 0; i < 20_000 && !settled; i++) {
-          const r = ledgerOnDisk(w.dir, day);
-          if (r && target(r)) break;
-          await new Promise((r) => setTimeout(r, 2));
-        }
-      } else {
-        await new Promise((r) => setTimeout(r, 30 + Math.floor(rand() * 650)));
-      }
-      await w.kill();
-      await run;
-      w = await startWorker(vars, w.dir);
-      worker = w;
-      const rec = await state();
-      left = rec?.cleanedCount ?? 0;
-      killedIn.push(`${rec?.state ?? "none"}/${left}`);
-      await new Promise((r) => setTimeout(r, 1100));
+    type OnDisk = { state: string; cleaned_count: number };
+    /**
+     * Where a kill is aimed, given the rows deleted before this run: `at` says when to strike
+     * (read from the D1 file on disk, since workerd answers no other request while the cron
+     * handler runs) and, read again through the restarted Worker, whether the kill left the
+     * date there. From a state not in `reach`, the date can no longer get there.
+     */
+    interface Aim {
+      name: string;
+      at: (r: OnDisk, left: number) => boolean;
+      reach: string[];
     }
-    // Kills landed mid-archive and mid-cleanup, with rows already gone.
-    expect(killedIn.some((s) => s.startsWith("archiving/"))).toBe(true);
-    expect(killedIn.some((s) => /^cleaning\/[1-9]/.test(s))).toBe(true);
+    const midCleanup: Aim = {
+      // Rows deleted by this run, beyond what the last one left; not all of them.
+      name: "mid-cleanup",
+      at: (r, left) => r.state === "cleaning" && r.cleaned_count > left,
+      reach: ["none", "archiving", "archived", "verified", "cleaning", "failed"],
+    };
+    const plan: (Aim | null)[] = [
+      { name: "mid-archive", at: (r) => r.state === "archiving", reach: ["none", "archiving"] },
+      {
+        // Verified, and cleanup not yet deleting (in one invocation it follows at once).
+        name: "verified",
+        at: (r, left) =>
+          r.state === "verified" || (r.state === "cleaning" && r.cleaned_count === left),
+        reach: ["none", "archiving", "archived", "verified"],
+      },
+      midCleanup,
+      midCleanup,
+      null, // a random moment
+    ];
+    const ATTEMPTS = 3;
+    const ROUNDS = 2;
+    let w = await open(vars);
+    let hot: Row[] = [];
+    let hits: string[] = [];
+    const log: string[] = [];
+    const state = async () =>
+      (await status(w, day)).record as { state: string; cleanedCount: number } | null;
+
+    // Each aimed kill must land where it is aimed: retried on the same date while the date
+    // can still get there, else the whole series again on a fresh Worker (new D1 and R2).
+    for (let round = 0; round < ROUNDS; round++) {
+      if (round > 0) {
+        await w.stop();
+        w = await open(vars);
+      }
+      await ingestDay(w, day, 30_000);
+      hot = await w.sql("SELECT * FROM traffic_events WHERE event_date = ? ORDER BY id", day);
+      hits = [];
+      let left = 0;
+      let lost = false;
+      for (const [index, aim] of plan.entries()) {
+        for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+          let settled = false;
+          const run = w.scheduled(now).then(
+            () => {
+              settled = true;
+            },
+            () => {
+              settled = true;
+            },
+          );
+          if (aim) {
+            for (let i = 0; i < 20_000 && !settled; i++) {
+              const r = ledgerOnDisk(w.dir, day);
+              if (r && aim.at(r, left)) break;
+              await new Promise((r) => setTimeout(r, 2));
+            }
+          } else {
+            await new Promise((r) => setTimeout(r, 30 + Math.floor(rand() * 650)));
+          }
+          await w.kill();
+          await run;
+          w = await startWorker(vars, w.dir);
+          worker = w;
+          const rec = await state();
+          const landed = { state: rec?.state ?? "none", cleaned_count: rec?.cleanedCount ?? 0 };
+          const hit = aim ? aim.at(landed, left) : true;
+          log.push(
+            `${aim?.name ?? "random"}${hit ? "" : " (missed)"}: ${landed.state}/${landed.cleaned_count}`,
+          );
+          left = landed.cleaned_count;
+          await new Promise((r) => setTimeout(r, 1100));
+          if (hit) {
+            hits.push(aim?.name ?? "random");
+            break;
+          }
+          if (!aim?.reach.includes(landed.state)) break;
+        }
+        if (hits.length < index + 1) {
+          lost = true;
+          break;
+        }
+      }
+      if (!lost) break;
+      log.push(`round ${round + 1} abandoned: a new Worker and date`);
+    }
+    console.log(`worker kills: ${log.join("; ")}`);
+    // Every kill landed where it was aimed, in order.
+    expect(hits).toEqual(["mid-archive", "verified", "mid-cleanup", "mid-cleanup", "random"]);
+
     for (let run = 0; run < 10 && (await state())?.state !== "cleaned"; run++) {
       await w.scheduled(now);
       if ((await state())?.state !== "cleaned") await new Promise((r) => setTimeout(r, 1100));
@@ -317,7 +367,6 @@ describe("the Worker on workerd with local D1 and R2", () => {
     ]);
     expect(await count(w, day)).toBe(0);
     expectSameRows(await w.archivedRows(await partKey(w, day)), hot);
-    console.log(`worker kills left the date: ${killedIn.join(", ")}`);
   });
 
   it("D1 deletes only rows equal to an archived line: a key reused in a gap and an updated row stay", async () => {

@@ -1,0 +1,327 @@
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import type { Manifest } from "../src/core/archive.js";
+import { NotVerifiedError, VerificationError } from "../src/core/errors.js";
+import { archiveDate, cleanupDate, verifyDate } from "../src/core/jobs.js";
+import type { PartRecord } from "../src/core/ledger.js";
+import { type ObjectStore, getText, putBytes } from "../src/core/store.js";
+import { prepareTrafficData } from "../src/core/traffic/prepare.js";
+import { loadConfig } from "../src/node/config.js";
+import { type NodeContext, openContext } from "../src/node/context.js";
+import { openSource } from "../src/node/open.js";
+import { dateFolder } from "./helpers.js";
+import { type TestDb, postgresDb, sqliteDb } from "./servers.js";
+
+/**
+ * Issue 21: every comparison verification makes is proven by a test that fails without it.
+ * Each case damages one thing a verified archive depends on (its manifest, its bytes, the
+ * source beside it) and expects `verify` to name that one problem, take the part's verified
+ * mark away (nothing was deleted on its strength) and cleanup to delete nothing. Then a part
+ * that already had rows deleted is damaged: it must never be rewritten or removed.
+ */
+const DAY = "2025-10-13";
+const ROWS = 3_000;
+const dir = mkdtempSync(join(tmpdir(), "sluice-verify-checks-"));
+const dbs = [sqliteDb(dir), await postgresDb()];
+afterAll(async () => {
+  for (const db of dbs) await db?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function objectBytes(store: ObjectStore, key: string): Promise<Uint8Array> {
+  const body = await store.get(key);
+  if (!body) throw new Error(`no object ${key}`);
+  return new Uint8Array(await new Response(body).arrayBuffer());
+}
+
+/** The object with the byte at `at` inverted (its sha256 and every digest of it change). */
+async function flipByte(store: ObjectStore, key: string, at: (length: number) => number) {
+  const bytes = await objectBytes(store, key);
+  const i = at(bytes.length);
+  bytes[i] = (bytes[i] ?? 0) ^ 0xff;
+  await putBytes(store, key, bytes);
+  return bytes;
+}
+
+async function rewriteManifest(
+  store: ObjectStore,
+  part: PartRecord,
+  change: (m: Manifest) => void,
+) {
+  const m = JSON.parse((await getText(store, part.manifestKey)) as string) as Manifest;
+  change(m);
+  await putBytes(store, part.manifestKey, new TextEncoder().encode(JSON.stringify(m, null, 2)));
+}
+
+/** A hex digest with its first digit changed. */
+const otherHex = (hex: string) => `${hex[0] === "0" ? "1" : "0"}${hex.slice(1)}`;
+
+interface Archived {
+  table: string;
+  c: NodeContext;
+  part: PartRecord;
+  /** Where the table's archive lives (a folder store). */
+  folder: string;
+}
+
+interface Damage {
+  name: string;
+  /** Called before the archive is written. */
+  before?: (db: TestDb, table: string) => Promise<void>;
+  damage: (db: TestDb, a: Archived) => Promise<void>;
+  /** The one problem verification must report. */
+  problem: (a: Archived) => RegExp;
+}
+
+/** A key inside the archived range that the source has no row for at archive time. */
+let gapKey = 0;
+
+const damages: Damage[] = [
+  {
+    name: "a manifest whose sha256 is wrong",
+    damage: async (_db, a) =>
+      rewriteManifest(a.c.ctx.store, a.part, (m) => {
+        m.sha256 = otherHex(m.sha256);
+      }),
+    problem: (a) =>
+      new RegExp(`^manifest sha256: expected ${a.part.sha256}, found ${otherHex(a.part.sha256)}$`),
+  },
+  {
+    name: "a manifest whose row count is one too many",
+    damage: async (_db, a) =>
+      rewriteManifest(a.c.ctx.store, a.part, (m) => {
+        m.rows += 1;
+      }),
+    problem: () => new RegExp(`^manifest rows: expected ${ROWS}, found ${ROWS + 1}$`),
+  },
+  {
+    name: "a manifest whose row count is one too few",
+    damage: async (_db, a) =>
+      rewriteManifest(a.c.ctx.store, a.part, (m) => {
+        m.rows -= 1;
+      }),
+    problem: () => new RegExp(`^manifest rows: expected ${ROWS}, found ${ROWS - 1}$`),
+  },
+  {
+    name: "a manifest whose min key is off by one",
+    damage: async (_db, a) =>
+      rewriteManifest(a.c.ctx.store, a.part, (m) => {
+        m.minKey -= 1;
+      }),
+    problem: (a) =>
+      new RegExp(`^manifest min key: expected ${a.part.minId}, found ${a.part.minId - 1}$`),
+  },
+  {
+    name: "a manifest whose max key is off by one",
+    damage: async (_db, a) =>
+      rewriteManifest(a.c.ctx.store, a.part, (m) => {
+        m.maxKey += 1;
+      }),
+    problem: (a) =>
+      new RegExp(`^manifest max key: expected ${a.part.maxId}, found ${a.part.maxId + 1}$`),
+  },
+  {
+    name: "a manifest whose byte count is off by one",
+    damage: async (_db, a) =>
+      rewriteManifest(a.c.ctx.store, a.part, (m) => {
+        m.bytes += 1;
+      }),
+    problem: (a) =>
+      new RegExp(`^manifest bytes: expected ${a.part.fileSize}, found ${a.part.fileSize + 1}$`),
+  },
+  {
+    name: "a manifest whose chunk digest is wrong",
+    damage: async (_db, a) =>
+      rewriteManifest(a.c.ctx.store, a.part, (m) => {
+        m.chunkSha256 = m.chunkSha256.map(otherHex);
+      }),
+    problem: () => /^manifest chunk sha256: expected [0-9a-f]{64}, found [0-9a-f]{64}$/,
+  },
+  {
+    name: "a source that gained a row inside the archived key range after the archive",
+    // A gap in the keys at archive time; afterwards a writer that chooses its keys fills it.
+    before: async (db, table) => {
+      const rows = await db.rows(table, DAY);
+      gapKey = Number(rows[Math.floor(rows.length / 2)]?.id);
+      await db.run(`DELETE FROM ${table} WHERE id = ${gapKey}`);
+    },
+    damage: async (db, a) => {
+      await db.run(
+        `INSERT INTO ${a.table} (id, event_date, ts, path, status, duration_ms) ${db.name === "PostgreSQL" ? "OVERRIDING SYSTEM VALUE " : ""}VALUES (${gapKey}, '${DAY}', 1, '/late', 200, 1)`,
+      );
+    },
+    problem: (a) =>
+      new RegExp(
+        `^rows in the source for the archived key range: expected ${a.part.eventCount}, found ${a.part.eventCount + 1}$`,
+      ),
+  },
+  {
+    name: "a stored object with one byte flipped in its compressed data",
+    damage: async (_db, a) => {
+      await flipByte(a.c.ctx.store, a.part.objectKey, (n) => Math.floor(n / 2));
+    },
+    problem: () => /^chunk 0 \(bytes 0\.\.\) differs from its recorded sha256$/,
+  },
+  {
+    // Parts archived before chunk digests were kept have none in the ledger; the whole
+    // object's sha256 is then all that tells. A flipped byte in the gzip header's MTIME
+    // decompresses to the very same rows: only the digest can catch it.
+    name: "a part without chunk digests whose gzip header has one byte flipped (same rows)",
+    damage: async (db, a) => {
+      await db.run(
+        `UPDATE archive_parts SET chunk_sha256 = NULL, chunk_bytes = NULL WHERE source_table = '${a.table}'`,
+      );
+      await flipByte(a.c.ctx.store, a.part.objectKey, () => 4);
+    },
+    problem: (a) => new RegExp(`^sha256: expected ${a.part.sha256}, found [0-9a-f]{64}$`),
+  },
+];
+
+for (const maybe of dbs) {
+  const name = maybe?.name ?? "a missing server";
+  describe.runIf(maybe !== null)(`each verification check, on ${name} and a folder`, () => {
+    const db = maybe as TestDb;
+    let tables = 0;
+
+    async function archived(before?: Damage["before"]): Promise<Archived> {
+      const table = `vc_${++tables}`;
+      const source = openSource(db.url, { create: true });
+      try {
+        await prepareTrafficData(source, { table, date: DAY, count: ROWS });
+      } finally {
+        await source.close();
+      }
+      await before?.(db, table);
+      const store = join(dir, name, table);
+      const c = await openContext(
+        loadConfig({ SLUICE_DB: db.url, SLUICE_STORE: `file:${store}`, SLUICE_TABLE: table }),
+      );
+      const out = await archiveDate(c.ctx, c.owner, DAY);
+      expect(out.written).toMatchObject({ part: 0, eventCount: await db.count(table, DAY) });
+      expect(out.written?.verifiedAt).toBeNull(); // the record as written; verified after
+      const [part] = out.parts;
+      expect(part?.verifiedAt).not.toBeNull();
+      return { table, c, part: part as PartRecord, folder: dateFolder(store, DAY, table) };
+    }
+
+    for (const d of damages) {
+      it(`${d.name}: verify names it, the part loses its mark, not one row is deleted`, async () => {
+        const a = await archived(d.before);
+        try {
+          await d.damage(db, a);
+          const hot = await db.count(a.table, DAY);
+          const err = await verifyDate(a.c.ctx, a.c.owner, DAY).catch((e: unknown) => e);
+          expect(err).toBeInstanceOf(VerificationError);
+          expect((err as VerificationError).problems).toEqual([
+            expect.stringMatching(d.problem(a)),
+          ]);
+          const [part] = await a.c.ctx.ledger.parts(a.table, DAY);
+          expect(part).toMatchObject({ objectKey: a.part.objectKey, verifiedAt: null });
+          const rec = await a.c.ctx.ledger.get(a.table, DAY);
+          expect(rec).toMatchObject({ state: "failed", d1Cleaned: 0, cleanedCount: 0 });
+          expect(rec?.lastError).toContain((err as VerificationError).problems[0]);
+
+          await expect(cleanupDate(a.c.ctx, a.c.owner, DAY)).rejects.toBeInstanceOf(
+            NotVerifiedError,
+          );
+          expect(await db.count(a.table, DAY)).toBe(hot);
+
+          // Nothing was deleted on its strength: the next archive writes the part again
+          // from the source, and then the date can be cleaned.
+          const again = await archiveDate(a.c.ctx, a.c.owner, DAY);
+          expect(again.written).toMatchObject({ part: 0, eventCount: hot });
+          expect((await cleanupDate(a.c.ctx, a.c.owner, DAY)).complete).toBe(true);
+          expect(await db.count(a.table, DAY)).toBe(0);
+        } finally {
+          await a.c.close();
+        }
+      });
+    }
+
+    it("a part damaged after rows were deleted on its strength is never rewritten nor removed; no further row goes", async () => {
+      const a = await archived();
+      try {
+        const first = await cleanupDate(a.c.ctx, a.c.owner, DAY, { batchSize: 500, maxBatches: 1 });
+        expect(first).toMatchObject({ complete: false, deleted: 500 });
+        const hot = await db.count(a.table, DAY);
+        expect(hot).toBe(ROWS - 500);
+        const [cleaning] = await a.c.ctx.ledger.parts(a.table, DAY);
+        expect(cleaning).toMatchObject({ cleanedCount: 500, cleanedAt: null });
+        expect(cleaning?.cleanupCursor).not.toBeNull();
+        const files = readdirSync(a.folder).sort();
+        expect(files).toHaveLength(2); // the object and its manifest
+
+        // Bytes after the cleanup cursor's lines, so that a reader that did not check them
+        // before use would have lines to act on ahead of the damage.
+        const damaged = await flipByte(a.c.ctx.store, a.part.objectKey, (n) => Math.floor(n * 0.6));
+        /** The part as it was: same ledger row, same object (damaged as it is), no row gone. */
+        const unchanged = async (what: string, verified = true) => {
+          const parts = await a.c.ctx.ledger.parts(a.table, DAY);
+          expect(parts, what).toHaveLength(1);
+          expect(parts[0], what).toMatchObject({
+            part: 0,
+            objectKey: a.part.objectKey,
+            manifestKey: a.part.manifestKey,
+            sha256: a.part.sha256,
+            chunkSha256: a.part.chunkSha256,
+            cleanedCount: 500,
+          });
+          // The verified mark stays: rows were deleted on its strength.
+          if (verified) expect(parts[0]?.verifiedAt, what).not.toBeNull();
+          expect(readdirSync(a.folder).sort(), what).toEqual(files);
+          expect(await objectBytes(a.c.ctx.store, a.part.objectKey), what).toEqual(damaged);
+          expect(await db.count(a.table, DAY), what).toBe(hot);
+          expect((await a.c.ctx.ledger.get(a.table, DAY))?.cleanedCount, what).toBe(500);
+        };
+        const problem = /chunk 0 \(bytes 0\.\.\) differs from its recorded sha256/;
+
+        // archive while the partition is 'cleaning': nothing to do, cleanup must finish first.
+        const busy = await archiveDate(a.c.ctx, a.c.owner, DAY);
+        expect(busy.written).toBeNull();
+        expect(busy.note).toMatch(/cleanup is in progress/);
+        await unchanged("archive while cleaning");
+
+        // verify: loud, names the damage.
+        const verified = await verifyDate(a.c.ctx, a.c.owner, DAY).catch((e: unknown) => e);
+        expect(verified).toBeInstanceOf(VerificationError);
+        expect(String(verified)).toMatch(problem);
+        await unchanged("verify");
+        const failed = { state: "failed", d1Cleaned: 0, cleanedCount: 500 };
+        expect(await a.c.ctx.ledger.get(a.table, DAY)).toMatchObject(failed);
+        expect((await a.c.ctx.ledger.get(a.table, DAY))?.lastError).toMatch(problem);
+
+        // archive once verify failed. Observed today: it does not fail, it writes nothing and
+        // reports the parts as they are (the CLI prints "nothing new to archive ... (1 verified
+        // part already)" and exits 0); the ledger keeps the partition failed with the damage
+        // as its last error. Nothing is rewritten or removed.
+        const after = await archiveDate(a.c.ctx, a.c.owner, DAY);
+        expect(after.written).toBeNull();
+        await unchanged("archive after verify failed");
+        expect(await a.c.ctx.ledger.get(a.table, DAY)).toMatchObject(failed);
+        expect((await a.c.ctx.ledger.get(a.table, DAY))?.lastError).toMatch(problem);
+
+        // cleanup checks the bytes before it trusts a line of them: loud, and no row goes.
+        const cleanup = await cleanupDate(a.c.ctx, a.c.owner, DAY).catch((e: unknown) => e);
+        await unchanged("cleanup");
+        expect(cleanup).toBeInstanceOf(VerificationError);
+        expect(String(cleanup)).toMatch(problem);
+
+        // Even a part that lost its verified mark (a ledger edited by hand, an older version)
+        // is not written again once rows were deleted on its strength: archive verifies it,
+        // fails loudly, and leaves the object and the ledger row as they are.
+        await db.run(
+          `UPDATE archive_parts SET verified_at = NULL WHERE source_table = '${a.table}'`,
+        );
+        const rewrite = await archiveDate(a.c.ctx, a.c.owner, DAY).catch((e: unknown) => e);
+        expect(rewrite).toBeInstanceOf(VerificationError);
+        expect(String(rewrite)).toMatch(problem);
+        await unchanged("archive of the unmarked part", false);
+        expect(await a.c.ctx.ledger.get(a.table, DAY)).toMatchObject(failed);
+      } finally {
+        await a.c.close();
+      }
+    });
+  });
+}
