@@ -292,12 +292,11 @@ for (const maybe of dbs) {
         expect(await a.c.ctx.ledger.get(a.table, DAY)).toMatchObject(failed);
         expect((await a.c.ctx.ledger.get(a.table, DAY))?.lastError).toMatch(problem);
 
-        // archive once verify failed. Observed today: it does not fail, it writes nothing and
-        // reports the parts as they are (the CLI prints "nothing new to archive ... (1 verified
-        // part already)" and exits 0); the ledger keeps the partition failed with the damage
-        // as its last error. Nothing is rewritten or removed.
-        const after = await archiveDate(a.c.ctx, a.c.owner, DAY);
-        expect(after.written).toBeNull();
+        // archive once verify failed: it proves the failed partition's parts again and fails
+        // loudly with the damage; nothing is rewritten or removed.
+        const after = await archiveDate(a.c.ctx, a.c.owner, DAY).catch((e: unknown) => e);
+        expect(after).toBeInstanceOf(VerificationError);
+        expect(String(after)).toMatch(problem);
         await unchanged("archive after verify failed");
         expect(await a.c.ctx.ledger.get(a.table, DAY)).toMatchObject(failed);
         expect((await a.c.ctx.ledger.get(a.table, DAY))?.lastError).toMatch(problem);

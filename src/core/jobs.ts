@@ -82,7 +82,10 @@ export async function archiveUnderLease(
   if (existing.length === 0) {
     throw new NotFoundError(`no rows of ${ctx.spec.table} for ${date}: nothing to archive`);
   }
-  const parts = await verifyPartition(ctx, lease, date);
+  // A failed partition proves every part again: one damaged after rows were deleted on its
+  // strength fails here, loudly, instead of being reported as archived; one that failed for
+  // another reason (a cleanup that stopped) is verified again and may be cleaned.
+  const parts = await verifyPartition(ctx, lease, date, { all: rec?.state === "failed" });
   return { written, parts };
 }
 
