@@ -52,14 +52,14 @@ const NOW = new Date("2026-11-20T03:30:00Z");
 const SAMPLE_MS = 50;
 const FETCH = arg("fetch");
 const SLUICE_VARS = FETCH ? { DB_SLOW_FETCHMANY_SIZE: FETCH } : {};
-const { generateTrafficDay } = await import(join(ROOT, "dist/core/traffic/generate.js"));
-const { TRAFFIC_COLUMNS } = await import(join(ROOT, "dist/core/traffic/schema.js"));
+const { generateTrafficDay } = await import(join(ROOT, "dist/workloads/traffic/generate.js"));
+const { TRAFFIC_COLUMNS } = await import(join(ROOT, "dist/core/ingest/event.js"));
 
-const { D1Source } = await import(join(ROOT, "dist/adapters/d1.js"));
-const { R2Store } = await import(join(ROOT, "dist/adapters/r2.js"));
-const { Ledger } = await import(join(ROOT, "dist/core/ledger.js"));
-const { archiveDate } = await import(join(ROOT, "dist/core/jobs.js"));
-const { DEFAULT_SPEC } = await import(join(ROOT, "dist/core/partition.js"));
+const { D1Source } = await import(join(ROOT, "dist/adapters/d1/source.js"));
+const { R2Store } = await import(join(ROOT, "dist/adapters/r2/store.js"));
+const { Ledger } = await import(join(ROOT, "dist/core/archive/ledger.js"));
+const { archiveDate } = await import(join(ROOT, "dist/core/archive/jobs.js"));
+const { DEFAULT_SPEC } = await import(join(ROOT, "dist/core/archive/partition.js"));
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc");
 

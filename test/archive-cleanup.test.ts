@@ -2,7 +2,14 @@ import { readFileSync, readdirSync, truncateSync, writeFileSync } from "node:fs"
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
-import { archivePartition } from "../src/core/archive.js";
+import { archivePartition } from "../src/core/archive/archive.js";
+import {
+  archiveDate,
+  cleanupDate,
+  partitionStatus,
+  verifyDate,
+  withLease,
+} from "../src/core/archive/jobs.js";
 import {
   CleanupIncompleteError,
   LeaseHeldError,
@@ -10,13 +17,6 @@ import {
   NotVerifiedError,
   VerificationError,
 } from "../src/core/errors.js";
-import {
-  archiveDate,
-  cleanupDate,
-  partitionStatus,
-  verifyDate,
-  withLease,
-} from "../src/core/jobs.js";
 import {
   type EventRow,
   type Workspace,

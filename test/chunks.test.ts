@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { ChunkDigester, type ExpectedObject, verifiedChunks } from "../src/core/chunks.js";
+import { ChunkDigester, type ExpectedObject, verifiedChunks } from "../src/core/archive/chunks.js";
+import { portableSha256 } from "../src/core/bytes/hash.js";
 import { VerificationError } from "../src/core/errors.js";
-import { portableSha256 } from "../src/core/hash.js";
 
 /**
  * Chunk digests: what cleanup trusts before it acts on a line. A chunk passes on only once its

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import { archiveDate, cleanupDate } from "../src/core/jobs.js";
+import { archiveDate, cleanupDate } from "../src/core/archive/jobs.js";
 import { loadConfig } from "../src/node/config.js";
 import { type NodeContext, openContext } from "../src/node/context.js";
 import { type TestDb, mariaDb, postgresDb } from "./servers.js";

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { daysBefore, parsePartitionDate, retentionCutoff } from "../src/core/dates.js";
 import { BadInputError } from "../src/core/errors.js";
-import { checkIdentifier } from "../src/core/ident.js";
+import { checkIdentifier } from "../src/core/sql/ident.js";
 import { loadConfig } from "../src/node/config.js";
 import {
   cgroupMemoryMax,

@@ -4,15 +4,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
+import { archiveDate, cleanupDate, partitionStatus, verifyDate } from "../src/core/archive/jobs.js";
 import { CleanupIncompleteError, NotVerifiedError, VerificationError } from "../src/core/errors.js";
-import { archiveDate, cleanupDate, partitionStatus, verifyDate } from "../src/core/jobs.js";
 import type { Progress } from "../src/core/progress.js";
-import type { Row } from "../src/core/source.js";
+import type { Row } from "../src/core/sql/source.js";
 import { type ObjectStore, putBytes } from "../src/core/store.js";
-import { prepareTrafficData } from "../src/core/traffic/prepare.js";
 import { loadConfig } from "../src/node/config.js";
 import { openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
+import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
 import { type S3Server, startS3rver } from "./s3rver.js";
 import { type TestDb, mariaDb, postgresDb, sqliteDb } from "./servers.js";
 

@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import type { D1DatabaseLike, D1ResultLike, D1StatementLike } from "../src/adapters/d1.js";
+import type { D1DatabaseLike, D1ResultLike, D1StatementLike } from "../src/adapters/d1/source.js";
 
 /**
  * The D1 binding's interface over a SQLite file through better-sqlite3: D1 is SQLite, so the

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { GcPacer } from "../src/core/gc-pacer.js";
 import { fullGc } from "../src/node/full-gc.js";
+import { GcPacer } from "../src/node/gc-pacer.js";
 
 describe("GcPacer", () => {
   it("collects after every `every` rows, and at a stream's end once a tenth of that went by", () => {

@@ -2,7 +2,7 @@ import { connect } from "node:net";
 import type Database from "better-sqlite3";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TRAFFIC_COLUMNS } from "../src/core/traffic/schema.js";
+import { TRAFFIC_COLUMNS } from "../src/core/ingest/event.js";
 import {
   MAX_BYTES,
   MAX_EVENTS,

@@ -3,10 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { Logger } from "pino";
-import { prepareTrafficData } from "../src/core/traffic/prepare.js";
 import { loadConfig } from "../src/node/config.js";
 import { openSource } from "../src/node/open.js";
 import { type Service, startService } from "../src/node/serve.js";
+import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
 
 /** A token long enough for loadConfig (16+), and one that differs from it by the last byte. */
 export const TOKEN = "test-admin-token-0123456789abcdef";

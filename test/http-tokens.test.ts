@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { prepareMesData } from "../src/core/mes/prepare.js";
 import { loadConfig } from "../src/node/config.js";
 import { openSource } from "../src/node/open.js";
+import { prepareMesData } from "../src/workloads/mes/prepare.js";
 import {
   TOKEN as ADMIN,
   type TestServer,

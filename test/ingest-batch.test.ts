@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { TooManyEventsError, splitEventBatch } from "../src/core/traffic/batch.js";
+import { TooManyEventsError, splitEventBatch } from "../src/core/ingest/batch.js";
 
 /** The TooManyEventsError a split throws (fails the test when it throws none). */
 function tooMany(text: string, ndjson: boolean, max: number): TooManyEventsError {

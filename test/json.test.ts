@@ -8,8 +8,8 @@ import {
   jsonText,
   traceJsonStream,
   traceNdjsonStream,
-} from "../src/core/json.js";
-import type { Row } from "../src/core/source.js";
+} from "../src/core/json/json.js";
+import type { Row } from "../src/core/sql/source.js";
 
 async function readText(stream: ReadableStream<Uint8Array>): Promise<string> {
   const decoder = new TextDecoder("utf-8", { fatal: true });

@@ -2,11 +2,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { D1Source } from "../src/adapters/d1.js";
-import { SqliteSource } from "../src/adapters/sqlite.js";
+import { D1Source } from "../src/adapters/d1/source.js";
+import { SqliteSource } from "../src/adapters/sqlite/source.js";
+import { type Lease, Ledger, type PartRecord } from "../src/core/archive/ledger.js";
 import { LeaseLostError } from "../src/core/errors.js";
-import { type Lease, Ledger, type PartRecord } from "../src/core/ledger.js";
-import type { SqlSource } from "../src/core/source.js";
+import type { SqlSource } from "../src/core/sql/source.js";
 import { d1Shim } from "./d1-shim.js";
 
 /**

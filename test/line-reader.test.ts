@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { lineReader } from "../src/core/verify.js";
+import { lineReader } from "../src/core/archive/verify.js";
 
 // How verification and cleanup read an archived line: its key, and whether it is of the date.
 

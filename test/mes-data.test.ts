@@ -5,17 +5,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BadInputError } from "../src/core/errors.js";
-import { MES_HOTSPOTS, MES_ROUTE, generateMesFactory, mesLots } from "../src/core/mes/generate.js";
-import { type MesSummary, prepareMesData } from "../src/core/mes/prepare.js";
-import {
-  MES_COLUMNS,
-  MES_INDEXES,
-  MES_KEY,
-  MES_TABLES,
-  type MesTable,
-} from "../src/core/mes/schema.js";
-import type { Row, SqlSource } from "../src/core/source.js";
+import type { Row, SqlSource } from "../src/core/sql/source.js";
+import { MES_COLUMNS, MES_KEY, MES_TABLES, type MesTable } from "../src/core/trace/tables.js";
 import { openSource } from "../src/node/open.js";
+import {
+  MES_HOTSPOTS,
+  MES_ROUTE,
+  generateMesFactory,
+  mesLots,
+} from "../src/workloads/mes/generate.js";
+import { type MesSummary, prepareMesData } from "../src/workloads/mes/prepare.js";
+import { MES_INDEXES } from "../src/workloads/mes/schema.js";
 import { type TestDb, mariaDb, postgresDb } from "./servers.js";
 
 /**

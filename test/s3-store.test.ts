@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { S3Store } from "../src/adapters/s3.js";
+import { S3Store } from "../src/adapters/s3/store.js";
 import { type S3Server, startS3rver } from "./s3rver.js";
 
 /**

@@ -3,11 +3,11 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { archiveDate, cleanupDate, partitionStatus } from "../src/core/jobs.js";
-import { prepareTrafficData } from "../src/core/traffic/prepare.js";
+import { archiveDate, cleanupDate, partitionStatus } from "../src/core/archive/jobs.js";
 import { loadConfig } from "../src/node/config.js";
 import { openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
+import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
 import { dateFolder, partNames } from "./helpers.js";
 import { type TestDb, mariaDb, postgresDb } from "./servers.js";
 

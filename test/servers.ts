@@ -2,7 +2,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import mysql from "mysql2/promise";
 import pg from "pg";
-import type { Row } from "../src/core/source.js";
+import type { Row } from "../src/core/sql/source.js";
 
 /**
  * The databases the tests run against, each behind one small interface: a SQLite file, and

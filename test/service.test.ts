@@ -5,13 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
+import { JobRunner } from "../src/core/archive/runner.js";
 import { daysBefore } from "../src/core/dates.js";
-import { JobRunner } from "../src/core/runner.js";
-import { prepareTrafficData } from "../src/core/traffic/prepare.js";
 import { loadConfig } from "../src/node/config.js";
 import { openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
 import { startScheduler } from "../src/node/scheduler.js";
+import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
 import { partNames } from "./helpers.js";
 
 /** `sluice serve` as real processes: two on one database, shutdown, the schedule. */

@@ -5,21 +5,21 @@ import { join } from "node:path";
 import { serve } from "@hono/node-server";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FsStore } from "../src/adapters/fs.js";
-import type { JobContext } from "../src/core/archive.js";
+import { FsStore } from "../src/adapters/fs/store.js";
+import type { JobContext } from "../src/core/archive/archive.js";
+import type { JobRunner } from "../src/core/archive/runner.js";
 import { BusyError } from "../src/core/errors.js";
-import { GcPacer } from "../src/core/gc-pacer.js";
-import { prepareMesData } from "../src/core/mes/prepare.js";
-import type { JobRunner } from "../src/core/runner.js";
 import { Semaphore } from "../src/core/semaphore.js";
-import type { Row, SqlSource } from "../src/core/source.js";
+import type { Row, SqlSource } from "../src/core/sql/source.js";
 import { domainEvents } from "../src/core/trace/events.js";
 import { traceLineage } from "../src/core/trace/lineage.js";
 import { MsdPareto } from "../src/core/trace/msd.js";
 import { TraceJobs } from "../src/core/trace/trace-jobs.js";
 import { createApp } from "../src/http/app.js";
 import { zlibCodec } from "../src/node/codec.js";
+import { GcPacer } from "../src/node/gc-pacer.js";
 import { openSource } from "../src/node/open.js";
+import { prepareMesData } from "../src/workloads/mes/prepare.js";
 import { type TestDb, postgresDb } from "./servers.js";
 
 /**

@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { FsStore } from "../src/adapters/fs.js";
+import { FsStore } from "../src/adapters/fs/store.js";
 import { TooManyJobsError } from "../src/core/errors.js";
 import { type TraceJobWork, TraceJobs } from "../src/core/trace/trace-jobs.js";
 import { zlibCodec } from "../src/node/codec.js";

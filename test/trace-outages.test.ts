@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { prepareMesData } from "../src/core/mes/prepare.js";
 import { openSource } from "../src/node/open.js";
+import { prepareMesData } from "../src/workloads/mes/prepare.js";
 import { type TestDb, postgresDb } from "./servers.js";
 
 /**

@@ -2,14 +2,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { prepareMesData } from "../src/core/mes/prepare.js";
-import type { Row, SqlSource } from "../src/core/source.js";
+import type { Row, SqlSource } from "../src/core/sql/source.js";
 import { domainEvents } from "../src/core/trace/events.js";
 import { traceLineage } from "../src/core/trace/lineage.js";
 import { MsdPareto } from "../src/core/trace/msd.js";
 import { readSqlMaterialised } from "../src/core/trace/readers.js";
 import { resolveSeeds } from "../src/core/trace/seed-resolve.js";
 import { openSource } from "../src/node/open.js";
+import { prepareMesData } from "../src/workloads/mes/prepare.js";
 import { type TestDb, postgresDb, sqliteDb } from "./servers.js";
 
 /**

@@ -6,7 +6,7 @@ import { gunzipSync } from "node:zlib";
 import Database from "better-sqlite3";
 import { build } from "esbuild";
 import { Miniflare } from "miniflare";
-import type { Row } from "../src/core/source.js";
+import type { Row } from "../src/core/sql/source.js";
 
 export const TOKEN = "worker-admin-token-0123456789";
 

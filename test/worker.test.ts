@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { daysBefore } from "../src/core/dates.js";
-import { mulberry32 } from "../src/core/random.js";
-import type { Row } from "../src/core/source.js";
-import { generateTrafficDay } from "../src/core/traffic/generate.js";
+import type { Row } from "../src/core/sql/source.js";
+import { mulberry32 } from "../src/workloads/random.js";
+import { generateTrafficDay } from "../src/workloads/traffic/generate.js";
 import {
   TOKEN,
   type TestWorker,

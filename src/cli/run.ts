@@ -1,8 +1,5 @@
 import cluster from "node:cluster";
 import { rmSync } from "node:fs";
-import { parsePartitionDate, retentionCutoff } from "../core/dates.js";
-import { BadInputError, type ErrorKind, SluiceError, describeError } from "../core/errors.js";
-import { checkIdentifier } from "../core/ident.js";
 import {
   archiveAndCleanDate,
   archiveDate,
@@ -10,16 +7,19 @@ import {
   datesNeedingWork,
   partitionStatus,
   verifyDate,
-} from "../core/jobs.js";
-import { checkMesScale, prepareMesData } from "../core/mes/prepare.js";
-import { MES_TABLES } from "../core/mes/schema.js";
-import { prepareTrafficData } from "../core/traffic/prepare.js";
+} from "../core/archive/jobs.js";
+import { parsePartitionDate, retentionCutoff } from "../core/dates.js";
+import { BadInputError, type ErrorKind, SluiceError, describeError } from "../core/errors.js";
+import { checkIdentifier } from "../core/sql/ident.js";
+import { MES_TABLES } from "../core/trace/tables.js";
 import { runCluster } from "../node/cluster.js";
 import { type Config, cleanupOptions, loadConfig } from "../node/config.js";
 import { openContext } from "../node/context.js";
 import { openSource } from "../node/open.js";
 import { checkCron } from "../node/scheduler.js";
 import { startService } from "../node/serve.js";
+import { checkMesScale, prepareMesData } from "../workloads/mes/prepare.js";
+import { prepareTrafficData } from "../workloads/traffic/prepare.js";
 import { bytes, describeList, describeStatus, fmt } from "./format.js";
 import { progressLine } from "./progress.js";
 

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { CleanupOptions } from "./cleanup.js";
+import type { CleanupOptions } from "./archive/cleanup.js";
 import { BadInputError } from "./errors.js";
 
 /** A whole number from an env string, within bounds, with a default. */

@@ -11,8 +11,8 @@ import {
   UnavailableError,
   describeError,
 } from "../core/errors.js";
-import { TooManyEventsError } from "../core/traffic/batch.js";
-import { BadEventError } from "../core/traffic/event.js";
+import { TooManyEventsError } from "../core/ingest/batch.js";
+import { BadEventError } from "../core/ingest/event.js";
 
 /** An error as the HTTP API answers it: `{ error, message, ...figures }`. */
 export interface ErrorBody {

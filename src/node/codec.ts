@@ -1,5 +1,5 @@
 import { type Gunzip, type Gzip, createGunzip, createGzip } from "node:zlib";
-import type { BytePipe, Codec } from "../core/codec.js";
+import type { BytePipe, Codec } from "../core/bytes/codec.js";
 
 // Gzip output buffers of 256 KiB hold a page's compressed bytes: one thread-pool job per
 // page. Gunzip's 64 KiB keeps each decompressed chunk small, so it dies young in V8's heap.

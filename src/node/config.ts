@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { CleanupOptions } from "../core/cleanup.js";
+import type { CleanupOptions } from "../core/archive/cleanup.js";
 import {
   commonSettings,
   intSetting as int,

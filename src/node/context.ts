@@ -1,6 +1,6 @@
-import type { JobContext } from "../core/archive.js";
-import { Ledger } from "../core/ledger.js";
-import { type PartitionSpec, checkSpec } from "../core/partition.js";
+import type { JobContext } from "../core/archive/archive.js";
+import { Ledger } from "../core/archive/ledger.js";
+import { type PartitionSpec, checkSpec } from "../core/archive/partition.js";
 import type { ProgressListener } from "../core/progress.js";
 import { zlibCodec } from "./codec.js";
 import type { Config } from "./config.js";

@@ -7,9 +7,9 @@ import {
   Registry,
   collectDefaultMetrics,
 } from "prom-client";
-import type { JobContext } from "../core/archive.js";
-import type { JobView } from "../core/runner.js";
-import { type Row, toCount } from "../core/source.js";
+import type { JobContext } from "../core/archive/archive.js";
+import type { JobView } from "../core/archive/runner.js";
+import { type Row, toCount } from "../core/sql/source.js";
 
 export interface Metrics {
   /** Count a finished job: outcome, rows and bytes archived, rows deleted and remaining. */

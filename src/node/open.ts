@@ -1,11 +1,11 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { FsStore } from "../adapters/fs.js";
-import { MysqlSource } from "../adapters/mysql.js";
-import { PostgresSource } from "../adapters/postgres.js";
-import { SqliteSource } from "../adapters/sqlite.js";
+import { FsStore } from "../adapters/fs/store.js";
+import { MysqlSource } from "../adapters/mysql/source.js";
+import { PostgresSource } from "../adapters/postgres/source.js";
+import { SqliteSource } from "../adapters/sqlite/source.js";
 import { BadInputError } from "../core/errors.js";
-import type { SqlSource } from "../core/source.js";
+import type { SqlSource } from "../core/sql/source.js";
 import type { ObjectStore } from "../core/store.js";
 
 /** `sqlite:./data/sluice.db`, `sqlite:///abs/path.db` or a bare path ending in .db/.sqlite. */
@@ -63,7 +63,7 @@ export async function openStore(url: string): Promise<ObjectStore> {
     return new FsStore(path);
   }
   // Loaded only for S3: the AWS SDK costs ~22 MB of memory in every process that imports it.
-  if (url.startsWith("s3://")) return (await import("../adapters/s3.js")).s3StoreFromUrl(url);
+  if (url.startsWith("s3://")) return (await import("../adapters/s3/store.js")).s3StoreFromUrl(url);
   if (!url.includes(":")) return new FsStore(url);
   const scheme = url.split(":")[0];
   throw new BadInputError(

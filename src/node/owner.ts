@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync, readlinkSync } from "node:fs";
 import { hostname } from "node:os";
-import type { Sha256Factory } from "../core/hash.js";
+import type { Sha256Factory } from "../core/bytes/hash.js";
 
 /**
  * This machine and pid namespace: a hostname alone is shared by containers (same image, or

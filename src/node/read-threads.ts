@@ -1,6 +1,6 @@
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
-import type { Row } from "../core/source.js";
+import type { Row } from "../core/sql/source.js";
 
 /** What the main thread sends a read thread, and what comes back. */
 interface Ask {

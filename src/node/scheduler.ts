@@ -1,8 +1,8 @@
 import { Cron } from "croner";
-import type { JobContext } from "../core/archive.js";
+import type { JobContext } from "../core/archive/archive.js";
+import type { JobRunner } from "../core/archive/runner.js";
+import { type ScheduledOutcome, runScheduled } from "../core/archive/schedule.js";
 import { BadInputError, describeError } from "../core/errors.js";
-import type { JobRunner } from "../core/runner.js";
-import { type ScheduledOutcome, runScheduled } from "../core/schedule.js";
 
 export interface Scheduler {
   /** When the next run starts, or null when stopped. */

@@ -1,15 +1,15 @@
 import type { Hono } from "hono";
-import { type D1DatabaseLike, D1Source } from "../adapters/d1.js";
-import { type R2BucketLike, R2Store } from "../adapters/r2.js";
-import type { JobContext } from "../core/archive.js";
+import { type D1DatabaseLike, D1Source } from "../adapters/d1/source.js";
+import { type R2BucketLike, R2Store } from "../adapters/r2/store.js";
+import type { JobContext } from "../core/archive/archive.js";
+import { Ledger } from "../core/archive/ledger.js";
+import { checkSpec } from "../core/archive/partition.js";
+import { JobRunner } from "../core/archive/runner.js";
+import { type ScheduledOutcome, runScheduled } from "../core/archive/schedule.js";
 import { BadInputError, describeError } from "../core/errors.js";
-import { Ledger } from "../core/ledger.js";
-import { checkSpec } from "../core/partition.js";
-import { JobRunner } from "../core/runner.js";
-import { type ScheduledOutcome, runScheduled } from "../core/schedule.js";
 import { cleanupOptions } from "../core/settings.js";
-import { ensureTrafficTable } from "../core/traffic/prepare.js";
 import { type AppEnv, createApp } from "../http/app.js";
+import { ensureTrafficTable } from "../workloads/traffic/prepare.js";
 import { type WorkerConfig, loadWorkerConfig } from "./config.js";
 
 /** The bindings wrangler.toml declares: D1 as `DB`, R2 as `ARCHIVE`, plus string vars. */

@@ -1,7 +1,7 @@
-import type { GcPacer } from "../gc-pacer.js";
-import { DEFECT_RECORDS_COLUMNS, UPSTREAM_HISTORY_COLUMNS } from "../mes/schema.js";
-import type { Row, SqlSource } from "../source.js";
+import type { Row, SqlSource } from "../sql/source.js";
+import type { RowPacer } from "./pacer.js";
 import { idBatches, placeholders, readSqlStreaming } from "./readers.js";
+import { DEFECT_RECORDS_COLUMNS, UPSTREAM_HISTORY_COLUMNS } from "./tables.js";
 
 /** The event domains and the columns the trace API returns for each (DOMAINS.md). */
 export const EVENT_DOMAINS = {
@@ -24,7 +24,7 @@ export interface EventOptions {
   fetchSize?: number;
   signal?: AbortSignal;
   /** Told of every batch read: collects garbage on long streams (one per process). */
-  gc?: GcPacer;
+  gc?: RowPacer;
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { SqlSource } from "../source.js";
+import type { SqlSource } from "../sql/source.js";
 import { ContainerIds } from "./container-ids.js";
 import { idBatches, placeholders } from "./readers.js";
 

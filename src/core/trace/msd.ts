@@ -1,4 +1,4 @@
-import type { Row, SqlSource } from "../source.js";
+import type { Row, SqlSource } from "../sql/source.js";
 import { ContainerIds } from "./container-ids.js";
 import { type EventDomain, type EventOptions, domainEvents } from "./events.js";
 import { lineageEdges } from "./lineage.js";

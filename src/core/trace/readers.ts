@@ -1,5 +1,5 @@
 import { BadInputError } from "../errors.js";
-import { DEFAULT_FETCH_SIZE, type Row, type SqlSource } from "../source.js";
+import { DEFAULT_FETCH_SIZE, type Row, type SqlSource } from "../sql/source.js";
 
 /**
  * The seed's two readers, kept under names that say what they do. The streaming one is the

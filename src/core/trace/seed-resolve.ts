@@ -1,6 +1,6 @@
 import { daysBefore, parsePartitionDate } from "../dates.js";
 import { BadInputError } from "../errors.js";
-import type { SqlSource } from "../source.js";
+import type { SqlSource } from "../sql/source.js";
 import { idBatches, placeholders, readSqlStreaming } from "./readers.js";
 
 /** Seed lots by id, or every lot that left a station within a date range (inclusive). */

@@ -1,4 +1,4 @@
-import type { Codec } from "../codec.js";
+import type { Codec } from "../bytes/codec.js";
 import { SluiceError, TooManyJobsError, describeError } from "../errors.js";
 import { type ObjectStore, getText, putBytes } from "../store.js";
 

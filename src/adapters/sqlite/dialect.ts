@@ -1,0 +1,18 @@
+import type { Dialect } from "../../core/sql/source.js";
+
+/** SQLite's SQL, shared by better-sqlite3 files and D1 (which must not load the native driver). */
+export const sqliteDialect: Dialect = {
+  name: "sqlite",
+  quote: (ident) => `"${ident.replaceAll('"', '""')}"`,
+  // json_object takes at most 127 arguments by default; wider tables use the portable path.
+  jsonRow: (columns, alias) =>
+    columns.length > 63
+      ? undefined
+      : `json_object(${columns.map((c) => `'${c.replaceAll("'", "''")}', ${alias}."${c.replaceAll('"', '""')}"`).join(", ")})`,
+  maxParams: 32766,
+  // BEGIN IMMEDIATE already holds the only write lock.
+  lockRows: "",
+  deletesByRange: true,
+  insertIgnore: (table, columns) =>
+    `INSERT INTO ${table} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")}) ON CONFLICT DO NOTHING`,
+};

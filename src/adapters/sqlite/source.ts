@@ -1,0 +1,137 @@
+import Database from "better-sqlite3";
+import type { Column, Row, SqlExecutor, SqlSource, StreamOptions } from "../../core/sql/source.js";
+import { DEFAULT_FETCH_SIZE } from "../../core/sql/source.js";
+import { sqliteDialect } from "./dialect.js";
+
+/** A SQLite file through better-sqlite3. Reads that stream use their own connection. */
+export class SqliteSource implements SqlSource {
+  readonly dialect = sqliteDialect;
+  private readonly db: Database.Database;
+  /** Read-only connections for streams, one per open stream, kept for reuse. */
+  private readonly idleReaders: Database.Database[] = [];
+  private readonly readers = new Set<Database.Database>();
+  private readonly statements = new Map<string, Database.Statement>();
+  private inTransaction = false;
+
+  constructor(
+    readonly path: string,
+    options: { create?: boolean } = {},
+  ) {
+    this.db = new Database(path, { fileMustExist: !options.create });
+    // Several sluice processes share one file: wait for a writer instead of failing at once.
+    this.db.pragma("busy_timeout = 10000");
+  }
+
+  private prepare(sql: string): Database.Statement {
+    let stmt = this.statements.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare(sql);
+      if (this.statements.size >= 100) {
+        const oldest = this.statements.keys().next().value;
+        if (oldest !== undefined) this.statements.delete(oldest);
+      }
+      this.statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  async query<T extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
+    return this.prepare(sql).all(...params) as T[];
+  }
+
+  async execute(sql: string, params: readonly unknown[] = []): Promise<{ changes: number }> {
+    const stmt = this.prepare(sql);
+    if (stmt.reader) {
+      stmt.all(...params);
+      return { changes: 0 };
+    }
+    return { changes: stmt.run(...params).changes };
+  }
+
+  /** Run several statements (schema scripts). */
+  exec(script: string): void {
+    this.db.exec(script);
+  }
+
+  async *stream(
+    sql: string,
+    params: readonly unknown[] = [],
+    options: StreamOptions = {},
+  ): AsyncIterable<Row[]> {
+    const size = options.batchSize ?? DEFAULT_FETCH_SIZE;
+    // An open iterator makes its connection busy: each stream reads on a read-only
+    // connection of its own, so several can be open at once (trace workers).
+    const conn = this.path === ":memory:" ? this.db : this.takeReader();
+    const it = conn.prepare(sql).iterate(...params) as IterableIterator<Row>;
+    try {
+      let batch: Row[] = [];
+      for (const row of it) {
+        batch.push(row);
+        if (batch.length >= size) {
+          options.signal?.throwIfAborted();
+          yield batch;
+          batch = [];
+        }
+      }
+      if (batch.length) yield batch;
+    } finally {
+      it.return?.();
+      if (conn !== this.db) this.giveBack(conn);
+    }
+  }
+
+  private takeReader(): Database.Database {
+    let reader = this.idleReaders.pop();
+    if (!reader) {
+      reader = new Database(this.path, { readonly: true, fileMustExist: true });
+      reader.pragma("busy_timeout = 10000");
+      this.readers.add(reader);
+    }
+    return reader;
+  }
+
+  private giveBack(reader: Database.Database): void {
+    if (this.idleReaders.length < 4) {
+      this.idleReaders.push(reader);
+    } else {
+      this.readers.delete(reader);
+      reader.close();
+    }
+  }
+
+  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    if (this.inTransaction) throw new Error("sqlite: nested transaction");
+    this.inTransaction = true;
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = await fn(this);
+      this.db.exec("COMMIT");
+      return result;
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec("ROLLBACK");
+      throw err;
+    } finally {
+      this.inTransaction = false;
+    }
+  }
+
+  async tableColumns(table: string): Promise<string[] | null> {
+    return (await this.columnInfo(table))?.map((c) => c.name) ?? null;
+  }
+
+  async columnInfo(table: string): Promise<Column[] | null> {
+    const rows = this.db
+      .prepare("SELECT name, type FROM pragma_table_info(?)")
+      .all(table) as Column[];
+    return rows.length ? rows : null;
+  }
+
+  describe(): string {
+    return `sqlite:${this.path}`;
+  }
+
+  async close(): Promise<void> {
+    for (const reader of this.readers) reader.close();
+    this.db.close();
+  }
+}

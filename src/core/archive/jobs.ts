@@ -1,0 +1,198 @@
+import {
+  LeaseLostError,
+  NotFoundError,
+  NotVerifiedError,
+  SluiceError,
+  describeError,
+} from "../errors.js";
+import { type Row, toCount } from "../sql/source.js";
+import { type JobContext, archivePartition } from "./archive.js";
+import { type CleanupOptions, type CleanupOutcome, cleanupPartition } from "./cleanup.js";
+import type { Lease, PartRecord, PartitionRecord } from "./ledger.js";
+import { verifyPartition } from "./verify.js";
+
+/**
+ * The jobs as the CLI, the service and the Worker run them: each takes the partition's lease,
+ * records a failure in the ledger (state `failed`, `last_error`) and always lets go.
+ */
+export interface ArchiveOutcome {
+  /** The part this run wrote, or null when there was nothing new. */
+  written: PartRecord | null;
+  parts: PartRecord[];
+  /** Why nothing was archived, when that was on purpose. */
+  note?: string;
+}
+
+/** Errors that mean "the job broke" (as opposed to "you asked for something wrong"). */
+function isFailure(err: unknown): boolean {
+  if (err instanceof LeaseLostError || err instanceof NotVerifiedError) return false;
+  if (err instanceof SluiceError) return err.kind === "failed" || err.kind === "unavailable";
+  return !(err instanceof Error && err.name === "AbortError");
+}
+
+/** Run `fn` under the partition's lease, recording a failure in the ledger. */
+export async function withLease<T>(
+  ctx: JobContext,
+  owner: string,
+  date: string,
+  fn: (lease: Lease) => Promise<T>,
+): Promise<T> {
+  return runLeased(ctx, await ctx.ledger.acquire(ctx.spec.table, date, owner), fn);
+}
+
+/**
+ * Run `fn` under a lease already taken (the service takes it before answering 202, so that a
+ * held partition is a 409), recording a failure in the ledger and always letting go.
+ */
+export async function runLeased<T>(
+  ctx: JobContext,
+  lease: Lease,
+  fn: (lease: Lease) => Promise<T>,
+): Promise<T> {
+  try {
+    return await fn(lease);
+  } catch (err) {
+    if (isFailure(err)) {
+      await ctx.ledger
+        .move(lease, "failed", { last_error: describeError(err).slice(0, 2000) })
+        .catch(() => undefined);
+    }
+    throw err;
+  } finally {
+    await lease.release().catch(() => undefined);
+  }
+}
+
+/** Archive what of `date` is not archived yet, then verify it; the caller holds the lease. */
+export async function archiveUnderLease(
+  ctx: JobContext,
+  lease: Lease,
+  date: string,
+): Promise<ArchiveOutcome> {
+  const rec = await ctx.ledger.get(ctx.spec.table, date);
+  if (rec?.state === "cleaning") {
+    return {
+      written: null,
+      parts: await ctx.ledger.parts(ctx.spec.table, date),
+      note: "cleanup is in progress: run cleanup to finish it; late rows are archived after",
+    };
+  }
+  const written = await archivePartition(ctx, lease, date);
+  const existing = await ctx.ledger.parts(ctx.spec.table, date);
+  if (existing.length === 0) {
+    throw new NotFoundError(`no rows of ${ctx.spec.table} for ${date}: nothing to archive`);
+  }
+  // A failed partition proves every part again: one damaged after rows were deleted on its
+  // strength fails here, loudly, instead of being reported as archived; one that failed for
+  // another reason (a cleanup that stopped) is verified again and may be cleaned.
+  const parts = await verifyPartition(ctx, lease, date, { all: rec?.state === "failed" });
+  return { written, parts };
+}
+
+/** Archive what of `date` is not archived yet, then verify it. */
+export function archiveDate(ctx: JobContext, owner: string, date: string): Promise<ArchiveOutcome> {
+  return withLease(ctx, owner, date, (lease) => archiveUnderLease(ctx, lease, date));
+}
+
+/** Re-read every stored part of `date` and prove it matches its manifest and ledger row. */
+export function verifyDate(ctx: JobContext, owner: string, date: string): Promise<PartRecord[]> {
+  return withLease(ctx, owner, date, async (lease) => {
+    const parts = await ctx.ledger.parts(ctx.spec.table, date);
+    if (parts.length === 0) throw new NotFoundError(`no archive of ${ctx.spec.table} for ${date}`);
+    return verifyPartition(ctx, lease, date, { all: true });
+  });
+}
+
+/** Delete the verified archive's rows of `date` from the hot store. */
+export function cleanupDate(
+  ctx: JobContext,
+  owner: string,
+  date: string,
+  options: CleanupOptions = {},
+): Promise<CleanupOutcome> {
+  return withLease(ctx, owner, date, (lease) => cleanupPartition(ctx, lease, date, options));
+}
+
+export interface DateOutcome {
+  date: string;
+  archive: ArchiveOutcome;
+  cleanup: CleanupOutcome;
+}
+
+/** Archive, verify and clean one date under one lease: the daily job for one partition. */
+export function archiveAndCleanDate(
+  ctx: JobContext,
+  owner: string,
+  date: string,
+  options: CleanupOptions = {},
+): Promise<DateOutcome> {
+  return withLease(ctx, owner, date, async (lease) => {
+    const archive = await archiveUnderLease(ctx, lease, date);
+    const cleanup = await cleanupPartition(ctx, lease, date, options);
+    return { date, archive, cleanup };
+  });
+}
+
+/**
+ * Dates before `cutoff` that still need work: those with rows in the hot store, and those
+ * the ledger has not seen to `cleaned`. Walks distinct dates by index (MIN(date) > last), so
+ * it costs one probe per date, not a scan of the table.
+ */
+export async function datesNeedingWork(ctx: JobContext, cutoff: string): Promise<string[]> {
+  const q = ctx.source.dialect.quote;
+  const { table, partitionColumn } = ctx.spec;
+  const dates = new Set<string>();
+  let last = "";
+  for (;;) {
+    const rows: Row[] = await ctx.source.query(
+      `SELECT MIN(${q(partitionColumn)}) AS d FROM ${q(table)} WHERE ${q(partitionColumn)} > ? AND ${q(partitionColumn)} < ?`,
+      [last, cutoff],
+    );
+    const d = rows[0]?.d;
+    if (d === null || d === undefined) break;
+    last = String(d);
+    dates.add(last);
+  }
+  for (const rec of await ctx.ledger.list(table)) {
+    if (rec.date < cutoff && rec.state !== "cleaned" && rec.partCount > 0) dates.add(rec.date);
+  }
+  return [...dates].sort();
+}
+
+export interface PartitionStatus {
+  table: string;
+  date: string;
+  record: PartitionRecord | null;
+  parts: PartRecord[];
+  /** Rows of the date in the hot store now. */
+  hotRows: number;
+  /**
+   * Rows of the date in the hot store that no archive part holds: they arrived after it (under
+   * any key), or changed after it. The next archive writes them as a new part.
+   */
+  lateRows: number;
+}
+
+/** What the ledger says of a date, beside what the hot store holds now. */
+export async function partitionStatus(ctx: JobContext, date: string): Promise<PartitionStatus> {
+  const q = ctx.source.dialect.quote;
+  const { table, partitionColumn } = ctx.spec;
+  const record = await ctx.ledger.get(table, date);
+  const parts = await ctx.ledger.parts(table, date);
+  const count = async (extra: string, params: unknown[]) =>
+    toCount(
+      (
+        await ctx.source.query(
+          `SELECT COUNT(*) AS n FROM ${q(table)} WHERE ${q(partitionColumn)} = ?${extra}`,
+          [date, ...params],
+        )
+      )[0]?.n,
+    );
+  const hotRows = await count("", []);
+  // Rows no part holds: what the hot store has beyond the archived rows not yet deleted.
+  const held = parts
+    .filter((p) => p.cleanedAt === null)
+    .reduce((n, p) => n + p.eventCount - p.cleanedCount, 0);
+  const lateRows = parts.length === 0 ? 0 : Math.max(0, hotRows - held);
+  return { table, date, record, parts, hotRows, lateRows };
+}

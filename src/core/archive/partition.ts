@@ -1,0 +1,80 @@
+import { BadInputError } from "../errors.js";
+import { checkIdentifier } from "../sql/ident.js";
+import type { SqlSource } from "../sql/source.js";
+
+/** Which table is archived, by which partition column, paginated by which key. From config. */
+export interface PartitionSpec {
+  table: string;
+  /** Holds the partition (a YYYY-MM-DD day): the seed's `event_date`. */
+  partitionColumn: string;
+  /** An ascending integer key: pages are read with `key > last` (never OFFSET). */
+  keyColumn: string;
+}
+
+export const DEFAULT_SPEC: PartitionSpec = {
+  table: "traffic_events",
+  partitionColumn: "event_date",
+  keyColumn: "id",
+};
+
+/** Check the spec's names are identifiers and exist in the source; a clear error if not. */
+export async function checkSpec(source: SqlSource, spec: PartitionSpec): Promise<PartitionSpec> {
+  checkIdentifier("table", spec.table);
+  checkIdentifier("partition column", spec.partitionColumn);
+  checkIdentifier("key column", spec.keyColumn);
+  const columns = await source.tableColumns(spec.table);
+  if (!columns) {
+    throw new BadInputError(`table '${spec.table}' does not exist in ${source.describe()}`);
+  }
+  const lower = new Set(columns.map((c) => c.toLowerCase()));
+  for (const col of [spec.partitionColumn, spec.keyColumn]) {
+    if (!lower.has(col.toLowerCase())) {
+      throw new BadInputError(
+        `column '${col}' is not in table '${spec.table}' (it has: ${columns.join(", ")})`,
+      );
+    }
+  }
+  return spec;
+}
+
+/**
+ * Object keys of a partition's parts: `<table>/date=YYYY-MM-DD/part-0000-<attempt>.jsonl.gz`.
+ * Every upload has an attempt of its own, so that a writer whose lease ran out while it
+ * uploaded can never overwrite an object the ledger has recorded.
+ */
+export function partitionPrefix(spec: PartitionSpec, date: string): string {
+  return `${spec.table}/date=${date}`;
+}
+
+function partBase(spec: PartitionSpec, date: string, part: number, attempt: string): string {
+  return `${partitionPrefix(spec, date)}/part-${String(part).padStart(4, "0")}-${attempt}`;
+}
+
+export function partObjectKey(
+  spec: PartitionSpec,
+  date: string,
+  part: number,
+  attempt: string,
+): string {
+  return `${partBase(spec, date, part, attempt)}.jsonl.gz`;
+}
+
+export function partManifestKey(
+  spec: PartitionSpec,
+  date: string,
+  part: number,
+  attempt: string,
+): string {
+  return `${partBase(spec, date, part, attempt)}.manifest.json`;
+}
+
+/** The manifest beside an object written by {@link partObjectKey}. */
+export function manifestKeyOf(objectKey: string): string {
+  return objectKey.replace(/\.jsonl\.gz$/, ".manifest.json");
+}
+
+/** A fresh attempt id: 8 hex digits. */
+export function newAttempt(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(4));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}

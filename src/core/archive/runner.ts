@@ -1,0 +1,151 @@
+import { LeaseHeldError, describeError } from "../errors.js";
+import type { Progress } from "../progress.js";
+import type { JobContext } from "./archive.js";
+import { type CleanupOptions, type CleanupOutcome, cleanupPartition } from "./cleanup.js";
+import { archiveUnderLease, runLeased } from "./jobs.js";
+import type { Lease } from "./ledger.js";
+
+export type JobKind = "archive" | "cleanup" | "archive-and-cleanup";
+
+/** A job the service started, as archive-status shows it. */
+export interface JobView {
+  id: string;
+  kind: JobKind;
+  table: string;
+  date: string;
+  state: "running" | "succeeded" | "failed";
+  startedAt: string;
+  finishedAt: string | null;
+  progress: Progress | null;
+  result: JobResult | null;
+  error: string | null;
+}
+
+export interface JobResult {
+  archived: {
+    partWritten: number | null;
+    rowsWritten: number;
+    /** Compressed bytes of the part this job wrote. */
+    bytesWritten: number;
+    parts: number;
+    rows: number;
+    note: string | null;
+  } | null;
+  cleanup: CleanupOutcome | null;
+}
+
+/**
+ * Starts jobs in the background for the service: the lease is taken before `start` returns,
+ * so that a partition someone else holds is refused at once, and the job then runs on while
+ * its progress and outcome stay readable here. One job per partition in this process, too.
+ */
+export class JobRunner {
+  private readonly jobs = new Map<string, { view: JobView; done: Promise<void> }>();
+  /** Dates whose job is between its start and its lease. */
+  private readonly reserved = new Set<string>();
+  private seq = 0;
+
+  constructor(
+    private readonly ctx: JobContext,
+    private readonly owner: string,
+    private readonly cleanup: CleanupOptions = {},
+    /** Told of every job once it has finished (metrics, logs). */
+    private readonly onFinish?: (job: JobView) => void,
+  ) {}
+
+  /** Take the lease of `date` and run `kind` under it; throws LeaseHeldError when held. */
+  async start(kind: JobKind, date: string): Promise<JobView> {
+    const { table } = this.ctx.spec;
+    const current = this.jobs.get(date);
+    if (current?.view.state === "running") {
+      throw new LeaseHeldError(table, date, `${this.owner} (job ${current.view.id})`, Date.now());
+    }
+    if (this.reserved.has(date)) {
+      throw new LeaseHeldError(table, date, `${this.owner} (a job starting)`, Date.now());
+    }
+    // Reserved before the first await, so that a second start of the date in this process
+    // is refused here instead of racing this one for the lease.
+    this.reserved.add(date);
+    const seq = ++this.seq;
+    const id = `${date}-${seq}`;
+    let lease: Lease;
+    try {
+      // Each job leases under an owner of its own: two jobs never share a lease.
+      lease = await this.ctx.ledger.acquire(table, date, `${this.owner}:job${seq}`);
+    } catch (err) {
+      this.reserved.delete(date);
+      throw err;
+    }
+    const view: JobView = {
+      id,
+      kind,
+      table,
+      date,
+      state: "running",
+      startedAt: new Date().toISOString(),
+      finishedAt: null,
+      progress: null,
+      result: null,
+      error: null,
+    };
+    const ctx: JobContext = {
+      ...this.ctx,
+      onProgress: (p) => {
+        view.progress = p;
+        this.ctx.onProgress?.(p);
+      },
+    };
+    const done = runLeased(ctx, lease, async (l): Promise<JobResult> => {
+      const archive = kind === "cleanup" ? null : await archiveUnderLease(ctx, l, date);
+      const cleanup =
+        kind === "archive" ? null : await cleanupPartition(ctx, l, date, this.cleanup);
+      return {
+        archived: archive && {
+          partWritten: archive.written?.part ?? null,
+          rowsWritten: archive.written?.eventCount ?? 0,
+          bytesWritten: archive.written?.fileSize ?? 0,
+          parts: archive.parts.length,
+          rows: archive.parts.reduce((n, p) => n + p.eventCount, 0),
+          note: archive.note ?? null,
+        },
+        cleanup,
+      };
+    }).then(
+      (result) => {
+        view.state = "succeeded";
+        view.result = result;
+      },
+      (err: unknown) => {
+        view.state = "failed";
+        view.error = describeError(err);
+      },
+    );
+    const settled = done.finally(() => {
+      view.finishedAt = new Date().toISOString();
+      this.onFinish?.(view);
+    });
+    this.jobs.set(date, { view, done: settled });
+    this.reserved.delete(date);
+    return view;
+  }
+
+  /** The latest job of `date` started by this process, running or finished. */
+  get(date: string): JobView | undefined {
+    return this.jobs.get(date)?.view;
+  }
+
+  /** Resolves when the latest job of `date` has finished (at once if there is none). */
+  async done(date: string): Promise<void> {
+    await this.jobs.get(date)?.done;
+  }
+
+  /** Jobs still running. */
+  running(): JobView[] {
+    return [...this.jobs.values()].filter((j) => j.view.state === "running").map((j) => j.view);
+  }
+
+  /** Resolves when every job started so far has finished (graceful shutdown). */
+  async drain(): Promise<void> {
+    await Promise.all([...this.jobs.values()].map((j) => j.done));
+  }
+}

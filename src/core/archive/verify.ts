@@ -1,0 +1,268 @@
+import { webCodec } from "../bytes/codec.js";
+import { portableSha256 } from "../bytes/hash.js";
+import { readLines, tap } from "../bytes/lines.js";
+import { VerificationError } from "../errors.js";
+import { type Row, toCount } from "../sql/source.js";
+import { getText } from "../store.js";
+import type { JobContext, Manifest } from "./archive.js";
+import { CHUNK_BYTES, ChunkDigester, verifiedChunks } from "./chunks.js";
+import type { Lease, PartRecord } from "./ledger.js";
+
+class CallerError {
+  constructor(readonly cause: unknown) {}
+}
+
+/** What reading a stored part back found. */
+export interface PartScan {
+  rows: number;
+  rawBytes: number;
+  bytes: number;
+  sha256: string;
+  /** The chunk digests of the bytes read (see chunks.ts). */
+  chunkSha256: string;
+  minKey: number | null;
+  maxKey: number | null;
+}
+
+/**
+ * Reads the key and checks the partition of one archived line. Lines are written key first
+ * (`{"id":123,...}`), so the key is read from the text; any other shape is parsed as JSON.
+ * The partition test is exact: inside a JSON string a quote is always escaped, so
+ * `"event_date":"2025-10-13"` can only appear as a member, and in a line with no nested
+ * object (an array holds members only inside one), only as the row's own member.
+ */
+export function lineReader(keyColumn: string, partitionColumn: string, date: string) {
+  const prefix = `{${JSON.stringify(keyColumn)}:`;
+  const member = `${JSON.stringify(partitionColumn)}:${JSON.stringify(date)}`;
+  return (line: string): { key: unknown; inPartition: boolean } => {
+    if (line.startsWith(prefix) && line.indexOf("{", 1) < 0) {
+      let end = prefix.length;
+      if (line.charCodeAt(end) === 45) end++; // '-'
+      while (end < line.length && line.charCodeAt(end) >= 48 && line.charCodeAt(end) <= 57) end++;
+      const next = line.charCodeAt(end);
+      if (end > prefix.length && (next === 44 || next === 125) && line.endsWith("}")) {
+        return { key: Number(line.slice(prefix.length, end)), inPartition: line.includes(member) };
+      }
+    }
+    const row = JSON.parse(line) as Row;
+    return { key: row[keyColumn], inPartition: row[partitionColumn] === date };
+  };
+}
+
+/** Lines of a part and their keys, in order. */
+export type OnLines = (keys: number[], lines: string[]) => Promise<void>;
+
+/**
+ * Read a stored part back, gunzip it and visit its lines in batches; fills `problems` with
+ * anything malformed (bad gzip, a line that is not JSON, keys out of order, another date).
+ * Where the ledger has the part's chunk digests, no line reaches `onLines` before the bytes it
+ * came from matched them, and a mismatch stops the read: what the caller acts on is what was
+ * verified, in this same read.
+ */
+export async function scanPart(
+  ctx: JobContext,
+  part: PartRecord,
+  problems: string[],
+  onLines?: OnLines,
+): Promise<PartScan> {
+  const { spec } = ctx;
+  const scan: PartScan = {
+    rows: 0,
+    rawBytes: 0,
+    bytes: 0,
+    sha256: "",
+    chunkSha256: "",
+    minKey: null,
+    maxKey: null,
+  };
+  const body = await ctx.store.get(part.objectKey);
+  if (!body) {
+    problems.push(`object ${part.objectKey} is missing from ${ctx.store.describe()}`);
+    return scan;
+  }
+  const sha256 = ctx.sha256 ?? portableSha256;
+  const hash = sha256();
+  const chunks = new ChunkDigester(sha256, part.chunkBytes ?? CHUNK_BYTES);
+  let stored = body.pipeThrough(
+    tap((chunk) => {
+      hash.update(chunk);
+      chunks.update(chunk);
+      scan.bytes += chunk.byteLength;
+    }),
+  );
+  let refused: VerificationError | null = null;
+  if (part.chunkSha256 !== null && part.chunkBytes !== null) {
+    const expected = { ...part, chunkBytes: part.chunkBytes, chunkSha256: part.chunkSha256 };
+    stored = stored.pipeThrough(
+      verifiedChunks(expected, sha256, (err) => {
+        refused = err;
+      }),
+    );
+  }
+  const raw = stored.pipeThrough((ctx.codec ?? webCodec).gunzip()).pipeThrough(
+    tap((chunk) => {
+      scan.rawBytes += chunk.byteLength;
+    }),
+  );
+  const read = lineReader(spec.keyColumn, spec.partitionColumn, part.date);
+  try {
+    for await (const lines of readLines(raw)) {
+      const keys: number[] = [];
+      for (const line of lines) {
+        const at = scan.rows + keys.length + 1;
+        let parsed: ReturnType<typeof read>;
+        try {
+          parsed = read(line);
+        } catch {
+          problems.push(`line ${at} is not JSON`);
+          return scan;
+        }
+        const { key } = parsed;
+        if (typeof key !== "number" || (scan.maxKey !== null && key <= scan.maxKey)) {
+          problems.push(`line ${at}: key ${String(key)} out of order`);
+          return scan;
+        }
+        if (!parsed.inPartition) {
+          problems.push(`line ${at} belongs to another partition`);
+          return scan;
+        }
+        scan.minKey ??= key;
+        scan.maxKey = key;
+        keys.push(key);
+      }
+      scan.rows += keys.length;
+      if (onLines) {
+        try {
+          await onLines(keys, lines);
+        } catch (err) {
+          // The caller's own failure (a delete, a lost lease, a budget): not the archive's.
+          throw new CallerError(err);
+        }
+      }
+    }
+  } catch (err) {
+    if (err instanceof CallerError) throw err.cause;
+    const why = refused ?? (err instanceof VerificationError ? err : null);
+    if (why) problems.push(...why.problems);
+    else problems.push(`gzip stream is corrupt or truncated (${(err as Error).message})`);
+    return scan;
+  }
+  scan.sha256 = hash.hex();
+  scan.chunkSha256 = chunks.finish();
+  return scan;
+}
+
+function compare(problems: string[], what: string, expected: unknown, actual: unknown): void {
+  if (expected !== actual)
+    problems.push(`${what}: expected ${String(expected)}, found ${String(actual)}`);
+}
+
+/**
+ * Prove a stored part matches its manifest, its ledger row and (before any cleanup) the
+ * source: same rows, bytes, sha256 and key range. Throws VerificationError listing what differs.
+ */
+export async function verifyPart(ctx: JobContext, part: PartRecord): Promise<PartScan> {
+  const problems: string[] = [];
+  const manifestText = await getText(ctx.store, part.manifestKey);
+  if (manifestText === null) {
+    problems.push(`manifest ${part.manifestKey} is missing`);
+  } else {
+    try {
+      const m = JSON.parse(manifestText) as Manifest;
+      compare(problems, "manifest rows", part.eventCount, m.rows);
+      compare(problems, "manifest bytes", part.fileSize, m.bytes);
+      compare(problems, "manifest sha256", part.sha256, m.sha256);
+      compare(problems, "manifest min key", part.minId, m.minKey);
+      compare(problems, "manifest max key", part.maxId, m.maxKey);
+      if (part.chunkSha256 !== null) {
+        compare(problems, "manifest chunk sha256", part.chunkSha256, m.chunkSha256?.join(""));
+      }
+    } catch {
+      problems.push(`manifest ${part.manifestKey} is not JSON`);
+    }
+  }
+  let done = 0;
+  const scan = await scanPart(ctx, part, problems, async (keys) => {
+    done += keys.length;
+    ctx.onProgress?.({
+      phase: "verify",
+      table: part.sourceTable,
+      date: part.date,
+      done,
+      total: part.eventCount,
+    });
+  });
+  if (problems.length === 0) {
+    compare(problems, "rows", part.eventCount, scan.rows);
+    compare(problems, "uncompressed bytes", part.rawSize, scan.rawBytes);
+    compare(problems, "bytes", part.fileSize, scan.bytes);
+    compare(problems, "sha256", part.sha256, scan.sha256);
+    compare(problems, "min key", part.minId, scan.minKey);
+    compare(problems, "max key", part.maxId, scan.maxKey);
+    if (part.chunkSha256 !== null) {
+      compare(problems, "chunk sha256", part.chunkSha256, scan.chunkSha256);
+    }
+  }
+  if (problems.length === 0 && part.cleanedCount === 0 && part.cleanedAt === null) {
+    // Before any delete, the source must hold exactly the archived rows in the archived range.
+    const inSource = await countInRange(ctx, part);
+    compare(problems, "rows in the source for the archived key range", part.eventCount, inSource);
+  }
+  if (problems.length) throw new VerificationError(part.objectKey, problems);
+  return scan;
+}
+
+/** Rows of the part's date still in the source within its archived key range. */
+export async function countInRange(ctx: JobContext, part: PartRecord): Promise<number> {
+  const q = ctx.source.dialect.quote;
+  const { table, partitionColumn, keyColumn } = ctx.spec;
+  const rows = await ctx.source.query(
+    `SELECT COUNT(*) AS n FROM ${q(table)} WHERE ${q(partitionColumn)} = ? AND ${q(keyColumn)} BETWEEN ? AND ?`,
+    [part.date, part.minId, part.maxId],
+  );
+  return toCount(rows[0]?.n);
+}
+
+/**
+ * Verify every part of a partition that needs it (all of them with `all`), then mark the
+ * partition verified. A part that fails and had nothing deleted loses its verified mark, so
+ * the next archive run rewrites it from the source.
+ */
+export async function verifyPartition(
+  ctx: JobContext,
+  lease: Lease,
+  date: string,
+  options: { all?: boolean } = {},
+): Promise<PartRecord[]> {
+  const { ledger, spec } = ctx;
+  const parts = await ledger.parts(spec.table, date);
+  let checked = 0;
+  for (const part of parts) {
+    if (part.verifiedAt !== null && !options.all) continue;
+    checked++;
+    let scan: PartScan;
+    try {
+      scan = await verifyPart(ctx, part);
+    } catch (err) {
+      if (part.cleanedCount === 0 && part.cleanedAt === null) {
+        await ledger.markPartUnverified(lease, part.part);
+      }
+      throw err;
+    }
+    if (part.chunkSha256 === null) {
+      // A part archived before chunk digests: these come from the read whose sha256 matched.
+      await ledger.recordChunkDigests(lease, part.part, CHUNK_BYTES, scan.chunkSha256);
+    }
+    await ledger.markPartVerified(lease, part.part);
+    await lease.keepAlive();
+  }
+  const rec = await ledger.get(spec.table, date);
+  // A failed partition becomes verified only by verifying something now, not by default.
+  if (rec && (rec.state === "archived" || (rec.state === "failed" && checked > 0))) {
+    await ledger.move(lease, "verified", {
+      verified_at: new Date().toISOString(),
+      last_error: null,
+    });
+  }
+  return ledger.parts(spec.table, date);
+}
