@@ -8,7 +8,8 @@ import { JobRunner } from "../core/archive/runner.js";
 import { type ScheduledOutcome, runScheduled } from "../core/archive/schedule.js";
 import { BadInputError, describeError } from "../core/errors.js";
 import { cleanupOptions } from "../core/settings.js";
-import { type AppEnv, createApp } from "../http/app.js";
+import { createApp } from "../http/app.js";
+import type { AppEnv } from "../http/env.js";
 import { ensureTrafficTable } from "../workloads/traffic/prepare.js";
 import { type WorkerConfig, loadWorkerConfig } from "./config.js";
 

@@ -41,7 +41,7 @@ import type { RowPacer } from "../../core/trace/pacer.js";
 import { idBatches } from "../../core/trace/readers.js";
 import { MES_ID, checkSeedFilter, resolveSeeds } from "../../core/trace/seed-resolve.js";
 import type { TraceJobs } from "../../core/trace/trace-jobs.js";
-import type { AppEnv, RequestLog } from "../app.js";
+import type { AppEnv, RequestLog } from "../env.js";
 import { IdleClientError, watchedBody } from "../watched-body.js";
 
 export const PROFILES = ["query_tool", "query_tool_reverse", "mid_section_defect"] as const;

@@ -1,0 +1,81 @@
+import { type Context, Hono } from "hono";
+import type { JobContext } from "../../core/archive/archive.js";
+import { partitionStatus } from "../../core/archive/jobs.js";
+import type { JobKind, JobRunner } from "../../core/archive/runner.js";
+import { parsePartitionDate } from "../../core/dates.js";
+import { hasBearer, unauthorized } from "../bearer.js";
+import type { AppEnv } from "../env.js";
+
+export interface AdminOptions {
+  ctx: JobContext;
+  runner: JobRunner;
+  /** Bearer token for every route here; without one they answer 403. */
+  adminToken?: string;
+  /** Keep the runtime alive for a job that runs on after its 202 (a Worker's waitUntil). */
+  waitUntil?: (c: Context<AppEnv>, work: Promise<void>) => void;
+}
+
+/**
+ * The admin routes (mounted at /admin), under the names the archive's runbook uses; GET is
+ * allowed on the triggers for curl.
+ */
+export function adminRoutes(o: AdminOptions): Hono<AppEnv> {
+  const { ctx, runner } = o;
+  const app = new Hono<AppEnv>();
+
+  app.use("*", async (c, next) => {
+    if (!o.adminToken) {
+      return c.json(
+        {
+          error: "admin_disabled",
+          message: "admin routes are off: set ADMIN_TOKEN to turn them on",
+        },
+        403,
+      );
+    }
+    if (!(await hasBearer(c, o.adminToken))) return unauthorized(c, "ADMIN_TOKEN", "admin");
+    await next();
+  });
+
+  const trigger = (kind: JobKind) => async (c: Context<AppEnv>) => {
+    const date = parsePartitionDate(c.req.query("date"));
+    const job = await runner.start(kind, date);
+    o.waitUntil?.(c, runner.done(date));
+    return c.json({ accepted: true, job, status: `/admin/archive-status?date=${date}` }, 202);
+  };
+  app.on(["GET", "POST"], "/trigger-archive", trigger("archive"));
+  app.on(["GET", "POST"], "/trigger-cleanup", trigger("cleanup"));
+
+  app.get("/archive-status", async (c) => {
+    const date = parsePartitionDate(c.req.query("date"));
+    const status = await partitionStatus(ctx, date);
+    return c.json({ ...status, job: runner.get(date) ?? null });
+  });
+
+  app.get("/partitions", async (c) => {
+    const records = await ctx.ledger.list(ctx.spec.table);
+    const partitions = [];
+    for (const r of records) {
+      const s = await partitionStatus(ctx, r.date);
+      partitions.push({
+        date: r.date,
+        state: r.state,
+        rows: r.eventCount,
+        parts: r.partCount,
+        bytes: r.fileSize,
+        rawBytes: r.rawSize,
+        verifiedAt: r.verifiedAt,
+        cleaned: r.d1Cleaned === 1,
+        cleanedCount: r.cleanedCount,
+        hotRows: s.hotRows,
+        lateRows: s.lateRows,
+        lastError: r.lastError,
+        leaseOwner: r.leaseOwner,
+        job: runner.get(r.date) ?? null,
+      });
+    }
+    return c.json({ table: ctx.spec.table, partitions });
+  });
+
+  return app;
+}
