@@ -12,7 +12,10 @@ export default {
   mutate: [
     "src/core/archive/verify.ts",
     "src/core/archive/cleanup.ts",
-    "src/core/archive/ledger.ts",
+    "src/core/archive/ledger/base.ts",
+    "src/core/archive/ledger/ledger.ts",
+    "src/core/archive/ledger/part-writes.ts",
+    "src/core/archive/ledger/states.ts",
     "src/core/archive/drop-partition.ts",
     "src/core/archive/chunks.ts",
     "src/core/archive/rows.ts",

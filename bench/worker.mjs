@@ -57,7 +57,7 @@ const { TRAFFIC_COLUMNS } = await import(join(ROOT, "dist/core/ingest/event.js")
 
 const { D1Source } = await import(join(ROOT, "dist/adapters/d1/source.js"));
 const { R2Store } = await import(join(ROOT, "dist/adapters/r2/store.js"));
-const { Ledger } = await import(join(ROOT, "dist/core/archive/ledger.js"));
+const { Ledger } = await import(join(ROOT, "dist/core/archive/ledger/ledger.js"));
 const { archiveDate } = await import(join(ROOT, "dist/core/archive/jobs.js"));
 const { DEFAULT_SPEC } = await import(join(ROOT, "dist/core/archive/partition.js"));
 setFlagsFromString("--expose-gc");

@@ -303,7 +303,7 @@ describe("archive, verify, cleanup on SQLite and a folder", () => {
       await new Promise((r) => setTimeout(r, 1_100));
       expect((await archiveDate(c.ctx, c.owner, DAY)).written?.eventCount).toBe(1_000);
       // The old holder's writes are fenced off now.
-      await expect(held.ledger.move(held, "failed")).rejects.toThrow(/lost the lease/);
+      await expect(c.ctx.ledger.move(held, "failed")).rejects.toThrow(/lost the lease/);
     } finally {
       await c.close();
     }

@@ -7,7 +7,7 @@ import { D1Source } from "../src/adapters/d1/source.js";
 import { FsStore } from "../src/adapters/fs/store.js";
 import type { JobContext } from "../src/core/archive/archive.js";
 import { archiveDate, cleanupDate, partitionStatus } from "../src/core/archive/jobs.js";
-import { Ledger } from "../src/core/archive/ledger.js";
+import { Ledger } from "../src/core/archive/ledger/ledger.js";
 import { CleanupIncompleteError, RowsChangedError } from "../src/core/errors.js";
 import { zlibCodec } from "../src/node/codec.js";
 import { nodeSha256 } from "../src/node/owner.js";

@@ -2,7 +2,8 @@ import { spawnSync } from "node:child_process";
 import { hostname } from "node:os";
 import { afterEach, describe, expect, it } from "vitest";
 import { SqliteSource } from "../src/adapters/sqlite/source.js";
-import { Ledger, type PartitionState, TRANSITIONS, canMove } from "../src/core/archive/ledger.js";
+import { Ledger } from "../src/core/archive/ledger/ledger.js";
+import { type PartitionState, TRANSITIONS, canMove } from "../src/core/archive/ledger/states.js";
 import { isHolderGone, ownerId } from "../src/node/owner.js";
 
 let source: SqliteSource | undefined;

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { FsStore } from "../src/adapters/fs/store.js";
 import type { JobContext } from "../src/core/archive/archive.js";
 import { archiveDate, cleanupDate, verifyDate } from "../src/core/archive/jobs.js";
-import { Ledger } from "../src/core/archive/ledger.js";
+import { Ledger } from "../src/core/archive/ledger/ledger.js";
 import { SluiceError } from "../src/core/errors.js";
 import type { Row, SqlExecutor, SqlSource } from "../src/core/sql/source.js";
 import type { ObjectStore } from "../src/core/store.js";

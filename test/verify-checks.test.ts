@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { Manifest } from "../src/core/archive/archive.js";
 import { archiveDate, cleanupDate, verifyDate } from "../src/core/archive/jobs.js";
-import type { PartRecord } from "../src/core/archive/ledger.js";
+import type { PartRecord } from "../src/core/archive/ledger/records.js";
 import { NotVerifiedError, VerificationError } from "../src/core/errors.js";
 import { type ObjectStore, getText, putBytes } from "../src/core/store.js";
 import { loadConfig } from "../src/node/config.js";

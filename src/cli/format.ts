@@ -1,5 +1,5 @@
 import type { PartitionStatus } from "../core/archive/jobs.js";
-import type { PartitionRecord } from "../core/archive/ledger.js";
+import type { PartitionRecord } from "../core/archive/ledger/records.js";
 
 export const fmt = (n: number) => n.toLocaleString("en-US");
 

@@ -1,5 +1,5 @@
 import type { JobContext } from "../core/archive/archive.js";
-import { Ledger } from "../core/archive/ledger.js";
+import { Ledger } from "../core/archive/ledger/ledger.js";
 import { type PartitionSpec, checkSpec } from "../core/archive/partition.js";
 import type { ProgressListener } from "../core/progress.js";
 import { zlibCodec } from "./codec.js";

@@ -6,7 +6,9 @@ import type { ProgressListener } from "../progress.js";
 import { DEFAULT_FETCH_SIZE, type Row, type SqlSource, toCount } from "../sql/source.js";
 import { type ObjectStore, putBytes } from "../store.js";
 import { ChunkDigester } from "./chunks.js";
-import type { Lease, Ledger, PartRecord } from "./ledger.js";
+import type { Lease } from "./ledger/lease.js";
+import type { Ledger } from "./ledger/ledger.js";
+import type { PartRecord } from "./ledger/records.js";
 import {
   type PartitionSpec,
   manifestKeyOf,

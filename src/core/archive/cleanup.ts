@@ -10,7 +10,8 @@ import { keyIn } from "../sql/source.js";
 import { type JobContext, tableLines } from "./archive.js";
 import { CHUNK_BYTES } from "./chunks.js";
 import { dropArchivedPartition } from "./drop-partition.js";
-import type { Lease, PartRecord } from "./ledger.js";
+import type { Lease } from "./ledger/lease.js";
+import type { PartRecord } from "./ledger/records.js";
 import type { RowLines } from "./rows.js";
 import { countInRange, scanPart } from "./verify.js";
 

@@ -1,6 +1,7 @@
 import type { Row } from "../sql/source.js";
 import type { JobContext } from "./archive.js";
-import type { Lease, PartRecord } from "./ledger.js";
+import type { Lease } from "./ledger/lease.js";
+import type { PartRecord } from "./ledger/records.js";
 import type { RowLines } from "./rows.js";
 import { scanPart } from "./verify.js";
 

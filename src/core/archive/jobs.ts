@@ -8,7 +8,8 @@ import {
 import { type Row, toCount } from "../sql/source.js";
 import { type JobContext, archivePartition } from "./archive.js";
 import { type CleanupOptions, type CleanupOutcome, cleanupPartition } from "./cleanup.js";
-import type { Lease, PartRecord, PartitionRecord } from "./ledger.js";
+import type { Lease } from "./ledger/lease.js";
+import type { PartRecord, PartitionRecord } from "./ledger/records.js";
 import { verifyPartition } from "./verify.js";
 
 /**

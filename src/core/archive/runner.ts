@@ -3,7 +3,7 @@ import type { Progress } from "../progress.js";
 import type { JobContext } from "./archive.js";
 import { type CleanupOptions, type CleanupOutcome, cleanupPartition } from "./cleanup.js";
 import { archiveUnderLease, runLeased } from "./jobs.js";
-import type { Lease } from "./ledger.js";
+import type { Lease } from "./ledger/lease.js";
 
 export type JobKind = "archive" | "cleanup" | "archive-and-cleanup";
 

@@ -6,7 +6,8 @@ import { type Row, toCount } from "../sql/source.js";
 import { getText } from "../store.js";
 import type { JobContext, Manifest } from "./archive.js";
 import { CHUNK_BYTES, ChunkDigester, verifiedChunks } from "./chunks.js";
-import type { Lease, PartRecord } from "./ledger.js";
+import type { Lease } from "./ledger/lease.js";
+import type { PartRecord } from "./ledger/records.js";
 
 class CallerError {
   constructor(readonly cause: unknown) {}

@@ -1,0 +1,163 @@
+import { LeaseLostError, SluiceError } from "../../errors.js";
+import type { BatchStatement, SqlExecutor, SqlSource } from "../../sql/source.js";
+import type { Lease } from "./lease.js";
+import { migrateLedger } from "./migrations.js";
+import { type PartRecord, type PartitionRecord, toPart, toPartition } from "./records.js";
+import { type PartitionState, statesBefore } from "./states.js";
+
+export interface LedgerOptions {
+  /** How long a lease lasts without renewal. */
+  leaseMs?: number;
+  now?: () => number;
+  /**
+   * Whether a lease holder is known to be dead (same host, its pid gone), so that a rerun
+   * after a crash need not wait for the lease to expire. Runtimes without processes omit it.
+   */
+  isHolderGone?: (holder: string) => boolean;
+}
+
+export const DEFAULT_LEASE_MS = 120_000;
+
+/**
+ * What every ledger write stands on: the database, the clock, and the fence that makes a
+ * write do nothing for a holder whose lease was taken; and the ledger's reads.
+ */
+export class LedgerBase {
+  readonly leaseMs: number;
+
+  protected readonly now: () => number;
+
+  protected readonly isHolderGone: (holder: string) => boolean;
+
+  constructor(
+    protected readonly db: SqlSource,
+    options: LedgerOptions = {},
+  ) {
+    this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+    this.now = options.now ?? Date.now;
+    this.isHolderGone = options.isHolderGone ?? (() => false);
+  }
+
+  protected get d() {
+    return this.db.dialect;
+  }
+
+  protected get date() {
+    return this.d.quote("date");
+  }
+
+  protected iso(): string {
+    return new Date(this.now()).toISOString();
+  }
+
+  /**
+   * `EXISTS` true only while `lease` is held (and, given `states`, the partition is in one of
+   * them): appended to a statement that must do nothing for a holder whose lease was taken.
+   */
+  protected ours(lease: Lease, states: readonly PartitionState[] = []): BatchStatement {
+    const inState = states.length ? ` AND m.state IN (${states.map(() => "?").join(", ")})` : "";
+    return {
+      sql: `EXISTS (SELECT 1 FROM archive_metadata m WHERE m.source_table = ? AND m.${this.date} = ? AND m.lease_owner = ?${inState})`,
+      params: [lease.table, lease.date, lease.owner, ...states],
+    };
+  }
+
+  /** An UPDATE of one part's row that happens only while the lease is ours. */
+  protected async updatePart(
+    lease: Lease,
+    part: number,
+    sets: string,
+    params: readonly unknown[],
+    db: SqlExecutor = this.db,
+  ): Promise<void> {
+    const fence = this.ours(lease);
+    const res = await db.execute(
+      `UPDATE archive_parts SET ${sets} WHERE source_table = ? AND ${this.date} = ? AND part = ? AND ${fence.sql}`,
+      [...params, lease.table, lease.date, part, ...(fence.params ?? [])],
+    );
+    if (res.changes !== 1) throw await this.whyNot(lease, `update part ${part}`);
+  }
+
+  /** The error for a fenced write that changed nothing: the lease went, or the part did. */
+  protected async whyNot(lease: Lease, what: string): Promise<SluiceError> {
+    const rec = await this.get(lease.table, lease.date);
+    if (rec?.leaseOwner !== lease.owner) return new LeaseLostError(lease.table, lease.date);
+    return new SluiceError("failed", `${lease.table} ${lease.date}: could not ${what}`);
+  }
+
+  /** The partition's totals, recomputed from its parts, as SET assignments and parameters. */
+  protected totals(lease: Lease): BatchStatement {
+    const of = (expr: string) =>
+      `(SELECT ${expr} FROM archive_parts p WHERE p.source_table = ? AND p.${this.date} = ?)`;
+    const cols: [string, string][] = [
+      ["part_count", "COUNT(*)"],
+      ["event_count", "COALESCE(SUM(p.event_count), 0)"],
+      ["raw_size", "COALESCE(SUM(p.raw_size), 0)"],
+      ["file_size", "COALESCE(SUM(p.file_size), 0)"],
+      ["min_id", "MIN(p.min_id)"],
+      ["max_id", "MAX(p.max_id)"],
+      ["cleaned_count", "COALESCE(SUM(p.cleaned_count), 0)"],
+    ];
+    return {
+      sql: cols.map(([c, e]) => `${c} = ${of(e)}`).join(", "),
+      params: cols.flatMap(() => [lease.table, lease.date]),
+    };
+  }
+
+  async get(table: string, date: string): Promise<PartitionRecord | null> {
+    const rows = await this.db.query(
+      `SELECT * FROM archive_metadata WHERE source_table = ? AND ${this.date} = ?`,
+      [table, date],
+    );
+    return rows[0] ? toPartition(rows[0]) : null;
+  }
+
+  async list(table?: string): Promise<PartitionRecord[]> {
+    const rows = table
+      ? await this.db.query(
+          `SELECT * FROM archive_metadata WHERE source_table = ? ORDER BY ${this.date}`,
+          [table],
+        )
+      : await this.db.query(`SELECT * FROM archive_metadata ORDER BY source_table, ${this.date}`);
+    return rows.map(toPartition);
+  }
+
+  async parts(table: string, date: string, db: SqlExecutor = this.db): Promise<PartRecord[]> {
+    const rows = await db.query(
+      `SELECT * FROM archive_parts WHERE source_table = ? AND ${this.date} = ? ORDER BY part`,
+      [table, date],
+    );
+    return rows.map(toPart);
+  }
+
+  /**
+   * @internal Move the partition to `to`, setting `fields` too, if it is ours and in a state
+   * that may move there. Runs on `db` so that it can share a transaction with a delete.
+   */
+  async move(
+    lease: Lease,
+    to: PartitionState,
+    fields: Record<string, unknown> = {},
+    db: SqlExecutor = this.db,
+  ): Promise<void> {
+    const from = statesBefore(to);
+    const sets = Object.keys(fields).map((k) => `${k} = ?`);
+    const res = await db.execute(
+      `UPDATE archive_metadata SET state = ?, updated_at = ?${sets.length ? `, ${sets.join(", ")}` : ""}
+       WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ? AND state IN (${from.map(() => "?").join(", ")})`,
+      [to, this.iso(), ...Object.values(fields), lease.table, lease.date, lease.owner, ...from],
+    );
+    if (res.changes === 1) return;
+    const rec = await this.get(lease.table, lease.date);
+    if (rec?.leaseOwner !== lease.owner) throw new LeaseLostError(lease.table, lease.date);
+    throw new SluiceError(
+      "failed",
+      `${lease.table} ${lease.date}: cannot move from '${rec.state}' to '${to}'`,
+    );
+  }
+
+  /** Create or upgrade the ledger tables. Safe to run from several processes at once. */
+  async migrate(): Promise<void> {
+    await migrateLedger(this.db, () => this.iso());
+  }
+}

@@ -1,0 +1,137 @@
+import { LeaseLostError } from "../../errors.js";
+import type { BatchStatement, SqlExecutor } from "../../sql/source.js";
+import { LedgerBase } from "./base.js";
+import type { Lease } from "./lease.js";
+import { num } from "./records.js";
+import { statesBefore } from "./states.js";
+
+/** The writes to one part's row: verification, chunk digests, and cleanup's progress. */
+export class PartWrites extends LedgerBase {
+  /** @internal Mark one part verified; the partition is verified when all its parts are. */
+  async markPartVerified(lease: Lease, part: number): Promise<void> {
+    await this.updatePart(lease, part, "verified_at = ?", [this.iso()]);
+  }
+
+  /** @internal A part that failed verification before any delete: the next archive rewrites it. */
+  async markPartUnverified(lease: Lease, part: number): Promise<void> {
+    const fence = this.ours(lease);
+    await this.db.execute(
+      `UPDATE archive_parts SET verified_at = NULL WHERE source_table = ? AND ${this.date} = ? AND part = ? AND cleaned_count = 0 AND ${fence.sql}`,
+      [lease.table, lease.date, part, ...(fence.params ?? [])],
+    );
+  }
+
+  /**
+   * @internal Record chunk digests computed by a read whose whole-object sha256 matched the
+   * part's: for parts archived before digests were kept.
+   */
+  async recordChunkDigests(
+    lease: Lease,
+    part: number,
+    chunkBytes: number,
+    digests: string,
+  ): Promise<void> {
+    await this.updatePart(lease, part, "chunk_bytes = ?, chunk_sha256 = ?", [chunkBytes, digests]);
+  }
+
+  /**
+   * @internal Save cleanup progress for a part. Called inside the delete's transaction, so
+   * the counts and the cursor are exactly what committed; fails (rolling the delete back)
+   * when the lease is no longer ours.
+   */
+  async addCleaned(
+    lease: Lease,
+    part: number,
+    progress: CleanupProgress,
+    db: SqlExecutor,
+  ): Promise<void> {
+    await this.updatePart(
+      lease,
+      part,
+      "cleaned_count = cleaned_count + ?, cleanup_cursor = ?, changed_count = changed_count + ?, changed_keys = ?",
+      [progress.deleted, progress.cursor, progress.changed, progress.changedKeys],
+      db,
+    );
+    const [sum] = await db.query(
+      `SELECT COALESCE(SUM(cleaned_count), 0) AS n FROM archive_parts WHERE source_table = ? AND ${this.date} = ?`,
+      [lease.table, lease.date],
+    );
+    await this.move(lease, "cleaning", { cleaned_count: num(sum?.n) }, db);
+  }
+
+  /**
+   * @internal One cleanup batch where the database has no interactive transactions (D1): the
+   * delete and the record of it go as one atomic batch. Each statement runs only while the
+   * lease is ours, and SQLite's changes() carries the delete's count into the part's row.
+   */
+  async deleteAndRecord(
+    lease: Lease,
+    part: number,
+    cursor: number | null,
+    del: BatchStatement,
+  ): Promise<number> {
+    if (!this.db.batch) throw new Error("deleteAndRecord needs a source with batch()");
+    const q = this.date;
+    const fence = this.ours(lease);
+    const fp = fence.params ?? [];
+    const from = statesBefore("cleaning");
+    const [deleted, , moved] = await this.db.batch([
+      { sql: `${del.sql} AND ${fence.sql}`, params: [...(del.params ?? []), ...fp] },
+      {
+        sql: `UPDATE archive_parts SET cleaned_count = cleaned_count + changes(), cleanup_cursor = ?
+              WHERE source_table = ? AND ${q} = ? AND part = ? AND ${fence.sql}`,
+        params: [cursor, lease.table, lease.date, part, ...fp],
+      },
+      {
+        sql: `UPDATE archive_metadata SET state = 'cleaning', updated_at = ?,
+                cleaned_count = (SELECT SUM(p.cleaned_count) FROM archive_parts p WHERE p.source_table = ? AND p.${q} = ?)
+              WHERE source_table = ? AND ${q} = ? AND lease_owner = ? AND state IN (${from.map(() => "?").join(", ")})`,
+        params: [this.iso(), lease.table, lease.date, ...fp, ...from],
+      },
+    ]);
+    if (moved?.changes !== 1) throw new LeaseLostError(lease.table, lease.date);
+    return deleted?.changes ?? 0;
+  }
+
+  /**
+   * @internal What a batch recorded by deleteAndRecord left behind, found after it (D1):
+   * rows changed in the hot store, and the cursor to resume from when rows were kept.
+   */
+  async addChanged(
+    lease: Lease,
+    part: number,
+    changed: number,
+    keys: string | null,
+    cursor: number | null,
+  ): Promise<void> {
+    await this.updatePart(
+      lease,
+      part,
+      "changed_count = changed_count + ?, changed_keys = ?, cleanup_cursor = ?",
+      [changed, keys, cursor],
+    );
+  }
+
+  /** @internal The next cleanup of this part reads every archived key again. */
+  async resetCleanupCursor(lease: Lease, part: number): Promise<void> {
+    await this.updatePart(lease, part, "cleanup_cursor = NULL", []);
+  }
+
+  /** @internal Every archived row of the part is gone from the hot store, or was changed there. */
+  async markPartCleaned(lease: Lease, part: number, db: SqlExecutor = this.db): Promise<void> {
+    await this.updatePart(lease, part, "cleaned_at = ?", [this.iso()], db);
+  }
+}
+
+export interface CleanupProgress {
+  deleted: number;
+  /** Where a resumed pass starts: the highest archived key done (null: from the start). */
+  cursor: number | null;
+  /** Archived rows found changed in the hot store (left there). */
+  changed: number;
+  /** The part's first few changed keys so far, or null. */
+  changedKeys: string | null;
+}
+
+/** Parameters deleteAndRecord adds to a DELETE to run it only while the lease is ours. */
+export const LEASE_GUARD_PARAMS = 3;

@@ -1,0 +1,116 @@
+import { type Row, toCount } from "../../sql/source.js";
+import type { PartitionState } from "./states.js";
+
+export interface PartitionRecord {
+  sourceTable: string;
+  date: string;
+  state: PartitionState;
+  /** The latest part's object key: the seed's `r2_path`. */
+  objectKey: string | null;
+  partCount: number;
+  eventCount: number;
+  rawSize: number;
+  fileSize: number;
+  /** sha256 of the latest part's compressed bytes. */
+  sha256: string | null;
+  minId: number | null;
+  maxId: number | null;
+  archivedAt: string | null;
+  verifiedAt: string | null;
+  /** 1 only when a count said zero archived rows remain in the hot store. */
+  d1Cleaned: number;
+  cleanedCount: number;
+  lastError: string | null;
+  attempts: number;
+  leaseOwner: string | null;
+  leaseExpiresAt: number | null;
+  updatedAt: string | null;
+  /** An object being uploaded under the lease and not yet recorded as a part. */
+  pendingObject: string | null;
+}
+
+export interface PartRecord {
+  sourceTable: string;
+  date: string;
+  part: number;
+  objectKey: string;
+  manifestKey: string;
+  eventCount: number;
+  rawSize: number;
+  fileSize: number;
+  sha256: string;
+  minId: number;
+  maxId: number;
+  archivedAt: string;
+  verifiedAt: string | null;
+  cleanedCount: number;
+  /** Highest archived key whose delete has committed: where a resumed cleanup starts. */
+  cleanupCursor: number | null;
+  cleanedAt: string | null;
+  /** Bytes per chunk of the object that {@link chunkSha256} covers. */
+  chunkBytes: number | null;
+  /**
+   * sha256 of each chunk of the object, hex, concatenated: cleanup acts on a line only once
+   * the bytes it came from have matched here, in the same read. Null for parts written before.
+   */
+  chunkSha256: string | null;
+  /** Archived rows that cleanup found changed in the hot store, so left there. */
+  changedCount: number;
+  /** The first few of their keys, comma-separated, for the error that reports them. */
+  changedKeys: string | null;
+}
+
+export const num = (v: unknown): number => toCount(v);
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
+const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+
+export function toPartition(r: Row): PartitionRecord {
+  return {
+    sourceTable: String(r.source_table),
+    date: String(r.date),
+    state: String(r.state) as PartitionState,
+    objectKey: strOrNull(r.object_key),
+    partCount: num(r.part_count),
+    eventCount: num(r.event_count),
+    rawSize: num(r.raw_size),
+    fileSize: num(r.file_size),
+    sha256: strOrNull(r.sha256),
+    minId: numOrNull(r.min_id),
+    maxId: numOrNull(r.max_id),
+    archivedAt: strOrNull(r.archived_at),
+    verifiedAt: strOrNull(r.verified_at),
+    d1Cleaned: num(r.d1_cleaned),
+    cleanedCount: num(r.cleaned_count),
+    lastError: strOrNull(r.last_error),
+    attempts: num(r.attempts),
+    leaseOwner: strOrNull(r.lease_owner),
+    leaseExpiresAt: numOrNull(r.lease_expires_at),
+    updatedAt: strOrNull(r.updated_at),
+    pendingObject: strOrNull(r.pending_object),
+  };
+}
+
+export function toPart(r: Row): PartRecord {
+  return {
+    sourceTable: String(r.source_table),
+    date: String(r.date),
+    part: num(r.part),
+    objectKey: String(r.object_key),
+    manifestKey: String(r.manifest_key),
+    eventCount: num(r.event_count),
+    rawSize: num(r.raw_size),
+    fileSize: num(r.file_size),
+    sha256: String(r.sha256),
+    minId: num(r.min_id),
+    maxId: num(r.max_id),
+    archivedAt: String(r.archived_at),
+    verifiedAt: strOrNull(r.verified_at),
+    cleanedCount: num(r.cleaned_count),
+    cleanupCursor: numOrNull(r.cleanup_cursor),
+    cleanedAt: strOrNull(r.cleaned_at),
+    chunkBytes: numOrNull(r.chunk_bytes),
+    chunkSha256: strOrNull(r.chunk_sha256),
+    changedCount: num(r.changed_count),
+    changedKeys: strOrNull(r.changed_keys),
+  };
+}

@@ -1,0 +1,35 @@
+/**
+ * The ledger's state machine: the archive_metadata row of a (table, date) partition moves
+ * through these states, by whoever holds its lease.
+ */
+export type PartitionState =
+  | "pending"
+  | "archiving"
+  | "archived"
+  | "verified"
+  | "cleaning"
+  | "cleaned"
+  | "failed";
+
+/**
+ * Allowed moves. `cleaned -> archiving` and `verified -> archiving` write late rows as a new
+ * part; `archiving -> archiving` is a rerun after a job was killed mid-write.
+ */
+export const TRANSITIONS: Readonly<Record<PartitionState, readonly PartitionState[]>> = {
+  pending: ["archiving", "failed"],
+  archiving: ["archiving", "archived", "failed"],
+  archived: ["verified", "archiving", "failed"],
+  verified: ["cleaning", "archiving", "failed"],
+  cleaning: ["cleaning", "cleaned", "failed"],
+  cleaned: ["archiving"],
+  failed: ["archiving", "verified", "cleaning", "failed"],
+};
+
+export function canMove(from: PartitionState, to: PartitionState): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** The states a partition may move to `to` from. */
+export function statesBefore(to: PartitionState): PartitionState[] {
+  return (Object.keys(TRANSITIONS) as PartitionState[]).filter((s) => canMove(s, to));
+}
