@@ -1,14 +1,13 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, it, vi } from "vitest";
+import { StreamedArray, jsonObjectStream } from "../src/core/json/object-stream.js";
+import { jsonText } from "../src/core/json/text.js";
 import {
   type RowBatches,
-  StreamedArray,
-  jsonObjectStream,
-  jsonText,
   traceJsonStream,
   traceNdjsonStream,
-} from "../src/core/json/json.js";
+} from "../src/core/json/trace-stream.js";
 import type { Row } from "../src/core/sql/source.js";
 
 async function readText(stream: ReadableStream<Uint8Array>): Promise<string> {

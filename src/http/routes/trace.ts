@@ -9,12 +9,8 @@ import {
   TooManyContainersError,
   describeError,
 } from "../../core/errors.js";
-import {
-  StreamedArray,
-  jsonObjectStream,
-  traceJsonStream,
-  traceNdjsonStream,
-} from "../../core/json/json.js";
+import { StreamedArray, jsonObjectStream } from "../../core/json/object-stream.js";
+import { traceJsonStream, traceNdjsonStream } from "../../core/json/trace-stream.js";
 import type { Semaphore } from "../../core/semaphore.js";
 import type { Row, SqlSource } from "../../core/sql/source.js";
 import { ContainerIds } from "../../core/trace/container-ids.js";
