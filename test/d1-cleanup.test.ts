@@ -5,7 +5,7 @@ import type Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { D1Source } from "../src/adapters/d1/source.js";
 import { FsStore } from "../src/adapters/fs/store.js";
-import type { JobContext } from "../src/core/archive/archive.js";
+import type { JobContext } from "../src/core/archive/context.js";
 import { archiveDate, cleanupDate, partitionStatus } from "../src/core/archive/jobs.js";
 import { Ledger } from "../src/core/archive/ledger/ledger.js";
 import { CleanupIncompleteError, RowsChangedError } from "../src/core/errors.js";

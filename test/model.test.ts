@@ -7,7 +7,7 @@ import fc from "fast-check";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { FsStore } from "../src/adapters/fs/store.js";
-import type { JobContext } from "../src/core/archive/archive.js";
+import type { JobContext } from "../src/core/archive/context.js";
 import { archiveDate, cleanupDate, verifyDate } from "../src/core/archive/jobs.js";
 import { Ledger } from "../src/core/archive/ledger/ledger.js";
 import { SluiceError } from "../src/core/errors.js";

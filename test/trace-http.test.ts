@@ -6,7 +6,7 @@ import { serve } from "@hono/node-server";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FsStore } from "../src/adapters/fs/store.js";
-import type { JobContext } from "../src/core/archive/archive.js";
+import type { JobContext } from "../src/core/archive/context.js";
 import type { JobRunner } from "../src/core/archive/runner.js";
 import { BusyError } from "../src/core/errors.js";
 import { Semaphore } from "../src/core/semaphore.js";

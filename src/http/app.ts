@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { requestId } from "hono/request-id";
-import type { JobContext } from "../core/archive/archive.js";
+import type { JobContext } from "../core/archive/context.js";
 import type { JobRunner } from "../core/archive/runner.js";
 import { describeError } from "../core/errors.js";
 import type { StatsQuery } from "../core/stats/admission.js";

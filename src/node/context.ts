@@ -1,4 +1,4 @@
-import type { JobContext } from "../core/archive/archive.js";
+import type { JobContext } from "../core/archive/context.js";
 import { Ledger } from "../core/archive/ledger/ledger.js";
 import { type PartitionSpec, checkSpec } from "../core/archive/partition.js";
 import type { ProgressListener } from "../core/progress.js";

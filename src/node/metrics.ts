@@ -7,7 +7,7 @@ import {
   Registry,
   collectDefaultMetrics,
 } from "prom-client";
-import type { JobContext } from "../core/archive/archive.js";
+import type { JobContext } from "../core/archive/context.js";
 import type { JobView } from "../core/archive/runner.js";
 import { type Row, toCount } from "../core/sql/source.js";
 

@@ -1,5 +1,5 @@
 import { Cron } from "croner";
-import type { JobContext } from "../core/archive/archive.js";
+import type { JobContext } from "../core/archive/context.js";
 import type { JobRunner } from "../core/archive/runner.js";
 import { type ScheduledOutcome, runScheduled } from "../core/archive/schedule.js";
 import { BadInputError, describeError } from "../core/errors.js";

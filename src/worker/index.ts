@@ -1,7 +1,7 @@
 import type { Hono } from "hono";
 import { type D1DatabaseLike, D1Source } from "../adapters/d1/source.js";
 import { type R2BucketLike, R2Store } from "../adapters/r2/store.js";
-import type { JobContext } from "../core/archive/archive.js";
+import type { JobContext } from "../core/archive/context.js";
 import { Ledger } from "../core/archive/ledger/ledger.js";
 import { checkSpec } from "../core/archive/partition.js";
 import { JobRunner } from "../core/archive/runner.js";

@@ -1,5 +1,5 @@
 import type { Row } from "../sql/source.js";
-import type { JobContext } from "./archive.js";
+import type { JobContext } from "./context.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
 import type { RowLines } from "./rows.js";

@@ -6,8 +6,9 @@ import {
   describeError,
 } from "../errors.js";
 import { type Row, toCount } from "../sql/source.js";
-import { type JobContext, archivePartition } from "./archive.js";
+import { archivePartition } from "./archive.js";
 import { type CleanupOptions, type CleanupOutcome, cleanupPartition } from "./cleanup.js";
+import type { JobContext } from "./context.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord, PartitionRecord } from "./ledger/records.js";
 import { verifyPartition } from "./verify.js";

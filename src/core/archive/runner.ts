@@ -1,7 +1,7 @@
 import { LeaseHeldError, describeError } from "../errors.js";
 import type { Progress } from "../progress.js";
-import type { JobContext } from "./archive.js";
 import { type CleanupOptions, type CleanupOutcome, cleanupPartition } from "./cleanup.js";
+import type { JobContext } from "./context.js";
 import { archiveUnderLease, runLeased } from "./jobs.js";
 import type { Lease } from "./ledger/lease.js";
 

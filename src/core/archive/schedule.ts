@@ -1,6 +1,6 @@
 import { retentionCutoff } from "../dates.js";
 import { LeaseHeldError, describeError } from "../errors.js";
-import type { JobContext } from "./archive.js";
+import type { JobContext } from "./context.js";
 import { datesNeedingWork } from "./jobs.js";
 import type { JobRunner } from "./runner.js";
 

@@ -4,10 +4,11 @@ import { readLines, tap } from "../bytes/lines.js";
 import { VerificationError } from "../errors.js";
 import { type Row, toCount } from "../sql/source.js";
 import { getText } from "../store.js";
-import type { JobContext, Manifest } from "./archive.js";
 import { CHUNK_BYTES, ChunkDigester, verifiedChunks } from "./chunks.js";
+import type { JobContext } from "./context.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
+import type { Manifest } from "./manifest.js";
 
 class CallerError {
   constructor(readonly cause: unknown) {}

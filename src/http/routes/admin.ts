@@ -1,5 +1,5 @@
 import { type Context, Hono } from "hono";
-import type { JobContext } from "../../core/archive/archive.js";
+import type { JobContext } from "../../core/archive/context.js";
 import { partitionStatus } from "../../core/archive/jobs.js";
 import type { JobKind, JobRunner } from "../../core/archive/runner.js";
 import { parsePartitionDate } from "../../core/dates.js";

@@ -1,0 +1,159 @@
+import { SluiceError } from "../errors.js";
+import { keyIn } from "../sql/source.js";
+import type { JobContext } from "./context.js";
+import type { Lease } from "./ledger/lease.js";
+import type { PartRecord } from "./ledger/records.js";
+import type { RowLines } from "./rows.js";
+
+/** One archived row: its key and its line, as the verified bytes hold them. */
+export interface Archived {
+  key: number;
+  line: string;
+}
+
+/** What one batch did. */
+export interface BatchResult {
+  deleted: number;
+  /** Archived rows still there as archived: the database kept them (a trigger, a policy). */
+  refused: number;
+  /** Keys whose row is there with other content than archived. */
+  changed: number[];
+}
+
+/** Where the batch's progress goes, given what it found: the cursor and the keys to show. */
+export type Progress = (r: BatchResult) => { cursor: number | null; changedKeys: string | null };
+
+export type DeleteBatch = (
+  lease: Lease,
+  part: PartRecord,
+  rows: readonly Archived[],
+  progress: Progress,
+) => Promise<BatchResult>;
+
+/**
+ * A batch inside one transaction: read the hot rows of the batch's keys (locked where the
+ * database locks rows), render them as the archive did, delete exactly those equal to their
+ * archived line, and record the progress; any surprise rolls all of it back.
+ */
+export function txBatch(ctx: JobContext, lines: RowLines, date: string): DeleteBatch {
+  const { source, spec, ledger } = ctx;
+  const d = source.dialect;
+  const q = d.quote;
+  const table = q(spec.table);
+  const day = `${q(spec.partitionColumn)} = ?`;
+  const key = q(spec.keyColumn);
+  const columns = lines.selectList;
+  return (lease, part, rows, progress) =>
+    source.transaction(async (tx) => {
+      const first = (rows[0] as Archived).key;
+      const last = (rows.at(-1) as Archived).key;
+      // By range where one writer holds the whole database: the range's late rows show too.
+      const where = d.deletesByRange
+        ? { sql: `${key} BETWEEN ? AND ?`, params: [first, last] }
+        : keyIn(
+            d,
+            key,
+            rows.map((r) => r.key),
+          );
+      const hot = new Map<unknown, string>();
+      for (const row of await tx.query(
+        lines.select(
+          `SELECT ${columns} FROM ${table} WHERE ${day} AND ${where.sql}${d.lockRows}`,
+          false,
+        ),
+        [date, ...where.params],
+      )) {
+        hot.set(lines.key(row), lines.line(row));
+      }
+      const same: number[] = [];
+      const changed: number[] = [];
+      for (const r of rows) {
+        const now = hot.get(r.key);
+        if (now === r.line) same.push(r.key);
+        else if (now !== undefined) changed.push(r.key);
+      }
+      let deleted = 0;
+      if (same.length) {
+        const which =
+          d.deletesByRange && same.length === hot.size
+            ? { sql: `${key} BETWEEN ? AND ?`, params: [first, last] }
+            : keyIn(d, key, same);
+        deleted = (
+          await tx.execute(`DELETE FROM ${table} WHERE ${day} AND ${which.sql}`, [
+            date,
+            ...which.params,
+          ])
+        ).changes;
+        if (deleted > same.length) {
+          throw new SluiceError(
+            "failed",
+            `cleanup of ${spec.table} ${date}: a delete of ${same.length} archived rows removed ${deleted}; rolled back (is '${spec.keyColumn}' unique?)`,
+          );
+        }
+      }
+      const result = { deleted, refused: same.length - deleted, changed };
+      const { cursor, changedKeys } = progress(result);
+      await ledger.addCleaned(
+        lease,
+        part.part,
+        { deleted, cursor, changed: changed.length, changedKeys },
+        tx,
+      );
+      return result;
+    });
+}
+
+/**
+ * A batch on D1, which has no interactive transaction: one DELETE that removes only rows equal
+ * to an archived line (SQLite renders them as the archive did, and compares them with the
+ * batch's lines passed as one JSON array), in one atomic batch with the ledger's record of it.
+ * Rows it left are looked at afterwards, only to report them.
+ */
+export function d1Batch(ctx: JobContext, lines: RowLines, date: string): DeleteBatch {
+  const { source, spec, ledger } = ctx;
+  const q = source.dialect.quote;
+  const table = q(spec.table);
+  const json = source.dialect.jsonRow?.(
+    lines.columns.map((c) => c.name),
+    table,
+  );
+  const where = `${q(spec.partitionColumn)} = ? AND ${q(spec.keyColumn)} BETWEEN ? AND ?`;
+  const columns = lines.selectList;
+  return async (lease, part, rows, progress) => {
+    if (!json) {
+      throw new SluiceError(
+        "failed",
+        `${spec.table} has too many columns for a content-checked delete on ${source.describe()}`,
+      );
+    }
+    const first = (rows[0] as Archived).key;
+    const last = (rows.at(-1) as Archived).key;
+    // Recorded as if every row went; corrected below when some did not.
+    const before = progress({ deleted: 0, refused: 0, changed: [] });
+    const deleted = await ledger.deleteAndRecord(lease, part.part, before.cursor, {
+      sql: `DELETE FROM ${table} WHERE ${where} AND ${json} IN (SELECT value FROM json_each(?))`,
+      params: [date, first, last, JSON.stringify(rows.map((r) => r.line))],
+    });
+    if (deleted === rows.length) return { deleted, refused: 0, changed: [] };
+    const hot = new Map<unknown, string>();
+    for (const row of await source.query(
+      lines.select(`SELECT ${columns} FROM ${table} WHERE ${where}`, false),
+      [date, first, last],
+    )) {
+      hot.set(lines.key(row), lines.line(row));
+    }
+    const changed: number[] = [];
+    let refused = 0;
+    for (const r of rows) {
+      const now = hot.get(r.key);
+      if (now === r.line) refused++;
+      else if (now !== undefined) changed.push(r.key);
+    }
+    const result = { deleted, refused, changed };
+    if (refused || changed.length) {
+      const after = progress(result);
+      await ledger.addChanged(lease, part.part, changed.length, after.changedKeys, after.cursor);
+    }
+    return result;
+  };
+}

@@ -1,0 +1,21 @@
+import type { Codec } from "../bytes/codec.js";
+import type { Sha256Factory } from "../bytes/hash.js";
+import type { ProgressListener } from "../progress.js";
+import type { SqlSource } from "../sql/source.js";
+import type { ObjectStore } from "../store.js";
+import type { Ledger } from "./ledger/ledger.js";
+import type { PartitionSpec } from "./partition.js";
+
+/** What every archive job works with: the hot store, the object store, the ledger, the spec. */
+export interface JobContext {
+  source: SqlSource;
+  store: ObjectStore;
+  ledger: Ledger;
+  spec: PartitionSpec;
+  /** Rows per page read from the source (DB_SLOW_FETCHMANY_SIZE). */
+  fetchSize?: number;
+  sha256?: Sha256Factory;
+  codec?: Codec;
+  onProgress?: ProgressListener;
+  signal?: AbortSignal;
+}

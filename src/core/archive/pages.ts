@@ -1,0 +1,93 @@
+import { BadInputError } from "../errors.js";
+import { DEFAULT_FETCH_SIZE, type Row } from "../sql/source.js";
+import type { JobContext } from "./context.js";
+import type { Lease } from "./ledger/lease.js";
+import { type RowLines, rowLines } from "./rows.js";
+
+/** One page of rows, each already JSON text (no newline). */
+export interface Page {
+  lines: string[];
+  firstKey: number;
+  lastKey: number;
+}
+
+/**
+ * Encodes a page of lines into a buffer it reuses, so that archiving a day allocates no
+ * page-sized garbage (which V8 would keep until a major GC, growing RSS with the day).
+ */
+export class PageEncoder {
+  private buf = new Uint8Array(1 << 21);
+  private readonly encoder = new TextEncoder();
+
+  /** The page as JSONL bytes: a view valid until the next call. */
+  encode(lines: readonly string[]): Uint8Array {
+    let used = 0;
+    for (const line of lines) {
+      const worst = used + line.length * 3 + 1;
+      if (worst > this.buf.length) {
+        const bigger = new Uint8Array(Math.max(worst, this.buf.length * 2));
+        bigger.set(this.buf.subarray(0, used));
+        this.buf = bigger;
+      }
+      used += this.encoder.encodeInto(line, this.buf.subarray(used)).written;
+      this.buf[used++] = 10;
+    }
+    return this.buf.subarray(0, used);
+  }
+}
+
+/**
+ * Pages of a date's rows in key order, `key > last` each time: never OFFSET. Rows are
+ * rendered as JSON lines with the key first, by the database where it can.
+ */
+export async function* pagesByKey(
+  ctx: JobContext,
+  lines: RowLines,
+  date: string,
+  after: number | null,
+  lease: Lease,
+): AsyncGenerator<Page> {
+  const q = ctx.source.dialect.quote;
+  const { table, partitionColumn, keyColumn } = ctx.spec;
+  const size = ctx.fetchSize ?? DEFAULT_FETCH_SIZE;
+  const hint = (await ctx.source.pageIndexHint?.(table, partitionColumn, keyColumn)) ?? "";
+  const from = `SELECT ${lines.selectList} FROM ${q(table)}${hint && ` ${hint}`} WHERE ${q(partitionColumn)} = ?`;
+  const page = (more: string) =>
+    lines.select(`${from}${more} ORDER BY ${q(keyColumn)} LIMIT ?`, true);
+  const first = page("");
+  const next = page(` AND ${q(keyColumn)} > ?`);
+  const keyOf = (row: Row | undefined) => {
+    const key = row && lines.key(row);
+    if (typeof key !== "number" || !Number.isSafeInteger(key)) {
+      throw new BadInputError(
+        `key column '${keyColumn}' of '${table}' must hold integers; found ${JSON.stringify(key)}`,
+      );
+    }
+    return key;
+  };
+  const read = (sql: string, params: unknown[]) =>
+    ctx.source.queryPage ? ctx.source.queryPage(sql, params) : ctx.source.query(sql, params);
+  let last = after;
+  for (;;) {
+    ctx.signal?.throwIfAborted();
+    const rows =
+      last === null ? await read(first, [date, size]) : await read(next, [date, last, size]);
+    if (rows.length === 0) return;
+    const out = {
+      lines: rows.map(lines.line),
+      firstKey: keyOf(rows[0]),
+      lastKey: keyOf(rows.at(-1)),
+    };
+    last = out.lastKey;
+    yield out;
+    await lease.keepAlive();
+    if (rows.length < size) return;
+  }
+}
+
+/** The renderer of the spec's table: its columns, the key first. */
+export async function tableLines(ctx: JobContext): Promise<RowLines> {
+  const columns = await ctx.source.columnInfo(ctx.spec.table);
+  if (!columns) throw new BadInputError(`table '${ctx.spec.table}' does not exist`);
+  return rowLines(ctx.source.dialect, columns, ctx.spec.keyColumn);
+}
