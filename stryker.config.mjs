@@ -12,6 +12,7 @@ export default {
   mutate: [
     "src/core/archive/verify.ts",
     "src/core/archive/cleanup.ts",
+    "src/core/archive/cleanup-batch.ts",
     "src/core/archive/ledger/base.ts",
     "src/core/archive/ledger/ledger.ts",
     "src/core/archive/ledger/part-writes.ts",

@@ -128,7 +128,24 @@ function faulty(
   });
   const source = new Proxy(src, {
     get(target, key) {
-      if (key === "query" || key === "execute" || key === "queryPage") {
+      if (key === "pages") {
+        const pages = target.pages;
+        return {
+          analyze: async (t: string) => {
+            await tick();
+            return pages.analyze(t);
+          },
+          hint: async (t: string, p: string, k: string) => {
+            await tick();
+            return pages.hint(t, p, k);
+          },
+          read: async (sql: string, params: readonly unknown[]) => {
+            await tick();
+            return pages.read(sql, params);
+          },
+        };
+      }
+      if (key === "query" || key === "execute") {
         const f = (target as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[key];
         if (!f) return undefined;
         return async (...a: unknown[]) => {

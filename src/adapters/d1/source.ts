@@ -1,11 +1,13 @@
 import { SluiceError } from "../../core/errors.js";
-import type {
-  BatchStatement,
-  Column,
-  Dialect,
-  Row,
-  SqlExecutor,
-  SqlSource,
+import {
+  type Atomicity,
+  type BatchStatement,
+  type Column,
+  type Dialect,
+  type Row,
+  type SqlExecutor,
+  type SqlSource,
+  plainPages,
 } from "../../core/sql/source.js";
 import { sqliteDialect } from "../sqlite/dialect.js";
 
@@ -53,6 +55,12 @@ function bindable(v: unknown): unknown {
  */
 export class D1Source implements SqlSource {
   readonly dialect = d1Dialect;
+  readonly atomicity: Atomicity = {
+    kind: "batches",
+    batch: (statements) => this.batch(statements),
+  };
+  readonly pages = plainPages(this);
+  readonly dayPartitions = null;
 
   constructor(
     private readonly db: D1DatabaseLike,
@@ -74,7 +82,7 @@ export class D1Source implements SqlSource {
   }
 
   /** Run write statements in one D1 transaction and one round trip: all commit, or none. */
-  async batch(statements: readonly BatchStatement[]): Promise<{ changes: number }[]> {
+  private async batch(statements: readonly BatchStatement[]): Promise<{ changes: number }[]> {
     if (statements.length === 0) return [];
     const results = await this.db.batch(
       statements.map((s) => this.statement(s.sql, s.params ?? [])),

@@ -1,67 +1,19 @@
 import type { Connection as CallbackConnection } from "mysql2";
 import mysql from "mysql2/promise";
 import type {
+  Atomicity,
   Column,
-  Dialect,
+  PageReads,
   Row,
   SqlExecutor,
   SqlSource,
   StreamOptions,
 } from "../../core/sql/source.js";
 import { DEFAULT_FETCH_SIZE } from "../../core/sql/source.js";
-
-export const mysqlDialect: Dialect = {
-  name: "mysql",
-  quote: (ident) => `\`${ident.replaceAll("`", "``")}\``,
-  maxParams: 65535,
-  insertIgnore: (table, columns) =>
-    `INSERT IGNORE INTO ${table} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`,
-  // No jsonRow: JSON_OBJECT reorders keys (MySQL) and spaces them; rows are rendered in JS
-  // from values the driver returns as the server's own text (dates, decimals, JSON).
-  lockRows: " FOR UPDATE",
-};
+import { sameInBinary } from "./binary.js";
+import { mysqlDialect } from "./dialect.js";
 
 type Conn = mysql.Pool | mysql.PoolConnection;
-
-const T = mysql.Types;
-/**
- * Column types that mysql2 reads to the same values through the binary protocol as through
- * the text one. Not FLOAT (the float32 itself: 0.1 reads as 0.10000000149011612), not
- * fractional seconds (their trailing zeros go), and not DOUBLE or anything else unproven.
- */
-const SAME_IN_BINARY = new Set<number>([
-  T.TINY,
-  T.SHORT,
-  T.LONG,
-  T.INT24,
-  T.LONGLONG,
-  T.YEAR,
-  T.DECIMAL,
-  T.NEWDECIMAL,
-  T.DATE,
-  T.NEWDATE,
-  T.DATETIME,
-  T.TIMESTAMP,
-  T.TIME,
-  T.VARCHAR,
-  T.VAR_STRING,
-  T.STRING,
-  T.TINY_BLOB,
-  T.MEDIUM_BLOB,
-  T.LONG_BLOB,
-  T.BLOB,
-  T.ENUM,
-  T.SET,
-  T.JSON,
-  T.BIT,
-  T.NULL,
-]);
-const TEMPORAL = new Set<number>([T.DATETIME, T.TIMESTAMP, T.TIME]);
-
-function sameInBinary(field: mysql.FieldPacket): boolean {
-  const type = field.columnType ?? -1;
-  return SAME_IN_BINARY.has(type) && !(TEMPORAL.has(type) && field.decimals > 0);
-}
 
 async function query<T>(conn: Conn, sql: string, params: readonly unknown[]): Promise<T[]> {
   const [rows] = await conn.query(sql, params as unknown[]);
@@ -92,6 +44,14 @@ class ConnExecutor implements SqlExecutor {
 /** MariaDB or MySQL through a mysql2 pool; large results stream row by row off the socket. */
 export class MysqlSource implements SqlSource {
   readonly dialect = mysqlDialect;
+  readonly atomicity: Atomicity = { kind: "transactions" };
+  readonly pages: PageReads = {
+    analyze: async () => undefined,
+    hint: (table, partitionColumn, keyColumn) =>
+      this.pageIndexHint(table, partitionColumn, keyColumn),
+    read: (sql, params) => this.queryPage(sql, params),
+  };
+  readonly dayPartitions = null;
   private readonly pool: mysql.Pool;
 
   constructor(
@@ -147,7 +107,7 @@ export class MysqlSource implements SqlSource {
    * is read again as text, and so is every later page of that statement. Only pages use it:
    * their few statements stay prepared, one each per pooled connection.
    */
-  async queryPage(sql: string, params: readonly unknown[]): Promise<Row[]> {
+  private async queryPage(sql: string, params: readonly unknown[]): Promise<Row[]> {
     if (this.binaryPages.get(sql) !== false) {
       const [rows, fields] = await this.pool.execute(
         sql,
@@ -216,7 +176,11 @@ export class MysqlSource implements SqlSource {
    * columns. InnoDB appends the primary key to every secondary index, so an index on the
    * partition column alone serves when the key is the whole primary key.
    */
-  async pageIndexHint(table: string, partitionColumn: string, keyColumn: string): Promise<string> {
+  private async pageIndexHint(
+    table: string,
+    partitionColumn: string,
+    keyColumn: string,
+  ): Promise<string> {
     const rows = await this.query<Row>(
       "SELECT * FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
       [table],

@@ -1,11 +1,21 @@
 import Database from "better-sqlite3";
-import type { Column, Row, SqlExecutor, SqlSource, StreamOptions } from "../../core/sql/source.js";
-import { DEFAULT_FETCH_SIZE } from "../../core/sql/source.js";
+import type {
+  Atomicity,
+  Column,
+  Row,
+  SqlExecutor,
+  SqlSource,
+  StreamOptions,
+} from "../../core/sql/source.js";
+import { DEFAULT_FETCH_SIZE, plainPages } from "../../core/sql/source.js";
 import { sqliteDialect } from "./dialect.js";
 
 /** A SQLite file through better-sqlite3. Reads that stream use their own connection. */
 export class SqliteSource implements SqlSource {
   readonly dialect = sqliteDialect;
+  readonly atomicity: Atomicity = { kind: "transactions" };
+  readonly pages = plainPages(this);
+  readonly dayPartitions = null;
   private readonly db: Database.Database;
   /** Read-only connections for streams, one per open stream, kept for reuse. */
   private readonly idleReaders: Database.Database[] = [];

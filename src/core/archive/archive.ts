@@ -39,7 +39,7 @@ export async function archivePartition(
   const { spec, ledger, store, source } = ctx;
   const parts = await ledger.parts(spec.table, date);
   const plan = planNextPart(parts);
-  await source.ensureStatistics?.(spec.table);
+  await source.pages.analyze(spec.table);
   const total = await countRowsAfter(source, spec, date, plan.after);
   if (total === 0) {
     if (plan.replaces) {

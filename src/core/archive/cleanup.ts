@@ -96,13 +96,14 @@ export async function cleanupPartition(
     throw new NotVerifiedError(spec.table, date, unverified ? "not verified" : rec.state);
   }
 
-  await source.ensureStatistics?.(spec.table);
+  await source.pages.analyze(spec.table);
   const lines = await tableLines(ctx);
-  const deleteBatch = source.batch ? d1Batch(ctx, lines, date) : txBatch(ctx, lines, date);
+  const d1 = source.atomicity.kind === "batches";
+  const deleteBatch = d1 ? d1Batch(ctx, lines, date) : txBatch(ctx, lines, date);
   // Keys bound per statement: an IN-list of them besides the date, where one is used.
   const batchSize = Math.max(
     1,
-    source.batch || source.dialect.keyIn
+    d1 || source.dialect.keyIn
       ? (options.batchSize ?? DEFAULT_DELETE_BATCH)
       : Math.min(options.batchSize ?? DEFAULT_DELETE_BATCH, source.dialect.maxParams - 1),
   );
@@ -111,7 +112,7 @@ export async function cleanupPartition(
   let deletedTotal = rec.cleanedCount;
 
   const pending = parts.filter((p) => p.cleanedAt === null);
-  if (options.dropPartitions !== false && source.dialect.partitions && pending.length) {
+  if (options.dropPartitions !== false && source.dayPartitions && pending.length) {
     await ledger.move(lease, "cleaning");
     const checked: PartRecord[] = [];
     for (const p of pending) checked.push(await withDigests(ctx, lease, p));
@@ -177,7 +178,7 @@ export async function cleanupPartition(
           const line = text[i] as string;
           batch.push({ key, line });
           batchBytes += line.length;
-          if (batch.length >= batchSize || (source.batch && batchBytes >= D1_BATCH_BYTES)) {
+          if (batch.length >= batchSize || (d1 && batchBytes >= D1_BATCH_BYTES)) {
             ctx.signal?.throwIfAborted();
             await flush();
           }

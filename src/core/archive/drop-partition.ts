@@ -27,9 +27,9 @@ export async function dropArchivedPartition(
   lines: RowLines,
 ): Promise<number | null> {
   const { source, spec, ledger } = ctx;
-  const ddl = source.dialect.partitions;
-  if (!ddl || !source.dayPartition) return null;
-  const child = await source.dayPartition(spec.table, spec.partitionColumn, date);
+  const ddl = source.dayPartitions;
+  if (!ddl) return null;
+  const child = await ddl.find(spec.table, spec.partitionColumn, date);
   if (child === null) return null;
   const q = source.dialect.quote;
   const key = q(spec.keyColumn);

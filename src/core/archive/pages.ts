@@ -50,7 +50,7 @@ export async function* pagesByKey(
   const q = ctx.source.dialect.quote;
   const { table, partitionColumn, keyColumn } = ctx.spec;
   const size = ctx.fetchSize ?? DEFAULT_FETCH_SIZE;
-  const hint = (await ctx.source.pageIndexHint?.(table, partitionColumn, keyColumn)) ?? "";
+  const hint = await ctx.source.pages.hint(table, partitionColumn, keyColumn);
   const from = `SELECT ${lines.selectList} FROM ${q(table)}${hint && ` ${hint}`} WHERE ${q(partitionColumn)} = ?`;
   const page = (more: string) =>
     lines.select(`${from}${more} ORDER BY ${q(keyColumn)} LIMIT ?`, true);
@@ -65,8 +65,7 @@ export async function* pagesByKey(
     }
     return key;
   };
-  const read = (sql: string, params: unknown[]) =>
-    ctx.source.queryPage ? ctx.source.queryPage(sql, params) : ctx.source.query(sql, params);
+  const read = (sql: string, params: unknown[]) => ctx.source.pages.read(sql, params);
   let last = after;
   for (;;) {
     ctx.signal?.throwIfAborted();

@@ -1,4 +1,10 @@
-import type { BatchStatement, Row, SqlExecutor, SqlSource } from "./source.js";
+import {
+  type BatchStatement,
+  type Row,
+  type SqlExecutor,
+  type SqlSource,
+  batchesOf,
+} from "./source.js";
 
 /** Multi-row INSERTs for `rows`, each sized to the dialect's bound-parameter limit. */
 function* insertStatements(
@@ -43,9 +49,10 @@ export async function insertAtomically(
   columns: readonly string[],
   rows: readonly Row[],
 ): Promise<number> {
-  if (!source.batch) {
+  const batch = batchesOf(source);
+  if (!batch) {
     return source.transaction((tx) => insertRows(tx, table, columns, rows));
   }
-  const results = await source.batch([...insertStatements(source, table, columns, rows)]);
+  const results = await batch([...insertStatements(source, table, columns, rows)]);
   return results.reduce((n, r) => n + r.changes, 0);
 }

@@ -38,19 +38,6 @@ export interface Dialect {
   readonly lockRows: string;
   /** `expr` is one of `keys`: an IN-list by default; one array parameter where there is one. */
   keyIn?(expr: string, keys: readonly number[]): { sql: string; params: unknown[] };
-  /** Where a whole partition of a table can be dropped instead of its rows deleted. */
-  readonly partitions?: PartitionDdl;
-}
-
-/** The statements that drop one partition of a partitioned table, in a transaction. */
-export interface PartitionDdl {
-  /**
-   * Statements that lock the table and all its partitions against every reader and writer
-   * until the transaction ends, so that no row can arrive between the count and the drop.
-   */
-  lock(parent: string): string[];
-  /** Statements that take `child` out of `parent` and drop it. */
-  detachAndDrop(parent: string, child: string): string[];
 }
 
 export interface SqlExecutor {
@@ -74,40 +61,61 @@ export interface BatchStatement {
   params?: readonly unknown[];
 }
 
+/**
+ * How writes that must commit together are made. Interactive transactions (SQLite,
+ * PostgreSQL, MySQL): `transaction(fn)`. D1 cannot hold a transaction open across awaits: its
+ * `transaction` only runs `fn`, and writes that must commit together go as one atomic batch.
+ */
+export type Atomicity =
+  | { readonly kind: "transactions" }
+  | {
+      readonly kind: "batches";
+      /** Run write statements in one transaction: all commit, or none. */
+      batch(statements: readonly BatchStatement[]): Promise<{ changes: number }[]>;
+    };
+
+/** Reading a table page by page in key order, as cheaply as the database allows. */
+export interface PageReads {
+  /**
+   * Make sure the planner knows the table's size before a job works through it by key. A
+   * freshly loaded PostgreSQL table has no statistics, and its key-paginated pages then cost a
+   * sort of the whole rest of the day each: quadratic. A no-op where nothing is needed.
+   */
+  analyze(table: string): Promise<void>;
+  /**
+   * An index hint to write after the table name of a page query, where the planner would
+   * otherwise pick a plan whose every page rescans the day from its first row (MariaDB); "".
+   */
+  hint(table: string, partitionColumn: string, keyColumn: string): Promise<string>;
+  /** One page's rows, where the driver has a cheaper way to read many that yields the same. */
+  read(sql: string, params: readonly unknown[]): Promise<Row[]>;
+}
+
+/** Day partitions of a table that a cleanup may drop whole (PostgreSQL's declarative ones). */
+export interface DayPartitions {
+  /**
+   * The partition of `table` that holds the rows whose `column` is `value` and no others (a
+   * LIST partition of that one value, or a RANGE of that one day), or null.
+   */
+  find(table: string, column: string, value: string): Promise<string | null>;
+  /**
+   * Statements that lock the table and all its partitions against every reader and writer
+   * until the transaction ends, so that no row can arrive between the comparison and the drop.
+   */
+  lock(parent: string): string[];
+  /** Statements that take `child` out of `parent` and drop it. */
+  detachAndDrop(parent: string, child: string): string[];
+}
+
 export interface SqlSource extends SqlExecutor {
   /** Read a result of any size as batches; holds at most one batch (plus driver buffers). */
   stream(sql: string, params?: readonly unknown[], options?: StreamOptions): AsyncIterable<Row[]>;
-  /** Run `fn` in one transaction: all of it commits, or none of it. */
+  /** Run `fn` in one transaction: all of it commits, or none of it (see {@link atomicity}). */
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
-  /**
-   * Where the database has no interactive transactions (D1), `transaction` cannot make `fn`
-   * atomic; this runs a list of write statements in one transaction instead: all commit, or
-   * none. Writes that must commit together use it when it is there.
-   */
-  batch?(statements: readonly BatchStatement[]): Promise<{ changes: number }[]>;
-  /**
-   * Make sure the planner knows the table's size before a job pages through it by key. A
-   * freshly loaded PostgreSQL table has no statistics, and its key-paginated pages then cost
-   * a sort of the whole rest of the day each: quadratic. Databases that need nothing omit it.
-   */
-  ensureStatistics?(table: string): Promise<void>;
-  /**
-   * An index hint to write after the table name of a key-paginated page query, where the
-   * planner would otherwise pick a plan whose every page rescans the day from its first row
-   * (quadratic in the day's size). Databases whose planner needs no help omit it.
-   */
-  pageIndexHint?(table: string, partitionColumn: string, keyColumn: string): Promise<string>;
-  /**
-   * query() for the pages of a key-paginated read, where the driver has a cheaper way to
-   * read many rows that yields the same values. Databases without one omit it.
-   */
-  queryPage?(sql: string, params: readonly unknown[]): Promise<Row[]>;
-  /**
-   * The partition of `table` that holds the rows whose `column` is `value` and no others
-   * (a LIST partition of that one value, or a RANGE of that one day), or null when the table
-   * is not partitioned that way. Only where `dialect.partitions` is set.
-   */
-  dayPartition?(table: string, column: string, value: string): Promise<string | null>;
+  readonly atomicity: Atomicity;
+  readonly pages: PageReads;
+  /** Null where the database has none to drop. */
+  readonly dayPartitions: DayPartitions | null;
   /** The columns of a table, or null when there is no such table. */
   tableColumns(table: string): Promise<string[] | null>;
   /** The columns of a table with their declared types, in table order; null: no such table. */
@@ -115,6 +123,22 @@ export interface SqlSource extends SqlExecutor {
   /** Where this source points, safe to print (no password). */
   describe(): string;
   close(): Promise<void>;
+}
+
+/** Page reads with nothing to prepare, each page an ordinary query. */
+export function plainPages(source: SqlExecutor): PageReads {
+  return {
+    analyze: async () => undefined,
+    hint: async () => "",
+    read: (sql, params) => source.query(sql, params),
+  };
+}
+
+/** The atomic batch of a source that has no interactive transactions, or null. */
+export function batchesOf(
+  source: SqlSource,
+): ((statements: readonly BatchStatement[]) => Promise<{ changes: number }[]>) | null {
+  return source.atomicity.kind === "batches" ? source.atomicity.batch : null;
 }
 
 export const DEFAULT_FETCH_SIZE = 5000;
@@ -135,7 +159,8 @@ export async function runAtomically(
   source: SqlSource,
   statements: readonly BatchStatement[],
 ): Promise<{ changes: number }[]> {
-  if (source.batch) return source.batch(statements);
+  const batch = batchesOf(source);
+  if (batch) return batch(statements);
   return source.transaction(async (tx) => {
     const out: { changes: number }[] = [];
     for (const s of statements) out.push(await tx.execute(s.sql, s.params ?? []));

@@ -124,6 +124,6 @@ export async function prepareMesData(
   }
   options.onProgress?.(summary.rows, summary.rows);
   // A freshly loaded PostgreSQL table has no statistics; the trace stages read these next.
-  for (const t of MES_TABLES) await source.ensureStatistics?.(t);
+  for (const t of MES_TABLES) await source.pages.analyze(t);
   return summary;
 }

@@ -1,5 +1,5 @@
 import { LeaseHeldError, LeaseLostError } from "../../errors.js";
-import { type BatchStatement, runAtomically } from "../../sql/source.js";
+import { type BatchStatement, batchesOf, runAtomically } from "../../sql/source.js";
 import { Lease } from "./lease.js";
 import { PartWrites } from "./part-writes.js";
 import type { PartRecord } from "./records.js";
@@ -135,11 +135,12 @@ export class Ledger extends PartWrites {
       ],
     };
     const del = `DELETE FROM archive_parts WHERE source_table = ? AND ${q} = ? AND part = ?`;
-    if (this.db.batch) {
+    const batch = batchesOf(this.db);
+    if (batch) {
       // No interactive transaction (D1): every statement of the batch carries the fence.
       const fence = this.ours(lease, ["archiving"]);
       const fp = fence.params ?? [];
-      const [, , res] = await this.db.batch([
+      const [, , res] = await batch([
         { sql: `${del} AND ${fence.sql}`, params: [...key, ...fp] },
         {
           sql: `INSERT INTO archive_parts (${columns}) SELECT ${values.map(() => "?").join(", ")} WHERE ${fence.sql}`,

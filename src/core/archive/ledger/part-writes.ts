@@ -1,5 +1,5 @@
 import { LeaseLostError } from "../../errors.js";
-import type { BatchStatement, SqlExecutor } from "../../sql/source.js";
+import { type BatchStatement, type SqlExecutor, batchesOf } from "../../sql/source.js";
 import { LedgerBase } from "./base.js";
 import type { Lease } from "./lease.js";
 import { num } from "./records.js";
@@ -70,12 +70,13 @@ export class PartWrites extends LedgerBase {
     cursor: number | null,
     del: BatchStatement,
   ): Promise<number> {
-    if (!this.db.batch) throw new Error("deleteAndRecord needs a source with batch()");
+    const batch = batchesOf(this.db);
+    if (!batch) throw new Error("deleteAndRecord needs a source whose writes go as batches");
     const q = this.date;
     const fence = this.ours(lease);
     const fp = fence.params ?? [];
     const from = statesBefore("cleaning");
-    const [deleted, , moved] = await this.db.batch([
+    const [deleted, , moved] = await batch([
       { sql: `${del.sql} AND ${fence.sql}`, params: [...(del.params ?? []), ...fp] },
       {
         sql: `UPDATE archive_parts SET cleaned_count = cleaned_count + changes(), cleanup_cursor = ?
