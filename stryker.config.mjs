@@ -23,7 +23,7 @@ export default {
     "src/core/trace/container-ids.ts",
     "src/core/keyed-hash.ts",
     // The trace admission: interactive profiles refused over TRACE_EVENTS_CID_LIMIT.
-    "src/http/routes/trace.ts:278-291",
+    "src/http/trace/events.ts:33-42",
   ],
   ignoreStatic: true,
   concurrency: 2,
