@@ -18,7 +18,7 @@ import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { timed } from "./timed.mjs";
+import { loads, median, timed } from "./timed.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const OUT = join(ROOT, "bench", "out", "cleanup");
@@ -70,6 +70,7 @@ async function fresh(kind, i) {
   return { db: pgUrl(schema), store: `file:${join(dir, "store")}` };
 }
 
+const loadsAtStart = loads();
 const results = [];
 for (let r = 0; r < repeat; r++) {
   for (const kind of dbs) {
@@ -90,23 +91,20 @@ for (let r = 0; r < repeat; r++) {
 }
 
 const pad = (s, n) => String(s).padEnd(n);
-console.log(`\ncleanup of ${rows.toLocaleString()} rows, ${repeat} run(s) each\n`);
 console.log(
-  `${pad("database", 16)}${pad("contender", 42)}${pad("wall s", 9)}${pad("rows/s", 10)}peak RSS MB`,
+  `\ncleanup of ${rows.toLocaleString()} rows, ${repeat} run(s) each, ${new Date().toISOString().slice(0, 10)}; load average at the start ${loadsAtStart}, at the end ${loads()}\n`,
+);
+console.log(
+  `${pad("database", 16)}${pad("contender", 42)}${pad("wall s", 9)}${pad("rows/s", 10)}${pad("peak RSS MB", 13)}load`,
 );
 for (const x of results) {
   console.log(
-    `${pad(x.kind, 16)}${pad(x.contender, 42)}${pad(x.secs.toFixed(2), 9)}${pad(Math.round(rows / x.secs).toLocaleString(), 10)}${x.rssMB.toFixed(1)}`,
+    `${pad(x.kind, 16)}${pad(x.contender, 42)}${pad(x.secs.toFixed(2), 9)}${pad(Math.round(rows / x.secs).toLocaleString(), 10)}${pad(x.rssMB.toFixed(1), 13)}${x.load.toFixed(2)}`,
   );
 }
 for (const kind of dbs) {
-  const med = (name) => {
-    const s = results
-      .filter((x) => x.kind === kind && x.contender === name)
-      .map((x) => x.secs)
-      .sort((a, b) => a - b);
-    return s[Math.floor(s.length / 2)];
-  };
+  const med = (name) =>
+    median(results.filter((x) => x.kind === kind && x.contender === name).map((x) => x.secs));
   const ratio = med(contenders[0].name) / med(contenders[1].name);
   console.log(`${kind}: compare / baseline wall (median) = ${ratio.toFixed(2)}x`);
 }

@@ -1,6 +1,6 @@
 // Shared by the bench scripts: start `sluice serve` as one process on a free port, and talk to it.
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /**
@@ -46,6 +46,22 @@ export function vmRss(pid) {
   } catch {
     return { rss: Number.NaN, hwm: Number.NaN };
   }
+}
+
+/**
+ * Reset a process's peak RSS (VmHWM) to its RSS now (Linux >= 4.0: `5` written to
+ * /proc/PID/clear_refs; allowed for one's own processes): its VmHWM read later is then the
+ * exact peak since this call, which no sampling can promise. Returns the RSS now, in MB.
+ */
+export function resetPeak(pid) {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, "5");
+  } catch (e) {
+    throw new Error(
+      `cannot reset the peak RSS of process ${pid} (/proc/${pid}/clear_refs: ${e.code ?? e.message}); Linux >= 4.0 and a process of one's own are needed`,
+    );
+  }
+  return vmRss(pid).hwm;
 }
 
 /** POST a JSON body; the parsed JSON answer, or an error with the status and the body. */

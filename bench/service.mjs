@@ -4,20 +4,26 @@
 //   node bench/service.mjs --rows=100000 --seconds=5   # a quick look
 //
 // 1. ingest: autocannon POSTs batches of 100 events to /api/events for --seconds (10
-//    connections, loopback); events/s, p99 latency, and the service's peak RSS.
+//    connections, loopback); accepted events/s, p99 latency, and the service's peak RSS.
 // 2. archive: the same day of --rows rows archived (write + verify) by `sluice archive` on
 //    the command line (the baseline), then by the service via POST /admin/trigger-archive
-//    while ingest goes on, flat out and at 10,000 events/s; wall seconds and the service's
-//    peak RSS beside its idle RSS.
-// One service process (WEB_CONCURRENCY=1), SQLite + a folder. RSS is read from
-// /proc/PID/status (VmRSS every 100 ms, VmHWM at the end). Figures, not pass/fail.
+//    while ingest goes on, flat out and at 10,000 events/s; wall seconds (from the trigger
+//    until archive-status, asked every 100 ms, says the job ended), the events accepted
+//    meanwhile, and the service's peak RSS beside its idle RSS.
+// Events are counted only when accepted: from each 2xx answer's own count (`inserted`), over
+// the phase's window by this process's clock; answers that are not 2xx are counted apart by
+// status, with the events they carried, as are connection errors and timeouts. p99 is over
+// every answer. One service process (WEB_CONCURRENCY=1), SQLite + a folder. Peak RSS: the
+// service's VmHWM, reset at the start of the phase (/proc/PID/clear_refs) and read at its
+// end; the CLI's from /usr/bin/time -v. Figures, not pass/fail.
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
+import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
-import { spawnServe } from "./serve.mjs";
-import { timed } from "./timed.mjs";
+import { resetPeak, spawnServe, vmRss } from "./serve.mjs";
+import { loads, timed } from "./timed.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const CLI = join(ROOT, "dist", "cli", "main.js");
@@ -29,7 +35,8 @@ const DATE = "2025-10-13";
 const TOKEN = "bench-admin-token-0123456789";
 if (!existsSync(CLI)) throw new Error("run 'npm run build' first (npm run bench:service does)");
 const note = (msg) => process.stderr.write(`${msg}\n`);
-const mb = (kb) => kb / 1024;
+const PER_REQUEST = 100;
+const loadsAtStart = loads();
 
 rmSync(OUT, { recursive: true, force: true });
 mkdirSync(OUT, { recursive: true });
@@ -44,33 +51,16 @@ execFileSync(process.execPath, [
 ]);
 execFileSync("sqlite3", [template, "PRAGMA wal_checkpoint(TRUNCATE)"]);
 
-function status(pid) {
-  try {
-    const s = readFileSync(`/proc/${pid}/status`, "utf8");
-    const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? Number.NaN);
-    return { rss: kb("VmRSS"), hwm: kb("VmHWM") };
-  } catch {
-    return { rss: Number.NaN, hwm: Number.NaN };
-  }
-}
-
 async function startService(dir) {
   const { child, url } = await spawnServe(CLI, dir, { ADMIN_TOKEN: TOKEN });
-  // Peak RSS over a phase: VmHWM is the process's all-time peak, so sample VmRSS as well.
-  let peak = 0;
-  const timer = setInterval(() => {
-    peak = Math.max(peak, status(child.pid).rss);
-  }, 100);
   return {
     url,
     pid: child.pid,
-    resetPeak: () => {
-      peak = status(child.pid).rss;
-    },
-    peakMB: () => mb(Math.max(peak, status(child.pid).rss)),
-    rssMB: () => mb(status(child.pid).rss),
+    // The peak over a phase: VmHWM reset to the RSS now, then read at the phase's end.
+    resetPeak: () => resetPeak(child.pid),
+    peakMB: () => vmRss(child.pid).hwm,
+    rssMB: () => vmRss(child.pid).rss,
     async stop() {
-      clearInterval(timer);
       const exited = new Promise((r) => child.once("exit", r));
       child.kill("SIGTERM");
       await exited;
@@ -81,7 +71,7 @@ async function startService(dir) {
 let tsNext = Date.parse("2025-10-20T00:00:00Z");
 const batch = () =>
   JSON.stringify(
-    Array.from({ length: 100 }, (_, i) => ({
+    Array.from({ length: PER_REQUEST }, (_, i) => ({
       ts: tsNext++,
       path: `/bench/${i % 50}`,
       referrer: i % 3 ? null : "https://www.google.com/",
@@ -92,16 +82,54 @@ const batch = () =>
     })),
   );
 
+/**
+ * autocannon POSTing batches to /api/events; `tally` counts, as answers arrive, the events
+ * accepted (each 2xx answer's `inserted`) and the answers refused, by status.
+ */
 function ingest(url, seconds, overallRate) {
-  return autocannon({
+  const tally = { accepted: 0, ok: 0, refused: {}, refusedEvents: 0 };
+  const run = autocannon({
     ...(overallRate ? { overallRate } : {}),
-    url: `${url}/api/events`,
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: batch(),
+    url,
     connections: 10,
     duration: seconds,
+    requests: [
+      {
+        method: "POST",
+        path: "/api/events",
+        headers: { "content-type": "application/json" },
+        body: batch(),
+        onResponse: (status, body) => {
+          if (status >= 200 && status < 300) {
+            tally.ok++;
+            tally.accepted += JSON.parse(body).inserted;
+          } else {
+            tally.refused[status] = (tally.refused[status] ?? 0) + 1;
+            tally.refusedEvents += PER_REQUEST;
+          }
+        },
+      },
+    ],
   });
+  const snapshot = () => ({ ...tally, refused: { ...tally.refused }, t: performance.now() });
+  return { run, snapshot };
+}
+
+/** What was accepted and refused between two snapshots: events/s over that window. */
+function between(a, b) {
+  const secs = (b.t - a.t) / 1000;
+  const refused = {};
+  for (const [k, n] of Object.entries(b.refused)) {
+    const d = n - (a.refused[k] ?? 0);
+    if (d) refused[k] = d;
+  }
+  return {
+    windowSecs: secs,
+    events: (b.accepted - a.accepted) / secs,
+    accepted: b.accepted - a.accepted,
+    refused,
+    refusedEvents: b.refusedEvents - a.refusedEvents,
+  };
 }
 
 const results = [];
@@ -115,14 +143,19 @@ const results = [];
   const idle = svc.rssMB();
   svc.resetPeak();
   note(`ingest: ${SECONDS} s of autocannon, 10 connections, 100 events per request ...`);
-  const r = await ingest(svc.url, SECONDS);
+  const load = loadavg()[0];
+  const ing = ingest(svc.url, SECONDS);
+  const s0 = ing.snapshot();
+  const r = await ing.run;
   results.push({
     what: `ingest, ${SECONDS} s, 100 events/request`,
-    events: r.requests.average * 100,
+    ...between(s0, ing.snapshot()),
     p99: r.latency.p99,
-    non2xx: r.non2xx,
+    errors: r.errors,
+    timeouts: r.timeouts,
     idle,
     peak: svc.peakMB(),
+    load,
   });
   await svc.stop();
 }
@@ -142,6 +175,7 @@ const results = [];
     wall: t.secs,
     peak: t.rssMB,
     code: t.code,
+    load: t.load,
   });
 }
 // Ingest flat out (saturating the process), then at a steady 10,000 events/s.
@@ -153,8 +187,10 @@ for (const rate of [undefined, 100]) {
   const idle = svc.rssMB();
   svc.resetPeak();
   note("archive: POST /admin/trigger-archive while ingest goes on ...");
-  const load = ingest(svc.url, 3600, rate);
+  const ing = ingest(svc.url, 3600, rate);
   await new Promise((r) => setTimeout(r, 2000));
+  const load = loadavg()[0];
+  const s0 = ing.snapshot();
   const t0 = Date.now();
   const auth = { Authorization: `Bearer ${TOKEN}` };
   const started = await fetch(`${svc.url}/admin/trigger-archive?date=${DATE}`, {
@@ -173,27 +209,43 @@ for (const rate of [undefined, 100]) {
     await new Promise((r) => setTimeout(r, 100));
   }
   const wall = (Date.now() - t0) / 1000;
-  load.stop();
-  const r = await load;
+  const during = between(s0, ing.snapshot());
+  const peak = svc.peakMB();
+  ing.run.stop();
+  const r = await ing.run;
   results.push({
-    what: `service archive, ${ROWS.toLocaleString()} rows, during ingest ${rate ? `at ${rate * 100} events/s` : "flat out"}`,
+    what: `service archive, ${ROWS.toLocaleString()} rows, during ingest ${rate ? `at ${rate * PER_REQUEST} events/s` : "flat out"}`,
     wall,
     idle,
-    peak: svc.peakMB(),
-    events: r.requests.average * 100,
+    peak,
+    ...during,
     p99: r.latency.p99,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    load,
     code: job.state === "succeeded" ? 0 : `${job.state}: ${job.error}`,
   });
   await svc.stop();
 }
 
 const f = (n, d = 1) => (n === undefined || Number.isNaN(n) ? "-" : n.toFixed(d));
-console.log(`\nbench/service on ${new Date().toISOString().slice(0, 10)}, node ${process.version}`);
 console.log(
-  `${"what".padEnd(66)} ${"wall s".padStart(7)} ${"events/s".padStart(9)} ${"p99 ms".padStart(7)} ${"idle RSS MB".padStart(12)} ${"peak RSS MB".padStart(12)}  note`,
+  `\nbench/service on ${new Date().toISOString().slice(0, 10)}, node ${process.version}; load average at the start ${loadsAtStart}, at the end ${loads()}`,
+);
+console.log(
+  `${"what".padEnd(66)} ${"wall s".padStart(7)} ${"accepted ev/s".padStart(13)} ${"p99 ms".padStart(7)} ${"idle RSS MB".padStart(12)} ${"peak RSS MB".padStart(12)} ${"load".padStart(5)}  refused / note`,
 );
 for (const r of results) {
+  const refused = Object.entries(r.refused ?? {}).map(([k, n]) => `${n} x ${k}`);
+  const notes = [
+    r.code && r.code !== 0 ? `FAILED ${r.code}` : "",
+    r.accepted !== undefined
+      ? `${r.accepted.toLocaleString()} events accepted in ${f(r.windowSecs, 2)} s; refused: ${refused.length ? `${refused.join(", ")} answers (${r.refusedEvents.toLocaleString()} events)` : "none"}`
+      : "",
+    r.errors ? `${r.errors} connection errors` : "",
+    r.timeouts ? `${r.timeouts} timeouts` : "",
+  ].filter(Boolean);
   console.log(
-    `${r.what.padEnd(66)} ${f(r.wall, 2).padStart(7)} ${r.events === undefined ? "-".padStart(9) : Math.round(r.events).toLocaleString().padStart(9)} ${f(r.p99, 0).padStart(7)} ${f(r.idle).padStart(12)} ${f(r.peak).padStart(12)}  ${r.code && r.code !== 0 ? `FAILED ${r.code}` : r.non2xx ? `${r.non2xx} non-2xx` : ""}`,
+    `${r.what.padEnd(66)} ${f(r.wall, 2).padStart(7)} ${r.events === undefined ? "-".padStart(13) : Math.round(r.events).toLocaleString().padStart(13)} ${f(r.p99, 0).padStart(7)} ${f(r.idle).padStart(12)} ${f(r.peak).padStart(12)} ${f(r.load, 2).padStart(5)}  ${notes.join("; ")}`,
   );
 }

@@ -8,13 +8,14 @@
 //
 // Needs bench/trace's schema (node bench/trace.mjs --keep). The containers come from
 // seed-resolve (PACK, all dates) and lineage on a server of their own, which is then stopped,
-// so each measured server serves only the events request. VmRSS sampled every 25 ms.
+// so each measured server serves only the events request. Peak RSS: the server's VmHWM, reset
+// just before the request (/proc/PID/clear_refs) and read once its last byte arrived.
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MALLOC_ENV } from "../dist/node/cluster.js";
-import { envLabel, msdContainers, postEvents, spawnServe, vmRss } from "./serve.mjs";
+import { envLabel, msdContainers, postEvents, resetPeak, spawnServe, vmRss } from "./serve.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const CLI = join(ROOT, "dist", "cli", "main.js");
@@ -35,7 +36,6 @@ const VARIANTS = given.length
       { ...MALLOC_ENV, TRACE_GC_EVERY_ROWS: "0" },
       { MALLOC_MMAP_THRESHOLD_: undefined, TRACE_GC_EVERY_ROWS: "0" },
     ];
-const rssOf = (pid) => vmRss(pid).rss;
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-trace-ab-"));
 const base = { TRACE_DB, TRACE_MEMORY_LIMIT_MB: "0" };
@@ -59,25 +59,18 @@ const runs = VARIANTS.map(() => []);
 for (let round = 0; round < ROUNDS; round++) {
   for (const [i, env] of VARIANTS.entries()) {
     const r = await withServer(env, async ({ url, child }) => {
-      const before = rssOf(child.pid);
-      let peak = before;
-      const timer = setInterval(() => {
-        peak = Math.max(peak, rssOf(child.pid));
-      }, 25);
+      const before = resetPeak(child.pid);
       const t0 = performance.now();
       let bytes = 0;
-      try {
-        const res = await postEvents(url, "mid_section_defect", containers);
-        if (!res.ok) throw new Error(`events: ${res.status} ${await res.text()}`);
-        for await (const chunk of res.body) bytes += chunk.length;
-      } finally {
-        clearInterval(timer);
-      }
-      return { secs: (performance.now() - t0) / 1000, before, peak, mb: bytes / 1048576 };
+      const res = await postEvents(url, "mid_section_defect", containers);
+      if (!res.ok) throw new Error(`events: ${res.status} ${await res.text()}`);
+      for await (const chunk of res.body) bytes += chunk.length;
+      const secs = (performance.now() - t0) / 1000;
+      return { secs, before, peak: vmRss(child.pid).hwm, mb: bytes / 1048576 };
     });
     runs[i].push(r);
     process.stderr.write(
-      `round ${round + 1}: ${envLabel(env)}: ${r.secs.toFixed(2)} s, peak ${r.peak.toFixed(1)} MB (before ${r.before.toFixed(1)})\n`,
+      `round ${round + 1}: ${envLabel(env)}: ${r.secs.toFixed(2)} s, peak ${r.peak.toFixed(1)} MB (before ${r.before.toFixed(1)}; load ${loadavg()[0].toFixed(2)})\n`,
     );
   }
 }
@@ -85,7 +78,9 @@ rmSync(dir, { recursive: true, force: true });
 
 const f = (xs, d = 1) => xs.map((x) => x.toFixed(d)).join(" / ");
 console.log(
-  `\nbench/trace-ab on ${new Date().toISOString().slice(0, 10)}, scale ${SCALE}, ${containers.length} containers, ${ROUNDS} rounds, node ${process.version}`,
+  `\nbench/trace-ab on ${new Date().toISOString().slice(0, 10)}, scale ${SCALE}, ${containers.length} containers, ${ROUNDS} rounds, node ${process.version}, load average at the end ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ")}`,
 );
 console.log(`${"server setting".padEnd(60)} ${"wall s".padEnd(22)} peak RSS MB`);
 for (const [i, env] of VARIANTS.entries()) {

@@ -6,6 +6,7 @@
 //   node bench/trace.mjs --keep             # leave the schemas (--reuse skips generating)
 //   node bench/trace.mjs --station=TMTT     # seeds from another station (default PACK)
 //   node bench/trace.mjs --no-concurrent    # skip the two-worker run
+//   node bench/trace.mjs --rounds=3         # then sluice and psql twice more, taking turns
 //
 // Per scale, in a PostgreSQL schema of its own (SLUICE_BENCH_PG_URL, default
 // postgres://postgres@127.0.0.1:5432/test; schema sluice_trace_s<scale>, dropped and made anew):
@@ -16,24 +17,30 @@
 //    /api/trace/lineage (backward); then query_tool over TRACE_EVENTS_CID_LIMIT with the same
 //    containers, which must be a 413 before any event query;
 // 3. sluice: POST /api/trace/events {profile: mid_section_defect, both domains}, read to the
-//    last byte (counted, not kept; the counts and the msd trailer checked); the server's VmRSS
-//    sampled every 50 ms from /proc/PID/status during the request, and just before it. Run as
+//    last byte (counted, not kept; the counts and the msd trailer checked); the server's exact
+//    peak RSS over the request: its VmHWM reset just before it (/proc/PID/clear_refs) and read
+//    from /proc/PID/status once the last byte arrived, as /usr/bin/time -v reads the other
+//    contenders' (and its VmRSS just before the request, beside it). Run as
 //    deployed (MALLOC_MMAP_THRESHOLD_ fixed, as deploy/sluice.service and every cluster worker
 //    have it), then again in a new server with glibc's adaptive threshold, for comparison;
 // 4. naive: bench/trace-naive.mjs (materialise, group, serialise whole) under /usr/bin/time -v;
 // 5. psql: `COPY (SELECT row_to_json(t) ... JOIN <ids table>) TO STDOUT > /dev/null` for both
 //    domains in one bash -c, under /usr/bin/time -v (its output size is summed by a query);
 // 6. the seed's incident load: `sluice serve` with WEB_CONCURRENCY=2, two MSD events requests
-//    at once (one per worker); the RSS of every process of the service sampled and summed.
-// Results: a table on stdout, JSON in bench/out/trace-results.json. Figures, not pass/fail.
+//    at once (one per worker); every process of the service has its VmHWM reset before and
+//    read after, and the peaks are summed (each exact; their sum is at least the service's
+//    peak, as the processes need not peak at the same instant).
+// With --rounds=N, steps 3 (as deployed) and 5 run N-1 more times after those, taking turns,
+// and sluice / psql is taken round by round (median). Results: a table on stdout, JSON in
+// bench/out/trace-results.json. Figures, not pass/fail.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MALLOC_ENV } from "../dist/node/cluster.js";
-import { envLabel, msdContainers, postEvents, spawnServe, vmRss } from "./serve.mjs";
-import { timed } from "./timed.mjs";
+import { envLabel, msdContainers, postEvents, resetPeak, spawnServe, vmRss } from "./serve.mjs";
+import { loads, median, timed } from "./timed.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const CLI = join(ROOT, "dist", "cli", "main.js");
@@ -46,9 +53,9 @@ const STATION = arg("station") ?? "PACK";
 const CONCURRENT = !flag("no-concurrent");
 const KEEP = flag("keep");
 const REUSE = flag("reuse");
+const ROUNDS = Number(arg("rounds") ?? 1);
 const PG = process.env.SLUICE_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const DOMAINS = ["upstream_history", "defect_records"];
-const SAMPLE_MS = 50;
 const SLUICE = "sluice POST /api/trace/events";
 if (!existsSync(CLI)) throw new Error("run 'npm run build' first (npm run bench:trace does)");
 if (SCALES.some((s) => !(s > 0 && s <= 10))) throw new Error("--scales: numbers in (0, 10]");
@@ -85,47 +92,38 @@ const TAIL = 1 << 20;
 /**
  * sluice's events request: read to the last byte, counting bytes and each domain's count
  * (`],"count":N}`, which no row holds: columns are upper case), keeping only the last MB or
- * so to parse the msd trailer; the server's VmRSS sampled every SAMPLE_MS meanwhile.
+ * so to parse the msd trailer; the server's peak RSS over the request is its VmHWM, reset
+ * just before the request.
  */
 async function sluiceEvents(server, containers) {
-  const before = vmRss(server.pid).rss;
-  let peak = before;
-  const timer = setInterval(() => {
-    const r = vmRss(server.pid).rss;
-    if (r > peak) peak = r;
-  }, SAMPLE_MS);
+  const before = resetPeak(server.pid);
   const t0 = performance.now();
   let bytes = 0;
   const counts = new Map(); // offset of a mark in the body -> the count after it
   const tail = [];
   let tailBytes = 0;
   let carry = Buffer.alloc(0);
-  let status;
-  try {
-    const res = await postEvents(server.url, "mid_section_defect", containers);
-    status = res.status;
-    if (!res.ok) throw new Error(`events: ${res.status} ${await res.text()}`);
-    for await (const chunk of res.body) {
-      // A mark or its number may straddle chunks: look at the last 40 bytes too.
-      const look = Buffer.concat([carry, chunk]);
-      const base = bytes - carry.length;
-      for (let at = look.indexOf(COUNT_MARK); at >= 0; at = look.indexOf(COUNT_MARK, at + 1)) {
-        const m = /^\],"count":(\d+)\}/.exec(look.subarray(at, at + 40).toString("latin1"));
-        if (m) counts.set(base + at, Number(m[1]));
-      }
-      bytes += chunk.length;
-      carry = look.subarray(Math.max(0, look.length - 40));
-      tail.push(chunk);
-      tailBytes += chunk.length;
-      while (tail.length > 1 && tailBytes - tail[0].length >= TAIL) {
-        tailBytes -= tail.shift().length;
-      }
+  const res = await postEvents(server.url, "mid_section_defect", containers);
+  const status = res.status;
+  if (!res.ok) throw new Error(`events: ${res.status} ${await res.text()}`);
+  for await (const chunk of res.body) {
+    // A mark or its number may straddle chunks: look at the last 40 bytes too.
+    const look = Buffer.concat([carry, chunk]);
+    const base = bytes - carry.length;
+    for (let at = look.indexOf(COUNT_MARK); at >= 0; at = look.indexOf(COUNT_MARK, at + 1)) {
+      const m = /^\],"count":(\d+)\}/.exec(look.subarray(at, at + 40).toString("latin1"));
+      if (m) counts.set(base + at, Number(m[1]));
     }
-  } finally {
-    clearInterval(timer);
+    bytes += chunk.length;
+    carry = look.subarray(Math.max(0, look.length - 40));
+    tail.push(chunk);
+    tailBytes += chunk.length;
+    while (tail.length > 1 && tailBytes - tail[0].length >= TAIL) {
+      tailBytes -= tail.shift().length;
+    }
   }
   const secs = (performance.now() - t0) / 1000;
-  peak = Math.max(peak, vmRss(server.pid).rss);
+  const peak = vmRss(server.pid).hwm;
   const m = /"msd":(\{.*\})\}$/s.exec(Buffer.concat(tail).toString("utf8"));
   const msd = m ? JSON.parse(m[1]) : null;
   // MSD writes defect_records first (its pareto needs the defects before the history).
@@ -137,7 +135,6 @@ async function sluiceEvents(server, containers) {
     secs,
     rssMB: peak,
     rssBeforeMB: before,
-    hwmMB: vmRss(server.pid).hwm,
     sizeMB: bytes / 1048576,
     bytes,
     status,
@@ -155,8 +152,8 @@ async function sluiceEvents(server, containers) {
   };
 }
 
-/** VmRSS of a process and its children (cluster workers), summed, in MB. */
-function treeRss(pid) {
+/** A process and its children (cluster workers). */
+function tree(pid) {
   let kids = [];
   try {
     kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
@@ -164,20 +161,17 @@ function treeRss(pid) {
       .split(/\s+/)
       .filter(Boolean);
   } catch {}
-  return [pid, ...kids.map(Number)].reduce((n, p) => n + (vmRss(p).rss || 0), 0);
+  return [pid, ...kids.map(Number)];
 }
 
 /**
  * The seed's incident load: two MSD events requests at once on a service with two workers
- * (one request each), read to the end; the whole service's RSS (primary + workers) sampled.
+ * (one request each), read to the end; every process of the service (primary + workers) has
+ * its VmHWM reset before and read after, and the peaks are summed.
  */
 async function concurrentEvents(server, containers) {
-  const before = treeRss(server.pid);
-  let peak = before;
-  const timer = setInterval(() => {
-    const r = treeRss(server.pid);
-    if (r > peak) peak = r;
-  }, SAMPLE_MS);
+  const pids = tree(server.pid);
+  const before = pids.reduce((n, p) => n + resetPeak(p), 0);
   const t0 = performance.now();
   const one = async () => {
     const res = await postEvents(server.url, "mid_section_defect", containers);
@@ -186,15 +180,13 @@ async function concurrentEvents(server, containers) {
     for await (const chunk of res.body) bytes += chunk.length;
     return bytes;
   };
-  let sizes;
-  try {
-    sizes = await Promise.all([one(), one()]);
-  } finally {
-    clearInterval(timer);
-  }
+  const sizes = await Promise.all([one(), one()]);
+  const secs = (performance.now() - t0) / 1000;
+  const peaks = pids.map((p) => vmRss(p).hwm);
   return {
-    secs: (performance.now() - t0) / 1000,
-    rssMB: peak,
+    secs,
+    rssMB: peaks.reduce((n, x) => n + x, 0),
+    peaksMB: peaks,
     rssBeforeMB: before,
     sizeMB: sizes.reduce((a, b) => a + b, 0) / 1048576,
     code: 0,
@@ -240,6 +232,7 @@ async function overLimit(server, containers) {
   return { status: res.status, ms: performance.now() - t0, body };
 }
 
+const loadsAtStart = loads();
 const results = [];
 const scales = [];
 for (const scale of SCALES) {
@@ -314,7 +307,7 @@ for (const scale of SCALES) {
   });
   const admission = deployed.admission ? { scale, ...deployed.admission } : null;
   const record = (contender, r) =>
-    results.push({ scale, containers: containers.length, rows, contender, ...r });
+    results.push({ scale, containers: containers.length, rows, contender, round: 0, ...r });
   record(SLUICE, deployed.events);
   const adaptive = await sluiceFlow(dir, db, { MALLOC_MMAP_THRESHOLD_: undefined });
   record("sluice, glibc's adaptive mmap threshold", adaptive.events);
@@ -356,8 +349,8 @@ for (const scale of SCALES) {
   note(`scale ${scale}: psql COPY row_to_json, both domains (load ${load().toFixed(2)}) ...`);
   const copy = (d) =>
     `psql '${PG}' -qc "COPY (SELECT row_to_json(t) FROM ${schema}.${d} t JOIN ${schema}.trace_ids c ON c.cid = t.\\"CONTAINERID\\") TO STDOUT" > /dev/null`;
-  const pl = load();
-  const p = timed("bash", ["-c", `set -e; ${DOMAINS.map(copy).join("; ")}`]);
+  const psqlCopy = () => timed("bash", ["-c", `set -e; ${DOMAINS.map(copy).join("; ")}`]);
+  const p = psqlCopy();
   // Its output's size, summed by a query (the timed run writes to /dev/null).
   const copyBytes = DOMAINS.reduce(
     (n, d) =>
@@ -369,14 +362,24 @@ for (const scale of SCALES) {
       ),
     0,
   );
-  record("psql COPY (SELECT row_to_json(t) ...)", {
-    secs: p.secs,
-    rssMB: p.rssMB,
+  const PSQL = "psql COPY (SELECT row_to_json(t) ...)";
+  const psqlRecord = (x, round) => ({
+    secs: x.secs,
+    rssMB: x.rssMB,
     sizeMB: copyBytes / 1048576,
-    code: p.code,
-    err: p.err,
-    load: pl,
+    code: x.code,
+    err: x.err,
+    load: x.load,
+    round,
   });
+  record(PSQL, psqlRecord(p, 0));
+  // More rounds of the two the wall-time target compares, taking turns.
+  for (let round = 1; round < ROUNDS; round++) {
+    note(`scale ${scale}: round ${round + 1} of sluice and psql (load ${load().toFixed(2)}) ...`);
+    const again = await sluiceFlow(dir, db, MALLOC_ENV);
+    record(SLUICE, { ...again.events, round });
+    record(PSQL, psqlRecord(psqlCopy(), round));
+  }
   scales.push({
     scale,
     station: STATION,
@@ -393,9 +396,11 @@ for (const scale of SCALES) {
 
 const pad = (s, w) => String(s).padStart(w);
 const f = (n, d = 1) => (n == null || Number.isNaN(n) ? "-" : n.toFixed(d));
-console.log(`\nbench/trace on ${new Date().toISOString().slice(0, 10)}, node ${process.version}`);
 console.log(
-  `${"scale".padEnd(5)} ${pad("containers", 10)} ${pad("rows: upstream / defect", 23)}  ${"contender".padEnd(42)} ${pad("wall s", 7)} ${pad("peak RSS MB", 11)} ${pad("output MB", 9)} ${pad("load", 5)}  note`,
+  `\nbench/trace on ${new Date().toISOString().slice(0, 10)}, node ${process.version}, ${ROUNDS} round(s); load average at the start ${loadsAtStart}, at the end ${loads()}`,
+);
+console.log(
+  `${"scale".padEnd(5)} ${"round".padEnd(5)} ${pad("containers", 10)} ${pad("rows: upstream / defect", 23)}  ${"contender".padEnd(42)} ${pad("wall s", 7)} ${pad("peak RSS MB", 11)} ${pad("output MB", 9)} ${pad("load", 5)}  note`,
 );
 for (const r of results) {
   const notes = [];
@@ -404,8 +409,9 @@ for (const r of results) {
     notes.push(`rows differ: ${DOMAINS.map((d) => fmt(r.got[d])).join(" / ")}`);
   }
   if (r.rssBeforeMB !== undefined) notes.push(`RSS before the request ${f(r.rssBeforeMB)} MB`);
+  if (r.peaksMB) notes.push(`peak per process ${r.peaksMB.map((x) => f(x)).join(" + ")} MB`);
   console.log(
-    `${String(r.scale).padEnd(5)} ${pad(fmt(r.containers), 10)} ${pad(`${fmt(r.rows.upstream_history)} / ${fmt(r.rows.defect_records)}`, 23)}  ${r.contender.padEnd(42)} ${pad(f(r.secs, 2), 7)} ${pad(f(r.rssMB), 11)} ${pad(f(r.sizeMB), 9)} ${pad(f(r.load, 2), 5)}  ${notes.join("; ")}`,
+    `${String(r.scale).padEnd(5)} ${String(r.round + 1).padEnd(5)} ${pad(fmt(r.containers), 10)} ${pad(`${fmt(r.rows.upstream_history)} / ${fmt(r.rows.defect_records)}`, 23)}  ${r.contender.padEnd(42)} ${pad(f(r.secs, 2), 7)} ${pad(f(r.rssMB), 11)} ${pad(f(r.sizeMB), 9)} ${pad(f(r.load, 2), 5)}  ${notes.join("; ")}`,
   );
 }
 
@@ -416,13 +422,18 @@ const targets = [];
 console.log("");
 for (const scale of SCALES) {
   const s = of(scale, "sluice POST");
-  const p = of(scale, "psql");
+  const all = (prefix) =>
+    results.filter((r) => r.scale === scale && r.contender.startsWith(prefix));
+  const ratios = all("sluice POST")
+    .map((x) => [x, all("psql").find((y) => y.round === x.round)])
+    .filter(([, y]) => y)
+    .map(([x, y]) => x.secs / y.secs);
   const rss = { scale, what: "sluice peak RSS < 150 MB", value: s.rssMB, met: s.rssMB < 150 };
-  const wall = { scale, what: "sluice wall / psql wall <= 2", value: s.secs / p.secs };
+  const wall = { scale, what: "sluice wall / psql wall <= 2", value: median(ratios) };
   wall.met = wall.value <= 2;
   targets.push(rss, wall);
   console.log(
-    `scale ${scale}: sluice peak RSS ${f(s.rssMB)} MB (target < 150 MB: ${rss.met ? "met" : "NOT met"}); sluice wall / psql wall ${f(wall.value, 2)}x (${f(s.secs, 2)} s / ${f(p.secs, 2)} s; target <= 2x: ${wall.met ? "met" : "NOT met"})`,
+    `scale ${scale}: sluice peak RSS ${f(s.rssMB)} MB (target < 150 MB: ${rss.met ? "met" : "NOT met"}); sluice wall / psql wall ${f(wall.value, 2)}x (median of ${ratios.length} round(s): ${ratios.map((x) => f(x, 2)).join(", ")}; target <= 2x: ${wall.met ? "met" : "NOT met"})`,
   );
 }
 const big = Math.max(...SCALES);
