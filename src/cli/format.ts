@@ -1,5 +1,6 @@
-import type { PartitionStatus } from "../core/archive/jobs.js";
-import type { PartitionRecord } from "../core/archive/ledger/records.js";
+import type { CleanupOutcome } from "../core/archive/cleanup.js";
+import type { ArchiveOutcome, PartitionStatus } from "../core/archive/jobs.js";
+import type { PartRecord, PartitionRecord } from "../core/archive/ledger/records.js";
 
 export const fmt = (n: number) => n.toLocaleString("en-US");
 
@@ -78,4 +79,57 @@ export function describeList(records: PartitionRecord[]): string {
       r.lastError ?? "",
     ]),
   ]);
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+/** What `archive` did. */
+export function describeArchived(
+  table: string,
+  date: string,
+  store: string,
+  out: ArchiveOutcome,
+  secs: number,
+): string {
+  const w = out.written;
+  if (!w) {
+    const why = out.note
+      ? `: ${out.note}`
+      : ` (${plural(out.parts.length, "verified part")} already)`;
+    return `nothing new to archive for ${table} ${date}${why}`;
+  }
+  const rate = (w.eventCount / Math.max(secs, 0.001)).toFixed(0);
+  return [
+    `archived ${fmt(w.eventCount)} rows of ${table} ${date} to ${store}/${w.objectKey}`,
+    `  ${bytes(w.fileSize)} gzip (${bytes(w.rawSize)} raw), sha256 ${w.sha256}, keys ${w.minId}..${w.maxId}`,
+    `  verified; ${rate} rows/s, ${secs.toFixed(1)} s`,
+  ].join("\n");
+}
+
+/** What `verify` proved. */
+export function describeVerified(table: string, date: string, parts: PartRecord[]): string {
+  const rows = parts.reduce((n, p) => n + p.eventCount, 0);
+  return `verified ${plural(parts.length, "part")} of ${table} ${date}: ${fmt(rows)} rows, bytes and sha256 match`;
+}
+
+/** What `cleanup` did. */
+export function describeCleaned(table: string, date: string, out: CleanupOutcome): string {
+  const how =
+    out.method === "drop-partition"
+      ? `dropped its table partition with ${fmt(out.deleted)} rows`
+      : `deleted ${fmt(out.deleted)} rows`;
+  return out.complete
+    ? `cleaned ${table} ${date}: ${how} (${fmt(out.deletedTotal)} in all), 0 archived rows remain; d1_cleaned=1`
+    : `stopped at the time budget: deleted ${fmt(out.deleted)} rows this run, ${fmt(out.remaining)} archived rows remain; progress saved, run cleanup again to resume`;
+}
+
+/** One date of `backlog`. */
+export function describeBacklogDate(
+  date: string,
+  complete: boolean,
+  rows: number,
+  parts: number,
+  deleted: number,
+): string {
+  return `${date}: ${complete ? "cleaned" : "cleaning (budget reached, resumes next run)"}; archived ${fmt(rows)} rows in ${parts} part(s), deleted ${fmt(deleted)} this run`;
 }

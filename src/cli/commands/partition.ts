@@ -1,0 +1,73 @@
+import { archiveDate, cleanupDate, partitionStatus, verifyDate } from "../../core/archive/jobs.js";
+import { parsePartitionDate } from "../../core/dates.js";
+import { cleanupOptions } from "../../node/config.js";
+import {
+  describeArchived,
+  describeCleaned,
+  describeList,
+  describeStatus,
+  describeVerified,
+} from "../format.js";
+import { type Io, print, withContext } from "../io.js";
+import {
+  type CleanupCliOptions,
+  type DateOptions,
+  type StatusOptions,
+  configFrom,
+} from "../options.js";
+
+/** archive: write the date's rows not yet archived as a part, then verify it. */
+export async function archive(opts: DateOptions, io: Io): Promise<void> {
+  const config = configFrom(opts);
+  const date = parsePartitionDate(opts.date);
+  await withContext(config, io, async ({ ctx, owner }) => {
+    const started = Date.now();
+    const out = await archiveDate(ctx, owner, date);
+    io.bar.done();
+    const secs = (Date.now() - started) / 1000;
+    print(opts, describeArchived(ctx.spec.table, date, ctx.store.describe(), out, secs), {
+      ok: true,
+      date,
+      written: out.written,
+      parts: out.parts,
+      note: out.note,
+      seconds: secs,
+    });
+  });
+}
+
+/** verify: read every part of the date back and prove it. */
+export async function verify(opts: DateOptions, io: Io): Promise<void> {
+  const config = configFrom(opts);
+  const date = parsePartitionDate(opts.date);
+  await withContext(config, io, async ({ ctx, owner }) => {
+    const parts = await verifyDate(ctx, owner, date);
+    io.bar.done();
+    print(opts, describeVerified(ctx.spec.table, date, parts), { ok: true, date, parts });
+  });
+}
+
+/** status: one date's ledger and hot rows, or every partition. */
+export async function status(opts: StatusOptions, io: Io): Promise<void> {
+  const config = configFrom(opts);
+  await withContext(config, io, async ({ ctx }) => {
+    if (opts.date === undefined) {
+      const list = await ctx.ledger.list(ctx.spec.table);
+      print(opts, describeList(list), { ok: true, partitions: list });
+      return;
+    }
+    const s = await partitionStatus(ctx, parsePartitionDate(opts.date));
+    print(opts, describeStatus(s), { ok: true, ...s });
+  });
+}
+
+/** cleanup: delete the date's archived rows from the hot store. */
+export async function cleanup(opts: CleanupCliOptions, io: Io): Promise<void> {
+  const config = configFrom(opts);
+  const date = parsePartitionDate(opts.date);
+  await withContext(config, io, async ({ ctx, owner }) => {
+    const out = await cleanupDate(ctx, owner, date, cleanupOptions(config));
+    io.bar.done();
+    print(opts, describeCleaned(ctx.spec.table, date, out), { ok: true, date, ...out });
+  });
+}

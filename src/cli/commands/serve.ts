@@ -1,0 +1,34 @@
+import cluster from "node:cluster";
+import { runCluster } from "../../node/cluster.js";
+import { checkCron } from "../../node/scheduler.js";
+import { startService } from "../../node/serve.js";
+import { type Io, print } from "../io.js";
+import { type ServeOptions, configFrom } from "../options.js";
+
+/** serve: the HTTP API, in WEB_CONCURRENCY worker processes. */
+export async function serve(opts: ServeOptions, io: Io): Promise<void> {
+  const config = configFrom(opts);
+  if (config.ARCHIVE_CRON !== "off") checkCron(config.ARCHIVE_CRON);
+  if (config.WEB_CONCURRENCY > 1 && cluster.isPrimary) {
+    print(opts, `sluice serve: starting ${config.WEB_CONCURRENCY} workers`, {
+      ok: true,
+      workers: config.WEB_CONCURRENCY,
+    });
+    await runCluster(config.WEB_CONCURRENCY, io.signal, (line) =>
+      process.stderr.write(`sluice serve: ${line}\n`),
+    );
+    return;
+  }
+  // A worker stops on its primary's message as on a signal; two signals still mean "now".
+  const stop = new AbortController();
+  io.signal.addEventListener("abort", () => stop.abort(), { once: true });
+  process.on("message", (m: { cmd?: string }) => {
+    if (m?.cmd === "shutdown") stop.abort();
+  });
+  // One worker keeps the schedule; the lease would keep the others off each date anyway.
+  const index = Number(process.env.SLUICE_WORKER_INDEX ?? 0);
+  const service = await startService(config, stop.signal, { scheduler: index === 0 });
+  print(opts, `sluice serve: listening on ${service.url}`, { ok: true, url: service.url });
+  await service.closed;
+  if (cluster.isWorker) process.disconnect();
+}

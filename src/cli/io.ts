@@ -1,0 +1,29 @@
+import type { Config } from "../node/config.js";
+import { type NodeContext, openContext } from "../node/context.js";
+import type { GlobalOptions } from "./options.js";
+import type { progressLine } from "./progress.js";
+
+/** What a command writes to: the progress line, and the signal of Ctrl-C. */
+export interface Io {
+  bar: ReturnType<typeof progressLine>;
+  signal: AbortSignal;
+}
+
+/** A result: the text for a person, or with --json the object for a script. */
+export function print(opts: GlobalOptions, human: string, json: unknown): void {
+  process.stdout.write(opts.json ? `${JSON.stringify(json)}\n` : `${human}\n`);
+}
+
+/** Run `fn` with the configured context open, closing it after. */
+export async function withContext<T>(
+  config: Config,
+  io: Io,
+  fn: (c: NodeContext) => Promise<T>,
+): Promise<T> {
+  const c = await openContext(config, { onProgress: io.bar.update, signal: io.signal });
+  try {
+    return await fn(c);
+  } finally {
+    await c.close();
+  }
+}
