@@ -8,12 +8,8 @@ import { BadInputError } from "../src/core/errors.js";
 import type { Row, SqlSource } from "../src/core/sql/source.js";
 import { MES_COLUMNS, MES_KEY, MES_TABLES, type MesTable } from "../src/core/trace/tables.js";
 import { openSource } from "../src/node/open.js";
-import {
-  MES_HOTSPOTS,
-  MES_ROUTE,
-  generateMesFactory,
-  mesLots,
-} from "../src/workloads/mes/generate.js";
+import { MES_HOTSPOTS, MES_ROUTE, mesLots } from "../src/workloads/mes/factory.js";
+import { generateMesFactory } from "../src/workloads/mes/generate.js";
 import { type MesSummary, prepareMesData } from "../src/workloads/mes/prepare.js";
 import { MES_INDEXES } from "../src/workloads/mes/schema.js";
 import { type TestDb, mariaDb, postgresDb } from "./servers.js";

@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FsStore } from "../src/adapters/fs/store.js";
 import { TooManyJobsError } from "../src/core/errors.js";
-import { type TraceJobWork, TraceJobs } from "../src/core/trace/trace-jobs.js";
+import type { TraceJobWork } from "../src/core/trace/job-files.js";
+import { TraceJobs } from "../src/core/trace/trace-jobs.js";
 import { zlibCodec } from "../src/node/codec.js";
 
 // Background trace jobs on a real folder store: what a status read says when the process

@@ -1,7 +1,6 @@
-import type { Row, SqlSource } from "../sql/source.js";
+import type { Row } from "../sql/source.js";
 import { ContainerIds } from "./container-ids.js";
-import { type EventDomain, type EventOptions, domainEvents } from "./events.js";
-import { lineageEdges } from "./lineage.js";
+import type { EventDomain } from "./events.js";
 
 /** One bar of the MSD pareto: defect quantity traced back to an upstream station/equipment. */
 export interface ParetoEntry {
@@ -275,36 +274,3 @@ function adjacency(n: number, from: Int32Array, to: Int32Array): Adjacency {
 const round = (x: number) => Math.round(x * 100) / 100;
 /** Code-point order: the same on every runtime and locale. */
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-
-/** Feed `pareto` the lineage edges among `cids` (each container's parents, where traced). */
-export async function feedMsdLineage(
-  source: SqlSource,
-  pareto: MsdPareto,
-  cids: Iterable<string>,
-  options: { signal?: AbortSignal } = {},
-): Promise<void> {
-  for await (const edges of lineageEdges(source, cids, "backward", options)) {
-    pareto.addLineage(edges);
-  }
-}
-
-/**
- * The MSD pareto of `cids` alone: their lineage, defect_records, then upstream_history, read
- * as the events route reads them (same batches, same memory) and counted, never kept.
- */
-export async function computeMsdPareto(
-  source: SqlSource,
-  cids: Iterable<string>,
-  options: EventOptions = {},
-): Promise<{ rows: { defect_records: number; upstream_history: number }; msd: MsdResult }> {
-  const pareto = new MsdPareto(cids);
-  await feedMsdLineage(source, pareto, cids, options);
-  const rows = { defect_records: 0, upstream_history: 0 };
-  for (const domain of MSD_DOMAIN_ORDER) {
-    for await (const batch of domainEvents(source, domain, cids, options)) {
-      pareto.add(domain, batch);
-      rows[domain] += batch.length;
-    }
-  }
-  return { rows, msd: pareto.result() };
-}

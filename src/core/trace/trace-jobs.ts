@@ -1,44 +1,7 @@
 import type { Codec } from "../bytes/codec.js";
 import { SluiceError, TooManyJobsError, describeError } from "../errors.js";
-import { type ObjectStore, getText, putBytes } from "../store.js";
-
-export type TraceJobState = "queued" | "running" | "succeeded" | "failed" | "lost";
-
-/** What GET /api/trace/jobs/:id answers; kept as an object in the store beside the result. */
-export interface TraceJobStatus {
-  id: string;
-  profile: string;
-  containers: number;
-  domains: string[];
-  state: TraceJobState;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  /** When the process running it last wrote this; stale while queued or running = it died. */
-  heartbeatAt: string;
-  /** Rows written so far, per domain. */
-  rows: Record<string, number>;
-  /** Compressed bytes of the stored result, once it is complete. */
-  bytes: number | null;
-  error: string | null;
-  /** Fields the work adds once it is done (mid_section_defect: `msd`, the pareto). */
-  [summary: string]: unknown;
-}
-
-/** The work of one job, as the trace routes define it. */
-export interface TraceJobWork {
-  /** Wait for a database slot (the job is queued until then); resolves with its release. */
-  acquire(signal: AbortSignal): Promise<() => void>;
-  /** The result body (the /events response); `wrote` is told of rows as they go out. */
-  body(
-    signal: AbortSignal,
-    wrote: (domain: string, rows: number) => void,
-  ): Promise<ReadableStream<Uint8Array>>;
-  /** Added to the status once the body is stored (e.g. the pareto). */
-  summary?(): Record<string, unknown>;
-}
-
-const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+import type { ObjectStore } from "../store.js";
+import { JOB_ID, JobFiles, type TraceJobStatus, type TraceJobWork } from "./job-files.js";
 
 /**
  * Trace requests run in the background (the seed's "async job" for large MSD requests): the
@@ -49,7 +12,7 @@ const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  */
 export class TraceJobs {
   private readonly running = new Map<string, { stop: AbortController; done: Promise<void> }>();
-  private readonly prefix: string;
+  private readonly files: JobFiles;
   private readonly heartbeatMs: number;
   private readonly lostAfterMs: number;
   private readonly maxJobs: number;
@@ -82,44 +45,11 @@ export class TraceJobs {
     } = {},
   ) {
     this.onFailure = options.onFailure;
-    this.prefix = options.prefix ?? "trace-jobs";
+    this.files = new JobFiles(store, options.prefix ?? "trace-jobs");
     this.heartbeatMs = options.heartbeatMs ?? 5000;
     this.lostAfterMs = options.lostAfterMs ?? Math.max(30_000, 6 * this.heartbeatMs);
     this.maxJobs = options.maxJobs ?? 8;
     this.ttlMs = options.ttlMs ?? 86_400_000;
-  }
-
-  private statusKey(id: string): string {
-    return `${this.prefix}/${id}.status.json`;
-  }
-
-  /**
-   * A deleted job's marker. Any process may receive the DELETE, and the one running the job
-   * finds the marker at its next status write (a heartbeat), stops the job, and writes
-   * nothing more of it; no write of its can bring the job back.
-   */
-  private deletedKey(id: string): string {
-    return `${this.prefix}/${id}.deleted.json`;
-  }
-
-  /** When the job was deleted (ms since the epoch); 0 for a marker that cannot be read. */
-  private async deletedAt(id: string): Promise<number> {
-    try {
-      const text = await getText(this.store, this.deletedKey(id));
-      const at = Date.parse((JSON.parse(text ?? "{}") as { deletedAt?: string }).deletedAt ?? "");
-      return Number.isNaN(at) ? 0 : at;
-    } catch {
-      return 0;
-    }
-  }
-
-  private async isDeleted(id: string): Promise<boolean> {
-    return (await this.store.head(this.deletedKey(id))) !== null;
-  }
-
-  /** Where a finished job's result is: the /events response, gzipped. */
-  resultKey(id: string): string {
-    return `${this.prefix}/${id}.json.gz`;
   }
 
   /**
@@ -180,12 +110,12 @@ export class TraceJobs {
         status.rows[domain] = (status.rows[domain] ?? 0) + n;
       });
       const stored = await this.store.put(
-        this.resultKey(status.id),
+        this.files.resultKey(status.id),
         body.pipeThrough(this.codec.gzip()),
       );
       // Deleted while the result was being stored: the result goes too.
-      if (await this.isDeleted(status.id)) {
-        await this.store.delete(this.resultKey(status.id));
+      if (await this.files.isDeleted(status.id)) {
+        await this.store.delete(this.files.resultKey(status.id));
         deleted();
         throw signal.reason;
       }
@@ -213,11 +143,7 @@ export class TraceJobs {
 
   private async put(status: TraceJobStatus): Promise<void> {
     status.heartbeatAt = new Date().toISOString();
-    await putBytes(
-      this.store,
-      this.statusKey(status.id),
-      new TextEncoder().encode(JSON.stringify(status)),
-    );
+    await this.files.putStatus(status);
   }
 
   /**
@@ -226,10 +152,10 @@ export class TraceJobs {
    * status, so a write that lands after that removal sees the marker when it checks again.
    */
   private async save(status: TraceJobStatus, deleted: () => void): Promise<void> {
-    if (await this.isDeleted(status.id)) return deleted();
+    if (await this.files.isDeleted(status.id)) return deleted();
     await this.put(status);
-    if (await this.isDeleted(status.id)) {
-      await this.store.delete(this.statusKey(status.id));
+    if (await this.files.isDeleted(status.id)) {
+      await this.store.delete(this.files.statusKey(status.id));
       deleted();
     }
   }
@@ -239,17 +165,16 @@ export class TraceJobs {
    * (TRACE_JOB_TTL after it ended).
    */
   async status(id: string): Promise<TraceJobStatus | null> {
-    if (!ID.test(id)) return null;
+    if (!JOB_ID.test(id)) return null;
     const status = await this.read(id);
-    if (status === null || this.expired(status) || (await this.isDeleted(id))) return null;
+    if (status === null || this.expired(status) || (await this.files.isDeleted(id))) return null;
     return status;
   }
 
   /** The status as stored, a job that stopped heartbeating read as lost. */
   private async read(id: string): Promise<TraceJobStatus | null> {
-    const text = await getText(this.store, this.statusKey(id));
-    if (text === null) return null;
-    const status = JSON.parse(text) as TraceJobStatus;
+    const status = await this.files.getStatus(id);
+    if (status === null) return null;
     const idle = Date.now() - Date.parse(status.heartbeatAt);
     if ((status.state === "queued" || status.state === "running") && idle > this.lostAfterMs) {
       status.state = "lost";
@@ -267,9 +192,9 @@ export class TraceJobs {
 
   /** The stored result (gzip bytes) of a job that succeeded and has not expired; else null. */
   async result(id: string): Promise<ReadableStream<Uint8Array> | null> {
-    if (!ID.test(id)) return null;
+    if (!JOB_ID.test(id)) return null;
     if ((await this.status(id)) === null) return null;
-    return this.store.get(this.resultKey(id));
+    return this.store.get(this.files.resultKey(id));
   }
 
   /**
@@ -278,39 +203,30 @@ export class TraceJobs {
    * harmless. A store that cannot list is not swept (reads still hide what expired).
    */
   async sweep(): Promise<number> {
-    if (!this.store.list) return 0;
-    const statuses = new Set<string>();
-    const results: string[] = [];
-    const markers: string[] = [];
-    for await (const o of this.store.list(`${this.prefix}/`)) {
-      const name = o.key.slice(this.prefix.length + 1);
-      const id = name.slice(0, 36);
-      if (!ID.test(id)) continue;
-      if (name === `${id}.status.json`) statuses.add(id);
-      else if (name === `${id}.json.gz`) results.push(id);
-      else if (name === `${id}.deleted.json`) markers.push(id);
-    }
+    const listed = await this.files.list();
+    if (!listed) return 0;
+    const { statuses, results, markers } = listed;
     let swept = 0;
     for (const id of statuses) {
       if (this.running.has(id)) continue;
       const status = await this.read(id).catch(() => null);
       if (status === null || !this.expired(status)) continue;
-      await this.store.delete(this.resultKey(id));
-      await this.store.delete(this.statusKey(id));
+      await this.store.delete(this.files.resultKey(id));
+      await this.store.delete(this.files.statusKey(id));
       swept++;
     }
     // A result is stored only after its status: one without a status was deleted or swept
     // halfway (a process stopped between the two deletes).
     for (const id of results) {
       if (statuses.has(id) || this.running.has(id)) continue;
-      if ((await this.store.head(this.statusKey(id))) === null) {
-        await this.store.delete(this.resultKey(id));
+      if ((await this.store.head(this.files.statusKey(id))) === null) {
+        await this.store.delete(this.files.resultKey(id));
       }
     }
     // A deleted job's marker is kept a TTL, long past the moment its process stopped it.
     for (const id of markers) {
-      if (Date.now() - (await this.deletedAt(id)) > this.ttlMs) {
-        await this.store.delete(this.deletedKey(id));
+      if (Date.now() - (await this.files.deletedAt(id)) > this.ttlMs) {
+        await this.store.delete(this.files.deletedKey(id));
       }
     }
     return swept;
@@ -332,19 +248,18 @@ export class TraceJobs {
    * that does not exist (or no longer: deleted or expired).
    */
   async remove(id: string): Promise<boolean> {
-    if (!ID.test(id)) return false;
+    if (!JOB_ID.test(id)) return false;
     const existed = (await this.status(id)) !== null;
     if (existed) {
-      const marker = JSON.stringify({ id, deletedAt: new Date().toISOString() });
-      await putBytes(this.store, this.deletedKey(id), new TextEncoder().encode(marker));
+      await this.files.markDeleted(id);
     }
     const job = this.running.get(id);
     if (job) {
       job.stop.abort(new Error("the job was deleted"));
       await job.done;
     }
-    await this.store.delete(this.resultKey(id));
-    await this.store.delete(this.statusKey(id));
+    await this.store.delete(this.files.resultKey(id));
+    await this.store.delete(this.files.statusKey(id));
     return existed;
   }
 

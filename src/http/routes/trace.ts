@@ -9,7 +9,7 @@ import {
   type LineageEnd,
   walkLineage,
 } from "../../core/trace/lineage.js";
-import { computeMsdPareto } from "../../core/trace/msd.js";
+import { computeMsdPareto } from "../../core/trace/msd-reads.js";
 import { idBatches } from "../../core/trace/readers.js";
 import { checkSeedFilter, resolveSeeds } from "../../core/trace/seed-resolve.js";
 import type { AppEnv } from "../env.js";

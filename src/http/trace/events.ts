@@ -9,12 +9,8 @@ import {
   domainEvents,
   isEventDomain,
 } from "../../core/trace/events.js";
-import {
-  MSD_DOMAIN_ORDER,
-  MsdPareto,
-  type MsdResult,
-  feedMsdLineage,
-} from "../../core/trace/msd.js";
+import { feedMsdLineage } from "../../core/trace/msd-reads.js";
+import { MSD_DOMAIN_ORDER, MsdPareto, type MsdResult } from "../../core/trace/msd.js";
 import type { AppEnv } from "../env.js";
 import type { TraceOptions } from "./options.js";
 import { type Profile, checkContainers, checkProfile, jsonBody } from "./request.js";

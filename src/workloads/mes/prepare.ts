@@ -2,7 +2,8 @@ import { BadInputError } from "../../core/errors.js";
 import { insertRows } from "../../core/sql/insert.js";
 import type { SqlSource } from "../../core/sql/source.js";
 import { MES_COLUMNS, MES_KEY, MES_TABLES, type MesTable } from "../../core/trace/tables.js";
-import { MES_ROWS_PER_LOT, generateMesFactory, mesLots } from "./generate.js";
+import { MES_ROWS_PER_LOT, mesLots } from "./factory.js";
+import { generateMesFactory } from "./generate.js";
 import { mesSchema } from "./schema.js";
 
 /** Scale 1 is the seed's case; the CLI takes (0, 10]. */
