@@ -101,7 +101,7 @@ describe("archive, verify, cleanup on SQLite and a folder", () => {
       const out = await cleanupDate(c.ctx, c.owner, DAY, { batchSize: 1000 });
       expect(out).toMatchObject({ complete: true, deleted: 75_000, remaining: 0 });
       expect(countOf(ws.sql(), DAY)).toBe(0);
-      expect((await c.ctx.ledger.get("traffic_events", DAY))?.d1Cleaned).toBe(1);
+      expect((await c.ctx.ledger.get("traffic_events", DAY))?.cleaned).toBe(true);
     } finally {
       await c.close();
     }
@@ -124,7 +124,7 @@ describe("archive, verify, cleanup on SQLite and a folder", () => {
       expect(err).toBeInstanceOf(CleanupIncompleteError);
       expect(err).toMatchObject({ deleted: 4_999, remaining: 1 });
       const rec = await c.ctx.ledger.get("traffic_events", DAY);
-      expect(rec).toMatchObject({ state: "failed", d1Cleaned: 0, cleanedCount: 4_999 });
+      expect(rec).toMatchObject({ state: "failed", cleaned: false, cleanedCount: 4_999 });
       expect(rec?.lastError).toMatch(/deleted 4999 rows, 1 archived rows remain/);
       // Once the database lets go, a rerun finds the row it skipped and finishes.
       sql.exec("DROP TRIGGER keep_one");
@@ -253,7 +253,7 @@ describe("archive, verify, cleanup on SQLite and a folder", () => {
         partCount: 2,
         eventCount: 10_003,
         cleanedCount: 10_003,
-        d1Cleaned: 1,
+        cleaned: true,
       });
       // Nothing new: archive writes no third part.
       expect((await archiveDate(c.ctx, c.owner, DAY)).written).toBeNull();
@@ -279,7 +279,7 @@ describe("archive, verify, cleanup on SQLite and a folder", () => {
       expect(first.deleted).toBeLessThan(30_000);
       expect(first.remaining).toBe(30_000 - first.deleted);
       const mid = await c.ctx.ledger.get("traffic_events", DAY);
-      expect(mid).toMatchObject({ state: "cleaning", d1Cleaned: 0, cleanedCount: first.deleted });
+      expect(mid).toMatchObject({ state: "cleaning", cleaned: false, cleanedCount: first.deleted });
 
       const second = await cleanupDate(c.ctx, c.owner, DAY, { batchSize: 100 });
       expect(second).toMatchObject({ complete: true, deletedTotal: 30_000, remaining: 0 });

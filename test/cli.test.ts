@@ -44,7 +44,7 @@ describe("sluice CLI", () => {
     expect(status).toMatchObject({
       hotRows: 0,
       lateRows: 0,
-      record: { state: "cleaned", d1Cleaned: 1 },
+      record: { state: "cleaned", cleaned: true },
     });
     expect(sluice(["status"]).stdout).toMatch(/2025-10-13\s+cleaned/);
   });

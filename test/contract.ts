@@ -101,7 +101,7 @@ export async function contractSuite(kind: "folder" | "s3"): Promise<void> {
           expect(await db.count("te_round", OTHER)).toBe(500);
           expect(await c.ctx.ledger.get("te_round", DAY)).toMatchObject({
             state: "cleaned",
-            d1Cleaned: 1,
+            cleaned: true,
             eventCount: 30_000,
             cleanedCount: 30_000,
           });
@@ -128,7 +128,7 @@ export async function contractSuite(kind: "folder" | "s3"): Promise<void> {
           }
           expect(await c.ctx.ledger.get("te_late", DAY)).toMatchObject({
             state: "failed",
-            d1Cleaned: 0,
+            cleaned: false,
           });
 
           await db.unblock("te_late");
@@ -239,7 +239,7 @@ export async function contractSuite(kind: "folder" | "s3"): Promise<void> {
             );
             expect(await c.ctx.ledger.get(table, DAY)).toMatchObject({
               state: "cleaned",
-              d1Cleaned: 1,
+              cleaned: true,
               eventCount: ROWS,
               cleanedCount: ROWS,
               partCount: 1,

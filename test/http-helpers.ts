@@ -174,7 +174,7 @@ export interface JobView {
 
 export interface StatusBody {
   date: string;
-  record: { state: string; d1Cleaned: number; eventCount: number; partCount: number } | null;
+  record: { state: string; cleaned: boolean; eventCount: number; partCount: number } | null;
   parts: unknown[];
   hotRows: number;
   lateRows: number;

@@ -98,7 +98,7 @@ async function world(kind: "sqlite" | "d1", state = "archiving"): Promise<World>
 
 /** Each write, as the stale holder and as the holder would make it (from that state). */
 const writes: [string, (w: World, l: Lease) => Promise<unknown>, string?][] = [
-  ["move", (w, l) => w.ledger.move(l, "archiving", { last_error: "x" })],
+  ["move", (w, l) => w.ledger.move(l, "archiving", { lastError: "x" })],
   ["setPendingObject", (w, l) => w.ledger.setPendingObject(l, `${T}/x.jsonl.gz`)],
   ["recordPart", (w, l) => w.ledger.recordPart(l, part(1))],
   ["markPartVerified", (w, l) => w.ledger.markPartVerified(l, 0)],

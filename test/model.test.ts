@@ -416,7 +416,7 @@ async function settle(model: Model, real: Real): Promise<void> {
       expect.fail(`${date} did not finish: ${hotLeft} rows left, ${String(last)}`);
     }
     const rec = await ctx.ledger.get(table, date);
-    if (rec && rec.partCount > 0) expect(rec).toMatchObject({ state: "cleaned", d1Cleaned: 1 });
+    if (rec && rec.partCount > 0) expect(rec).toMatchObject({ state: "cleaned", cleaned: true });
   }
   await check(model, real);
 }

@@ -213,7 +213,7 @@ describe.runIf(servers[0] !== null)("PostgreSQL declarative partitions", () => {
       expect(await exists("tp_list_a")).toBe(false);
       expect(await c.ctx.ledger.get("tp_list", DAY)).toMatchObject({
         state: "cleaned",
-        d1Cleaned: 1,
+        cleaned: true,
         cleanedCount: 20_000,
       });
       expect((await c.ctx.ledger.parts("tp_list", DAY))[0]?.cleanedAt).not.toBeNull();

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { archiveDate, cleanupDate, verifyDate } from "../src/core/archive/jobs.js";
 import type { PartRecord } from "../src/core/archive/ledger/records.js";
-import type { Manifest } from "../src/core/archive/manifest.js";
+import type { ManifestFile } from "../src/core/archive/manifest.js";
 import { NotVerifiedError, VerificationError } from "../src/core/errors.js";
 import { type ObjectStore, getText, putBytes } from "../src/core/store.js";
 import { loadConfig } from "../src/node/config.js";
@@ -48,9 +48,9 @@ async function flipByte(store: ObjectStore, key: string, at: (length: number) =>
 async function rewriteManifest(
   store: ObjectStore,
   part: PartRecord,
-  change: (m: Manifest) => void,
+  change: (m: ManifestFile) => void,
 ) {
-  const m = JSON.parse((await getText(store, part.manifestKey)) as string) as Manifest;
+  const m = JSON.parse((await getText(store, part.manifestKey)) as string) as ManifestFile;
   change(m);
   await putBytes(store, part.manifestKey, new TextEncoder().encode(JSON.stringify(m, null, 2)));
 }
@@ -220,7 +220,7 @@ for (const maybe of dbs) {
           const [part] = await a.c.ctx.ledger.parts(a.table, DAY);
           expect(part).toMatchObject({ objectKey: a.part.objectKey, verifiedAt: null });
           const rec = await a.c.ctx.ledger.get(a.table, DAY);
-          expect(rec).toMatchObject({ state: "failed", d1Cleaned: 0, cleanedCount: 0 });
+          expect(rec).toMatchObject({ state: "failed", cleaned: false, cleanedCount: 0 });
           expect(rec?.lastError).toContain((err as VerificationError).problems[0]);
 
           await expect(cleanupDate(a.c.ctx, a.c.owner, DAY)).rejects.toBeInstanceOf(
@@ -288,7 +288,7 @@ for (const maybe of dbs) {
         expect(verified).toBeInstanceOf(VerificationError);
         expect(String(verified)).toMatch(problem);
         await unchanged("verify");
-        const failed = { state: "failed", d1Cleaned: 0, cleanedCount: 500 };
+        const failed = { state: "failed", cleaned: false, cleanedCount: 500 };
         expect(await a.c.ctx.ledger.get(a.table, DAY)).toMatchObject(failed);
         expect((await a.c.ctx.ledger.get(a.table, DAY))?.lastError).toMatch(problem);
 

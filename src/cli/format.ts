@@ -24,7 +24,7 @@ export function describeStatus(s: PartitionStatus): string {
     return `${head}: not archived; ${fmt(s.hotRows)} rows in the hot store${r?.lastError ? `\n  last error: ${r.lastError}` : ""}`;
   }
   const lines = [
-    `${head}: ${r.state}${r.d1Cleaned ? " (d1_cleaned=1)" : ""}`,
+    `${head}: ${r.state}${r.cleaned ? " (d1_cleaned=1)" : ""}`,
     `  archived  ${fmt(r.eventCount)} rows in ${r.partCount} part${r.partCount === 1 ? "" : "s"}, ${bytes(r.fileSize)} gzip (${bytes(r.rawSize)} raw), keys ${r.minId}..${r.maxId}`,
     `  verified  ${r.verifiedAt ?? "no"}${s.parts.every((p) => p.verifiedAt) ? "" : " (some parts not verified)"}`,
     `  deleted   ${fmt(r.cleanedCount)} rows from the hot store; it now holds ${fmt(s.hotRows)} rows of this date, ${fmt(s.lateRows)} of them late (not archived yet)`,
@@ -74,7 +74,7 @@ export function describeList(records: PartitionRecord[]): string {
       String(r.partCount),
       bytes(r.fileSize),
       r.verifiedAt ? "yes" : "no",
-      String(r.d1Cleaned),
+      r.cleaned ? "1" : "0",
       fmt(r.cleanedCount),
       r.lastError ?? "",
     ]),

@@ -7,7 +7,7 @@ import { ChunkDigester } from "./chunks.js";
 import type { JobContext } from "./context.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
-import type { Manifest } from "./manifest.js";
+import { manifestText } from "./manifest.js";
 import { PageEncoder, pagesByKey, tableLines } from "./pages.js";
 import { manifestKeyOf, newAttempt, partManifestKey, partObjectKey } from "./partition.js";
 import { countRowsAfter, planNextPart } from "./plan.js";
@@ -72,7 +72,6 @@ export async function archivePartition(
   let bytes = 0;
   let minKey: number | null = null;
   let maxKey: number | null = null;
-  const encoder = new TextEncoder();
 
   const gzip = (ctx.codec ?? webCodec).gzip();
   const stored = store.put(
@@ -123,28 +122,6 @@ export async function archivePartition(
     return null;
   }
 
-  const chunkSha256 = chunks.finish();
-  const manifest: Manifest = {
-    format: "sluice-jsonl-gzip/1",
-    table: spec.table,
-    partitionColumn: spec.partitionColumn,
-    keyColumn: spec.keyColumn,
-    columns: lines.columns.map((c) => ({ name: c.name, type: c.type })),
-    date,
-    part: plan.part,
-    objectKey,
-    rows,
-    rawBytes,
-    bytes,
-    sha256: hash.hex(),
-    chunkBytes: chunks.chunkBytes,
-    chunkSha256: chunkSha256.match(/.{64}/g) ?? [],
-    minKey,
-    maxKey,
-    writtenAt: new Date().toISOString(),
-  };
-  await putBytes(store, manifestKey, encoder.encode(`${JSON.stringify(manifest, null, 2)}\n`));
-
   const part: PartRecord = {
     sourceTable: spec.table,
     date,
@@ -154,19 +131,22 @@ export async function archivePartition(
     eventCount: rows,
     rawSize: rawBytes,
     fileSize: bytes,
-    sha256: manifest.sha256,
+    sha256: hash.hex(),
     minId: minKey,
     maxId: maxKey,
-    archivedAt: manifest.writtenAt,
+    archivedAt: new Date().toISOString(),
     verifiedAt: null,
     cleanedCount: 0,
     cleanupCursor: null,
     cleanedAt: null,
     chunkBytes: chunks.chunkBytes,
-    chunkSha256,
+    chunkSha256: chunks.finish(),
     changedCount: 0,
     changedKeys: null,
   };
+  const manifest = manifestText(part, spec, lines.columns);
+  await putBytes(store, manifestKey, new TextEncoder().encode(manifest));
+
   try {
     await ledger.recordPart(lease, part);
   } catch (err) {

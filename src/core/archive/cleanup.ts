@@ -120,7 +120,7 @@ export async function cleanupPartition(
     if (dropped !== null) {
       deletedTotal += dropped;
       ctx.onProgress?.({ phase: "cleanup", table: spec.table, date, done: deletedTotal, total });
-      await ledger.move(lease, "cleaned", { d1_cleaned: 1, last_error: null });
+      await ledger.move(lease, "cleaned", { cleaned: true, lastError: null });
       return {
         deleted: dropped,
         deletedTotal,
@@ -221,7 +221,7 @@ export async function cleanupPartition(
   }
   if (rec.state !== "cleaned") {
     await ledger.move(lease, "cleaning");
-    await ledger.move(lease, "cleaned", { d1_cleaned: 1, last_error: null });
+    await ledger.move(lease, "cleaned", { cleaned: true, lastError: null });
   }
   return { deleted, deletedTotal, complete: true, remaining: 0, method: "delete" };
 }

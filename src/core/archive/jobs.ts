@@ -56,7 +56,7 @@ export async function runLeased<T>(
   } catch (err) {
     if (isFailure(err)) {
       await ctx.ledger
-        .move(lease, "failed", { last_error: describeError(err).slice(0, 2000) })
+        .move(lease, "failed", { lastError: describeError(err).slice(0, 2000) })
         .catch(() => undefined);
     }
     throw err;

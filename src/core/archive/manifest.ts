@@ -1,5 +1,13 @@
-/** Written beside every part; verification checks the object against it and the ledger. */
-export interface Manifest {
+import type { Column } from "../sql/source.js";
+import type { PartRecord } from "./ledger/records.js";
+import type { PartitionSpec } from "./partition.js";
+
+/**
+ * The manifest written beside every part, as stored: its JSON names are the file format's
+ * (`rows`, `bytes`, `minKey` ...), and nothing in the code uses them but the two functions
+ * below, which map them to and from a part's own names.
+ */
+export interface ManifestFile {
   format: "sluice-jsonl-gzip/1";
   table: string;
   partitionColumn: string;
@@ -19,4 +27,52 @@ export interface Manifest {
   minKey: number;
   maxKey: number;
   writtenAt: string;
+}
+
+/** The facts of a part that its manifest states too. */
+export type ManifestFacts = Pick<
+  PartRecord,
+  "eventCount" | "rawSize" | "fileSize" | "sha256" | "minId" | "maxId" | "chunkSha256"
+>;
+
+/** The manifest text of a part. */
+export function manifestText(
+  part: PartRecord,
+  spec: PartitionSpec,
+  columns: readonly Column[],
+): string {
+  const file: ManifestFile = {
+    format: "sluice-jsonl-gzip/1",
+    table: spec.table,
+    partitionColumn: spec.partitionColumn,
+    keyColumn: spec.keyColumn,
+    columns: columns.map((c) => ({ name: c.name, type: c.type })),
+    date: part.date,
+    part: part.part,
+    objectKey: part.objectKey,
+    rows: part.eventCount,
+    rawBytes: part.rawSize,
+    bytes: part.fileSize,
+    sha256: part.sha256,
+    chunkBytes: part.chunkBytes ?? 0,
+    chunkSha256: part.chunkSha256?.match(/.{64}/g) ?? [],
+    minKey: part.minId,
+    maxKey: part.maxId,
+    writtenAt: part.archivedAt,
+  };
+  return `${JSON.stringify(file, null, 2)}\n`;
+}
+
+/** What a stored manifest says of its part, in the part's names; throws on what is not JSON. */
+export function manifestFacts(text: string): ManifestFacts {
+  const m = JSON.parse(text) as Partial<ManifestFile>;
+  return {
+    eventCount: m.rows as number,
+    rawSize: m.rawBytes as number,
+    fileSize: m.bytes as number,
+    sha256: m.sha256 as string,
+    minId: m.minKey as number,
+    maxId: m.maxKey as number,
+    chunkSha256: m.chunkSha256?.join("") ?? null,
+  };
 }

@@ -65,7 +65,7 @@ export function adminRoutes(o: AdminOptions): Hono<AppEnv> {
         bytes: r.fileSize,
         rawBytes: r.rawSize,
         verifiedAt: r.verifiedAt,
-        cleaned: r.d1Cleaned === 1,
+        cleaned: r.cleaned,
         cleanedCount: r.cleanedCount,
         hotRows: s.hotRows,
         lateRows: s.lateRows,

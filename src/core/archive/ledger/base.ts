@@ -2,7 +2,14 @@ import { LeaseLostError, SluiceError } from "../../errors.js";
 import type { BatchStatement, SqlExecutor, SqlSource } from "../../sql/source.js";
 import type { Lease } from "./lease.js";
 import { migrateLedger } from "./migrations.js";
-import { type PartRecord, type PartitionRecord, toPart, toPartition } from "./records.js";
+import {
+  type PartRecord,
+  type PartitionFields,
+  type PartitionRecord,
+  fieldColumns,
+  toPart,
+  toPartition,
+} from "./records.js";
 import { type PartitionState, statesBefore } from "./states.js";
 
 export interface LedgerOptions {
@@ -137,15 +144,16 @@ export class LedgerBase {
   async move(
     lease: Lease,
     to: PartitionState,
-    fields: Record<string, unknown> = {},
+    fields: PartitionFields = {},
     db: SqlExecutor = this.db,
   ): Promise<void> {
     const from = statesBefore(to);
-    const sets = Object.keys(fields).map((k) => `${k} = ?`);
+    const columns = fieldColumns(fields);
+    const sets = columns.map(([c]) => `${c} = ?`);
     const res = await db.execute(
       `UPDATE archive_metadata SET state = ?, updated_at = ?${sets.length ? `, ${sets.join(", ")}` : ""}
        WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ? AND state IN (${from.map(() => "?").join(", ")})`,
-      [to, this.iso(), ...Object.values(fields), lease.table, lease.date, lease.owner, ...from],
+      [to, this.iso(), ...columns.map(([, v]) => v), lease.table, lease.date, lease.owner, ...from],
     );
     if (res.changes === 1) return;
     const rec = await this.get(lease.table, lease.date);

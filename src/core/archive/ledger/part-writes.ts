@@ -56,7 +56,7 @@ export class PartWrites extends LedgerBase {
       `SELECT COALESCE(SUM(cleaned_count), 0) AS n FROM archive_parts WHERE source_table = ? AND ${this.date} = ?`,
       [lease.table, lease.date],
     );
-    await this.move(lease, "cleaning", { cleaned_count: num(sum?.n) }, db);
+    await this.move(lease, "cleaning", { cleanedCount: num(sum?.n) }, db);
   }
 
   /**

@@ -17,8 +17,11 @@ export interface PartitionRecord {
   maxId: number | null;
   archivedAt: string | null;
   verifiedAt: string | null;
-  /** 1 only when a count said zero archived rows remain in the hot store. */
-  d1Cleaned: number;
+  /**
+   * True only when every archived row is gone from the hot store (stored as the column
+   * d1_cleaned, 1 or 0, the name the archive's first users know it by).
+   */
+  cleaned: boolean;
   cleanedCount: number;
   lastError: string | null;
   attempts: number;
@@ -79,7 +82,7 @@ export function toPartition(r: Row): PartitionRecord {
     maxId: numOrNull(r.max_id),
     archivedAt: strOrNull(r.archived_at),
     verifiedAt: strOrNull(r.verified_at),
-    d1Cleaned: num(r.d1_cleaned),
+    cleaned: num(r.d1_cleaned) === 1,
     cleanedCount: num(r.cleaned_count),
     lastError: strOrNull(r.last_error),
     attempts: num(r.attempts),
@@ -113,4 +116,28 @@ export function toPart(r: Row): PartRecord {
     changedCount: num(r.changed_count),
     changedKeys: strOrNull(r.changed_keys),
   };
+}
+
+/** What a move of a partition may set besides its state. */
+export interface PartitionFields {
+  lastError?: string | null;
+  cleaned?: boolean;
+  verifiedAt?: string | null;
+  cleanedCount?: number;
+}
+
+/** The archive_metadata columns of {@link PartitionFields}: the names the seed gave them. */
+const FIELD_COLUMNS: { readonly [K in keyof PartitionFields]-?: string } = {
+  lastError: "last_error",
+  cleaned: "d1_cleaned",
+  verifiedAt: "verified_at",
+  cleanedCount: "cleaned_count",
+};
+
+/** `fields` as (column, value) pairs, in the columns' own terms. */
+export function fieldColumns(fields: PartitionFields): [string, unknown][] {
+  return (Object.keys(fields) as (keyof PartitionFields)[]).map((k) => {
+    const v = fields[k];
+    return [FIELD_COLUMNS[k], typeof v === "boolean" ? (v ? 1 : 0) : v];
+  });
 }
