@@ -58,7 +58,7 @@ program
   )
   .option(
     "--scale <x>",
-    "mes: factory size, 1 = the seed's case (70K lots, ~2.6M rows; default 1)",
+    "mes: factory size, 1 = 70K lots, ~2.6M rows (default 1)",
     positiveScale("--scale", 10),
   )
   .option("--replace", "mes: drop the four MES tables first and generate them again")

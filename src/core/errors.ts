@@ -79,7 +79,7 @@ export class NotVerifiedError extends SluiceError {
   }
 }
 
-/** The seed's bug, made loud: rows of the archived range are still in the hot store. */
+/** A cleanup that stopped short, made loud: archived rows are still in the hot store. */
 export class CleanupIncompleteError extends SluiceError {
   constructor(
     readonly table: string,

@@ -3,9 +3,8 @@ import { serveClusterMetrics } from "./metrics.js";
 
 /**
  * glibc's malloc raises its mmap threshold to the size of each large block freed (a 2 MB
- * request body, say), after which blocks under it come from the heap and leave holes there:
- * measured at the seed's MSD size (bench/trace), a worker peaks ~9 MB higher, and more the
- * longer it runs. A fixed threshold (glibc's own default) stops the climbing. Workers get it
+ * request body, say), after which blocks under it come from the heap and leave holes there, and
+ * a worker's peak climbs the longer it runs (figures: README, bench/trace-ab). A fixed threshold (glibc's own default) stops the climbing. Workers get it
  * unless the operator set one; deploy/sluice.service sets it for the primary too.
  */
 export const MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: "131072" };

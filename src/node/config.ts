@@ -49,7 +49,7 @@ const schema = {
   DB_SLOW_MAX_CONCURRENT: int(2, 1, 64),
   TRACE_MAX_QUEUED: int(16, 0, 10_000),
   TRACE_WORKERS_PER_DOMAIN: int(2, 1, 16),
-  // Unset: DB_SLOW_FETCHMANY_SIZE when that is set (the seed's name for it), else 1000.
+  // Unset: DB_SLOW_FETCHMANY_SIZE when that is set, else TRACE_DEFAULT_FETCH.
   TRACE_FETCHMANY_SIZE: z.coerce.number().int().min(1).max(1_000_000).optional(),
   TRACE_MAX_BODY_BYTES: int(32 << 20, 1024, 1 << 30),
   // Unset: derived from the cgroup's memory limit and WEB_CONCURRENCY (memory-limit.ts).
@@ -70,9 +70,9 @@ export type Config = z.infer<z.ZodObject<typeof schema>> & { TRACE_FETCHMANY_SIZ
 
 /**
  * Rows per fetch of a trace statement when neither TRACE_FETCHMANY_SIZE nor
- * DB_SLOW_FETCHMANY_SIZE is set. Measured (bench/trace, MSD at the seed's size): 1000 peaks
- * ~60 MB lower than the seed's 5000 in the same wall time, since a fetch's rows then die in
- * V8's young generation instead of being promoted while the fetches ahead of them are written.
+ * DB_SLOW_FETCHMANY_SIZE is set: smaller than the archive's 5000, since a fetch's rows then die
+ * in V8's young generation instead of being promoted while the fetches ahead of them are
+ * written, which lowers the peak in the same wall time (figures: README, bench/trace).
  */
 export const TRACE_DEFAULT_FETCH = 1000;
 

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 
 /**
- * The memory ceiling assumed when no cgroup limit is found: the seed's `MemoryMax=6G`, which
+ * The memory ceiling assumed when no cgroup limit is found: deploy/sluice.service's `MemoryMax=6G`, which
  * deploy/sluice.service sets.
  */
 export const FALLBACK_MEMORY_MAX = 6 * 1024 ** 3;

@@ -15,7 +15,7 @@ import { tableLines } from "./pages.js";
 import { countInRange, scanPart } from "./verify.js";
 
 export interface CleanupOptions {
-  /** Rows per DELETE: the seed's 1000. Capped by the dialect's bound-parameter limit. */
+  /** Rows per DELETE (default 1000). Capped by the dialect's bound-parameter limit. */
   batchSize?: number;
   /** Stop after this many ms with progress saved (state stays `cleaning`); 0: no budget. */
   budgetMs?: number;

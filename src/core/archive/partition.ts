@@ -5,7 +5,7 @@ import type { SqlSource } from "../sql/source.js";
 /** Which table is archived, by which partition column, paginated by which key. From config. */
 export interface PartitionSpec {
   table: string;
-  /** Holds the partition (a YYYY-MM-DD day): the seed's `event_date`. */
+  /** Holds the partition, a day (`event_date` by default). */
   partitionColumn: string;
   /** An ascending integer key: pages are read with `key > last` (never OFFSET). */
   keyColumn: string;

@@ -8,7 +8,7 @@ export const CLOSE_BRACE = 0x7d;
  * Encodes text into one scratch buffer it reuses (grown to the largest batch, then kept), and
  * hands each chunk out as an exact-size copy: a chunk given to a stream may be held by the
  * consumer (a socket's write queue) after the next one is written, so it cannot be a view of
- * the scratch. Measured: as fast as TextEncoder.encode of the batch's text, and NDJSON lines
+ * the scratch. As fast as TextEncoder.encode of the batch's text, and NDJSON lines
  * go straight in without being joined into a batch-sized string first.
  */
 export class ChunkEncoder {

@@ -1,5 +1,5 @@
 /**
- * Incremental writers for the trace API's responses: the seed's JSON shape
+ * Incremental writers for the trace API's responses: its JSON shape
  * `{"results":{"<domain>":{"data":[...],"count":N},...}}` and an NDJSON variant, written
  * batch by batch as the database cursors yield rows, so that no domain's result is ever held
  * whole. Runtime-free: Web Streams and TextEncoder only.

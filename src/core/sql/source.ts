@@ -49,7 +49,7 @@ export interface SqlExecutor {
 }
 
 export interface StreamOptions {
-  /** Rows per batch: the seed's DB_SLOW_FETCHMANY_SIZE, default 5000. */
+  /** Rows per batch (DB_SLOW_FETCHMANY_SIZE), default 5000. */
   batchSize?: number;
   /** Abort the running statement (client gone, job cancelled). */
   signal?: AbortSignal;

@@ -3,7 +3,7 @@ import { processHash } from "../keyed-hash.js";
 /**
  * A set of container ids, each numbered in the order first added, packed into typed arrays:
  * the characters of all ids in one buffer, where each ends, and an open-addressing table.
- * At the seed's 114K containers that is about 3 MB outside V8's heap, where a Set or Map of
+ * At 114K containers that is about 3 MB outside V8's heap, where a Set or Map of
  * strings is 10 MB of small heap objects that V8 then sizes its old generation from, for the
  * whole of a request.
  */

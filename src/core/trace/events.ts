@@ -18,7 +18,7 @@ export function isEventDomain(name: unknown): name is EventDomain {
 export interface EventOptions {
   /** Ids per IN-list (Oracle: at most 1000). */
   idsPerStatement?: number;
-  /** Statements in flight at once for this domain (the seed's two workers). */
+  /** Statements in flight at once for this domain (two by default). */
   workers?: number;
   /** Rows per fetch: DB_SLOW_FETCHMANY_SIZE. */
   fetchSize?: number;

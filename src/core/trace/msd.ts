@@ -52,7 +52,7 @@ interface Adjacency {
  * then `addUpstream` (upstream_history). Containers are numbered once, from the request's
  * list; everything else is typed arrays over those numbers (quantities, lineage, who credits
  * whom, a bitset of the bars each defective container was credited to) plus two numbers per
- * bar. Never the rows, and no object per container: at the seed's 114K containers the state
+ * bar. Never the rows, and no object per container: at 114K containers the state
  * is a few MB, which keeps V8's heap (sized from what is live) small for the whole request.
  */
 export class MsdPareto {

@@ -2,10 +2,10 @@ import { BadInputError } from "../errors.js";
 import { DEFAULT_FETCH_SIZE, type Row, type SqlSource } from "../sql/source.js";
 
 /**
- * The seed's two readers, kept under names that say what they do. The streaming one is the
- * seed's `read_sql_df_slow_iter`: batches of DB_SLOW_FETCHMANY_SIZE rows, never the whole
- * result. The materialising one is `read_sql_df_slow`, for results known to be small; it
- * refuses to grow past `maxRows` instead of taking the process down.
+ * Two readers. The streaming one reads batches of DB_SLOW_FETCHMANY_SIZE rows, never the whole
+ * result (what `read_sql_df_slow_iter` did in the trace service this replaces). The
+ * materialising one is for results known to be small; it refuses to grow past `maxRows`
+ * instead of taking the process down.
  */
 export function readSqlStreaming(
   source: SqlSource,

@@ -44,7 +44,7 @@ export function checkSeedFilter(input: unknown, maxLots = 100_000): SeedFilter {
 
 /**
  * Stage 1: the lots and containers of `lot_moves` rows matching the filter, read as a stream
- * (the seed's case: 525K rows -> 70K lots); holds only the distinct ids.
+ * (a two-week station filter: 525K rows -> 70K lots); holds only the distinct ids.
  */
 export async function resolveSeeds(
   source: SqlSource,

@@ -4,7 +4,7 @@ import type { ObjectStore } from "../store.js";
 import { JOB_ID, JobFiles, type TraceJobStatus, type TraceJobWork } from "./job-files.js";
 
 /**
- * Trace requests run in the background (the seed's "async job" for large MSD requests): the
+ * Trace requests run in the background (large MSD requests): the
  * response a client would have streamed is gzipped into the object store, and its status
  * (state, rows so far, the pareto when done) is an object beside it, so that any process of
  * the service, or a later one, can answer for it. A process that dies mid-job leaves a status

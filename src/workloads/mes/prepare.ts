@@ -6,11 +6,11 @@ import { MES_ROWS_PER_LOT, mesLots } from "./factory.js";
 import { generateMesFactory } from "./generate.js";
 import { mesSchema } from "./schema.js";
 
-/** Scale 1 is the seed's case; the CLI takes (0, 10]. */
+/** Scale 1 is the largest case of DOMAINS.md; the CLI takes (0, 10]. */
 export const MES_MAX_SCALE = 10;
 
 export interface MesPrepareOptions {
-  /** 1 = the seed's case: ~70K lots, ~525K moves, ~114K containers, ~1M rows per event domain. */
+  /** 1: ~70K lots, ~525K moves, ~114K containers, ~1M rows per event domain. */
   scale: number;
   /**
    * Drop the four MES tables first, if they exist, and generate them again. Without it, tables
@@ -38,7 +38,7 @@ export interface MesSummary {
 export function checkMesScale(scale: unknown): number {
   if (typeof scale !== "number" || !Number.isFinite(scale) || scale <= 0 || scale > MES_MAX_SCALE) {
     throw new BadInputError(
-      `MES scale ${String(scale)} must be a number greater than 0 and at most ${MES_MAX_SCALE} (1 = the seed's case, 70K lots)`,
+      `MES scale ${String(scale)} must be a number greater than 0 and at most ${MES_MAX_SCALE} (1 = 70K lots)`,
     );
   }
   return scale;

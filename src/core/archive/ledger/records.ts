@@ -5,7 +5,7 @@ export interface PartitionRecord {
   sourceTable: string;
   date: string;
   state: PartitionState;
-  /** The latest part's object key: the seed's `r2_path`. */
+  /** The latest part's object key (what users of the original Worker call `r2_path`). */
   objectKey: string | null;
   partCount: number;
   eventCount: number;
@@ -126,7 +126,7 @@ export interface PartitionFields {
   cleanedCount?: number;
 }
 
-/** The archive_metadata columns of {@link PartitionFields}: the names the seed gave them. */
+/** The archive_metadata columns of {@link PartitionFields}, by the names its users know. */
 const FIELD_COLUMNS: { readonly [K in keyof PartitionFields]-?: string } = {
   lastError: "last_error",
   cleaned: "d1_cleaned",
