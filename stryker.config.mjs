@@ -34,4 +34,8 @@ export default {
   clearTextReporter: { allowColor: false, logTests: false, maxTestsToLog: 0 },
   tempDirName: ".stryker-tmp",
   cleanTempDir: "always",
+  // Keeps results in reports/stryker-incremental.json: a rerun tests only mutants whose code
+  // or covering tests changed.
+  incremental: true,
+  incrementalFile: "reports/stryker-incremental.json",
 };

@@ -14,6 +14,7 @@ export default defineConfig({
       "test/ledger.test.ts",
       "test/ledger-fences.test.ts",
       "test/verify.test.ts",
+      "test/verify-checks.test.ts",
       "test/d1-cleanup.test.ts",
       "test/chunks.test.ts",
       "test/line-reader.test.ts",
