@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { ChunkDigester, type ExpectedObject, verifiedChunks } from "../src/core/archive/chunks.js";
+import { FixedChunks } from "../src/core/bytes/fixed-chunks.js";
 import { portableSha256 } from "../src/core/bytes/hash.js";
 import { VerificationError } from "../src/core/errors.js";
 
@@ -136,5 +137,33 @@ describe("chunk digests", () => {
     expect((await gate(expected(none), none)).err).toBeNull();
     const bytes = randomBytes(10);
     expect((await gate(expected(bytes), none)).refused?.problems[0]).toMatch(/holds 0 chunks; 1/);
+  });
+});
+
+describe("fixed-size chunks (multipart parts, chunk digests)", () => {
+  it("cut any pieces into whole chunks and a short rest, bytes in order, buffers reused", () => {
+    const bytes = randomBytes(1000);
+    const pool: Uint8Array[] = [];
+    let fresh = 0;
+    const chunks = new FixedChunks(64, () => {
+      fresh++;
+      return pool.pop() ?? new Uint8Array(64);
+    });
+    const out: Uint8Array[] = [];
+    let at = 0;
+    for (const size of [1, 63, 64, 65, 200, 7, 600]) {
+      const piece = bytes.subarray(at, at + size);
+      at += size;
+      for (const chunk of chunks.push(piece)) {
+        expect(chunk.length).toBe(64);
+        out.push(Uint8Array.from(chunk));
+        pool.push(chunk); // the caller gives the buffer back before the next one is taken
+      }
+    }
+    const rest = chunks.rest();
+    expect(rest.length).toBe(1000 % 64);
+    expect(Buffer.concat([...out, rest])).toEqual(Buffer.from(bytes));
+    expect(fresh).toBe(out.length + 1);
+    expect(chunks.rest().length).toBe(0);
   });
 });

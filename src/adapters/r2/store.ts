@@ -1,3 +1,4 @@
+import { FixedChunks } from "../../core/bytes/fixed-chunks.js";
 import type { ObjectInfo, ObjectStore } from "../../core/store.js";
 
 /**
@@ -69,12 +70,15 @@ export class R2Store implements ObjectStore {
     const parts: R2UploadedPartLike[] = [];
     let upload: R2MultipartUploadLike | null = null;
     let spare: Uint8Array | null = null;
-    let buf: Uint8Array = new Uint8Array(size);
-    let used = 0;
+    const chunks = new FixedChunks(size, () => {
+      const next = spare ?? new Uint8Array(size);
+      spare = null;
+      return next;
+    });
     let total = 0;
     let sending: Promise<void> | null = null;
 
-    const sendPart = async () => {
+    const sendPart = async (bytes: Uint8Array) => {
       if (parts.length >= MAX_PARTS) {
         throw new Error(
           `r2: ${full} needs more than ${MAX_PARTS} parts of ${size >> 20} MiB; raise R2_PART_SIZE_MIB`,
@@ -85,19 +89,14 @@ export class R2Store implements ObjectStore {
       upload ??= await this.bucket.createMultipartUpload(full);
       const u = upload;
       const partNumber = parts.length + 1;
-      const filled = buf;
-      const bytes = used;
       parts.push({ partNumber, etag: "" });
-      sending = u.uploadPart(partNumber, filled.subarray(0, bytes)).then((uploaded) => {
+      sending = u.uploadPart(partNumber, bytes).then((uploaded) => {
         parts[partNumber - 1] = uploaded;
-        spare = filled;
-        this.o.onPart?.(full, partNumber, bytes);
+        if (bytes.byteLength === size) spare = bytes;
+        this.o.onPart?.(full, partNumber, bytes.byteLength);
       });
       // Catch here too, so that a failure is not unhandled before it is awaited.
       sending.catch(() => undefined);
-      buf = spare ?? new Uint8Array(size);
-      spare = null;
-      used = 0;
     };
 
     const reader = body.getReader();
@@ -106,19 +105,14 @@ export class R2Store implements ObjectStore {
         const { done, value } = await reader.read();
         if (done) break;
         total += value.byteLength;
-        for (let at = 0; at < value.byteLength; ) {
-          const n = Math.min(size - used, value.byteLength - at);
-          buf.set(value.subarray(at, at + n), used);
-          used += n;
-          at += n;
-          if (used === size) await sendPart();
-        }
+        for (const chunk of chunks.push(value)) await sendPart(chunk);
       }
+      const rest = chunks.rest();
       if (upload === null && sending === null) {
         // Smaller than one part: a plain put, which is atomic by itself.
-        await this.bucket.put(full, buf.subarray(0, used));
+        await this.bucket.put(full, rest);
       } else {
-        if (used > 0) await sendPart();
+        if (rest.byteLength > 0) await sendPart(rest);
         await sending;
         await (upload as R2MultipartUploadLike | null)?.complete(parts);
       }

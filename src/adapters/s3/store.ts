@@ -13,6 +13,7 @@ import {
   S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
+import { FixedChunks } from "../../core/bytes/fixed-chunks.js";
 import { BadInputError } from "../../core/errors.js";
 import type { ObjectInfo, ObjectStore } from "../../core/store.js";
 
@@ -60,15 +61,14 @@ export class S3Store implements ObjectStore {
     const free: Uint8Array[] = [];
     const inFlight = new Set<Promise<void>>();
     const parts: CompletedPart[] = [];
-    let buf: Uint8Array = new Uint8Array(size);
-    let used = 0;
+    const chunks = new FixedChunks(size, () => free.pop() ?? new Uint8Array(size));
     let uploadId: string | undefined;
     let failure: { error: unknown } | null = null;
     const check = () => {
       if (failure) throw failure.error;
     };
 
-    const sendPart = async () => {
+    const sendPart = async (Body: Uint8Array) => {
       if (parts.length >= MAX_PARTS) {
         throw new Error(
           `s3: ${this.describe()}/${key} needs more than ${MAX_PARTS} parts of ${size >> 20} MiB; raise partSizeMiB`,
@@ -77,8 +77,6 @@ export class S3Store implements ObjectStore {
       uploadId ??= (await client.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId;
       const PartNumber = parts.length + 1;
       parts.push({ PartNumber });
-      const filled = buf;
-      const Body = filled.subarray(0, used);
       const sent: Promise<void> = client
         .send(
           new UploadPartCommand({
@@ -93,7 +91,7 @@ export class S3Store implements ObjectStore {
         .then(
           (res) => {
             parts[PartNumber - 1] = { PartNumber, ETag: res.ETag };
-            free.push(filled);
+            if (Body.byteLength === size) free.push(Body);
           },
           (error: unknown) => {
             failure ??= { error };
@@ -101,8 +99,6 @@ export class S3Store implements ObjectStore {
         )
         .finally(() => inFlight.delete(sent));
       inFlight.add(sent);
-      buf = free.pop() ?? new Uint8Array(size);
-      used = 0;
       while (inFlight.size >= this.queueSize) await Promise.race(inFlight);
       check();
     };
@@ -113,22 +109,16 @@ export class S3Store implements ObjectStore {
         const { done, value } = await reader.read();
         check();
         if (done) break;
-        for (let at = 0; at < value.byteLength; ) {
-          const n = Math.min(size - used, value.byteLength - at);
-          buf.set(value.subarray(at, at + n), used);
-          used += n;
-          at += n;
-          if (used === size) await sendPart();
-        }
+        for (const chunk of chunks.push(value)) await sendPart(chunk);
       }
+      const rest = chunks.rest();
       if (uploadId === undefined) {
         // Smaller than one part: a plain PUT, which is atomic by itself.
-        const Body = buf.subarray(0, used);
         await client.send(
-          new PutObjectCommand({ Bucket, Key, Body, ContentLength: Body.byteLength }),
+          new PutObjectCommand({ Bucket, Key, Body: rest, ContentLength: rest.byteLength }),
         );
       } else {
-        if (used > 0) await sendPart();
+        if (rest.byteLength > 0) await sendPart(rest);
         await Promise.all(inFlight);
         check();
         await client.send(

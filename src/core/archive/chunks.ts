@@ -1,3 +1,4 @@
+import { FixedChunks } from "../bytes/fixed-chunks.js";
 import type { Sha256, Sha256Factory } from "../bytes/hash.js";
 import { VerificationError } from "../errors.js";
 
@@ -68,8 +69,7 @@ export function verifiedChunks(
   const { chunkBytes, chunkSha256, objectKey } = expected;
   const count = chunkSha256.length / HEX;
   const whole = sha256();
-  let buf = new Uint8Array(chunkBytes);
-  let used = 0;
+  const chunks = new FixedChunks(chunkBytes);
   let index = 0;
   let total = 0;
   const fail = (problem: string) => {
@@ -77,9 +77,8 @@ export function verifiedChunks(
     onRefuse?.(err);
     return err;
   };
-  const release = (controller: TransformStreamDefaultController<Uint8Array>) => {
+  const release = (chunk: Uint8Array, controller: TransformStreamDefaultController<Uint8Array>) => {
     if (index >= count) throw fail(`holds more than the ${count} chunks recorded`);
-    const chunk = buf.subarray(0, used);
     const h = sha256();
     h.update(chunk);
     if (h.hex() !== chunkSha256.slice(index * HEX, (index + 1) * HEX)) {
@@ -87,23 +86,16 @@ export function verifiedChunks(
     }
     whole.update(chunk);
     controller.enqueue(chunk);
-    buf = new Uint8Array(chunkBytes);
-    used = 0;
     index++;
   };
   return new TransformStream({
     transform(bytes, controller) {
       total += bytes.byteLength;
-      for (let at = 0; at < bytes.byteLength; ) {
-        const n = Math.min(chunkBytes - used, bytes.byteLength - at);
-        buf.set(bytes.subarray(at, at + n), used);
-        used += n;
-        at += n;
-        if (used === chunkBytes) release(controller);
-      }
+      for (const chunk of chunks.push(bytes)) release(chunk, controller);
     },
     flush(controller) {
-      if (used > 0) release(controller);
+      const rest = chunks.rest();
+      if (rest.byteLength > 0) release(rest, controller);
       if (index !== count) throw fail(`holds ${index} chunks; ${count} were recorded`);
       if (total !== expected.fileSize) {
         throw fail(`holds ${total} bytes; ${expected.fileSize} were recorded`);
