@@ -20,6 +20,7 @@ export default {
     "src/core/archive/drop-partition.ts",
     "src/core/archive/chunks.ts",
     "src/core/archive/rows.ts",
+    "src/core/archive/days.ts",
     "src/core/trace/container-ids.ts",
     "src/core/keyed-hash.ts",
     // The trace admission: interactive profiles refused over TRACE_EVENTS_CID_LIMIT.
@@ -33,6 +34,8 @@ export default {
   jsonReporter: { fileName: "reports/mutation/mutation.json" },
   clearTextReporter: { allowColor: false, logTests: false, maxTestsToLog: 0 },
   tempDirName: ".stryker-tmp",
+  // Bench output and demo data change under a running bench; the tests need neither.
+  ignorePatterns: ["bench/out", "data", "reports"],
   cleanTempDir: "always",
   // Keeps results in reports/stryker-incremental.json: a rerun tests only mutants whose code
   // or covering tests changed.

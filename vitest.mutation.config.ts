@@ -18,6 +18,8 @@ export default defineConfig({
       "test/d1-cleanup.test.ts",
       "test/chunks.test.ts",
       "test/line-reader.test.ts",
+      "test/days.test.ts",
+      "test/timestamp-partitions.test.ts",
       "test/model.test.ts",
       "test/server-sources.test.ts",
       "test/container-ids.test.ts",

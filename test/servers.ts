@@ -19,6 +19,8 @@ export interface TestDb {
   /** The ledger's state of a partition, read directly ("none" before there is one). */
   ledgerState(table: string, date: string): Promise<string>;
   run(sql: string, params?: unknown[]): Promise<void>;
+  /** Rows of a query, read by the database's own client (placeholders: `?`, or `$1` on PostgreSQL). */
+  query(sql: string, params?: unknown[]): Promise<Row[]>;
   /** Make the database refuse to delete one row; `silent`: it skips it, else it errors. */
   blockDelete(table: string, id: number): Promise<"silent" | "error">;
   unblock(table: string): Promise<void>;
@@ -71,6 +73,10 @@ export function sqliteDb(dir: string): TestDb {
         .prepare(sql)
         .run(...params);
     },
+    query: async (sql, params = []) =>
+      db()
+        .prepare(sql)
+        .all(...params) as Row[],
     async blockDelete(t, id) {
       db().exec(
         `CREATE TRIGGER keep_one BEFORE DELETE ON ${t} WHEN OLD.id = ${id} BEGIN SELECT RAISE(IGNORE); END`,
@@ -118,6 +124,7 @@ export async function postgresDb(): Promise<TestDb | null> {
     run: async (sql, params) => {
       await admin.query(sql, params);
     },
+    query: async (sql, params) => (await admin.query(sql, params)).rows as Row[],
     async blockDelete(t, id) {
       await admin.query(`CREATE FUNCTION keep_one() RETURNS trigger LANGUAGE plpgsql AS
         $$ BEGIN IF OLD.id = ${id} THEN RETURN NULL; END IF; RETURN OLD; END $$`);
@@ -175,6 +182,7 @@ export async function mariaDb(): Promise<TestDb | null> {
     run: async (sql, params) => {
       await admin.query(sql, params);
     },
+    query: async (sql, params) => (await admin.query(sql, params))[0] as Row[],
     async blockDelete(t, id) {
       // MariaDB cannot skip a row from a trigger; it can only fail the whole DELETE.
       await admin.query(

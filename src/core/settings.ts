@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { CleanupOptions } from "./archive/cleanup.js";
 import { BadInputError } from "./errors.js";
+import { knownTimeZone } from "./time-zones.js";
 
 /** A whole number from an env string, within bounds, with a default. */
 export const intSetting = (def: number, min: number, max: number) =>
@@ -18,6 +19,10 @@ export const commonSettings = {
   SLUICE_TABLE: z.string().default("traffic_events"),
   SLUICE_PARTITION_COLUMN: z.string().default("event_date"),
   SLUICE_KEY_COLUMN: z.string().default("id"),
+  SLUICE_PARTITION_TIME_ZONE: z
+    .string()
+    .default("UTC")
+    .refine(knownTimeZone, "is not an IANA time zone (e.g. UTC, Europe/Berlin)"),
   DB_SLOW_FETCHMANY_SIZE: intSetting(5000, 1, 1_000_000),
   SLUICE_DELETE_BATCH: intSetting(1000, 1, 100_000),
   SLUICE_CLEANUP_BUDGET_MS: intSetting(0, 0, 86_400_000),

@@ -18,6 +18,7 @@ export function specOf(config: Config): PartitionSpec {
     table: config.SLUICE_TABLE,
     partitionColumn: config.SLUICE_PARTITION_COLUMN,
     keyColumn: config.SLUICE_KEY_COLUMN,
+    timeZone: config.SLUICE_PARTITION_TIME_ZONE,
   };
 }
 

@@ -8,6 +8,9 @@ import {
   collectDefaultMetrics,
 } from "prom-client";
 import type { JobContext } from "../core/archive/context.js";
+import { dayCondition } from "../core/archive/days.js";
+import { hotDays } from "../core/archive/hot-days.js";
+import { dayColumn } from "../core/archive/partition.js";
 import type { JobView } from "../core/archive/runner.js";
 import { type Row, toCount } from "../core/sql/source.js";
 
@@ -23,7 +26,8 @@ const ASK = "sluice:cluster-metrics";
 
 /**
  * prom-client metrics. Hot-store rows by date are counted when scraped, at most once per
- * `hotRowsTtlMs`, by one grouped query on the (date, key) index, run by `query` (on SQLite a
+ * `hotRowsTtlMs`, by one grouped query on the (date, key) index (days of a timestamp column: found by index,
+ * then counted), run by `query` (on SQLite a
  * read thread: over millions of rows it takes a second). In a cluster worker,
  * /metrics answers for the whole cluster: the primary gathers every worker's (see
  * `serveClusterMetrics`); counters add up, the database's gauges are taken once.
@@ -92,12 +96,25 @@ export function createMetrics(
     async collect() {
       if (Date.now() - hotCountedAt < hotRowsTtlMs) return;
       hotCountedAt = Date.now();
-      const rows = await query(
-        `SELECT ${q(spec.partitionColumn)} AS d, COUNT(*) AS n FROM ${q(spec.table)} GROUP BY ${q(spec.partitionColumn)}`,
-        [],
-      );
+      const col = q(spec.partitionColumn);
+      const counts = new Map<string, number>();
+      if (dayColumn(spec).kind === "date") {
+        const d = source.dialect.asText?.(col) ?? col;
+        const sql = `SELECT ${d} AS d, COUNT(*) AS n FROM ${q(spec.table)} GROUP BY ${col}`;
+        for (const r of await query(sql, [])) counts.set(String(r.d), toCount(r.n));
+      } else {
+        // A day of a timestamp column is a range: each day found by index, then counted.
+        for (const date of await hotDays(query, source.dialect, spec, "9999-12-31")) {
+          const day = dayCondition(col, dayColumn(spec), date);
+          const [r] = await query(
+            `SELECT COUNT(*) AS n FROM ${q(spec.table)} WHERE ${day.sql}`,
+            day.params,
+          );
+          counts.set(date, toCount(r?.n));
+        }
+      }
       this.reset();
-      for (const r of rows) this.set({ date: String(r.d) }, toCount(r.n));
+      for (const [date, n] of counts) this.set({ date }, n);
     },
   });
 

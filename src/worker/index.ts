@@ -62,6 +62,7 @@ async function setUp(env: Env): Promise<WorkerState> {
     table: config.SLUICE_TABLE,
     partitionColumn: config.SLUICE_PARTITION_COLUMN,
     keyColumn: config.SLUICE_KEY_COLUMN,
+    timeZone: config.SLUICE_PARTITION_TIME_ZONE,
   });
   const ctx: JobContext = {
     source,

@@ -15,6 +15,7 @@ export const postgresDialect: Dialect = {
   // json column keeps the difference (and its exact text).
   columnText: (quoted, type) =>
     type === "json" || type === "jsonb" ? `${quoted}::text` : undefined,
+  asText: (expr) => `(${expr})::text`,
   lockRows: " FOR UPDATE",
   keyIn: (expr, keys) => ({ sql: `${expr} = ANY(?::bigint[])`, params: [keys] }),
 };

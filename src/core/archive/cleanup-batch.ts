@@ -1,8 +1,10 @@
 import { SluiceError } from "../errors.js";
 import { keyIn } from "../sql/source.js";
 import type { JobContext } from "./context.js";
+import { dayCondition } from "./days.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
+import { dayColumn } from "./partition.js";
 import type { RowLines } from "./rows.js";
 
 /** One archived row: its key and its line, as the verified bytes hold them. */
@@ -40,7 +42,7 @@ export function txBatch(ctx: JobContext, lines: RowLines, date: string): DeleteB
   const d = source.dialect;
   const q = d.quote;
   const table = q(spec.table);
-  const day = `${q(spec.partitionColumn)} = ?`;
+  const day = dayCondition(q(spec.partitionColumn), dayColumn(spec), date);
   const key = q(spec.keyColumn);
   const columns = lines.selectList;
   return (lease, part, rows, progress) =>
@@ -58,10 +60,10 @@ export function txBatch(ctx: JobContext, lines: RowLines, date: string): DeleteB
       const hot = new Map<unknown, string>();
       for (const row of await tx.query(
         lines.select(
-          `SELECT ${columns} FROM ${table} WHERE ${day} AND ${where.sql}${d.lockRows}`,
+          `SELECT ${columns} FROM ${table} WHERE ${day.sql} AND ${where.sql}${d.lockRows}`,
           false,
         ),
-        [date, ...where.params],
+        [...day.params, ...where.params],
       )) {
         hot.set(lines.key(row), lines.line(row));
       }
@@ -79,8 +81,8 @@ export function txBatch(ctx: JobContext, lines: RowLines, date: string): DeleteB
             ? { sql: `${key} BETWEEN ? AND ?`, params: [first, last] }
             : keyIn(d, key, same);
         deleted = (
-          await tx.execute(`DELETE FROM ${table} WHERE ${day} AND ${which.sql}`, [
-            date,
+          await tx.execute(`DELETE FROM ${table} WHERE ${day.sql} AND ${which.sql}`, [
+            ...day.params,
             ...which.params,
           ])
         ).changes;
@@ -117,7 +119,8 @@ export function d1Batch(ctx: JobContext, lines: RowLines, date: string): DeleteB
     lines.columns.map((c) => c.name),
     table,
   );
-  const where = `${q(spec.partitionColumn)} = ? AND ${q(spec.keyColumn)} BETWEEN ? AND ?`;
+  const day = dayCondition(q(spec.partitionColumn), dayColumn(spec), date);
+  const where = `${day.sql} AND ${q(spec.keyColumn)} BETWEEN ? AND ?`;
   const columns = lines.selectList;
   return async (lease, part, rows, progress) => {
     if (!json) {
@@ -132,13 +135,13 @@ export function d1Batch(ctx: JobContext, lines: RowLines, date: string): DeleteB
     const before = progress({ deleted: 0, refused: 0, changed: [] });
     const deleted = await ledger.deleteAndRecord(lease, part.part, before.cursor, {
       sql: `DELETE FROM ${table} WHERE ${where} AND ${json} IN (SELECT value FROM json_each(?))`,
-      params: [date, first, last, JSON.stringify(rows.map((r) => r.line))],
+      params: [...day.params, first, last, JSON.stringify(rows.map((r) => r.line))],
     });
     if (deleted === rows.length) return { deleted, refused: 0, changed: [] };
     const hot = new Map<unknown, string>();
     for (const row of await source.query(
       lines.select(`SELECT ${columns} FROM ${table} WHERE ${where}`, false),
-      [date, first, last],
+      [...day.params, first, last],
     )) {
       hot.set(lines.key(row), lines.line(row));
     }

@@ -2,6 +2,7 @@ import type { Row } from "../sql/source.js";
 import type { JobContext } from "./context.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
+import { dayColumn } from "./partition.js";
 import type { RowLines } from "./rows.js";
 import { scanPart } from "./verify.js";
 
@@ -28,7 +29,8 @@ export async function dropArchivedPartition(
 ): Promise<number | null> {
   const { source, spec, ledger } = ctx;
   const ddl = source.dayPartitions;
-  if (!ddl) return null;
+  // Partitions by a timestamp column have bounds in instants: their rows go by row deletes.
+  if (!ddl || dayColumn(spec).kind !== "date") return null;
   const child = await ddl.find(spec.table, spec.partitionColumn, date);
   if (child === null) return null;
   const q = source.dialect.quote;

@@ -9,8 +9,11 @@ import { type Row, toCount } from "../sql/source.js";
 import { archivePartition } from "./archive.js";
 import { type CleanupOptions, type CleanupOutcome, cleanupPartition } from "./cleanup.js";
 import type { JobContext } from "./context.js";
+import { dayCondition } from "./days.js";
+import { type Query, hotDays } from "./hot-days.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord, PartitionRecord } from "./ledger/records.js";
+import { dayColumn } from "./partition.js";
 import { verifyPartition } from "./verify.js";
 
 /**
@@ -137,24 +140,12 @@ export function archiveAndCleanDate(
 
 /**
  * Dates before `cutoff` that still need work: those with rows in the hot store, and those
- * the ledger has not seen to `cleaned`. Walks distinct dates by index (MIN(date) > last), so
- * it costs one probe per date, not a scan of the table.
+ * the ledger has not seen to `cleaned`.
  */
 export async function datesNeedingWork(ctx: JobContext, cutoff: string): Promise<string[]> {
-  const q = ctx.source.dialect.quote;
-  const { table, partitionColumn } = ctx.spec;
-  const dates = new Set<string>();
-  let last = "";
-  for (;;) {
-    const rows: Row[] = await ctx.source.query(
-      `SELECT MIN(${q(partitionColumn)}) AS d FROM ${q(table)} WHERE ${q(partitionColumn)} > ? AND ${q(partitionColumn)} < ?`,
-      [last, cutoff],
-    );
-    const d = rows[0]?.d;
-    if (d === null || d === undefined) break;
-    last = String(d);
-    dates.add(last);
-  }
+  const query: Query = (sql, params) => ctx.source.query(sql, params);
+  const dates = new Set(await hotDays(query, ctx.source.dialect, ctx.spec, cutoff));
+  const { table } = ctx.spec;
   for (const rec of await ctx.ledger.list(table)) {
     if (rec.date < cutoff && rec.state !== "cleaned" && rec.partCount > 0) dates.add(rec.date);
   }
@@ -181,13 +172,14 @@ export async function partitionStatus(ctx: JobContext, date: string): Promise<Pa
   const { table, partitionColumn } = ctx.spec;
   const record = await ctx.ledger.get(table, date);
   const parts = await ctx.ledger.parts(table, date);
+  const day = dayCondition(q(partitionColumn), dayColumn(ctx.spec), date);
   const count = async (extra: string, params: unknown[]) =>
     toCount(
       (
-        await ctx.source.query(
-          `SELECT COUNT(*) AS n FROM ${q(table)} WHERE ${q(partitionColumn)} = ?${extra}`,
-          [date, ...params],
-        )
+        await ctx.source.query(`SELECT COUNT(*) AS n FROM ${q(table)} WHERE ${day.sql}${extra}`, [
+          ...day.params,
+          ...params,
+        ])
       )[0]?.n,
     );
   const hotRows = await count("", []);

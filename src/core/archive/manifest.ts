@@ -1,6 +1,7 @@
 import type { Column } from "../sql/source.js";
+import type { DayColumn } from "./days.js";
 import type { PartRecord } from "./ledger/records.js";
-import type { PartitionSpec } from "./partition.js";
+import { type PartitionSpec, dayColumn } from "./partition.js";
 
 /**
  * The manifest written beside every part, as stored: its JSON names are the file format's
@@ -11,6 +12,11 @@ export interface ManifestFile {
   format: "sluice-jsonl-gzip/1";
   table: string;
   partitionColumn: string;
+  /**
+   * How a row's day was read from the partition column: `date` (equal to the day), or
+   * `timestamp` with the zone whose midnights bound the day (`aware`: the column holds instants).
+   */
+  partition?: DayColumn;
   keyColumn: string;
   /** The lines' members in order (the key first) with their database types. */
   columns: { name: string; type: string }[];
@@ -45,6 +51,7 @@ export function manifestText(
     format: "sluice-jsonl-gzip/1",
     table: spec.table,
     partitionColumn: spec.partitionColumn,
+    partition: dayColumn(spec),
     keyColumn: spec.keyColumn,
     columns: columns.map((c) => ({ name: c.name, type: c.type })),
     date: part.date,

@@ -1,7 +1,9 @@
 import { BadInputError } from "../errors.js";
 import { DEFAULT_FETCH_SIZE, type Row } from "../sql/source.js";
 import type { JobContext } from "./context.js";
+import { dayCondition } from "./days.js";
 import type { Lease } from "./ledger/lease.js";
+import { dayColumn } from "./partition.js";
 import { type RowLines, rowLines } from "./rows.js";
 
 /** One page of rows, each already JSON text (no newline). */
@@ -51,7 +53,8 @@ export async function* pagesByKey(
   const { table, partitionColumn, keyColumn } = ctx.spec;
   const size = ctx.fetchSize ?? DEFAULT_FETCH_SIZE;
   const hint = await ctx.source.pages.hint(table, partitionColumn, keyColumn);
-  const from = `SELECT ${lines.selectList} FROM ${q(table)}${hint && ` ${hint}`} WHERE ${q(partitionColumn)} = ?`;
+  const day = dayCondition(q(partitionColumn), dayColumn(ctx.spec), date);
+  const from = `SELECT ${lines.selectList} FROM ${q(table)}${hint && ` ${hint}`} WHERE ${day.sql}`;
   const page = (more: string) =>
     lines.select(`${from}${more} ORDER BY ${q(keyColumn)} LIMIT ?`, true);
   const first = page("");
@@ -70,7 +73,9 @@ export async function* pagesByKey(
   for (;;) {
     ctx.signal?.throwIfAborted();
     const rows =
-      last === null ? await read(first, [date, size]) : await read(next, [date, last, size]);
+      last === null
+        ? await read(first, [...day.params, size])
+        : await read(next, [...day.params, last, size]);
     if (rows.length === 0) return;
     const out = {
       lines: rows.map(lines.line),

@@ -1,6 +1,8 @@
 import { BadInputError } from "../errors.js";
 import { checkIdentifier } from "../sql/ident.js";
 import type { SqlSource } from "../sql/source.js";
+import { checkTimeZone } from "../time-zones.js";
+import { type DayColumn, TEXT_DATE, dayColumnOf } from "./days.js";
 
 /** Which table is archived, by which partition column, paginated by which key. From config. */
 export interface PartitionSpec {
@@ -9,7 +11,14 @@ export interface PartitionSpec {
   partitionColumn: string;
   /** An ascending integer key: pages are read with `key > last` (never OFFSET). */
   keyColumn: string;
+  /** The zone whose midnights bound a day of a timestamp partition column (default UTC). */
+  timeZone?: string;
+  /** How the partition column holds its day, from its type (checkSpec); a text date if unset. */
+  day?: DayColumn;
 }
+
+/** How the spec's partition column holds its day. */
+export const dayColumn = (spec: PartitionSpec): DayColumn => spec.day ?? TEXT_DATE;
 
 export const DEFAULT_SPEC: PartitionSpec = {
   table: "traffic_events",
@@ -17,24 +26,30 @@ export const DEFAULT_SPEC: PartitionSpec = {
   keyColumn: "id",
 };
 
-/** Check the spec's names are identifiers and exist in the source; a clear error if not. */
+/**
+ * Check the spec's names are identifiers and exist in the source, and learn from the
+ * partition column's type how it holds a day; a clear error if anything does not fit.
+ */
 export async function checkSpec(source: SqlSource, spec: PartitionSpec): Promise<PartitionSpec> {
   checkIdentifier("table", spec.table);
   checkIdentifier("partition column", spec.partitionColumn);
   checkIdentifier("key column", spec.keyColumn);
-  const columns = await source.tableColumns(spec.table);
+  const timeZone = checkTimeZone(spec.timeZone ?? "UTC");
+  const columns = await source.columnInfo(spec.table);
   if (!columns) {
     throw new BadInputError(`table '${spec.table}' does not exist in ${source.describe()}`);
   }
-  const lower = new Set(columns.map((c) => c.toLowerCase()));
+  const named = (col: string) => columns.find((c) => c.name.toLowerCase() === col.toLowerCase());
   for (const col of [spec.partitionColumn, spec.keyColumn]) {
-    if (!lower.has(col.toLowerCase())) {
+    if (!named(col)) {
       throw new BadInputError(
-        `column '${col}' is not in table '${spec.table}' (it has: ${columns.join(", ")})`,
+        `column '${col}' is not in table '${spec.table}' (it has: ${columns.map((c) => c.name).join(", ")})`,
       );
     }
   }
-  return spec;
+  const partition = named(spec.partitionColumn) as { name: string; type: string };
+  const day = dayColumnOf(source.dialect.name, partition.name, partition.type, timeZone);
+  return { ...spec, timeZone, day };
 }
 
 /**

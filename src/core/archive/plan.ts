@@ -1,6 +1,7 @@
 import { type SqlSource, toCount } from "../sql/source.js";
+import { dayCondition } from "./days.js";
 import type { PartRecord } from "./ledger/records.js";
-import type { PartitionSpec } from "./partition.js";
+import { type PartitionSpec, dayColumn } from "./partition.js";
 
 /** Where the next part starts, and whether it replaces an unverified one. */
 export interface PartPlan {
@@ -43,9 +44,10 @@ export async function countRowsAfter(
   after: number | null,
 ): Promise<number> {
   const q = source.dialect.quote;
+  const day = dayCondition(q(spec.partitionColumn), dayColumn(spec), date);
   const rows = await source.query(
-    `SELECT COUNT(*) AS n FROM ${q(spec.table)} WHERE ${q(spec.partitionColumn)} = ?${after === null ? "" : ` AND ${q(spec.keyColumn)} > ?`}`,
-    after === null ? [date] : [date, after],
+    `SELECT COUNT(*) AS n FROM ${q(spec.table)} WHERE ${day.sql}${after === null ? "" : ` AND ${q(spec.keyColumn)} > ?`}`,
+    after === null ? day.params : [...day.params, after],
   );
   return toCount(rows[0]?.n);
 }

@@ -6,9 +6,11 @@ import { type Row, toCount } from "../sql/source.js";
 import { getText } from "../store.js";
 import { CHUNK_BYTES, ChunkDigester, verifiedChunks } from "./chunks.js";
 import type { JobContext } from "./context.js";
+import { type DayColumn, TEXT_DATE, dayCondition, dayOfValue } from "./days.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
 import { manifestFacts } from "./manifest.js";
+import { dayColumn } from "./partition.js";
 
 class CallerError {
   constructor(readonly cause: unknown) {}
@@ -33,9 +35,27 @@ export interface PartScan {
  * `"event_date":"2025-10-13"` can only appear as a member, and in a line with no nested
  * object (an array holds members only inside one), only as the row's own member.
  */
-export function lineReader(keyColumn: string, partitionColumn: string, date: string) {
+export function lineReader(
+  keyColumn: string,
+  partitionColumn: string,
+  date: string,
+  day: DayColumn = TEXT_DATE,
+) {
   const prefix = `{${JSON.stringify(keyColumn)}:`;
   const member = `${JSON.stringify(partitionColumn)}:${JSON.stringify(date)}`;
+  const stamp = `${JSON.stringify(partitionColumn)}:"`;
+  // A timestamp's day is worked out from its text, which holds no quote or escape.
+  const inDay =
+    day.kind === "date"
+      ? (line: string) => line.includes(member)
+      : (line: string) => {
+          const at = line.indexOf(stamp);
+          if (at < 0) return false;
+          const from = at + stamp.length;
+          return dayOfValue(day, line.slice(from, line.indexOf('"', from))) === date;
+        };
+  const valueInDay = (value: unknown) =>
+    day.kind === "date" ? value === date : dayOfValue(day, value) === date;
   return (line: string): { key: unknown; inPartition: boolean } => {
     if (line.startsWith(prefix) && line.indexOf("{", 1) < 0) {
       let end = prefix.length;
@@ -43,11 +63,11 @@ export function lineReader(keyColumn: string, partitionColumn: string, date: str
       while (end < line.length && line.charCodeAt(end) >= 48 && line.charCodeAt(end) <= 57) end++;
       const next = line.charCodeAt(end);
       if (end > prefix.length && (next === 44 || next === 125) && line.endsWith("}")) {
-        return { key: Number(line.slice(prefix.length, end)), inPartition: line.includes(member) };
+        return { key: Number(line.slice(prefix.length, end)), inPartition: inDay(line) };
       }
     }
     const row = JSON.parse(line) as Row;
-    return { key: row[keyColumn], inPartition: row[partitionColumn] === date };
+    return { key: row[keyColumn], inPartition: valueInDay(row[partitionColumn]) };
   };
 }
 
@@ -106,7 +126,7 @@ export async function scanPart(
       scan.rawBytes += chunk.byteLength;
     }),
   );
-  const read = lineReader(spec.keyColumn, spec.partitionColumn, part.date);
+  const read = lineReader(spec.keyColumn, spec.partitionColumn, part.date, dayColumn(spec));
   try {
     for await (const lines of readLines(raw)) {
       const keys: number[] = [];
@@ -218,9 +238,10 @@ export async function verifyPart(ctx: JobContext, part: PartRecord): Promise<Par
 export async function countInRange(ctx: JobContext, part: PartRecord): Promise<number> {
   const q = ctx.source.dialect.quote;
   const { table, partitionColumn, keyColumn } = ctx.spec;
+  const day = dayCondition(q(partitionColumn), dayColumn(ctx.spec), part.date);
   const rows = await ctx.source.query(
-    `SELECT COUNT(*) AS n FROM ${q(table)} WHERE ${q(partitionColumn)} = ? AND ${q(keyColumn)} BETWEEN ? AND ?`,
-    [part.date, part.minId, part.maxId],
+    `SELECT COUNT(*) AS n FROM ${q(table)} WHERE ${day.sql} AND ${q(keyColumn)} BETWEEN ? AND ?`,
+    [...day.params, part.minId, part.maxId],
   );
   return toCount(rows[0]?.n);
 }

@@ -34,6 +34,8 @@ export interface Dialect {
    * (PostgreSQL's json, whose null would read as SQL NULL); undefined: the column itself.
    */
   columnText?(quoted: string, type: string): string | undefined;
+  /** `expr` read as the database's own text (a date or timestamp not made a JS Date). */
+  asText?(expr: string): string;
   /** Appended to a SELECT to lock the rows it reads until the transaction ends, or "". */
   readonly lockRows: string;
   /** `expr` is one of `keys`: an IN-list by default; one array parameter where there is one. */

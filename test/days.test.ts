@@ -1,0 +1,116 @@
+import { describe, expect, it } from "vitest";
+import { dayColumnOf, dayCondition, dayOfValue } from "../src/core/archive/days.js";
+import { lineReader } from "../src/core/archive/verify.js";
+import { BadInputError } from "../src/core/errors.js";
+import { dayInZone, dayStartInZone } from "../src/core/time-zones.js";
+
+/**
+ * Days of a timestamp partition: where each starts as an instant, which day a value the
+ * database rendered falls on, and the condition that reads one day. A row must land in exactly
+ * one day, whatever the zone does at midnight or across a DST change.
+ */
+const at = (iso: string) => Date.parse(iso);
+const berlin = { kind: "timestamp", aware: true, timeZone: "Europe/Berlin" } as const;
+const wall = { kind: "timestamp", aware: false, timeZone: "UTC" } as const;
+
+describe("days in a time zone", () => {
+  it("start at midnight in UTC and in Berlin, summer and winter", () => {
+    expect(dayStartInZone("2025-10-13", "UTC")).toBe(at("2025-10-13T00:00:00Z"));
+    expect(dayStartInZone("2025-07-01", "Europe/Berlin")).toBe(at("2025-06-30T22:00:00Z"));
+    expect(dayStartInZone("2025-12-01", "Europe/Berlin")).toBe(at("2025-11-30T23:00:00Z"));
+  });
+
+  it("are 23 hours long when the clocks go forward and 25 when they go back", () => {
+    const hours = (d: string, next: string) =>
+      (dayStartInZone(next, "Europe/Berlin") - dayStartInZone(d, "Europe/Berlin")) / 3_600_000;
+    expect(hours("2025-03-30", "2025-03-31")).toBe(23);
+    expect(hours("2025-10-26", "2025-10-27")).toBe(25);
+    expect(hours("2025-10-27", "2025-10-28")).toBe(24);
+  });
+
+  it("start at their first minute where the zone skips midnight (Santiago, 2025-09-07)", () => {
+    expect(dayStartInZone("2025-09-07", "America/Santiago")).toBe(at("2025-09-07T04:00:00Z"));
+    expect(dayInZone(at("2025-09-07T03:59:59.999Z"), "America/Santiago")).toBe("2025-09-06");
+  });
+
+  it("put every instant of a year in the day whose bounds hold it", () => {
+    for (let t = at("2025-01-01T00:00:00Z"); t < at("2026-01-01T00:00:00Z"); t += 1_800_000 - 7) {
+      const d = dayInZone(t, "Europe/Berlin");
+      const start = dayStartInZone(d, "Europe/Berlin");
+      expect(start).toBeLessThanOrEqual(t);
+      expect(t - start).toBeLessThan(25 * 3_600_000);
+    }
+  });
+});
+
+describe("the day of a rendered value", () => {
+  it("reads instants as PostgreSQL and MySQL render them, in the partition's zone", () => {
+    expect(dayOfValue(berlin, "2025-10-12T22:00:00+00:00")).toBe("2025-10-13");
+    expect(dayOfValue(berlin, "2025-10-12T21:59:59.999999+00:00")).toBe("2025-10-12");
+    expect(dayOfValue(berlin, "2025-10-12 21:59:59.999999+00")).toBe("2025-10-12");
+    expect(dayOfValue(berlin, "2025-10-13 00:30:00+02")).toBe("2025-10-13");
+    expect(dayOfValue(berlin, "2025-10-12 22:00:00")).toBe("2025-10-13"); // MySQL, UTC session
+    expect(dayOfValue(berlin, "2025-10-12 18:00:00-04:00")).toBe("2025-10-13");
+  });
+
+  it("reads wall-clock times by their date part, and refuses a non-UTC offset on them", () => {
+    expect(dayOfValue(wall, "2025-10-13T23:59:59.999999")).toBe("2025-10-13");
+    expect(dayOfValue(wall, "2025-10-13 00:00:00")).toBe("2025-10-13");
+    expect(dayOfValue(wall, "2025-10-13T23:00:00Z")).toBe("2025-10-13");
+    expect(dayOfValue(wall, "2025-10-13T23:00:00+02:00")).toBeNull();
+  });
+
+  it("refuses what is not a date or a timestamp", () => {
+    for (const v of ["", "2025-10-13x", "13.10.2025", "infinity", null, 20251013]) {
+      expect(dayOfValue(berlin, v)).toBeNull();
+    }
+    expect(dayOfValue({ kind: "date" }, "2025-10-13")).toBe("2025-10-13");
+    expect(dayOfValue({ kind: "date" }, "2025-10-13 00:00:00")).toBeNull();
+  });
+});
+
+describe("the condition that reads one day", () => {
+  it("is equality for a date and a half-open range for a timestamp", () => {
+    expect(dayCondition('"d"', { kind: "date" }, "2025-10-13")).toEqual({
+      sql: '"d" = ?',
+      params: ["2025-10-13"],
+    });
+    expect(dayCondition('"t"', berlin, "2025-10-26")).toEqual({
+      sql: '"t" >= ? AND "t" < ?',
+      params: ["2025-10-25 22:00:00.000", "2025-10-26 23:00:00.000"],
+    });
+    expect(dayCondition('"t"', wall, "2025-10-13").params).toEqual(["2025-10-13", "2025-10-14"]);
+  });
+
+  it("is chosen from the column's declared type, or refused with the reason", () => {
+    const of = (dialect: "postgres" | "mysql" | "sqlite", type: string, tz = "Europe/Berlin") =>
+      dayColumnOf(dialect, "c", type, tz);
+    expect(of("postgres", "timestamp(6) with time zone")).toEqual(berlin);
+    expect(of("postgres", "timestamp without time zone")).toMatchObject({ aware: false });
+    expect(of("mysql", "timestamp(6)")).toMatchObject({ kind: "timestamp", aware: true });
+    expect(of("mysql", "datetime(3)")).toMatchObject({ kind: "timestamp", aware: false });
+    expect(of("postgres", "date")).toEqual({ kind: "date" });
+    expect(of("mysql", "varchar(10)")).toEqual({ kind: "date" });
+    expect(of("sqlite", "TEXT")).toEqual({ kind: "date" });
+    expect(of("sqlite", "TIMESTAMP", "UTC")).toMatchObject({ kind: "timestamp", aware: false });
+    expect(() => of("sqlite", "DATETIME")).toThrow(/SLUICE_PARTITION_TIME_ZONE=UTC/);
+    expect(() => of("postgres", "bigint")).toThrow(BadInputError);
+  });
+});
+
+describe("archived lines of a timestamp partition", () => {
+  const read = lineReader("id", "created_at", "2025-10-13", berlin);
+  it("belong to the day their timestamp falls on, read from the text or parsed", () => {
+    expect(read('{"id":1,"created_at":"2025-10-12T22:00:00+00:00","p":"/"}')).toEqual({
+      key: 1,
+      inPartition: true,
+    });
+    expect(read('{"id":2,"created_at":"2025-10-12T21:59:59.999+00:00"}').inPartition).toBe(false);
+    expect(read('{"id":3,"created_at":null}').inPartition).toBe(false);
+    expect(read('{"id":4,"x":{"created_at":"2025-10-12T22:00:00Z"}}').inPartition).toBe(false);
+    expect(read('{"x":{},"id":5,"created_at":"2025-10-13T10:00:00Z"}')).toEqual({
+      key: 5,
+      inPartition: true,
+    });
+  });
+});
