@@ -123,3 +123,41 @@ for (const t of targets) {
     });
   });
 }
+
+describe.runIf(pgdb !== null)("ingest and stats on a table of another shape", () => {
+  let srv: TestServer;
+  beforeAll(async () => {
+    const db = pgdb as TestDb;
+    await db.run(
+      "CREATE TABLE pv (id BIGINT PRIMARY KEY, created_at TIMESTAMPTZ NOT NULL, url TEXT)",
+    );
+    await db.run("INSERT INTO pv VALUES (1, '2025-06-02 12:00+00', '/a')");
+    srv = await startServer({
+      env: { SLUICE_DB: db.url, SLUICE_TABLE: "pv", SLUICE_PARTITION_COLUMN: "created_at" },
+    });
+  });
+  afterAll(async () => {
+    await srv?.stop();
+  });
+
+  it("answer 404 saying what they need and how to enable them, never a database error", async () => {
+    for (const res of [
+      await postJson(srv.url, [event(TS)]),
+      await call(`${srv.url}/api/stats/top-paths?from=${DAY}&to=${DAY}`),
+      await call(`${srv.url}/api/stats/path-daily?path=/a&from=${DAY}&to=${DAY}`),
+    ]) {
+      expect(res.status, res.text).toBe(404);
+      const body = JSON.parse(res.text) as { error: string; message: string };
+      expect(body.error).toBe("not_found");
+      expect(body.message).toMatch(/'pv' has no event_date, ts, path/);
+      expect(body.message).toMatch(/SLUICE_TABLE/);
+    }
+    expect(await (pgdb as TestDb).query("SELECT COUNT(*)::int AS n FROM pv")).toEqual([{ n: 1 }]);
+  });
+
+  it("leave the rest of the service working on that table", async () => {
+    const res = await call(`${srv.url}/admin/partitions`, { headers: bearer() });
+    expect(res.status, res.text).toBe(200);
+    expect((await call(`${srv.url}/healthz`)).status).toBe(200);
+  });
+});

@@ -14,6 +14,7 @@ import { ingestRoutes } from "./routes/ingest.js";
 import { statsRoutes } from "./routes/stats.js";
 import { type TraceOptions, traceRoutes } from "./routes/trace.js";
 import { httpError } from "./status.js";
+import { trafficOnly } from "./traffic-only.js";
 
 export interface AppOptions {
   ctx: JobContext;
@@ -87,6 +88,9 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
   app.use("/api/events", optionalBearer(o.ingestToken, "INGEST_TOKEN", "ingest"));
   app.use("/api/stats/*", optionalBearer(o.statsToken, "STATS_TOKEN", "stats"));
   app.use("/api/trace/*", optionalBearer(o.traceToken, "TRACE_TOKEN", "trace"));
+  const traffic = trafficOnly(ctx);
+  app.use("/api/events", traffic);
+  app.use("/api/stats/*", traffic);
   app.use(refuseNulInQuery);
   app.notFound((c) =>
     c.json({ error: "not_found", message: `no route ${c.req.method} ${c.req.path}` }, 404),
