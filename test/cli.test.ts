@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -72,6 +72,8 @@ describe("sluice CLI", () => {
       ["cleanup", "--date=2025-10-13", "--budget-ms=soon"],
       /--budget-ms must be/,
     ],
+    ["verify, neither --date nor --all", ["verify"], /either --date YYYY-MM-DD or --all/],
+    ["verify, both", ["verify", "--all", "--date=2025-10-13"], /either --date/],
     ["status, bad date", ["status", "--date=20251013"], /not YYYY-MM-DD/],
     [
       "status, unknown table",
@@ -173,6 +175,64 @@ describe("sluice CLI", () => {
     expect(sluice(["backlog", "--today=2025-11-05", "--retention-days=3"], env).stdout).toMatch(
       /nothing older than 2025-11-03/,
     );
+  });
+
+  it("verify --all re-reads every archived date, records each failure and goes on", () => {
+    const env = {
+      SLUICE_DB: `sqlite:${join(dir, "verify-all.db")}`,
+      SLUICE_STORE: `file:${join(dir, "verify-all")}`,
+    };
+    expect(sluice(["prepare-data", "--count=300", "--date=2025-09-03", "--days=3"], env).code).toBe(
+      0,
+    );
+    for (const d of ["2025-09-01", "2025-09-02", "2025-09-03"]) {
+      expect(sluice(["archive", `--date=${d}`], env).code).toBe(0);
+    }
+    expect(sluice(["cleanup", "--date=2025-09-01"], env).code).toBe(0);
+    const ok = sluice(["--json", "verify", "--all"], env);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({
+      ok: true,
+      partitions: [
+        { date: "2025-09-01", ok: true, rows: 300 },
+        { date: "2025-09-02", ok: true, rows: 300 },
+        { date: "2025-09-03", ok: true, rows: 300 },
+      ],
+    });
+    // One archive (already cleaned) damaged, one deleted; the third left alone.
+    const damaged = partPath(dateFolder(join(dir, "verify-all"), "2025-09-01"));
+    const bytes = readFileSync(damaged);
+    const mid = bytes.length >> 1;
+    bytes.writeUInt8((bytes[mid] as number) ^ 0xff, mid);
+    writeFileSync(damaged, bytes);
+    rmSync(partPath(dateFolder(join(dir, "verify-all"), "2025-09-02")));
+    const r = sluice(["--json", "verify", "--all"], env);
+    expect(r.code).toBe(1);
+    expect(r.stdout.trim().split("\n")).toHaveLength(1); // one JSON object, no second one
+    const out = JSON.parse(r.stdout) as { ok: boolean; partitions: Record<string, unknown>[] };
+    expect(out.ok).toBe(false);
+    expect(out.partitions.map((p) => [p.date, p.ok])).toEqual([
+      ["2025-09-01", false],
+      ["2025-09-02", false],
+      ["2025-09-03", true],
+    ]);
+    expect(out.partitions[0]?.error).toMatch(/sha256/);
+    expect(out.partitions[1]?.error).toMatch(/is missing/);
+    expect(r.stderr).toMatch(/2 of 3 partitions failed verification \(2025-09-01, 2025-09-02\)/);
+    const list = JSON.parse(sluice(["--json", "status"], env).stdout) as {
+      partitions: { date: string; state: string; lastError: string | null }[];
+    };
+    expect(list.partitions.map((p) => [p.date, p.state])).toEqual([
+      ["2025-09-01", "failed"],
+      ["2025-09-02", "failed"],
+      ["2025-09-03", "verified"],
+    ]);
+    expect(list.partitions[0]?.lastError).toMatch(/sha256/);
+    expect(list.partitions[1]?.lastError).toMatch(/is missing/);
+    // Nothing else changed: the hot rows of the dates not cleaned are all there.
+    for (const d of ["2025-09-02", "2025-09-03"]) {
+      expect(JSON.parse(sluice(["--json", "status", `--date=${d}`], env).stdout).hotRows).toBe(300);
+    }
   });
 
   it("exits 1 when the job itself fails, and says why", () => {

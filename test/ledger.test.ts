@@ -22,8 +22,9 @@ describe("the archive_metadata state machine", () => {
     expect(canMove("pending", "cleaned")).toBe(false);
     expect(canMove("verified", "cleaned")).toBe(false);
     expect(canMove("cleaning", "cleaned")).toBe(true);
-    // Late rows reopen a cleaned partition for a new part, never for deletion directly.
-    expect(TRANSITIONS.cleaned).toEqual(["archiving"]);
+    // Late rows reopen a cleaned partition for a new part, and a re-verification that finds
+    // its archive damaged marks it failed: never deletion directly.
+    expect(TRANSITIONS.cleaned).toEqual(["archiving", "failed"]);
   });
 
   it("refuses an illegal move, and any move by a process that does not hold the lease", async () => {

@@ -1,5 +1,5 @@
 import type { CleanupOutcome } from "../core/archive/cleanup.js";
-import type { ArchiveOutcome, PartitionStatus } from "../core/archive/jobs.js";
+import type { ArchiveOutcome, PartitionStatus, VerifyResult } from "../core/archive/jobs.js";
 import type { PartRecord, PartitionRecord } from "../core/archive/ledger/records.js";
 
 export const fmt = (n: number) => n.toLocaleString("en-US");
@@ -110,6 +110,18 @@ export function describeArchived(
 export function describeVerified(table: string, date: string, parts: PartRecord[]): string {
   const rows = parts.reduce((n, p) => n + p.eventCount, 0);
   return `verified ${plural(parts.length, "part")} of ${table} ${date}: ${fmt(rows)} rows, bytes and sha256 match`;
+}
+
+/** What `verify --all` found, a line per partition. */
+export function describeVerifiedAll(table: string, results: readonly VerifyResult[]): string {
+  if (results.length === 0) return `${table}: no archived partitions to verify`;
+  const lines = results.map((r) =>
+    r.ok
+      ? `${r.date}  ok      ${plural(r.parts, "part")}, ${fmt(r.rows)} rows`
+      : `${r.date}  FAILED  ${r.error}`,
+  );
+  const failed = results.filter((r) => !r.ok).length;
+  return `${lines.join("\n")}\n${table}: ${plural(results.length, "partition")} verified, ${failed} failed`;
 }
 
 /** What `cleanup` did. */

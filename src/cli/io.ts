@@ -1,3 +1,4 @@
+import { SluiceError } from "../core/errors.js";
 import type { Config } from "../node/config.js";
 import { type NodeContext, openContext } from "../node/context.js";
 import type { GlobalOptions } from "./options.js";
@@ -12,6 +13,13 @@ export interface Io {
 /** A result: the text for a person, or with --json the object for a script. */
 export function print(opts: GlobalOptions, human: string, json: unknown): void {
   process.stdout.write(opts.json ? `${JSON.stringify(json)}\n` : `${human}\n`);
+}
+
+/** A failure whose result was already printed (with --json, the one object): exit 1, no more. */
+export class PrintedFailure extends SluiceError {
+  constructor(message: string) {
+    super("failed", message);
+  }
 }
 
 /** Run `fn` with the configured context open, closing it after. */

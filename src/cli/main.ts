@@ -72,8 +72,11 @@ program
 
 program
   .command("verify")
-  .description("read a date's archive back and prove it matches its manifest and the ledger")
-  .requiredOption("--date <YYYY-MM-DD>", "the partition")
+  .description(
+    "read a date's archive back (every archived date's with --all) and prove it matches its manifest and the ledger",
+  )
+  .option("--date <YYYY-MM-DD>", "the partition")
+  .option("--all", "every partition with stored parts; a failure is recorded and the rest go on")
   .action((_o, cmd) => runCli("verify", cmd.optsWithGlobals()));
 
 program

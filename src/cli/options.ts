@@ -26,6 +26,11 @@ export interface StatusOptions extends GlobalOptions {
   date?: string;
 }
 
+export interface VerifyOptions extends GlobalOptions {
+  date?: string;
+  all?: boolean;
+}
+
 export interface CleanupCliOptions extends DateOptions {
   batch?: number;
   budgetMs?: number;
@@ -52,7 +57,7 @@ export interface DemoOptions extends GlobalOptions {
 export interface CommandOptions {
   "prepare-data": PrepareOptions;
   archive: DateOptions;
-  verify: DateOptions;
+  verify: VerifyOptions;
   status: StatusOptions;
   cleanup: CleanupCliOptions;
   backlog: BacklogOptions;

@@ -3,7 +3,7 @@ import { backlog, demo } from "./commands/backlog.js";
 import { archive, cleanup, status, verify } from "./commands/partition.js";
 import { prepareData } from "./commands/prepare.js";
 import { serve } from "./commands/serve.js";
-import type { Io } from "./io.js";
+import { type Io, PrintedFailure } from "./io.js";
 import type { CommandName, CommandOptions } from "./options.js";
 import { progressLine } from "./progress.js";
 
@@ -53,7 +53,8 @@ export async function runCli<K extends CommandName>(
     bar.done();
     const kind: ErrorKind = err instanceof SluiceError ? err.kind : "failed";
     const message = describeError(abort.signal.aborted ? abort.signal.reason : err);
-    if (opts.json) process.stdout.write(`${JSON.stringify({ ok: false, error: kind, message })}\n`);
+    if (opts.json && !(err instanceof PrintedFailure))
+      process.stdout.write(`${JSON.stringify({ ok: false, error: kind, message })}\n`);
     process.stderr.write(`sluice ${command}: ${message}\n`);
     if (!(err instanceof SluiceError) && process.env.SLUICE_DEBUG) console.error(err);
     process.exitCode = EXIT[kind];

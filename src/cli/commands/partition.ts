@@ -1,5 +1,12 @@
-import { archiveDate, cleanupDate, partitionStatus, verifyDate } from "../../core/archive/jobs.js";
+import {
+  archiveDate,
+  cleanupDate,
+  partitionStatus,
+  verifyAll,
+  verifyDate,
+} from "../../core/archive/jobs.js";
 import { parsePartitionDate } from "../../core/dates.js";
+import { BadInputError } from "../../core/errors.js";
 import { cleanupOptions } from "../../node/config.js";
 import {
   describeArchived,
@@ -7,12 +14,14 @@ import {
   describeList,
   describeStatus,
   describeVerified,
+  describeVerifiedAll,
 } from "../format.js";
-import { type Io, print, withContext } from "../io.js";
+import { type Io, PrintedFailure, print, withContext } from "../io.js";
 import {
   type CleanupCliOptions,
   type DateOptions,
   type StatusOptions,
+  type VerifyOptions,
   configFrom,
 } from "../options.js";
 
@@ -36,9 +45,30 @@ export async function archive(opts: DateOptions, io: Io): Promise<void> {
   });
 }
 
-/** verify: read every part of the date back and prove it. */
-export async function verify(opts: DateOptions, io: Io): Promise<void> {
+/** verify: read every part of the date (or of every archived date) back and prove it. */
+export async function verify(opts: VerifyOptions, io: Io): Promise<void> {
+  if ((opts.date === undefined) === !opts.all) {
+    throw new BadInputError("give either --date YYYY-MM-DD or --all");
+  }
   const config = configFrom(opts);
+  if (opts.all) {
+    await withContext(config, io, async ({ ctx, owner }) => {
+      const results = await verifyAll(ctx, owner, io.signal);
+      io.bar.done();
+      const failed = results.filter((r) => !r.ok);
+      print(opts, describeVerifiedAll(ctx.spec.table, results), {
+        ok: failed.length === 0,
+        partitions: results,
+      });
+      if (failed.length) {
+        // Already printed in full; the exit code and one line say it failed.
+        throw new PrintedFailure(
+          `${failed.length} of ${results.length} partitions failed verification (${failed.map((r) => r.date).join(", ")}); each is recorded in the ledger`,
+        );
+      }
+    });
+    return;
+  }
   const date = parsePartitionDate(opts.date);
   await withContext(config, io, async ({ ctx, owner }) => {
     const parts = await verifyDate(ctx, owner, date);

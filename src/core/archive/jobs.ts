@@ -108,6 +108,48 @@ export function verifyDate(ctx: JobContext, owner: string, date: string): Promis
   });
 }
 
+/** One partition's outcome in {@link verifyAll}. */
+export interface VerifyResult {
+  date: string;
+  ok: boolean;
+  parts: number;
+  rows: number;
+  /** Why it failed; the ledger has it too (`last_error`, state `failed`). */
+  error?: string;
+}
+
+/**
+ * Re-read every stored part of every partition that has parts. A partition that fails (or
+ * whose lease another job holds) is reported and, by verifyDate, recorded in the ledger; the
+ * others go on. An unreachable database stops it all.
+ */
+export async function verifyAll(
+  ctx: JobContext,
+  owner: string,
+  signal?: AbortSignal,
+): Promise<VerifyResult[]> {
+  const results: VerifyResult[] = [];
+  for (const rec of await ctx.ledger.list(ctx.spec.table)) {
+    if (rec.partCount === 0) continue;
+    signal?.throwIfAborted();
+    try {
+      const parts = await verifyDate(ctx, owner, rec.date);
+      const rows = parts.reduce((n, p) => n + p.eventCount, 0);
+      results.push({ date: rec.date, ok: true, parts: parts.length, rows });
+    } catch (err) {
+      if (!(err instanceof SluiceError) || err.kind === "unavailable" || signal?.aborted) throw err;
+      results.push({
+        date: rec.date,
+        ok: false,
+        parts: rec.partCount,
+        rows: rec.eventCount,
+        error: describeError(err),
+      });
+    }
+  }
+  return results;
+}
+
 /** Delete the verified archive's rows of `date` from the hot store. */
 export function cleanupDate(
   ctx: JobContext,

@@ -13,7 +13,8 @@ export type PartitionState =
 
 /**
  * Allowed moves. `cleaned -> archiving` and `verified -> archiving` write late rows as a new
- * part; `archiving -> archiving` is a rerun after a job was killed mid-write.
+ * part; `archiving -> archiving` is a rerun after a job was killed mid-write; `cleaned ->
+ * failed` is a re-verification that found the archive damaged or gone, for an alert to see.
  */
 export const TRANSITIONS: Readonly<Record<PartitionState, readonly PartitionState[]>> = {
   pending: ["archiving", "failed"],
@@ -21,7 +22,7 @@ export const TRANSITIONS: Readonly<Record<PartitionState, readonly PartitionStat
   archived: ["verified", "archiving", "failed"],
   verified: ["cleaning", "archiving", "failed"],
   cleaning: ["cleaning", "cleaned", "failed"],
-  cleaned: ["archiving"],
+  cleaned: ["archiving", "failed"],
   failed: ["archiving", "verified", "cleaning", "failed"],
 };
 
