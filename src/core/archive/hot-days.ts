@@ -39,12 +39,19 @@ export async function hotDays(
     if (day.kind === "date") {
       last = String(d);
     } else {
-      last = dayOfValue(day, d);
-      if (last === null) {
+      const next = dayOfValue(day, d);
+      if (next === null) {
         throw new BadInputError(
           `${table}.${partitionColumn} holds ${JSON.stringify(d)}, which is not a timestamp sluice reads`,
         );
       }
+      // Only a zone whose dates run backwards at a midnight could give a day again.
+      if (last !== null && next <= last) {
+        throw new BadInputError(
+          `${table}.${partitionColumn} ${JSON.stringify(d)} falls on ${next} in ${day.timeZone}, after ${last}: the zone's days do not follow each other`,
+        );
+      }
+      last = next;
     }
     days.push(last);
   }
