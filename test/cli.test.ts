@@ -282,4 +282,31 @@ describe.runIf(server !== null)("sluice CLI on PostgreSQL", () => {
       await client.end();
     }
   });
+
+  it("status creates nothing: no ledger tables appear until a job runs", async () => {
+    const db = server as TestDb;
+    await db.run("CREATE TABLE pv_ro (id BIGINT PRIMARY KEY, created_at TIMESTAMPTZ NOT NULL)");
+    await db.run("INSERT INTO pv_ro VALUES (1, '2025-10-13 12:00+00')");
+    const env = { SLUICE_DB: db.url, SLUICE_TABLE: "pv_ro", SLUICE_PARTITION_COLUMN: "created_at" };
+    const ledgerTables = async () =>
+      (
+        await db.query(
+          "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name IN ('archive_metadata', 'archive_parts', 'sluice_migrations') ORDER BY 1",
+        )
+      ).map((t) => t.table_name);
+    const list = sluice(["--json", "status"], env);
+    expect(list.code, list.stderr).toBe(0);
+    expect(JSON.parse(list.stdout)).toEqual({ ok: true, partitions: [] });
+    const one = sluice(["--json", "status", "--date=2025-10-13"], env);
+    expect(one.code, one.stderr).toBe(0);
+    expect(JSON.parse(one.stdout)).toMatchObject({ hotRows: 1, record: null, parts: [] });
+    expect(await ledgerTables()).toEqual([]);
+    expect(sluice(["archive", "--date=2025-10-13"], env).code).toBe(0);
+    expect(await ledgerTables()).toEqual([
+      "archive_metadata",
+      "archive_parts",
+      "sluice_migrations",
+    ]);
+    expect(JSON.parse(sluice(["--json", "status"], env).stdout).partitions).toHaveLength(1);
+  });
 });

@@ -27,8 +27,13 @@ export async function withContext<T>(
   config: Config,
   io: Io,
   fn: (c: NodeContext) => Promise<T>,
+  options: { readOnly?: boolean } = {},
 ): Promise<T> {
-  const c = await openContext(config, { onProgress: io.bar.update, signal: io.signal });
+  const c = await openContext(config, {
+    onProgress: io.bar.update,
+    signal: io.signal,
+    readOnly: options.readOnly,
+  });
   try {
     return await fn(c);
   } finally {

@@ -9,6 +9,8 @@ import { isHolderGone, nodeSha256, ownerId } from "./owner.js";
 
 export interface NodeContext {
   ctx: JobContext;
+  /** False when opened read-only on a database whose ledger is missing or older: nothing in it. */
+  ledgerReady: boolean;
   owner: string;
   close(): Promise<void>;
 }
@@ -22,10 +24,13 @@ export function specOf(config: Config): PartitionSpec {
   };
 }
 
-/** Open the configured hot store and object store, migrate the ledger, check the table. */
+/**
+ * Open the configured hot store and object store, migrate the ledger, check the table.
+ * `readOnly` (status): the ledger is read as it is, never created or upgraded.
+ */
 export async function openContext(
   config: Config,
-  options: { onProgress?: ProgressListener; signal?: AbortSignal } = {},
+  options: { onProgress?: ProgressListener; signal?: AbortSignal; readOnly?: boolean } = {},
 ): Promise<NodeContext> {
   const source = openSource(config.SLUICE_DB, {
     statementTimeoutMs: config.SLUICE_STATEMENT_TIMEOUT_MS || undefined,
@@ -34,8 +39,11 @@ export async function openContext(
     const store = await openStore(config.SLUICE_STORE);
     const ledger = new Ledger(source, { leaseMs: config.SLUICE_LEASE_MS, isHolderGone });
     const spec = await checkSpec(source, specOf(config));
-    await ledger.migrate();
+    let ledgerReady = true;
+    if (options.readOnly) ledgerReady = await ledger.isCurrent();
+    else await ledger.migrate();
     return {
+      ledgerReady,
       ctx: {
         source,
         store,

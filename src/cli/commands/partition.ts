@@ -80,15 +80,22 @@ export async function verify(opts: VerifyOptions, io: Io): Promise<void> {
 /** status: one date's ledger and hot rows, or every partition. */
 export async function status(opts: StatusOptions, io: Io): Promise<void> {
   const config = configFrom(opts);
-  await withContext(config, io, async ({ ctx }) => {
-    if (opts.date === undefined) {
-      const list = await ctx.ledger.list(ctx.spec.table);
-      print(opts, describeList(list), { ok: true, partitions: list });
-      return;
-    }
-    const s = await partitionStatus(ctx, parsePartitionDate(opts.date));
-    print(opts, describeStatus(s), { ok: true, ...s });
-  });
+  const date = opts.date === undefined ? undefined : parsePartitionDate(opts.date);
+  // A look only: the ledger is read as it is, never created or upgraded.
+  await withContext(
+    config,
+    io,
+    async ({ ctx, ledgerReady }) => {
+      if (date === undefined) {
+        const list = ledgerReady ? await ctx.ledger.list(ctx.spec.table) : [];
+        print(opts, describeList(list), { ok: true, partitions: list });
+        return;
+      }
+      const s = await partitionStatus(ctx, date, { ledger: ledgerReady });
+      print(opts, describeStatus(s), { ok: true, ...s });
+    },
+    { readOnly: true },
+  );
 }
 
 /** cleanup: delete the date's archived rows from the hot store. */

@@ -208,12 +208,20 @@ export interface PartitionStatus {
   lateRows: number;
 }
 
-/** What the ledger says of a date, beside what the hot store holds now. */
-export async function partitionStatus(ctx: JobContext, date: string): Promise<PartitionStatus> {
+/**
+ * What the ledger says of a date, beside what the hot store holds now. `ledger: false`: there
+ * is no ledger to ask (a read-only look at a database sluice has not worked on).
+ */
+export async function partitionStatus(
+  ctx: JobContext,
+  date: string,
+  options: { ledger?: boolean } = {},
+): Promise<PartitionStatus> {
   const q = ctx.source.dialect.quote;
   const { table, partitionColumn } = ctx.spec;
-  const record = await ctx.ledger.get(table, date);
-  const parts = await ctx.ledger.parts(table, date);
+  const withLedger = options.ledger !== false;
+  const record = withLedger ? await ctx.ledger.get(table, date) : null;
+  const parts = withLedger ? await ctx.ledger.parts(table, date) : [];
   const day = dayCondition(q(partitionColumn), dayColumn(ctx.spec), date);
   const count = async (extra: string, params: unknown[]) =>
     toCount(

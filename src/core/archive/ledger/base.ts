@@ -1,7 +1,7 @@
 import { LeaseLostError, SluiceError } from "../../errors.js";
 import type { BatchStatement, SqlExecutor, SqlSource } from "../../sql/source.js";
 import type { Lease } from "./lease.js";
-import { migrateLedger } from "./migrations.js";
+import { ledgerIsCurrent, migrateLedger } from "./migrations.js";
 import {
   type PartRecord,
   type PartitionFields,
@@ -167,5 +167,10 @@ export class LedgerBase {
   /** Create or upgrade the ledger tables. Safe to run from several processes at once. */
   async migrate(): Promise<void> {
     await migrateLedger(this.db, () => this.iso());
+  }
+
+  /** Whether the ledger's tables exist at the latest version; creates nothing. */
+  isCurrent(): Promise<boolean> {
+    return ledgerIsCurrent(this.db);
   }
 }

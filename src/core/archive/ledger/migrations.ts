@@ -1,4 +1,4 @@
-import type { Dialect, SqlExecutor } from "../../sql/source.js";
+import type { Dialect, SqlExecutor, SqlSource } from "../../sql/source.js";
 import { num } from "./records.js";
 
 /**
@@ -79,6 +79,18 @@ const MIGRATIONS: readonly Migration[] = [
 
 /** A migration statement another process already ran (it added the column first). */
 const ALREADY_DONE = /duplicate column|already exists/i;
+
+/**
+ * Whether the ledger's tables exist at the latest version, asked without creating anything
+ * (what a read-only command may do).
+ */
+export async function ledgerIsCurrent(db: SqlSource): Promise<boolean> {
+  if (!(await db.tableColumns("sluice_migrations"))) return false;
+  const done = new Set(
+    (await db.query("SELECT version FROM sluice_migrations")).map((r) => num(r.version)),
+  );
+  return MIGRATIONS.every((m) => done.has(m.version));
+}
 
 /** Create or upgrade the ledger tables. Safe to run from several processes at once. */
 export async function migrateLedger(db: SqlExecutor, now: () => string): Promise<void> {
