@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { dayColumnOf, dayCondition, dayOfValue } from "../src/core/archive/days.js";
 import { lineReader } from "../src/core/archive/verify.js";
 import { BadInputError } from "../src/core/errors.js";
@@ -39,6 +39,20 @@ describe("days in a time zone", () => {
       const start = dayStartInZone(d, "Europe/Berlin");
       expect(start).toBeLessThanOrEqual(t);
       expect(t - start).toBeLessThan(25 * 3_600_000);
+    }
+  });
+});
+
+describe("UTC, the default", () => {
+  it("needs no time-zone data: a process on the default maps none of ICU's", () => {
+    const spy = vi.spyOn(Intl, "DateTimeFormat");
+    try {
+      expect(dayStartInZone("2025-10-13", "UTC")).toBe(at("2025-10-13T00:00:00Z"));
+      expect(dayInZone(at("2025-10-13T23:59:59.999Z"), "UTC")).toBe("2025-10-13");
+      expect(dayColumnOf("postgres", "c", "timestamptz", "UTC")).toMatchObject({ aware: true });
+      expect(spy).not.toHaveBeenCalled();
+    } finally {
+      spy.mockRestore();
     }
   });
 });

@@ -23,7 +23,7 @@ export function dayColumnOf(
   const t = type.toLowerCase();
   if (/^timestamp|^datetime/.test(t)) {
     const aware =
-      (dialect === "postgres" && t.includes("with time zone")) ||
+      (dialect === "postgres" && (t.includes("with time zone") || t.startsWith("timestamptz"))) ||
       (dialect === "mysql" && t.startsWith("timestamp"));
     if (!aware && (dialect === "sqlite" || dialect === "d1") && timeZone !== "UTC") {
       throw new BadInputError(
