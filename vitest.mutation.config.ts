@@ -10,6 +10,7 @@ export default defineConfig({
     include: [
       "test/archive-cleanup.test.ts",
       "test/row-safety.test.ts",
+      "test/non-unique-key.test.ts",
       "test/column-types.test.ts",
       "test/ledger.test.ts",
       "test/ledger-fences.test.ts",
