@@ -24,6 +24,11 @@ export function daysBefore(today: Date, days: number): string {
   return new Date(t - days * 86_400_000).toISOString().slice(0, 10);
 }
 
+/** The day after `date` (YYYY-MM-DD). */
+export function nextDay(date: string): string {
+  return daysBefore(new Date(`${date}T00:00:00Z`), -1);
+}
+
 /**
  * The first date kept hot: with `days` = 3 the hot store keeps today and the two days before
  * it, and every date before the cutoff is archived and cleaned.

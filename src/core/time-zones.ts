@@ -82,8 +82,3 @@ export function dayStartInZone(date: string, timeZone: string): number {
   while (dayInZone(t - MINUTE, timeZone) >= date) t -= MINUTE;
   return t;
 }
-
-/** The day after `date`. */
-export function nextDay(date: string): string {
-  return new Date(Date.parse(`${date}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
-}

@@ -1,4 +1,4 @@
-import { daysBefore } from "../../core/dates.js";
+import { nextDay } from "../../core/dates.js";
 import type { DayPartitions, SqlExecutor } from "../../core/sql/source.js";
 import { quote } from "./dialect.js";
 
@@ -27,7 +27,7 @@ export function postgresDayPartitions(db: SqlExecutor): DayPartitions {
       const wanted =
         key.kind === "LIST"
           ? `FOR VALUES IN (${literal(value)})`
-          : `FOR VALUES FROM (${literal(value)}) TO (${literal(daysBefore(new Date(`${value}T00:00:00Z`), -1))})`;
+          : `FOR VALUES FROM (${literal(value)}) TO (${literal(nextDay(value))})`;
       // Only plain tables: a partition that is itself partitioned is left to row deletes.
       const [child] = await db.query<{ name: string }>(
         `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid

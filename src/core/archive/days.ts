@@ -1,6 +1,7 @@
+import { nextDay } from "../dates.js";
 import { BadInputError } from "../errors.js";
 import type { Dialect } from "../sql/source.js";
-import { dayInZone, dayStartInZone, nextDay } from "../time-zones.js";
+import { dayInZone, dayStartInZone } from "../time-zones.js";
 
 /**
  * How the partition column holds a row's day. `date`: a DATE, or text `YYYY-MM-DD`, equal to

@@ -1,6 +1,6 @@
+import { nextDay } from "../dates.js";
 import { BadInputError } from "../errors.js";
 import type { Dialect, Row } from "../sql/source.js";
-import { nextDay } from "../time-zones.js";
 import { type Condition, dayOfValue, daysFromCondition } from "./days.js";
 import { type PartitionSpec, dayColumn } from "./partition.js";
 

@@ -1,4 +1,4 @@
-import { daysBefore, parsePartitionDate } from "../dates.js";
+import { nextDay, parsePartitionDate } from "../dates.js";
 import { BadInputError } from "../errors.js";
 import type { SqlSource } from "../sql/source.js";
 import { idBatches, placeholders, readSqlStreaming } from "./readers.js";
@@ -76,10 +76,7 @@ export async function resolveSeeds(
     // TRACKOUT_TS is ISO-8601 text: the day after `to` bounds the range from above. After
     // the last day of year 9999 (there is no YYYY-MM-DD day after it) "9999-12-32" does: it
     // sorts after every timestamp of 9999-12-31, in any collation (digits only differ).
-    const end =
-      filter.to === "9999-12-31"
-        ? "9999-12-32"
-        : daysBefore(new Date(`${filter.to}T00:00:00Z`), -1);
+    const end = filter.to === "9999-12-31" ? "9999-12-32" : nextDay(filter.to);
     await read(
       `${select} WHERE ${q("WORKCENTER")} = ? AND ${q("TRACKOUT_TS")} >= ? AND ${q("TRACKOUT_TS")} < ?`,
       [filter.workcenter, filter.from, end],
