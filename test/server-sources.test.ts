@@ -131,6 +131,30 @@ for (const server of servers) {
           await source.close();
         }
       });
+
+      it("a stream stopped before its first fetch gives back a connection the next statement can use", async () => {
+        // One connection, fresh: the stream's statement is the first thing it runs. Stopped
+        // before it reads, the statement must not stay queued on the connection it returns.
+        const source = openSource(s.url, { poolSize: 1 });
+        try {
+          const stop = new AbortController();
+          stop.abort(new Error("the client went away"));
+          const read = async () => {
+            for await (const _ of source.stream("SELECT 1 AS one", [], { signal: stop.signal })) {
+              // nothing: it must stop before the first batch
+            }
+          };
+          await expect(read()).rejects.toThrow(/went away/);
+          // A deadline, not a measurement: the next statement answers, or the test says why.
+          const next = await Promise.race([
+            source.query("SELECT 2 AS two"),
+            new Promise((r) => setTimeout(() => r("the next statement never answered"), 10_000)),
+          ]);
+          expect(next).toEqual([{ two: 2 }]);
+        } finally {
+          await Promise.race([source.close(), new Promise((r) => setTimeout(r, 1000))]);
+        }
+      });
     },
   );
 }

@@ -125,26 +125,34 @@ export class MysqlSource implements SqlSource {
     options: StreamOptions = {},
   ): AsyncIterable<Row[]> {
     const size = options.batchSize ?? DEFAULT_FETCH_SIZE;
+    const signal = options.signal;
+    signal?.throwIfAborted();
     const conn = await this.pool.getConnection();
     // The callback API's row stream pauses the socket when we stop reading: backpressure.
     const raw = conn.connection as unknown as CallbackConnection;
     const rows = raw.query(sql, params as unknown[]).stream({ highWaterMark: size });
+    // Aborted while rows are awaited: the read fails now, and the connection is closed below
+    // (which ends the statement) rather than read to its end.
+    const onAbort = () => rows.destroy(signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
     let failed = false;
     try {
       let batch: Row[] = [];
       for await (const row of rows) {
         batch.push(row as Row);
         if (batch.length >= size) {
-          options.signal?.throwIfAborted();
+          signal?.throwIfAborted();
           yield batch;
           batch = [];
         }
       }
+      signal?.throwIfAborted();
       if (batch.length) yield batch;
     } catch (err) {
       failed = true;
       throw err;
     } finally {
+      signal?.removeEventListener("abort", onAbort);
       rows.destroy();
       // A connection left mid-result cannot be reused: close it instead of returning it.
       if (failed || !rows.readableEnded) conn.destroy();

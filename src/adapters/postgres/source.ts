@@ -31,6 +31,13 @@ const types = {
   },
 };
 
+/**
+ * The settings that shape how values read as text (row_to_json, casts to text): pinned, so
+ * that a row reads the same at archive and at cleanup whatever the server's defaults.
+ */
+const SESSION_SETTINGS =
+  "SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET bytea_output = 'hex'";
+
 class ClientExecutor implements SqlExecutor {
   readonly dialect = postgresDialect;
   constructor(private readonly client: pg.PoolClient) {}
@@ -56,6 +63,8 @@ export class PostgresSource implements SqlSource {
   };
   readonly dayPartitions: DayPartitions = postgresDayPartitions(this);
   private readonly pool: pg.Pool;
+  /** Clients whose session settings are in place. */
+  private readonly settled = new WeakSet<pg.PoolClient>();
 
   constructor(
     private readonly url: string,
@@ -69,40 +78,50 @@ export class PostgresSource implements SqlSource {
     });
     // An idle client's error (server restart) must not crash the process.
     this.pool.on("error", () => undefined);
-    // The settings that shape how values read as text (row_to_json, casts to text): pinned,
-    // so that a row reads the same at archive and at cleanup whatever the server's defaults.
-    this.pool.on("connect", (client) => {
-      client
-        .query(
-          "SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET bytea_output = 'hex'",
-        )
-        .catch(() => undefined);
-    });
   }
 
   async query<T extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
-    try {
-      return (await this.pool.query(toDollarParams(sql), params as unknown[])).rows as T[];
-    } catch (err) {
-      throw unavailable(err) ?? err;
-    }
+    return (await this.run(sql, params)).rows as T[];
   }
 
   async execute(sql: string, params: readonly unknown[] = []): Promise<{ changes: number }> {
+    return { changes: (await this.run(sql, params)).rowCount ?? 0 };
+  }
+
+  /** One statement on a client of the pool, given back as soon as it has answered. */
+  private async run(sql: string, params: readonly unknown[]): Promise<pg.QueryResult> {
+    const client = await this.connect();
+    const health = watch(client);
     try {
-      const res = await this.pool.query(toDollarParams(sql), params as unknown[]);
-      return { changes: res.rowCount ?? 0 };
+      return await client.query(toDollarParams(sql), params as unknown[]);
     } catch (err) {
-      throw unavailable(err) ?? err;
+      throw unavailable(err, health.lost()) ?? err;
+    } finally {
+      health.stop();
+      client.release(health.lost() === null ? undefined : true);
     }
   }
 
+  /**
+   * A client of the pool, its session settings in place before anything else runs on it. They
+   * are awaited, not queued behind: a statement queued on a client is not one we can close.
+   */
   private async connect(): Promise<pg.PoolClient> {
+    let client: pg.PoolClient;
     try {
-      return await this.pool.connect();
+      client = await this.pool.connect();
     } catch (err) {
       throw unavailable(err) ?? err;
     }
+    if (this.settled.has(client)) return client;
+    try {
+      await client.query(SESSION_SETTINGS);
+    } catch (err) {
+      client.release(true);
+      throw unavailable(err) ?? err;
+    }
+    this.settled.add(client);
+    return client;
   }
 
   /**
@@ -173,6 +192,9 @@ export class PostgresSource implements SqlSource {
           clean = false;
         });
       }
+      // Only a closed portal leaves the client free: anything else (a statement still queued
+      // on it, never sent) would run on it later and hold up whoever gets it next.
+      if ((cursor as unknown as { state: string }).state !== "done") clean = false;
       health.stop();
       client.release(clean && health.lost() === null ? undefined : true);
     }
