@@ -503,6 +503,12 @@ for (const maybe of dbs) {
               // A writer stalled mid-upload whose files the next holder removed: an fs error
               // instead of 'lost the lease'.
               ["a late commit, then a stale writer", [lateCommit(DAYS[1]), stale(DAYS[1], 10)]],
+              // A writer stalled between finding the day's partition and locking the table,
+              // which the next holder dropped meanwhile: 'relation does not exist'.
+              [
+                "a stale writer past the partition's lookup",
+                [lateCommit(DAYS[1]), stale(DAYS[1], 36)],
+              ],
             ] as [string, Cmd[]][])
           : []),
       ];

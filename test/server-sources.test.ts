@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { archiveDate, cleanupDate, partitionStatus } from "../src/core/archive/jobs.js";
+import type { DayPartitions } from "../src/core/sql/source.js";
 import { loadConfig } from "../src/node/config.js";
 import { openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
@@ -327,6 +328,50 @@ describe.runIf(servers[0] !== null)("PostgreSQL declarative partitions", () => {
         deleted: 1,
       });
       expect(await exists("tp_keys_a")).toBe(false);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("compares and drops the partition it finds under the lock, not one found before it", async () => {
+    await db().run(`CREATE TABLE tp_swap (id BIGINT NOT NULL, event_date VARCHAR(10) NOT NULL,
+      path VARCHAR(100) NOT NULL, PRIMARY KEY (event_date, id)) PARTITION BY LIST (event_date)`);
+    await db().run(`CREATE TABLE tp_swap_a PARTITION OF tp_swap FOR VALUES IN ('${DAY}')`);
+    for (let id = 1; id <= 10; id++) {
+      await db().run(`INSERT INTO tp_swap VALUES (${id}, '${DAY}', '/p${id}')`);
+    }
+    const c = await openContext(
+      loadConfig({
+        SLUICE_DB: db().url,
+        SLUICE_STORE: `file:${join(dir, "tp_swap")}`,
+        SLUICE_TABLE: "tp_swap",
+      }),
+    );
+    try {
+      await archiveDate(c.ctx, c.owner, DAY);
+      // Between cleanup's lookup and its lock, the day's partition is moved aside (kept, with
+      // its archived rows) and a new one takes the day, holding a row no part holds.
+      const source = c.ctx.source as { dayPartitions: DayPartitions };
+      const real = source.dayPartitions;
+      source.dayPartitions = {
+        ...real,
+        async find(...args) {
+          const found = await real.find(...args);
+          if (found === "tp_swap_a") {
+            await db().run("ALTER TABLE tp_swap DETACH PARTITION tp_swap_a");
+            await db().run("ALTER TABLE tp_swap_a RENAME TO tp_swap_kept");
+            await db().run(`CREATE TABLE tp_swap_new PARTITION OF tp_swap FOR VALUES IN ('${DAY}')`);
+            await db().run(`INSERT INTO tp_swap VALUES (5, '${DAY}', '/new5')`);
+          }
+          return found;
+        },
+      };
+      // Row by row instead, which finds key 5 holding what no part holds, and says so.
+      const err = await cleanupDate(c.ctx, c.owner, DAY).catch((e: unknown) => e);
+      expect(String(err)).toMatch(/changed since it was archived \(keys 5\)/);
+      expect(await exists("tp_swap_new")).toBe(true);
+      expect((await db().rows("tp_swap", DAY)).map((r) => r.path)).toEqual(["/new5"]);
+      expect(await db().count("tp_swap_kept", DAY)).toBe(10);
     } finally {
       await c.close();
     }

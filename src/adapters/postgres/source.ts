@@ -61,7 +61,7 @@ export class PostgresSource implements SqlSource {
     hint: async () => "",
     read: (sql, params) => this.query(sql, params),
   };
-  readonly dayPartitions: DayPartitions = postgresDayPartitions(this);
+  readonly dayPartitions: DayPartitions = postgresDayPartitions;
   private readonly pool: pg.Pool;
   /** Clients whose session settings are in place. */
   private readonly settled = new WeakSet<pg.PoolClient>();

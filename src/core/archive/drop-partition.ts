@@ -31,7 +31,9 @@ export async function dropArchivedPartition(
   const ddl = source.dayPartitions;
   // Partitions by a timestamp column have bounds in instants: their rows go by row deletes.
   if (!ddl || dayColumn(spec).kind !== "date") return null;
-  const child = await ddl.find(spec.table, spec.partitionColumn, date);
+  // Looked up first so that a table with no such partition is never locked; looked up again
+  // under the lock, where no other job can drop or swap it before the comparison.
+  const child = await ddl.find(source, spec.table, spec.partitionColumn, date);
   if (child === null) return null;
   const q = source.dialect.quote;
   const key = q(spec.keyColumn);
@@ -43,6 +45,9 @@ export async function dropArchivedPartition(
   try {
     return await source.transaction(async (tx) => {
       for (const sql of ddl.lock(spec.table)) await tx.execute(sql);
+      if ((await ddl.find(tx, spec.table, spec.partitionColumn, date)) !== child) {
+        throw new Mismatch();
+      }
       // The partition's rows in key order, a page at a time, beside the parts' lines (whose
       // keys rise from part to part: a part is written above every key still in the table).
       let page: Row[] = [];

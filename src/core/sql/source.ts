@@ -97,9 +97,10 @@ export interface PageReads {
 export interface DayPartitions {
   /**
    * The partition of `table` that holds the rows whose `column` is `value` and no others (a
-   * LIST partition of that one value, or a RANGE of that one day), or null.
+   * LIST partition of that one value, or a RANGE of that one day), or null; read through `db`
+   * (a transaction that holds the table's lock reads what it has locked).
    */
-  find(table: string, column: string, value: string): Promise<string | null>;
+  find(db: SqlExecutor, table: string, column: string, value: string): Promise<string | null>;
   /**
    * Statements that lock the table and all its partitions against every reader and writer
    * until the transaction ends, so that no row can arrive between the comparison and the drop.
