@@ -24,7 +24,7 @@ export default {
     "src/core/trace/container-ids.ts",
     "src/core/keyed-hash.ts",
     // The trace admission: interactive profiles refused over TRACE_EVENTS_CID_LIMIT.
-    "src/http/trace/events.ts:33-42",
+    "src/http/trace/events.ts:29-38",
   ],
   ignoreStatic: true,
   concurrency: 2,

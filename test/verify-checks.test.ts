@@ -1,6 +1,7 @@
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { archiveDate, cleanupDate, verifyDate } from "../src/core/archive/jobs.js";
 import type { PartRecord } from "../src/core/archive/ledger/records.js";
@@ -55,6 +56,22 @@ async function rewriteManifest(
   await putBytes(store, part.manifestKey, new TextEncoder().encode(JSON.stringify(m, null, 2)));
 }
 
+/**
+ * The part's object rewritten with its lines changed by `change`, its chunk digests taken out
+ * of the ledger (as for a part archived before them): what the line checks alone must catch.
+ */
+async function rewriteLines(db: TestDb, a: Archived, change: (lines: string[]) => string[]) {
+  const store = a.c.ctx.store;
+  const lines = gunzipSync(await objectBytes(store, a.part.objectKey))
+    .toString("utf8")
+    .split("\n");
+  const text = change(lines).join("\n");
+  await putBytes(store, a.part.objectKey, new Uint8Array(gzipSync(text)));
+  await db.run(
+    `UPDATE archive_parts SET chunk_sha256 = NULL, chunk_bytes = NULL WHERE source_table = '${a.table}'`,
+  );
+}
+
 /** A hex digest with its first digit changed. */
 const otherHex = (hex: string) => `${hex[0] === "0" ? "1" : "0"}${hex.slice(1)}`;
 
@@ -71,14 +88,75 @@ interface Damage {
   /** Called before the archive is written. */
   before?: (db: TestDb, table: string) => Promise<void>;
   damage: (db: TestDb, a: Archived) => Promise<void>;
-  /** The one problem verification must report. */
-  problem: (a: Archived) => RegExp;
+  /** The problem verification must report (the problems, in order, where one damage is several). */
+  problem: (a: Archived) => RegExp | RegExp[];
 }
 
 /** A key inside the archived range that the source has no row for at archive time. */
 let gapKey = 0;
 
 const damages: Damage[] = [
+  {
+    name: "a missing manifest",
+    damage: async (_db, a) => a.c.ctx.store.delete(a.part.manifestKey),
+    problem: (a) => new RegExp(`^manifest ${a.part.manifestKey} is missing$`),
+  },
+  {
+    name: "a manifest that is not JSON",
+    damage: async (_db, a) =>
+      putBytes(a.c.ctx.store, a.part.manifestKey, new TextEncoder().encode('{"rows": 3')),
+    problem: (a) => new RegExp(`^manifest ${a.part.manifestKey} is not JSON$`),
+  },
+  {
+    name: "a missing object",
+    damage: async (_db, a) => a.c.ctx.store.delete(a.part.objectKey),
+    problem: (a) => new RegExp(`^object ${a.part.objectKey} is missing from `),
+  },
+  {
+    name: "an object cut short",
+    damage: async (db, a) => {
+      const bytes = await objectBytes(a.c.ctx.store, a.part.objectKey);
+      await putBytes(a.c.ctx.store, a.part.objectKey, bytes.slice(0, bytes.length - 100));
+      await db.run(
+        `UPDATE archive_parts SET chunk_sha256 = NULL, chunk_bytes = NULL WHERE source_table = '${a.table}'`,
+      );
+    },
+    problem: () => /^gzip stream is corrupt or truncated \(/,
+  },
+  {
+    name: "a line that is not JSON",
+    damage: (db, a) => rewriteLines(db, a, (l) => l.map((x, i) => (i === 1 ? x.slice(0, -1) : x))),
+    problem: () => /^line 2 is not JSON$/,
+  },
+  {
+    name: "two lines out of key order",
+    damage: (db, a) => rewriteLines(db, a, ([x, y, ...rest]) => [y, x, ...rest] as string[]),
+    problem: (a) => new RegExp(`^line 2: key ${a.part.minId} out of order$`),
+  },
+  {
+    name: "a line of another day",
+    damage: (db, a) =>
+      rewriteLines(db, a, (l) =>
+        l.map((x, i) => (i === 2 ? x.replace(`"${DAY}"`, '"2025-10-14"') : x)),
+      ),
+    problem: () => /^line 3 belongs to another partition$/,
+  },
+  {
+    name: "an object that decompresses to one more line than it held",
+    damage: (db, a) =>
+      rewriteLines(db, a, (l) => {
+        const last = JSON.parse(l[l.length - 2] as string) as { id: number };
+        const extra = JSON.stringify({ ...last, id: last.id + 1 });
+        return [...l.slice(0, -1), extra, ""];
+      }),
+    problem: (a) => [
+      new RegExp(`^rows: expected ${ROWS}, found ${ROWS + 1}$`),
+      /^uncompressed bytes: expected \d+, found \d+$/,
+      /^bytes: expected \d+, found \d+$/,
+      new RegExp(`^sha256: expected ${a.part.sha256}, found [0-9a-f]{64}$`),
+      new RegExp(`^max key: expected ${a.part.maxId}, found ${a.part.maxId + 1}$`),
+    ],
+  },
   {
     name: "a manifest whose sha256 is wrong",
     damage: async (_db, a) =>
@@ -214,9 +292,9 @@ for (const maybe of dbs) {
           const hot = await db.count(a.table, DAY);
           const err = await verifyDate(a.c.ctx, a.c.owner, DAY).catch((e: unknown) => e);
           expect(err).toBeInstanceOf(VerificationError);
-          expect((err as VerificationError).problems).toEqual([
-            expect.stringMatching(d.problem(a)),
-          ]);
+          expect((err as VerificationError).problems).toEqual(
+            [d.problem(a)].flat().map((p) => expect.stringMatching(p)),
+          );
           const [part] = await a.c.ctx.ledger.parts(a.table, DAY);
           expect(part).toMatchObject({ objectKey: a.part.objectKey, verifiedAt: null });
           const rec = await a.c.ctx.ledger.get(a.table, DAY);
@@ -239,6 +317,25 @@ for (const maybe of dbs) {
         }
       });
     }
+
+    it("a cleaned part verifies again from its bytes alone: the source, emptied on its strength, is not counted", async () => {
+      const a = await archived();
+      try {
+        expect((await cleanupDate(a.c.ctx, a.c.owner, DAY)).complete).toBe(true);
+        expect(await db.count(a.table, DAY)).toBe(0);
+        const parts = await verifyDate(a.c.ctx, a.c.owner, DAY);
+        expect(parts).toHaveLength(1);
+        expect(parts[0]).toMatchObject({ eventCount: ROWS, cleanedCount: ROWS });
+        expect(parts[0]?.verifiedAt).not.toBeNull();
+        expect(await a.c.ctx.ledger.get(a.table, DAY)).toMatchObject({
+          state: "cleaned",
+          cleaned: true,
+          lastError: null,
+        });
+      } finally {
+        await a.c.close();
+      }
+    });
 
     it("a part damaged after rows were deleted on its strength is never rewritten nor removed; no further row goes", async () => {
       const a = await archived();

@@ -58,11 +58,12 @@ export function lineReader(
     day.kind === "date" ? value === date : dayOfValue(day, value) === date;
   return (line: string): { key: unknown; inPartition: boolean } => {
     if (line.startsWith(prefix) && line.indexOf("{", 1) < 0) {
-      let end = prefix.length;
-      if (line.charCodeAt(end) === 45) end++; // '-'
+      const sign = line.charCodeAt(prefix.length) === 45 ? 1 : 0; // '-'
+      const digits = prefix.length + sign;
+      let end = digits;
       while (end < line.length && line.charCodeAt(end) >= 48 && line.charCodeAt(end) <= 57) end++;
       const next = line.charCodeAt(end);
-      if (end > prefix.length && (next === 44 || next === 125) && line.endsWith("}")) {
+      if (end > digits && (next === 44 || next === 125) && line.endsWith("}")) {
         return { key: Number(line.slice(prefix.length, end)), inPartition: inDay(line) };
       }
     }
