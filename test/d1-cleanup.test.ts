@@ -53,6 +53,17 @@ const count = (db: Database.Database, date = DAY) =>
   (db.prepare("SELECT COUNT(*) AS c FROM ev WHERE event_date = ?").get(date) as { c: number }).c;
 
 describe("cleanup on D1 (one comparing DELETE per batch)", () => {
+  it("refuses to clean a table too wide for SQLite's json_object, deleting nothing", async () => {
+    const { ctx, db } = await d1(10);
+    // 64 columns: json_object would need 128 arguments, one more than SQLite allows.
+    for (let i = 0; i < 60; i++) db.exec(`ALTER TABLE ev ADD COLUMN c${i} INTEGER DEFAULT ${i}`);
+    await archiveDate(ctx, "w:1:a", DAY);
+    const err = await cleanupDate(ctx, "w:1:b", DAY).catch((e: unknown) => e);
+    expect(String(err)).toMatch(/ev has too many columns for a content-checked delete on /);
+    expect(count(db)).toBe(10);
+    expect(await ctx.ledger.get("ev", DAY)).toMatchObject({ cleaned: false, cleanedCount: 0 });
+  });
+
   it("deletes every archived row in batches, counts them exactly, and leaves the other date", async () => {
     const { ctx, db } = await d1(1000);
     await archiveDate(ctx, "w:1:a", DAY);

@@ -360,7 +360,9 @@ describe.runIf(servers[0] !== null)("PostgreSQL declarative partitions", () => {
           if (found === "tp_swap_a") {
             await db().run("ALTER TABLE tp_swap DETACH PARTITION tp_swap_a");
             await db().run("ALTER TABLE tp_swap_a RENAME TO tp_swap_kept");
-            await db().run(`CREATE TABLE tp_swap_new PARTITION OF tp_swap FOR VALUES IN ('${DAY}')`);
+            await db().run(
+              `CREATE TABLE tp_swap_new PARTITION OF tp_swap FOR VALUES IN ('${DAY}')`,
+            );
             await db().run(`INSERT INTO tp_swap VALUES (5, '${DAY}', '/new5')`);
           }
           return found;

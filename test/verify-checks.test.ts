@@ -103,8 +103,9 @@ const damages: Damage[] = [
   },
   {
     name: "a manifest that is not JSON",
-    damage: async (_db, a) =>
-      putBytes(a.c.ctx.store, a.part.manifestKey, new TextEncoder().encode('{"rows": 3')),
+    damage: async (_db, a) => {
+      await putBytes(a.c.ctx.store, a.part.manifestKey, new TextEncoder().encode('{"rows": 3'));
+    },
     problem: (a) => new RegExp(`^manifest ${a.part.manifestKey} is not JSON$`),
   },
   {

@@ -1,6 +1,7 @@
 import type { CleanupOutcome } from "../core/archive/cleanup.js";
 import type { ArchiveOutcome, PartitionStatus, VerifyResult } from "../core/archive/jobs.js";
 import type { PartRecord, PartitionRecord } from "../core/archive/ledger/records.js";
+import type { RestoreOutcome } from "../core/archive/restore.js";
 
 export const fmt = (n: number) => n.toLocaleString("en-US");
 
@@ -133,6 +134,12 @@ export function describeCleaned(table: string, date: string, out: CleanupOutcome
   return out.complete
     ? `cleaned ${table} ${date}: ${how} (${fmt(out.deletedTotal)} in all), 0 archived rows remain; d1_cleaned=1`
     : `stopped at the time budget: deleted ${fmt(out.deleted)} rows this run, ${fmt(out.remaining)} archived rows remain; progress saved, run cleanup again to resume`;
+}
+
+/** What `restore` did. */
+export function describeRestored(table: string, out: RestoreOutcome): string {
+  const where = out.into === table ? table : `${out.into} (from ${table}'s archive)`;
+  return `restored ${table} ${out.date} into ${where}: ${fmt(out.inserted)} rows inserted from ${out.parts} part(s); ${fmt(out.skipped)} already there (their key present), left as they are`;
 }
 
 /** One date of `backlog`. */

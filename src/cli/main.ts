@@ -80,6 +80,15 @@ program
   .action((_o, cmd) => runCli("verify", cmd.optsWithGlobals()));
 
 program
+  .command("restore")
+  .description(
+    "put a date's verified archive back into the table (or --into a table of the same columns); rows whose key is there are skipped",
+  )
+  .requiredOption("--date <YYYY-MM-DD>", "the partition")
+  .option("--into <table>", "restore into this table instead (create it first, same columns)")
+  .action((_o, cmd) => runCli("restore", cmd.optsWithGlobals()));
+
+program
   .command("status")
   .description("a date's ledger state, archive and hot-store rows (all partitions without --date)")
   .option("--date <YYYY-MM-DD>", "the partition")

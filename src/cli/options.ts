@@ -36,6 +36,10 @@ export interface CleanupCliOptions extends DateOptions {
   budgetMs?: number;
 }
 
+export interface RestoreCliOptions extends DateOptions {
+  into?: string;
+}
+
 export interface BacklogOptions extends GlobalOptions {
   retentionDays?: number;
   today?: string;
@@ -58,6 +62,7 @@ export interface CommandOptions {
   "prepare-data": PrepareOptions;
   archive: DateOptions;
   verify: VerifyOptions;
+  restore: RestoreCliOptions;
   status: StatusOptions;
   cleanup: CleanupCliOptions;
   backlog: BacklogOptions;

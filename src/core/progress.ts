@@ -1,6 +1,6 @@
 /** What a long job reports as it goes; the CLI draws a bar, the service exposes it. */
 export interface Progress {
-  phase: "prepare" | "archive" | "verify" | "cleanup";
+  phase: "prepare" | "archive" | "verify" | "cleanup" | "restore";
   table: string;
   date: string;
   /** Rows done so far in this phase. */

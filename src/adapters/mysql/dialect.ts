@@ -1,4 +1,8 @@
-import type { Dialect } from "../../core/sql/source.js";
+import type { Column, Dialect } from "../../core/sql/source.js";
+
+/** Column types mysql2 reads as bytes: archived as base64 text. */
+export const isBinaryType = (type: string) =>
+  /^(binary|varbinary|tinyblob|blob|mediumblob|longblob|bit)\b/i.test(type);
 
 export const mysqlDialect: Dialect = {
   name: "mysql",
@@ -9,4 +13,19 @@ export const mysqlDialect: Dialect = {
   // No jsonRow: JSON_OBJECT reorders keys (MySQL) and spaces them; rows are rendered in JS
   // from values the driver returns as the server's own text (dates, decimals, JSON).
   lockRows: " FOR UPDATE",
+  // JSON_TABLE reads each member as text (a string unquoted, a number as written, null as
+  // NULL); the INSERT converts it to the column's type, and base64 back to bytes.
+  restoreRows: (table, columns, key) => {
+    const q = mysqlDialect.quote;
+    const path = (name: string) =>
+      `'$."${name.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("'", "''")}"'`;
+    const value = (c: Column, i: number) =>
+      isBinaryType(c.type) ? `FROM_BASE64(j.c${i})` : `j.c${i}`;
+    const k = columns.findIndex((c) => c.name === key);
+    return `INSERT INTO ${table} (${columns.map((c) => q(c.name)).join(", ")})
+      SELECT ${columns.map(value).join(", ")} FROM JSON_TABLE(?, '$[*]' COLUMNS (${columns
+        .map((c, i) => `c${i} LONGTEXT PATH ${path(c.name)}`)
+        .join(", ")})) AS j
+      WHERE NOT EXISTS (SELECT 1 FROM ${table} x WHERE x.${q(key)} = ${value(columns[k] as Column, k)})`;
+  },
 };

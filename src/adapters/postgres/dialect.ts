@@ -1,6 +1,7 @@
-import type { Dialect } from "../../core/sql/source.js";
+import type { Column, Dialect } from "../../core/sql/source.js";
 
 export const quote = (ident: string) => `"${ident.replaceAll('"', '""')}"`;
+const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
 
 export const postgresDialect: Dialect = {
   name: "postgres",
@@ -16,6 +17,17 @@ export const postgresDialect: Dialect = {
   columnText: (quoted, type) =>
     type === "json" || type === "jsonb" ? `${quoted}::text` : undefined,
   asText: (expr) => `(${expr})::text`,
+  // Each member as text (`->>`), cast to the column's declared type: the text row_to_json
+  // wrote is PostgreSQL's own, which its input functions read back exactly.
+  restoreRows: (table, columns, key) => {
+    const member = (name: string) => `j.v->>${literal(name)}`;
+    const value = (c: Column) => `(${member(c.name)})::${c.type}`;
+    const k = columns.find((c) => c.name === key) as Column;
+    // The archived keys, even into a GENERATED ALWAYS identity column.
+    return `INSERT INTO ${table} (${columns.map((c) => quote(c.name)).join(", ")}) OVERRIDING SYSTEM VALUE
+      SELECT ${columns.map(value).join(", ")} FROM json_array_elements(?::json) AS j(v)
+      WHERE NOT EXISTS (SELECT 1 FROM ${table} x WHERE x.${quote(key)} = ${value(k)})`;
+  },
   lockRows: " FOR UPDATE",
   keyIn: (expr, keys) => ({ sql: `${expr} = ANY(?::bigint[])`, params: [keys] }),
 };

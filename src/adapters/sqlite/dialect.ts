@@ -10,6 +10,15 @@ export const sqliteDialect: Dialect = {
       ? undefined
       : `json_object(${columns.map((c) => `'${c.replaceAll("'", "''")}', ${alias}."${c.replaceAll('"', '""')}"`).join(", ")})`,
   maxParams: 32766,
+  // json_extract gives back what json_object wrote: integers exact, text, reals, NULL.
+  restoreRows: (table, columns, key) => {
+    const q = sqliteDialect.quote;
+    const member = (name: string) =>
+      `json_extract(j.value, '$."${name.replaceAll("'", "''").replaceAll('"', '\\"')}"')`;
+    return `INSERT INTO ${table} (${columns.map((c) => q(c.name)).join(", ")})
+      SELECT ${columns.map((c) => member(c.name)).join(", ")} FROM json_each(?) AS j
+      WHERE NOT EXISTS (SELECT 1 FROM ${table} x WHERE x.${q(key)} = ${member(key)})`;
+  },
   // BEGIN IMMEDIATE already holds the only write lock.
   lockRows: "",
   deletesByRange: true,

@@ -2,6 +2,7 @@ import {
   archiveDate,
   cleanupDate,
   partitionStatus,
+  restoreDate,
   verifyAll,
   verifyDate,
 } from "../../core/archive/jobs.js";
@@ -12,6 +13,7 @@ import {
   describeArchived,
   describeCleaned,
   describeList,
+  describeRestored,
   describeStatus,
   describeVerified,
   describeVerifiedAll,
@@ -20,6 +22,7 @@ import { type Io, PrintedFailure, print, withContext } from "../io.js";
 import {
   type CleanupCliOptions,
   type DateOptions,
+  type RestoreCliOptions,
   type StatusOptions,
   type VerifyOptions,
   configFrom,
@@ -106,5 +109,16 @@ export async function cleanup(opts: CleanupCliOptions, io: Io): Promise<void> {
     const out = await cleanupDate(ctx, owner, date, cleanupOptions(config));
     io.bar.done();
     print(opts, describeCleaned(ctx.spec.table, date, out), { ok: true, date, ...out });
+  });
+}
+
+/** restore: put the date's verified archive back into the table, or into --into. */
+export async function restore(opts: RestoreCliOptions, io: Io): Promise<void> {
+  const config = configFrom(opts);
+  const date = parsePartitionDate(opts.date);
+  await withContext(config, io, async ({ ctx, owner }) => {
+    const out = await restoreDate(ctx, owner, date, { into: opts.into });
+    io.bar.done();
+    print(opts, describeRestored(ctx.spec.table, out), { ok: true, ...out });
   });
 }

@@ -14,6 +14,7 @@ import { type Query, hotDays } from "./hot-days.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord, PartitionRecord } from "./ledger/records.js";
 import { dayColumn } from "./partition.js";
+import { type RestoreOptions, type RestoreOutcome, restorePartition } from "./restore.js";
 import { verifyPartition } from "./verify.js";
 
 /**
@@ -106,6 +107,16 @@ export function verifyDate(ctx: JobContext, owner: string, date: string): Promis
     if (parts.length === 0) throw new NotFoundError(`no archive of ${ctx.spec.table} for ${date}`);
     return verifyPartition(ctx, lease, date, { all: true });
   });
+}
+
+/** Put `date`'s verified archive back into the table, or into `options.into`. */
+export function restoreDate(
+  ctx: JobContext,
+  owner: string,
+  date: string,
+  options: RestoreOptions = {},
+): Promise<RestoreOutcome> {
+  return withLease(ctx, owner, date, (lease) => restorePartition(ctx, lease, date, options));
 }
 
 /** One partition's outcome in {@link verifyAll}. */

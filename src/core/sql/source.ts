@@ -36,6 +36,12 @@ export interface Dialect {
   columnText?(quoted: string, type: string): string | undefined;
   /** `expr` read as the database's own text (a date or timestamp not made a JS Date). */
   asText?(expr: string): string;
+  /**
+   * An INSERT into `table` (quoted) of the rows in its one parameter, a JSON array of archive
+   * lines: each member turned back into its column's value (`columns`: the target's names and
+   * types), rows whose `key` the table already holds skipped. Undefined: no restore here.
+   */
+  restoreRows?(table: string, columns: readonly Column[], key: string): string;
   /** Appended to a SELECT to lock the rows it reads until the transaction ends, or "". */
   readonly lockRows: string;
   /** `expr` is one of `keys`: an IN-list by default; one array parameter where there is one. */

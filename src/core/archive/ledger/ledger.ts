@@ -94,6 +94,16 @@ export class Ledger extends PartWrites {
     if (res.changes !== 1) throw new LeaseLostError(lease.table, lease.date);
   }
 
+  /** @internal Record a restore of the partition's archive (rows inserted, and where). */
+  async recordRestore(lease: Lease, rows: number, into: string): Promise<void> {
+    const res = await this.db.execute(
+      `UPDATE archive_metadata SET restored_at = ?, restored_rows = ?, restored_into = ?, updated_at = ?
+       WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
+      [this.iso(), rows, into, this.iso(), lease.table, lease.date, lease.owner],
+    );
+    if (res.changes !== 1) throw new LeaseLostError(lease.table, lease.date);
+  }
+
   /**
    * @internal Record a written part and refresh the partition's totals, all or nothing, and
    * only while the lease is ours and the partition is `archiving`: a writer whose lease ran

@@ -75,6 +75,14 @@ const MIGRATIONS: readonly Migration[] = [
         : []),
     ],
   },
+  {
+    version: 3,
+    statements: () => [
+      "ALTER TABLE archive_metadata ADD COLUMN restored_at VARCHAR(32)",
+      "ALTER TABLE archive_metadata ADD COLUMN restored_rows BIGINT NOT NULL DEFAULT 0",
+      "ALTER TABLE archive_metadata ADD COLUMN restored_into VARCHAR(128)",
+    ],
+  },
 ];
 
 /** A migration statement another process already ran (it added the column first). */

@@ -30,6 +30,10 @@ export interface PartitionRecord {
   updatedAt: string | null;
   /** An object being uploaded under the lease and not yet recorded as a part. */
   pendingObject: string | null;
+  /** The last restore of the archive: when, the rows it inserted, and into which table. */
+  restoredAt: string | null;
+  restoredRows: number;
+  restoredInto: string | null;
 }
 
 export interface PartRecord {
@@ -90,6 +94,9 @@ export function toPartition(r: Row): PartitionRecord {
     leaseExpiresAt: numOrNull(r.lease_expires_at),
     updatedAt: strOrNull(r.updated_at),
     pendingObject: strOrNull(r.pending_object),
+    restoredAt: strOrNull(r.restored_at),
+    restoredRows: num(r.restored_rows),
+    restoredInto: strOrNull(r.restored_into),
   };
 }
 
