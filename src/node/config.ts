@@ -40,6 +40,7 @@ const schema = {
   PORT: int(8080, 0, 65_535),
   HOST: z.string().min(1).default("127.0.0.1"),
   ARCHIVE_CRON: z.string().min(1).default("30 3 * * *"),
+  VERIFY_CRON: z.string().min(1).default("off"),
   WEB_CONCURRENCY: int(2, 1, 64),
   STATS_MAX_CONCURRENT: int(2, 1, 64),
   STATS_MAX_QUEUED: int(16, 0, 10_000),

@@ -11,6 +11,7 @@ import type { JobContext } from "../core/archive/context.js";
 import { dayCondition } from "../core/archive/days.js";
 import { hotDays } from "../core/archive/hot-days.js";
 import { dayColumn } from "../core/archive/partition.js";
+import type { VerifyResult } from "../core/archive/jobs.js";
 import type { JobView } from "../core/archive/runner.js";
 import { type Row, toCount } from "../core/sql/source.js";
 
@@ -18,6 +19,8 @@ export interface Metrics {
   /** Count a finished job: outcome, rows and bytes archived, rows deleted and remaining. */
   jobFinished(job: JobView): void;
   ingested(events: number): void;
+  /** Count a re-verification of every archived partition (VERIFY_CRON). */
+  verified(results: readonly VerifyResult[]): void;
   /** The Prometheus text exposition of every metric. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -84,6 +87,28 @@ export function createMetrics(
     help: "Events accepted by POST /api/events",
     registers: [registry],
   });
+  const verifiedPartitions = new Counter({
+    name: "sluice_verified_partitions_total",
+    help: "Partitions re-verified by the schedule (VERIFY_CRON), by outcome",
+    labelNames: ["outcome"] as const,
+    registers: [registry],
+  });
+  const verifyFailures = new Counter({
+    name: "sluice_verify_failures_total",
+    help: "Partitions whose stored archive failed a scheduled re-verification",
+    registers: [registry],
+  });
+  // From the ledger, so that it counts what any process found (a CLI verify, another worker).
+  new Gauge({
+    name: "sluice_failed_partitions",
+    help: "Partitions of the table in state failed (last_error says why), from the ledger",
+    registers: [registry],
+    aggregator: "max",
+    async collect() {
+      const list = await ctx.ledger.list(ctx.spec.table);
+      this.set(list.filter((r) => r.state === "failed").length);
+    },
+  });
   let hotCountedAt = 0;
   const { source, spec } = ctx;
   const q = source.dialect.quote;
@@ -138,6 +163,12 @@ export function createMetrics(
       }
     },
     ingested: (n) => ingestedEvents.inc(n),
+    verified(results) {
+      const failed = results.filter((r) => !r.ok).length;
+      verifiedPartitions.inc({ outcome: "ok" }, results.length - failed);
+      verifiedPartitions.inc({ outcome: "failed" }, failed);
+      verifyFailures.inc(failed);
+    },
     async render() {
       if (cluster.isWorker) return askPrimary();
       return { contentType: registry.contentType, body: await registry.metrics() };

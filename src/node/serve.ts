@@ -23,7 +23,7 @@ import { traceMemoryLimit } from "./memory-limit.js";
 import { createMetrics } from "./metrics.js";
 import { openSource } from "./open.js";
 import { SqliteReadThreads } from "./read-threads.js";
-import { startScheduler } from "./scheduler.js";
+import { startScheduler, startVerifySchedule } from "./scheduler.js";
 
 export interface Service {
   url: string;
@@ -101,6 +101,20 @@ export async function startService(
     log(
       `archive schedule '${config.ARCHIVE_CRON}' (UTC); next run ${scheduler.next()?.toISOString()}`,
     );
+  const verifySchedule =
+    options.scheduler !== false && config.VERIFY_CRON !== "off"
+      ? startVerifySchedule({
+          pattern: config.VERIFY_CRON,
+          ctx: c.ctx,
+          owner: c.owner,
+          verified: metrics.verified,
+          log: (fields, message) => logger.warn(fields, message),
+        })
+      : null;
+  if (verifySchedule)
+    log(
+      `verify schedule '${config.VERIFY_CRON}' (UTC); next run ${verifySchedule.next()?.toISOString()}`,
+    );
   const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST });
   // Requests Node's HTTP parser refuses (oversized headers, malformed framing) never reach
   // the app; answer them in the API's JSON shape too.
@@ -128,6 +142,7 @@ export async function startService(
     const stop = async () => {
       log("stopping: no new connections; running jobs stop at their next batch");
       scheduler?.stop();
+      verifySchedule?.stop();
       // A background trace job cannot resume: it records that it stopped, to be resubmitted.
       await trace?.options.jobs?.stop();
       await new Promise<void>((r) => server.close(() => r()));

@@ -9,6 +9,7 @@ import { type ServeOptions, configFrom } from "../options.js";
 export async function serve(opts: ServeOptions, io: Io): Promise<void> {
   const config = configFrom(opts);
   if (config.ARCHIVE_CRON !== "off") checkCron(config.ARCHIVE_CRON);
+  if (config.VERIFY_CRON !== "off") checkCron(config.VERIFY_CRON, "VERIFY_CRON");
   if (config.WEB_CONCURRENCY > 1 && cluster.isPrimary) {
     print(opts, `sluice serve: starting ${config.WEB_CONCURRENCY} workers`, {
       ok: true,
