@@ -1,5 +1,13 @@
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -376,3 +384,71 @@ describe("sluice restore", () => {
     }
   }, 120_000);
 });
+
+describe("--dry-run", () => {
+  it("archive, cleanup and backlog say what they would do and change nothing: no ledger table, no row, no file", async () => {
+    const hot = join(dir, "dry.db");
+    const store = join(dir, "dry-archive");
+    const env = { SLUICE_DB: `sqlite:${hot}`, SLUICE_STORE: `file:${store}` };
+    expect(sluice(["prepare-data", "--count=500", "--days=2", "--date=2025-10-14"], env).code).toBe(
+      0,
+    );
+    const { default: Database } = await import("better-sqlite3");
+    /** Everything a run could change: the tables and their rows, and the store's files. */
+    const snapshot = () => {
+      const db = new Database(hot, { readonly: true });
+      try {
+        const tables = db
+          .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+          .all() as { name: string }[];
+        const rows = tables.map(({ name }) => db.prepare(`SELECT * FROM "${name}"`).all());
+        return JSON.stringify({ tables, rows, files: existsSync(store) ? listFiles(store) : [] });
+      } finally {
+        db.close();
+      }
+    };
+    const dry = (args: string[]) => {
+      const before = snapshot();
+      const r = sluice(["--json", ...args, "--dry-run"], env);
+      expect(r.code, r.stderr).toBe(0);
+      expect(snapshot(), `${args.join(" ")} --dry-run changed something`).toBe(before);
+      return JSON.parse(r.stdout);
+    };
+
+    const first = dry(["archive", "--date=2025-10-13"]);
+    expect(first).toMatchObject({ dryRun: true, state: "not archived", part: 0, after: null });
+    expect(first).toMatchObject({ rows: 500, verify: [] });
+    expect(first.maxKey - first.minKey).toBe(499);
+    expect(snapshot()).not.toMatch(/archive_metadata/);
+    expect(dry(["cleanup", "--date=2025-10-13"]).refused).toMatch(/no archive/);
+    const backlog = dry(["backlog", "--today=2025-10-20"]);
+    expect(backlog.dates.map((d: { date: string }) => d.date)).toEqual([
+      "2025-10-13",
+      "2025-10-14",
+    ]);
+
+    expect(sluice(["archive", "--date=2025-10-13"], env).code).toBe(0);
+    const db = new Database(hot);
+    db.prepare(
+      "INSERT INTO traffic_events (event_date, ts, path, status, duration_ms) VALUES ('2025-10-13', 1, '/late', 200, 1)",
+    ).run();
+    db.close();
+    const next = dry(["archive", "--date=2025-10-13"]);
+    expect(next).toMatchObject({ state: "verified", part: 1, after: first.maxKey, rows: 1 });
+    const clean = dry(["cleanup", "--date=2025-10-13"]);
+    expect(clean).toMatchObject({ state: "verified", parts: [0], rows: 500, deletedBefore: 0 });
+    const text = sluice(["cleanup", "--date=2025-10-13", "--dry-run"], env).stdout;
+    expect(text).toMatch(
+      /^dry run: cleanup of traffic_events 2025-10-13 \(verified\) would compare 500 rows of part\(s\) 0/,
+    );
+  });
+});
+
+/** Every file under `root`, with its size, sorted. */
+function listFiles(root: string): string[] {
+  return (readdirSync(root, { recursive: true }) as string[])
+    .map((f) => join(root, f))
+    .filter((f) => statSync(f).isFile())
+    .map((f) => `${f} ${statSync(f).size}`)
+    .sort();
+}

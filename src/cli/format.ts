@@ -1,4 +1,5 @@
 import type { CleanupOutcome } from "../core/archive/cleanup.js";
+import type { ArchivePlan, CleanupPlan } from "../core/archive/dry-run.js";
 import type { ArchiveOutcome, PartitionStatus, VerifyResult } from "../core/archive/jobs.js";
 import type { PartRecord, PartitionRecord } from "../core/archive/ledger/records.js";
 import type { RestoreOutcome } from "../core/archive/restore.js";
@@ -134,6 +135,24 @@ export function describeCleaned(table: string, date: string, out: CleanupOutcome
   return out.complete
     ? `cleaned ${table} ${date}: ${how} (${fmt(out.deletedTotal)} in all), 0 archived rows remain; d1_cleaned=1`
     : `stopped at the time budget: deleted ${fmt(out.deleted)} rows this run, ${fmt(out.remaining)} archived rows remain; progress saved, run cleanup again to resume`;
+}
+
+/** What `archive --dry-run` found. */
+export function describeArchivePlan(table: string, p: ArchivePlan): string {
+  const verify = p.verify.length ? `; it would first verify part(s) ${p.verify.join(", ")}` : "";
+  if (p.note) return `dry run: archive of ${table} ${p.date} (${p.state}): ${p.note}${verify}`;
+  const which = p.after === null ? "every row of the date" : `the rows with keys above ${p.after}`;
+  const replaces = p.replaces === null ? "" : `, replacing unverified part ${p.replaces}`;
+  return `dry run: archive of ${table} ${p.date} (${p.state}) would write part ${p.part}${replaces}: ${which}, ${fmt(p.rows)} rows, keys ${p.minKey}..${p.maxKey}, then verify it${verify}; nothing was changed`;
+}
+
+/** What `cleanup --dry-run` found. */
+export function describeCleanupPlan(table: string, p: CleanupPlan): string {
+  if (p.refused) return `dry run: cleanup of ${table} ${p.date} (${p.state}): ${p.refused}`;
+  if (p.parts.length === 0) {
+    return `dry run: cleanup of ${table} ${p.date} (${p.state}): every part is cleaned; nothing to delete`;
+  }
+  return `dry run: cleanup of ${table} ${p.date} (${p.state}) would compare ${fmt(p.rows)} rows of part(s) ${p.parts.join(", ")} with their archived lines and delete those that match (${fmt(p.deletedBefore)} deleted by earlier runs); nothing was changed`;
 }
 
 /** What `restore` did. */

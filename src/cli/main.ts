@@ -68,6 +68,7 @@ program
   .command("archive")
   .description("archive a date's rows as gzip JSONL in the object store, then verify it")
   .requiredOption("--date <YYYY-MM-DD>", "the partition")
+  .option("--dry-run", "say what would be read and written; change nothing")
   .action((_o, cmd) => runCli("archive", cmd.optsWithGlobals()));
 
 program
@@ -108,6 +109,7 @@ program
     "stop after this long with progress saved (env SLUICE_CLEANUP_BUDGET_MS)",
     positiveInt("--budget-ms"),
   )
+  .option("--dry-run", "say which parts and rows would be compared and deleted; change nothing")
   .action((_o, cmd) => runCli("cleanup", cmd.optsWithGlobals()));
 
 program
@@ -125,6 +127,7 @@ program
   .option("--today <YYYY-MM-DD>", "count retention back from this day (default: today, UTC)")
   .option("--batch <n>", "rows per DELETE", positiveInt("--batch", 100_000))
   .option("--budget-ms <n>", "per-date cleanup time budget", positiveInt("--budget-ms"))
+  .option("--dry-run", "list the dates and what archive would write for each; change nothing")
   .action((_o, cmd) => runCli("backlog", cmd.optsWithGlobals()));
 
 program

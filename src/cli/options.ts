@@ -20,6 +20,8 @@ export interface PrepareOptions extends GlobalOptions {
 /** archive, verify: one partition. */
 export interface DateOptions extends GlobalOptions {
   date: string;
+  /** archive: say what would be written, change nothing. */
+  dryRun?: boolean;
 }
 
 export interface StatusOptions extends GlobalOptions {
@@ -41,6 +43,7 @@ export interface RestoreCliOptions extends DateOptions {
 }
 
 export interface BacklogOptions extends GlobalOptions {
+  dryRun?: boolean;
   retentionDays?: number;
   today?: string;
   batch?: number;

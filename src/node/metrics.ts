@@ -10,8 +10,8 @@ import {
 import type { JobContext } from "../core/archive/context.js";
 import { dayCondition } from "../core/archive/days.js";
 import { hotDays } from "../core/archive/hot-days.js";
-import { dayColumn } from "../core/archive/partition.js";
 import type { VerifyResult } from "../core/archive/jobs.js";
+import { dayColumn } from "../core/archive/partition.js";
 import type { JobView } from "../core/archive/runner.js";
 import { type Row, toCount } from "../core/sql/source.js";
 

@@ -1,9 +1,10 @@
 import { rmSync } from "node:fs";
+import { planArchive } from "../../core/archive/dry-run.js";
 import { archiveAndCleanDate, datesNeedingWork } from "../../core/archive/jobs.js";
 import { parsePartitionDate, retentionCutoff } from "../../core/dates.js";
 import { SluiceError, describeError } from "../../core/errors.js";
 import { type Config, cleanupOptions } from "../../node/config.js";
-import { describeBacklogDate, describeList } from "../format.js";
+import { describeArchivePlan, describeBacklogDate, describeList } from "../format.js";
 import { type Io, print, withContext } from "../io.js";
 import {
   type BacklogOptions,
@@ -18,7 +19,39 @@ export async function backlog(opts: BacklogOptions, io: Io): Promise<void> {
   const config = configFrom(opts);
   const today =
     opts.today === undefined ? new Date() : new Date(`${parsePartitionDate(opts.today)}T00:00:00Z`);
-  await runBacklog(config, io, opts, retentionCutoff(today, config.HOT_RETENTION_DAYS));
+  const cutoff = retentionCutoff(today, config.HOT_RETENTION_DAYS);
+  if (opts.dryRun) {
+    await planBacklog(config, io, opts, cutoff);
+    return;
+  }
+  await runBacklog(config, io, opts, cutoff);
+}
+
+/** backlog --dry-run: each date it would work on, and what archive would write for it. */
+async function planBacklog(
+  config: Config,
+  io: Io,
+  opts: GlobalOptions,
+  cutoff: string,
+): Promise<void> {
+  await withContext(
+    config,
+    io,
+    async ({ ctx, ledgerReady }) => {
+      const dates = await datesNeedingWork(ctx, cutoff, { ledger: ledgerReady });
+      const plans = [];
+      for (const date of dates) plans.push(await planArchive(ctx, date, { ledger: ledgerReady }));
+      const lines = plans.map(
+        (p) =>
+          `${describeArchivePlan(ctx.spec.table, p)}; then cleanup would delete every archived row of ${p.date} that is as archived`,
+      );
+      const human = dates.length
+        ? lines.join("\n")
+        : `dry run: nothing older than ${cutoff} to archive`;
+      print(opts, human, { ok: true, dryRun: true, cutoff, dates: plans });
+    },
+    { readOnly: true },
+  );
 }
 
 /** demo: generated days in ./data/demo, the old ones archived, verified and cleaned. */

@@ -1,3 +1,4 @@
+import { planArchive, planCleanup } from "../../core/archive/dry-run.js";
 import {
   archiveDate,
   cleanupDate,
@@ -10,8 +11,10 @@ import { parsePartitionDate } from "../../core/dates.js";
 import { BadInputError } from "../../core/errors.js";
 import { cleanupOptions } from "../../node/config.js";
 import {
+  describeArchivePlan,
   describeArchived,
   describeCleaned,
+  describeCleanupPlan,
   describeList,
   describeRestored,
   describeStatus,
@@ -32,6 +35,18 @@ import {
 export async function archive(opts: DateOptions, io: Io): Promise<void> {
   const config = configFrom(opts);
   const date = parsePartitionDate(opts.date);
+  if (opts.dryRun) {
+    await withContext(
+      config,
+      io,
+      async ({ ctx, ledgerReady }) => {
+        const plan = await planArchive(ctx, date, { ledger: ledgerReady });
+        print(opts, describeArchivePlan(ctx.spec.table, plan), { ok: true, dryRun: true, ...plan });
+      },
+      { readOnly: true },
+    );
+    return;
+  }
   await withContext(config, io, async ({ ctx, owner }) => {
     const started = Date.now();
     const out = await archiveDate(ctx, owner, date);
@@ -105,6 +120,18 @@ export async function status(opts: StatusOptions, io: Io): Promise<void> {
 export async function cleanup(opts: CleanupCliOptions, io: Io): Promise<void> {
   const config = configFrom(opts);
   const date = parsePartitionDate(opts.date);
+  if (opts.dryRun) {
+    await withContext(
+      config,
+      io,
+      async ({ ctx, ledgerReady }) => {
+        const plan = await planCleanup(ctx, date, { ledger: ledgerReady });
+        print(opts, describeCleanupPlan(ctx.spec.table, plan), { ok: true, dryRun: true, ...plan });
+      },
+      { readOnly: true },
+    );
+    return;
+  }
   await withContext(config, io, async ({ ctx, owner }) => {
     const out = await cleanupDate(ctx, owner, date, cleanupOptions(config));
     io.bar.done();

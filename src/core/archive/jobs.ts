@@ -195,11 +195,16 @@ export function archiveAndCleanDate(
  * Dates before `cutoff` that still need work: those with rows in the hot store, and those
  * the ledger has not seen to `cleaned`.
  */
-export async function datesNeedingWork(ctx: JobContext, cutoff: string): Promise<string[]> {
+export async function datesNeedingWork(
+  ctx: JobContext,
+  cutoff: string,
+  options: { ledger?: boolean } = {},
+): Promise<string[]> {
   const query: Query = (sql, params) => ctx.source.query(sql, params);
   const dates = new Set(await hotDays(query, ctx.source.dialect, ctx.spec, cutoff));
   const { table } = ctx.spec;
-  for (const rec of await ctx.ledger.list(table)) {
+  const list = options.ledger === false ? [] : await ctx.ledger.list(table);
+  for (const rec of list) {
     if (rec.date < cutoff && rec.state !== "cleaned" && rec.partCount > 0) dates.add(rec.date);
   }
   return [...dates].sort();
