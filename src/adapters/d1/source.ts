@@ -1,4 +1,5 @@
 import { SluiceError } from "../../core/errors.js";
+import { splitTableName } from "../../core/sql/ident.js";
 import {
   type Atomicity,
   type BatchStatement,
@@ -114,7 +115,11 @@ export class D1Source implements SqlSource {
   }
 
   async columnInfo(table: string): Promise<Column[] | null> {
-    const rows = await this.query<Column>("SELECT name, type FROM pragma_table_info(?)", [table]);
+    const { schema, table: name } = splitTableName(table);
+    const rows = await this.query<Column>("SELECT name, type FROM pragma_table_info(?, ?)", [
+      name,
+      schema ?? "main",
+    ]);
     return rows.length ? rows : null;
   }
 

@@ -6,7 +6,12 @@ export const isBinaryType = (type: string) =>
 
 export const mysqlDialect: Dialect = {
   name: "mysql",
-  quote: (ident) => `\`${ident.replaceAll("`", "``")}\``,
+  // Names are checked plain identifiers, so a dot can only be database.table's.
+  quote: (ident) =>
+    ident
+      .split(".")
+      .map((part) => `\`${part.replaceAll("`", "``")}\``)
+      .join("."),
   maxParams: 65535,
   insertIgnore: (table, columns) =>
     `INSERT IGNORE INTO ${table} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`,

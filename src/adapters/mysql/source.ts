@@ -1,5 +1,6 @@
 import type { Connection as CallbackConnection } from "mysql2";
 import mysql from "mysql2/promise";
+import { splitTableName } from "../../core/sql/ident.js";
 import type {
   Atomicity,
   Column,
@@ -189,8 +190,8 @@ export class MysqlSource implements SqlSource {
     keyColumn: string,
   ): Promise<string> {
     const rows = await this.query<Row>(
-      "SELECT * FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
-      [table],
+      "SELECT * FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+      [splitTableName(table).schema, splitTableName(table).table],
     );
     const indexes = new Map<string, { columns: string[]; usable: boolean }>();
     for (const r of rows) {
@@ -226,8 +227,8 @@ export class MysqlSource implements SqlSource {
 
   async columnInfo(table: string): Promise<Column[] | null> {
     const rows = await this.query<Column>(
-      "SELECT COLUMN_NAME AS name, COLUMN_TYPE AS type FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-      [table],
+      "SELECT COLUMN_NAME AS name, COLUMN_TYPE AS type FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+      [splitTableName(table).schema, splitTableName(table).table],
     );
     return rows.length ? rows.map((r) => ({ name: String(r.name), type: String(r.type) })) : null;
   }

@@ -1,6 +1,11 @@
 import type { Column, Dialect } from "../../core/sql/source.js";
 
-export const quote = (ident: string) => `"${ident.replaceAll('"', '""')}"`;
+// Names are checked plain identifiers, so a dot can only be schema.table's.
+export const quote = (ident: string) =>
+  ident
+    .split(".")
+    .map((part) => `"${part.replaceAll('"', '""')}"`)
+    .join(".");
 const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
 
 export const postgresDialect: Dialect = {

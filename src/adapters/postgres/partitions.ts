@@ -27,12 +27,17 @@ export const postgresDayPartitions: DayPartitions = {
       key.kind === "LIST"
         ? `FOR VALUES IN (${literal(value)})`
         : `FOR VALUES FROM (${literal(value)}) TO (${literal(nextDay(value))})`;
-    // Only plain tables: a partition that is itself partitioned is left to row deletes.
+    // Only plain tables: a partition that is itself partitioned is left to row deletes. Named
+    // with its schema (quote reads the dot as the separator), so one with a dot in a name is
+    // left to row deletes too.
     const [child] = await db.query<{ name: string }>(
-      `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+      `SELECT n.nspname || '.' || c.relname AS name
+         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE i.inhparent = to_regclass(?) AND c.relkind = 'r'
            AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass(?))
-           AND pg_get_expr(c.relpartbound, c.oid) = ?`,
+           AND pg_get_expr(c.relpartbound, c.oid) = ?
+           AND position('.' in c.relname) = 0 AND position('.' in n.nspname) = 0`,
       [quote(table), quote(table), wanted],
     );
     return child?.name ?? null;

@@ -227,8 +227,8 @@ export class PostgresSource implements SqlSource {
     const [stat] = await this.query<{ analyzed: boolean; stale: boolean }>(
       `SELECT (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL) AS analyzed,
               n_mod_since_analyze > GREATEST(n_live_tup, 1000) AS stale
-       FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ?`,
-      [table],
+       FROM pg_stat_user_tables WHERE relid = to_regclass(?)`,
+      [postgresDialect.quote(table)],
     );
     if (stat && (!stat.analyzed || stat.stale)) {
       await this.execute(`ANALYZE ${postgresDialect.quote(table)}`);
@@ -243,9 +243,8 @@ export class PostgresSource implements SqlSource {
     const rows = await this.query<Column>(
       `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-       WHERE c.relname = ? AND c.relnamespace = current_schema()::regnamespace
-         AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
-      [table],
+       WHERE c.oid = to_regclass(?) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+      [postgresDialect.quote(table)],
     );
     return rows.length ? rows : null;
   }

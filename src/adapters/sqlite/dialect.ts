@@ -3,7 +3,12 @@ import type { Dialect } from "../../core/sql/source.js";
 /** SQLite's SQL, shared by better-sqlite3 files and D1 (which must not load the native driver). */
 export const sqliteDialect: Dialect = {
   name: "sqlite",
-  quote: (ident) => `"${ident.replaceAll('"', '""')}"`,
+  // Names are checked plain identifiers, so a dot can only be schema.table's (main.t).
+  quote: (ident) =>
+    ident
+      .split(".")
+      .map((part) => `"${part.replaceAll('"', '""')}"`)
+      .join("."),
   // json_object takes at most 127 arguments by default; wider tables use the portable path.
   jsonRow: (columns, alias) =>
     columns.length > 63

@@ -1,4 +1,5 @@
 import Database from "better-sqlite3";
+import { splitTableName } from "../../core/sql/ident.js";
 import type {
   Atomicity,
   Column,
@@ -130,9 +131,10 @@ export class SqliteSource implements SqlSource {
   }
 
   async columnInfo(table: string): Promise<Column[] | null> {
+    const { schema, table: name } = splitTableName(table);
     const rows = this.db
-      .prepare("SELECT name, type FROM pragma_table_info(?)")
-      .all(table) as Column[];
+      .prepare("SELECT name, type FROM pragma_table_info(?, ?)")
+      .all(name, schema ?? "main") as Column[];
     return rows.length ? rows : null;
   }
 

@@ -1,5 +1,5 @@
 import { BadInputError } from "../errors.js";
-import { checkIdentifier } from "../sql/ident.js";
+import { checkIdentifier, checkTableName } from "../sql/ident.js";
 import type { SqlSource } from "../sql/source.js";
 import { checkTimeZone } from "../time-zones.js";
 import { type DayColumn, TEXT_DATE, dayColumnOf } from "./days.js";
@@ -31,7 +31,7 @@ export const DEFAULT_SPEC: PartitionSpec = {
  * partition column's type how it holds a day; a clear error if anything does not fit.
  */
 export async function checkSpec(source: SqlSource, spec: PartitionSpec): Promise<PartitionSpec> {
-  checkIdentifier("table", spec.table);
+  checkTableName("table", spec.table);
   checkIdentifier("partition column", spec.partitionColumn);
   checkIdentifier("key column", spec.keyColumn);
   const timeZone = checkTimeZone(spec.timeZone ?? "UTC");

@@ -1,5 +1,5 @@
 import { BadInputError, NotFoundError, VerificationError } from "../errors.js";
-import { checkIdentifier } from "../sql/ident.js";
+import { checkTableName } from "../sql/ident.js";
 import type { Column } from "../sql/source.js";
 import { getText } from "../store.js";
 import type { JobContext } from "./context.js";
@@ -39,7 +39,7 @@ export async function restorePartition(
   options: RestoreOptions = {},
 ): Promise<RestoreOutcome> {
   const { source, spec, ledger } = ctx;
-  const into = checkIdentifier("--into", options.into ?? spec.table);
+  const into = checkTableName("--into", options.into ?? spec.table);
   const restoreRows = source.dialect.restoreRows;
   if (!restoreRows) throw new BadInputError(`restore is not available on ${source.describe()}`);
   const parts = await ledger.parts(spec.table, date);

@@ -14,3 +14,22 @@ export function checkIdentifier(what: string, name: string): string {
   }
   return name;
 }
+
+/** `table` or `schema.table`, each part a plain identifier: where a table may live elsewhere. */
+export function checkTableName(what: string, name: string): string {
+  const parts = name.split(".");
+  if (parts.length > 2 || !parts.every((p) => IDENT.test(p))) {
+    throw new BadInputError(
+      `${what} '${name}' is not a table name (an identifier, or schema.identifier: letters, digits, _)`,
+    );
+  }
+  return name;
+}
+
+/** The schema and the table of a name checked by checkTableName (schema null: the default). */
+export function splitTableName(name: string): { schema: string | null; table: string } {
+  const dot = name.indexOf(".");
+  return dot < 0
+    ? { schema: null, table: name }
+    : { schema: name.slice(0, dot), table: name.slice(dot + 1) };
+}
