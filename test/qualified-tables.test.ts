@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { archiveDate, cleanupDate, restoreDate } from "../src/core/archive/jobs.js";
 import { loadConfig } from "../src/node/config.js";
 import { openContext } from "../src/node/context.js";
+import { openSource } from "../src/node/open.js";
 import { type TestDb, mariaDb, postgresDb } from "./servers.js";
 
 /**
@@ -77,5 +78,62 @@ for (const maybe of dbs) {
         await c.close();
       }
     });
+
+    it("keeps the ledger in SLUICE_LEDGER_SCHEMA: its tables there, none in the default schema", async () => {
+      const pg = db.name === "PostgreSQL";
+      const ledger = `${other}_ledger`;
+      await db.run("CREATE TABLE ls (id BIGINT PRIMARY KEY, event_date DATE NOT NULL)");
+      await db.run(`INSERT INTO ls VALUES (1, '${DAY}'), (2, '${DAY}')`);
+      const tablesIn = async (schema: string | null) =>
+        (
+          await db.query(
+            `SELECT table_name AS t FROM information_schema.tables WHERE table_schema = ${schema === null ? (pg ? "current_schema()" : "DATABASE()") : `'${schema}'`} AND table_name IN ('archive_metadata', 'archive_parts', 'sluice_migrations') ORDER BY 1`,
+          )
+        ).map((r) => String(r.t ?? r.TABLE_NAME));
+      const before = await tablesIn(null);
+      const c = await openContext(
+        loadConfig({
+          SLUICE_DB: db.url,
+          SLUICE_STORE: `file:${join(dir, `${db.name}-ls`)}`,
+          SLUICE_TABLE: "ls",
+          SLUICE_LEDGER_SCHEMA: ledger,
+        }),
+      );
+      try {
+        await archiveDate(c.ctx, c.owner, DAY);
+        expect((await cleanupDate(c.ctx, c.owner, DAY)).complete).toBe(true);
+        expect(await tablesIn(ledger)).toEqual([
+          "archive_metadata",
+          "archive_parts",
+          "sluice_migrations",
+        ]);
+        expect(await tablesIn(null)).toEqual(before);
+        const [rec] = await db.query(
+          `SELECT state FROM ${ledger}.archive_metadata WHERE source_table = 'ls'`,
+        );
+        expect(rec?.state).toBe("cleaned");
+      } finally {
+        await c.close();
+        await db.run(pg ? `DROP SCHEMA ${ledger} CASCADE` : `DROP DATABASE ${ledger}`);
+      }
+    });
   });
 }
+
+it("refuses SLUICE_LEDGER_SCHEMA on SQLite, and one that is not an identifier", async () => {
+  const sqlite = openSource(`sqlite:${join(dir, "l.db")}`, { create: true });
+  await sqlite.execute("CREATE TABLE traffic_events (id INTEGER PRIMARY KEY, event_date TEXT)");
+  await sqlite.close();
+  await expect(
+    openContext(
+      loadConfig({
+        SLUICE_DB: `sqlite:${join(dir, "l.db")}`,
+        SLUICE_STORE: `file:${join(dir, "l")}`,
+        SLUICE_LEDGER_SCHEMA: "ledger",
+      }),
+    ),
+  ).rejects.toThrow(/SLUICE_LEDGER_SCHEMA is for PostgreSQL and MySQL/);
+  expect(() => loadConfig({ SLUICE_LEDGER_SCHEMA: "a; DROP" })).toThrow(
+    /SLUICE_LEDGER_SCHEMA.*not a plain identifier/,
+  );
+});

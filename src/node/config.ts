@@ -39,6 +39,10 @@ const schema = {
     .transform((v) => v === "true" || v === "1"),
   PORT: int(8080, 0, 65_535),
   HOST: z.string().min(1).default("127.0.0.1"),
+  SLUICE_LEDGER_SCHEMA: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "is not a plain identifier (letters, digits, _)")
+    .optional(),
   ARCHIVE_CRON: z.string().min(1).default("30 3 * * *"),
   VERIFY_CRON: z.string().min(1).default("off"),
   WEB_CONCURRENCY: int(2, 1, 64),

@@ -1,6 +1,7 @@
 import type { JobContext } from "../core/archive/context.js";
 import { Ledger } from "../core/archive/ledger/ledger.js";
 import { type PartitionSpec, checkSpec } from "../core/archive/partition.js";
+import { BadInputError } from "../core/errors.js";
 import type { ProgressListener } from "../core/progress.js";
 import { zlibCodec } from "./codec.js";
 import type { Config } from "./config.js";
@@ -37,7 +38,13 @@ export async function openContext(
   });
   try {
     const store = await openStore(config.SLUICE_STORE);
-    const ledger = new Ledger(source, { leaseMs: config.SLUICE_LEASE_MS, isHolderGone });
+    const schema = config.SLUICE_LEDGER_SCHEMA;
+    if (schema && source.dialect.name === "sqlite") {
+      throw new BadInputError(
+        "SLUICE_LEDGER_SCHEMA is for PostgreSQL and MySQL: SQLite keeps the ledger in its own file",
+      );
+    }
+    const ledger = new Ledger(source, { leaseMs: config.SLUICE_LEASE_MS, isHolderGone, schema });
     const spec = await checkSpec(source, specOf(config));
     let ledgerReady = true;
     if (options.readOnly) ledgerReady = await ledger.isCurrent();

@@ -1,7 +1,7 @@
 import { LeaseLostError, SluiceError } from "../../errors.js";
 import type { BatchStatement, SqlExecutor, SqlSource } from "../../sql/source.js";
 import type { Lease } from "./lease.js";
-import { ledgerIsCurrent, migrateLedger } from "./migrations.js";
+import { type LedgerTables, ledgerIsCurrent, ledgerTables, migrateLedger } from "./migrations.js";
 import {
   type PartRecord,
   type PartitionFields,
@@ -21,6 +21,8 @@ export interface LedgerOptions {
    * after a crash need not wait for the lease to expire. Runtimes without processes omit it.
    */
   isHolderGone?: (holder: string) => boolean;
+  /** The schema (MySQL: database) the ledger's tables live in; unset: the connection's own. */
+  schema?: string;
 }
 
 export const DEFAULT_LEASE_MS = 120_000;
@@ -36,6 +38,9 @@ export class LedgerBase {
 
   protected readonly isHolderGone: (holder: string) => boolean;
 
+  /** The ledger's tables, as SQL names. */
+  protected readonly t: LedgerTables;
+
   constructor(
     protected readonly db: SqlSource,
     options: LedgerOptions = {},
@@ -43,6 +48,7 @@ export class LedgerBase {
     this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.now = options.now ?? Date.now;
     this.isHolderGone = options.isHolderGone ?? (() => false);
+    this.t = ledgerTables(db.dialect, options.schema ?? null);
   }
 
   protected get d() {
@@ -64,7 +70,7 @@ export class LedgerBase {
   protected ours(lease: Lease, states: readonly PartitionState[] = []): BatchStatement {
     const inState = states.length ? ` AND m.state IN (${states.map(() => "?").join(", ")})` : "";
     return {
-      sql: `EXISTS (SELECT 1 FROM archive_metadata m WHERE m.source_table = ? AND m.${this.date} = ? AND m.lease_owner = ?${inState})`,
+      sql: `EXISTS (SELECT 1 FROM ${this.t.meta} m WHERE m.source_table = ? AND m.${this.date} = ? AND m.lease_owner = ?${inState})`,
       params: [lease.table, lease.date, lease.owner, ...states],
     };
   }
@@ -79,7 +85,7 @@ export class LedgerBase {
   ): Promise<void> {
     const fence = this.ours(lease);
     const res = await db.execute(
-      `UPDATE archive_parts SET ${sets} WHERE source_table = ? AND ${this.date} = ? AND part = ? AND ${fence.sql}`,
+      `UPDATE ${this.t.parts} SET ${sets} WHERE source_table = ? AND ${this.date} = ? AND part = ? AND ${fence.sql}`,
       [...params, lease.table, lease.date, part, ...(fence.params ?? [])],
     );
     if (res.changes !== 1) throw await this.whyNot(lease, `update part ${part}`);
@@ -95,7 +101,7 @@ export class LedgerBase {
   /** The partition's totals, recomputed from its parts, as SET assignments and parameters. */
   protected totals(lease: Lease): BatchStatement {
     const of = (expr: string) =>
-      `(SELECT ${expr} FROM archive_parts p WHERE p.source_table = ? AND p.${this.date} = ?)`;
+      `(SELECT ${expr} FROM ${this.t.parts} p WHERE p.source_table = ? AND p.${this.date} = ?)`;
     const cols: [string, string][] = [
       ["part_count", "COUNT(*)"],
       ["event_count", "COALESCE(SUM(p.event_count), 0)"],
@@ -113,7 +119,7 @@ export class LedgerBase {
 
   async get(table: string, date: string): Promise<PartitionRecord | null> {
     const rows = await this.db.query(
-      `SELECT * FROM archive_metadata WHERE source_table = ? AND ${this.date} = ?`,
+      `SELECT * FROM ${this.t.meta} WHERE source_table = ? AND ${this.date} = ?`,
       [table, date],
     );
     return rows[0] ? toPartition(rows[0]) : null;
@@ -122,16 +128,16 @@ export class LedgerBase {
   async list(table?: string): Promise<PartitionRecord[]> {
     const rows = table
       ? await this.db.query(
-          `SELECT * FROM archive_metadata WHERE source_table = ? ORDER BY ${this.date}`,
+          `SELECT * FROM ${this.t.meta} WHERE source_table = ? ORDER BY ${this.date}`,
           [table],
         )
-      : await this.db.query(`SELECT * FROM archive_metadata ORDER BY source_table, ${this.date}`);
+      : await this.db.query(`SELECT * FROM ${this.t.meta} ORDER BY source_table, ${this.date}`);
     return rows.map(toPartition);
   }
 
   async parts(table: string, date: string, db: SqlExecutor = this.db): Promise<PartRecord[]> {
     const rows = await db.query(
-      `SELECT * FROM archive_parts WHERE source_table = ? AND ${this.date} = ? ORDER BY part`,
+      `SELECT * FROM ${this.t.parts} WHERE source_table = ? AND ${this.date} = ? ORDER BY part`,
       [table, date],
     );
     return rows.map(toPart);
@@ -151,7 +157,7 @@ export class LedgerBase {
     const columns = fieldColumns(fields);
     const sets = columns.map(([c]) => `${c} = ?`);
     const res = await db.execute(
-      `UPDATE archive_metadata SET state = ?, updated_at = ?${sets.length ? `, ${sets.join(", ")}` : ""}
+      `UPDATE ${this.t.meta} SET state = ?, updated_at = ?${sets.length ? `, ${sets.join(", ")}` : ""}
        WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ? AND state IN (${from.map(() => "?").join(", ")})`,
       [to, this.iso(), ...columns.map(([, v]) => v), lease.table, lease.date, lease.owner, ...from],
     );
@@ -166,11 +172,11 @@ export class LedgerBase {
 
   /** Create or upgrade the ledger tables. Safe to run from several processes at once. */
   async migrate(): Promise<void> {
-    await migrateLedger(this.db, () => this.iso());
+    await migrateLedger(this.db, this.t, () => this.iso());
   }
 
   /** Whether the ledger's tables exist at the latest version; creates nothing. */
   isCurrent(): Promise<boolean> {
-    return ledgerIsCurrent(this.db);
+    return ledgerIsCurrent(this.db, this.t);
   }
 }

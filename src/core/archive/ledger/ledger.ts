@@ -31,12 +31,12 @@ export class Ledger extends PartWrites {
   ): Promise<Lease | null> {
     const q = this.date;
     await this.db.execute(
-      this.d.insertIgnore("archive_metadata", ["source_table", "date", "state", "updated_at"]),
+      this.d.insertIgnore(this.t.meta, ["source_table", "date", "state", "updated_at"]),
       [table, date, "pending", this.iso()],
     );
     const now = this.now();
     const res = await this.db.execute(
-      `UPDATE archive_metadata SET lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ?
+      `UPDATE ${this.t.meta} SET lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ?
        WHERE source_table = ? AND ${q} = ? AND (lease_owner IS NULL OR lease_expires_at < ?)`,
       [owner, now + this.leaseMs, this.iso(), table, date, now],
     );
@@ -46,7 +46,7 @@ export class Ledger extends PartWrites {
     if (holder && holder !== owner && this.isHolderGone(holder)) {
       // Fenced on the exact dead holder: if someone else got there first, we lose cleanly.
       const taken = await this.db.execute(
-        `UPDATE archive_metadata SET lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ?
+        `UPDATE ${this.t.meta} SET lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ?
          WHERE source_table = ? AND ${q} = ? AND lease_owner = ?`,
         [owner, now + this.leaseMs, this.iso(), table, date, holder],
       );
@@ -64,7 +64,7 @@ export class Ledger extends PartWrites {
   /** @internal Extend a lease; false if it is no longer ours. */
   async renew(table: string, date: string, owner: string): Promise<boolean> {
     const res = await this.db.execute(
-      `UPDATE archive_metadata SET lease_expires_at = ? WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
+      `UPDATE ${this.t.meta} SET lease_expires_at = ? WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
       [this.now() + this.leaseMs, table, date, owner],
     );
     return res.changes === 1;
@@ -73,11 +73,11 @@ export class Ledger extends PartWrites {
   /** @internal Let go; a partition that never got past pending leaves no ledger row. */
   async release(table: string, date: string, owner: string): Promise<void> {
     await this.db.execute(
-      `DELETE FROM archive_metadata WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ? AND state = 'pending' AND part_count = 0`,
+      `DELETE FROM ${this.t.meta} WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ? AND state = 'pending' AND part_count = 0`,
       [table, date, owner],
     );
     await this.db.execute(
-      `UPDATE archive_metadata SET lease_owner = NULL, lease_expires_at = NULL WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
+      `UPDATE ${this.t.meta} SET lease_owner = NULL, lease_expires_at = NULL WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
       [table, date, owner],
     );
   }
@@ -88,7 +88,7 @@ export class Ledger extends PartWrites {
    */
   async setPendingObject(lease: Lease, key: string | null): Promise<void> {
     const res = await this.db.execute(
-      `UPDATE archive_metadata SET pending_object = ? WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
+      `UPDATE ${this.t.meta} SET pending_object = ? WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
       [key, lease.table, lease.date, lease.owner],
     );
     if (res.changes !== 1) throw new LeaseLostError(lease.table, lease.date);
@@ -97,7 +97,7 @@ export class Ledger extends PartWrites {
   /** @internal Record a restore of the partition's archive (rows inserted, and where). */
   async recordRestore(lease: Lease, rows: number, into: string): Promise<void> {
     const res = await this.db.execute(
-      `UPDATE archive_metadata SET restored_at = ?, restored_rows = ?, restored_into = ?, updated_at = ?
+      `UPDATE ${this.t.meta} SET restored_at = ?, restored_rows = ?, restored_into = ?, updated_at = ?
        WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
       [this.iso(), rows, into, this.iso(), lease.table, lease.date, lease.owner],
     );
@@ -129,7 +129,7 @@ export class Ledger extends PartWrites {
     ];
     const totals = this.totals(lease);
     const moved: BatchStatement = {
-      sql: `UPDATE archive_metadata SET state = 'archived', updated_at = ?, ${totals.sql},
+      sql: `UPDATE ${this.t.meta} SET state = 'archived', updated_at = ?, ${totals.sql},
               object_key = ?, sha256 = ?, archived_at = ?, verified_at = NULL, d1_cleaned = 0,
               last_error = NULL, pending_object = NULL
             WHERE source_table = ? AND ${q} = ? AND lease_owner = ? AND state = 'archiving'`,
@@ -144,7 +144,7 @@ export class Ledger extends PartWrites {
         lease.owner,
       ],
     };
-    const del = `DELETE FROM archive_parts WHERE source_table = ? AND ${q} = ? AND part = ?`;
+    const del = `DELETE FROM ${this.t.parts} WHERE source_table = ? AND ${q} = ? AND part = ?`;
     const batch = batchesOf(this.db);
     if (batch) {
       // No interactive transaction (D1): every statement of the batch carries the fence.
@@ -153,7 +153,7 @@ export class Ledger extends PartWrites {
       const [, , res] = await batch([
         { sql: `${del} AND ${fence.sql}`, params: [...key, ...fp] },
         {
-          sql: `INSERT INTO archive_parts (${columns}) SELECT ${values.map(() => "?").join(", ")} WHERE ${fence.sql}`,
+          sql: `INSERT INTO ${this.t.parts} (${columns}) SELECT ${values.map(() => "?").join(", ")} WHERE ${fence.sql}`,
           params: [...values, ...fp],
         },
         moved,
@@ -168,11 +168,11 @@ export class Ledger extends PartWrites {
       if (res.changes !== 1) throw await this.whyNot(lease, "record the part");
       await tx.execute(del, key);
       await tx.execute(
-        `INSERT INTO archive_parts (${columns}) VALUES (${values.map(() => "?").join(", ")})`,
+        `INSERT INTO ${this.t.parts} (${columns}) VALUES (${values.map(() => "?").join(", ")})`,
         values,
       );
       await tx.execute(
-        `UPDATE archive_metadata SET ${totals.sql} WHERE source_table = ? AND ${q} = ?`,
+        `UPDATE ${this.t.meta} SET ${totals.sql} WHERE source_table = ? AND ${q} = ?`,
         [...(totals.params ?? []), lease.table, lease.date],
       );
     });
@@ -187,11 +187,11 @@ export class Ledger extends PartWrites {
     const totals = this.totals(lease);
     const [removed] = await runAtomically(this.db, [
       {
-        sql: `DELETE FROM archive_parts WHERE source_table = ? AND ${this.date} = ? AND part = ? AND verified_at IS NULL AND cleaned_count = 0 AND ${fence.sql}`,
+        sql: `DELETE FROM ${this.t.parts} WHERE source_table = ? AND ${this.date} = ? AND part = ? AND verified_at IS NULL AND cleaned_count = 0 AND ${fence.sql}`,
         params: [lease.table, lease.date, part, ...(fence.params ?? [])],
       },
       {
-        sql: `UPDATE archive_metadata SET ${totals.sql}, updated_at = ? WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
+        sql: `UPDATE ${this.t.meta} SET ${totals.sql}, updated_at = ? WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
         params: [...(totals.params ?? []), this.iso(), lease.table, lease.date, lease.owner],
       },
     ]);

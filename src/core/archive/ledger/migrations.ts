@@ -7,14 +7,34 @@ import { num } from "./records.js";
  */
 interface Migration {
   version: number;
-  statements(d: Dialect): readonly string[];
+  statements(d: Dialect, t: LedgerTables): readonly string[];
+}
+
+/** The ledger's tables as SQL names (quoted, with the ledger's schema if it has one). */
+export interface LedgerTables {
+  meta: string;
+  parts: string;
+  migrations: string;
+  /** The schema the ledger lives in (SLUICE_LEDGER_SCHEMA), null: the connection's own. */
+  schema: string | null;
+}
+
+/** The ledger's table names for `schema` (null: unqualified, in the connection's schema). */
+export function ledgerTables(d: Dialect, schema: string | null = null): LedgerTables {
+  const name = (table: string) => d.quote(schema ? `${schema}.${table}` : table);
+  return {
+    meta: name("archive_metadata"),
+    parts: name("archive_parts"),
+    migrations: name("sluice_migrations"),
+    schema,
+  };
 }
 
 const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
-    statements: () => [
-      `CREATE TABLE IF NOT EXISTS archive_metadata (
+    statements: (_d, t) => [
+      `CREATE TABLE IF NOT EXISTS ${t.meta} (
         source_table VARCHAR(64) NOT NULL,
         date VARCHAR(10) NOT NULL,
         state VARCHAR(16) NOT NULL,
@@ -37,7 +57,7 @@ const MIGRATIONS: readonly Migration[] = [
         updated_at VARCHAR(32),
         PRIMARY KEY (source_table, date)
       )`,
-      `CREATE TABLE IF NOT EXISTS archive_parts (
+      `CREATE TABLE IF NOT EXISTS ${t.parts} (
         source_table VARCHAR(64) NOT NULL,
         date VARCHAR(10) NOT NULL,
         part INTEGER NOT NULL,
@@ -60,27 +80,27 @@ const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 2,
-    statements: (d) => [
-      "ALTER TABLE archive_parts ADD COLUMN chunk_bytes INTEGER",
-      "ALTER TABLE archive_parts ADD COLUMN chunk_sha256 TEXT",
-      "ALTER TABLE archive_parts ADD COLUMN changed_count BIGINT NOT NULL DEFAULT 0",
-      "ALTER TABLE archive_parts ADD COLUMN changed_keys TEXT",
-      "ALTER TABLE archive_metadata ADD COLUMN pending_object VARCHAR(512)",
+    statements: (d, t) => [
+      `ALTER TABLE ${t.parts} ADD COLUMN chunk_bytes INTEGER`,
+      `ALTER TABLE ${t.parts} ADD COLUMN chunk_sha256 TEXT`,
+      `ALTER TABLE ${t.parts} ADD COLUMN changed_count BIGINT NOT NULL DEFAULT 0`,
+      `ALTER TABLE ${t.parts} ADD COLUMN changed_keys TEXT`,
+      `ALTER TABLE ${t.meta} ADD COLUMN pending_object VARCHAR(512)`,
       // MySQL's default collation folds case: tables `Events` and `events` would share rows.
       ...(d.name === "mysql"
         ? [
-            "ALTER TABLE archive_metadata MODIFY source_table VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL",
-            "ALTER TABLE archive_parts MODIFY source_table VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL",
+            `ALTER TABLE ${t.meta} MODIFY source_table VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL`,
+            `ALTER TABLE ${t.parts} MODIFY source_table VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL`,
           ]
         : []),
     ],
   },
   {
     version: 3,
-    statements: () => [
-      "ALTER TABLE archive_metadata ADD COLUMN restored_at VARCHAR(32)",
-      "ALTER TABLE archive_metadata ADD COLUMN restored_rows BIGINT NOT NULL DEFAULT 0",
-      "ALTER TABLE archive_metadata ADD COLUMN restored_into VARCHAR(128)",
+    statements: (_d, t) => [
+      `ALTER TABLE ${t.meta} ADD COLUMN restored_at VARCHAR(32)`,
+      `ALTER TABLE ${t.meta} ADD COLUMN restored_rows BIGINT NOT NULL DEFAULT 0`,
+      `ALTER TABLE ${t.meta} ADD COLUMN restored_into VARCHAR(128)`,
     ],
   },
 ];
@@ -92,35 +112,41 @@ const ALREADY_DONE = /duplicate column|already exists/i;
  * Whether the ledger's tables exist at the latest version, asked without creating anything
  * (what a read-only command may do).
  */
-export async function ledgerIsCurrent(db: SqlSource): Promise<boolean> {
-  if (!(await db.tableColumns("sluice_migrations"))) return false;
+export async function ledgerIsCurrent(db: SqlSource, t: LedgerTables): Promise<boolean> {
+  const name = t.schema ? `${t.schema}.sluice_migrations` : "sluice_migrations";
+  if (!(await db.tableColumns(name))) return false;
   const done = new Set(
-    (await db.query("SELECT version FROM sluice_migrations")).map((r) => num(r.version)),
+    (await db.query(`SELECT version FROM ${t.migrations}`)).map((r) => num(r.version)),
   );
   return MIGRATIONS.every((m) => done.has(m.version));
 }
 
 /** Create or upgrade the ledger tables. Safe to run from several processes at once. */
-export async function migrateLedger(db: SqlExecutor, now: () => string): Promise<void> {
+export async function migrateLedger(
+  db: SqlExecutor,
+  t: LedgerTables,
+  now: () => string,
+): Promise<void> {
   const d = db.dialect;
+  if (t.schema) {
+    const kind = d.name === "mysql" ? "DATABASE" : "SCHEMA";
+    await db.execute(`CREATE ${kind} IF NOT EXISTS ${d.quote(t.schema)}`);
+  }
   await db.execute(
-    "CREATE TABLE IF NOT EXISTS sluice_migrations (version INTEGER PRIMARY KEY, applied_at VARCHAR(32) NOT NULL)",
+    `CREATE TABLE IF NOT EXISTS ${t.migrations} (version INTEGER PRIMARY KEY, applied_at VARCHAR(32) NOT NULL)`,
   );
   const done = new Set(
-    (await db.query("SELECT version FROM sluice_migrations")).map((r) => num(r.version)),
+    (await db.query(`SELECT version FROM ${t.migrations}`)).map((r) => num(r.version)),
   );
   for (const m of MIGRATIONS) {
     if (done.has(m.version)) continue;
-    for (const s of m.statements(d)) {
+    for (const s of m.statements(d, t)) {
       try {
         await db.execute(s);
       } catch (err) {
         if (!ALREADY_DONE.test((err as Error).message)) throw err;
       }
     }
-    await db.execute(d.insertIgnore("sluice_migrations", ["version", "applied_at"]), [
-      m.version,
-      now(),
-    ]);
+    await db.execute(d.insertIgnore(t.migrations, ["version", "applied_at"]), [m.version, now()]);
   }
 }

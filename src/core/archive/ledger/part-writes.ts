@@ -16,7 +16,7 @@ export class PartWrites extends LedgerBase {
   async markPartUnverified(lease: Lease, part: number): Promise<void> {
     const fence = this.ours(lease);
     await this.db.execute(
-      `UPDATE archive_parts SET verified_at = NULL WHERE source_table = ? AND ${this.date} = ? AND part = ? AND cleaned_count = 0 AND ${fence.sql}`,
+      `UPDATE ${this.t.parts} SET verified_at = NULL WHERE source_table = ? AND ${this.date} = ? AND part = ? AND cleaned_count = 0 AND ${fence.sql}`,
       [lease.table, lease.date, part, ...(fence.params ?? [])],
     );
   }
@@ -53,7 +53,7 @@ export class PartWrites extends LedgerBase {
       db,
     );
     const [sum] = await db.query(
-      `SELECT COALESCE(SUM(cleaned_count), 0) AS n FROM archive_parts WHERE source_table = ? AND ${this.date} = ?`,
+      `SELECT COALESCE(SUM(cleaned_count), 0) AS n FROM ${this.t.parts} WHERE source_table = ? AND ${this.date} = ?`,
       [lease.table, lease.date],
     );
     await this.move(lease, "cleaning", { cleanedCount: num(sum?.n) }, db);
@@ -79,13 +79,13 @@ export class PartWrites extends LedgerBase {
     const [deleted, , moved] = await batch([
       { sql: `${del.sql} AND ${fence.sql}`, params: [...(del.params ?? []), ...fp] },
       {
-        sql: `UPDATE archive_parts SET cleaned_count = cleaned_count + changes(), cleanup_cursor = ?
+        sql: `UPDATE ${this.t.parts} SET cleaned_count = cleaned_count + changes(), cleanup_cursor = ?
               WHERE source_table = ? AND ${q} = ? AND part = ? AND ${fence.sql}`,
         params: [cursor, lease.table, lease.date, part, ...fp],
       },
       {
-        sql: `UPDATE archive_metadata SET state = 'cleaning', updated_at = ?,
-                cleaned_count = (SELECT SUM(p.cleaned_count) FROM archive_parts p WHERE p.source_table = ? AND p.${q} = ?)
+        sql: `UPDATE ${this.t.meta} SET state = 'cleaning', updated_at = ?,
+                cleaned_count = (SELECT SUM(p.cleaned_count) FROM ${this.t.parts} p WHERE p.source_table = ? AND p.${q} = ?)
               WHERE source_table = ? AND ${q} = ? AND lease_owner = ? AND state IN (${from.map(() => "?").join(", ")})`,
         params: [this.iso(), lease.table, lease.date, ...fp, ...from],
       },
