@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { archiveDate, cleanupDate, restoreDate } from "../src/core/archive/jobs.js";
+import { getText } from "../src/core/store.js";
 import { loadConfig } from "../src/node/config.js";
 import { type NodeContext, openContext } from "../src/node/context.js";
 import { type TestDb, mariaDb, postgresDb } from "./servers.js";
@@ -49,6 +50,13 @@ async function lines(c: NodeContext, table: string): Promise<string[]> {
   return gunzipSync(bytes).toString("utf8").split("\n").filter(Boolean);
 }
 
+/** The columns the date's only part's manifest lists. */
+async function manifestColumns(c: NodeContext, table: string) {
+  const [part] = await c.ctx.ledger.parts(table, DAY);
+  const text = await getText(c.ctx.store, part?.manifestKey as string);
+  return (JSON.parse(text as string) as { columns: { name: string; encoding?: string }[] }).columns;
+}
+
 describe.runIf(pg !== null)("PostgreSQL column types", () => {
   const db = () => pg as TestDb;
   it("archives each type as PostgreSQL's own text; cleanup matches them; restore gives the same rows back", async () => {
@@ -83,6 +91,12 @@ describe.runIf(pg !== null)("PostgreSQL column types", () => {
       ]) {
         expect(one).toContain(exact);
       }
+      // The manifest says how the line holds what is not plain text: bytea as hex.
+      const listed = await manifestColumns(c, "ty");
+      expect(listed.filter((x) => x.encoding).map((x) => [x.name, x.encoding])).toEqual([
+        ["bin", "hex"],
+      ]);
+      expect(listed.map((x) => x.name)[0]).toBe("id");
       // JSON as its exact text: a json null stays apart from SQL NULL.
       expect(JSON.parse(one as string)).toMatchObject({
         js: '{"a": [1,2], "n": 12345678901234567890}',
@@ -138,6 +152,12 @@ describe.runIf(maria !== null)("MariaDB column types", () => {
         expect(one).toContain(exact);
       }
       expect(JSON.parse(one as string).js).toBe('{"a": [1, 2], "n": 12345678901234567890}');
+      const listed = await manifestColumns(c, "ty");
+      expect(listed.filter((x) => x.encoding).map((x) => [x.name, x.encoding])).toEqual([
+        ["bits", "base64"],
+        ["vb", "base64"],
+        ["bl", "base64"],
+      ]);
       expect(JSON.parse(one as string).txt).toBe('naïve 😀 "q" \\ end');
       expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({ deleted: 1 });
       // Restore: base64 back to bytes, text back to each type; MariaDB compares the rows.

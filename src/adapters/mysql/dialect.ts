@@ -17,6 +17,7 @@ export const mysqlDialect: Dialect = {
     `INSERT IGNORE INTO ${table} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`,
   // No jsonRow: JSON_OBJECT reorders keys (MySQL) and spaces them; rows are rendered in JS
   // from values the driver returns as the server's own text (dates, decimals, JSON).
+  columnEncoding: (type) => (isBinaryType(type) ? "base64" : undefined),
   lockRows: " FOR UPDATE",
   // JSON_TABLE reads each member as text (a string unquoted, a number as written, null as
   // NULL); the INSERT converts it to the column's type, and base64 back to bytes.

@@ -22,6 +22,8 @@ export const postgresDialect: Dialect = {
   columnText: (quoted, type) =>
     type === "json" || type === "jsonb" ? `${quoted}::text` : undefined,
   asText: (expr) => `(${expr})::text`,
+  // bytea as PostgreSQL prints it (bytea_output = 'hex'): `\\x` and two hex digits a byte.
+  columnEncoding: (type) => (type === "bytea" ? "hex" : undefined),
   // Each member as text (`->>`), cast to the column's declared type: the text row_to_json
   // wrote is PostgreSQL's own, which its input functions read back exactly.
   restoreRows: (table, columns, key) => {

@@ -144,7 +144,9 @@ export async function archivePartition(
     changedCount: 0,
     changedKeys: null,
   };
-  const manifest = manifestText(part, spec, lines.columns);
+  const manifest = manifestText(part, spec, lines.columns, (t) =>
+    source.dialect.columnEncoding?.(t),
+  );
   await putBytes(store, manifestKey, new TextEncoder().encode(manifest));
 
   try {

@@ -18,8 +18,11 @@ export interface ManifestFile {
    */
   partition?: DayColumn;
   keyColumn: string;
-  /** The lines' members in order (the key first) with their database types. */
-  columns: { name: string; type: string }[];
+  /**
+   * The lines' members in order (the key first) with their database types, and how a value is
+   * written where that is not its own text or JSON value (`base64`, `hex`).
+   */
+  columns: { name: string; type: string; encoding?: string }[];
   date: string;
   part: number;
   objectKey: string;
@@ -46,6 +49,7 @@ export function manifestText(
   part: PartRecord,
   spec: PartitionSpec,
   columns: readonly Column[],
+  encoding: (type: string) => string | undefined = () => undefined,
 ): string {
   const file: ManifestFile = {
     format: "sluice-jsonl-gzip/1",
@@ -53,7 +57,10 @@ export function manifestText(
     partitionColumn: spec.partitionColumn,
     partition: dayColumn(spec),
     keyColumn: spec.keyColumn,
-    columns: columns.map((c) => ({ name: c.name, type: c.type })),
+    columns: columns.map((c) => {
+      const how = encoding(c.type);
+      return how ? { name: c.name, type: c.type, encoding: how } : { name: c.name, type: c.type };
+    }),
     date: part.date,
     part: part.part,
     objectKey: part.objectKey,

@@ -34,6 +34,11 @@ export interface Dialect {
    * (PostgreSQL's json, whose null would read as SQL NULL); undefined: the column itself.
    */
   columnText?(quoted: string, type: string): string | undefined;
+  /**
+   * How a column of `type` is written in an archive line when that is not its plain text or
+   * JSON value (binary as `base64`, PostgreSQL's bytea as `hex`); undefined otherwise.
+   */
+  columnEncoding?(type: string): string | undefined;
   /** `expr` read as the database's own text (a date or timestamp not made a JS Date). */
   asText?(expr: string): string;
   /**
