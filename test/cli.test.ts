@@ -452,3 +452,119 @@ function listFiles(root: string): string[] {
     .map((f) => `${f} ${statSync(f).size}`)
     .sort();
 }
+
+describe.runIf(server !== null)("a config file of tables (PostgreSQL)", () => {
+  it("backlog archives and cleans three tables (text date, DATE, timestamptz in another schema), each by its own retention", async () => {
+    const db = server as TestDb;
+    const other = `cfg_${process.pid}`;
+    await db.run(`CREATE SCHEMA ${other}`);
+    await db.run("CREATE TABLE c_text (id BIGINT PRIMARY KEY, event_date VARCHAR(10) NOT NULL)");
+    await db.run("CREATE TABLE c_date (k BIGINT PRIMARY KEY, day DATE NOT NULL)");
+    await db.run(
+      `CREATE TABLE ${other}.c_ts (id BIGINT PRIMARY KEY, created_at TIMESTAMPTZ NOT NULL)`,
+    );
+    for (let i = 1; i <= 40; i++) {
+      const day = `2025-10-${String(10 + (i % 4)).padStart(2, "0")}`; // 10th to 13th
+      await db.run(`INSERT INTO c_text VALUES (${i}, '${day}')`);
+      await db.run(`INSERT INTO c_date VALUES (${i}, '${day}')`);
+      // 22:30 UTC is 00:30 the next day in Berlin (CEST): half the rows land a day later there.
+      const at = Math.floor(i / 4) % 2 ? "22:30" : "12:00";
+      await db.run(`INSERT INTO ${other}.c_ts VALUES (${i}, '${day} ${at}+00')`);
+    }
+    const config = join(dir, "sluice.config.json");
+    writeFileSync(
+      config,
+      JSON.stringify(
+        {
+          tables: {
+            c_text: { retentionDays: 2 },
+            c_date: { partitionColumn: "day", keyColumn: "k", retentionDays: 1 },
+            [`${other}.c_ts`]: {
+              partitionColumn: "created_at",
+              timeZone: "Europe/Berlin",
+              retentionDays: 3,
+              deleteBatch: 7,
+            },
+          },
+        },
+        null,
+        2,
+      ),
+    );
+    const env = { SLUICE_DB: db.url, SLUICE_STORE: `file:${join(dir, "cfg-archive")}` };
+    // --today 2025-10-14: today and retentionDays - 1 days before it stay hot, so the three
+    // keep the 13th on, the 14th on, and Berlin's 12th on.
+    const r = sluice(["--config", config, "--json", "backlog", "--today=2025-10-14"], env);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    const done = (t: string) => lines.filter((l) => l.table === t).map((l) => l.date);
+    expect(done("c_text")).toEqual(["2025-10-10", "2025-10-11", "2025-10-12"]);
+    expect(done("c_date")).toEqual(["2025-10-10", "2025-10-11", "2025-10-12", "2025-10-13"]);
+    expect(done(`${other}.c_ts`)).toEqual(["2025-10-10", "2025-10-11"]);
+    const left = async (sql: string) => Number((await db.query(sql))[0]?.n);
+    expect(await left("SELECT COUNT(*) AS n FROM c_text")).toBe(10);
+    expect(await left("SELECT COUNT(*) AS n FROM c_text WHERE event_date < '2025-10-13'")).toBe(0);
+    expect(await left("SELECT COUNT(*) AS n FROM c_date")).toBe(0);
+    // Berlin's 12th starts at 22:00 UTC on the 11th: a row at 22:30 UTC on the 11th is
+    // Berlin's 12th and stays, with every later one; every earlier one went.
+    expect(
+      await left(
+        `SELECT COUNT(*) AS n FROM ${other}.c_ts WHERE created_at < '2025-10-11 22:00+00'`,
+      ),
+    ).toBe(0);
+    expect(await left(`SELECT COUNT(*) AS n FROM ${other}.c_ts`)).toBe(
+      Array.from({ length: 40 }, (_, k) => k + 1).filter(
+        (i) => i % 4 > 1 || (i % 4 === 1 && Math.floor(i / 4) % 2 === 1),
+      ).length,
+    );
+
+    // One table by --table, its settings from the file.
+    const one = sluice(["--config", config, "--json", "status", "--table=c_date"], env);
+    expect(one.code, one.stderr).toBe(0);
+    expect(JSON.parse(one.stdout).partitions.map((p: { date: string }) => p.date)).toEqual([
+      "2025-10-10",
+      "2025-10-11",
+      "2025-10-12",
+      "2025-10-13",
+    ]);
+    // Several tables and none named: the command says which there are.
+    const which = sluice(["--config", config, "status"], env);
+    expect(which.code).toBe(2);
+    expect(which.stderr).toMatch(/names 3 tables: choose one with --table \(c_text, c_date, /);
+  });
+
+  const badConfigs: [string, string, RegExp][] = [
+    [
+      "an unknown field",
+      '{\n  "tables": {\n    "c_text": {\n      "retention": 2\n    }\n  }\n}\n',
+      /line 4: tables\.c_text\.retention: is not a setting sluice knows/,
+    ],
+    [
+      "a wrong type",
+      '{\n  "tables": {\n    "c_text": {\n      "retentionDays": "2"\n    }\n  }\n}\n',
+      /line 4: tables\.c_text\.retentionDays: .*number/i,
+    ],
+    ["not JSON", '{\n  "tables": {\n    "c_text": {,\n  }\n}\n', /line 3: not JSON/],
+    [
+      "a table that is not there",
+      '{"tables": {"c_text": {}, "c_missing": {"partitionColumn": "day"}}}',
+      /table 'c_missing' does not exist/,
+    ],
+  ];
+  for (const [name, text, message] of badConfigs) {
+    it(`a config file with ${name} exits 2 naming it, before any work`, async () => {
+      const db = server as TestDb;
+      const config = join(dir, `bad-${name.replaceAll(" ", "-")}.json`);
+      writeFileSync(config, text);
+      const env = { SLUICE_DB: db.url, SLUICE_STORE: `file:${join(dir, "bad-archive")}` };
+      const r = sluice(["--config", config, "backlog", "--today=2025-10-20"], env);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).toMatch(message);
+      expect(existsSync(join(dir, "bad-archive"))).toBe(false);
+    });
+  }
+});

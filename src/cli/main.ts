@@ -20,6 +20,10 @@ const program = new Command("sluice")
   .description(
     "Move large query results out of SQL databases with bounded memory, and never lose a row.",
   )
+  .option(
+    "--config <path>",
+    "tables and their settings (env SLUICE_CONFIG, default ./sluice.config.json if present)",
+  )
   .option("--db <url>", "hot store (env SLUICE_DB, default sqlite:./data/sluice.db)")
   .option("--store <url>", "object store (env SLUICE_STORE, default file:./data/archive)")
   .option("--table <name>", "table to archive (env SLUICE_TABLE, default traffic_events)")

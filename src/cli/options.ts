@@ -1,7 +1,16 @@
+import { BadInputError } from "../core/errors.js";
 import { type Config, loadConfig } from "../node/config.js";
+import {
+  type TablesFile,
+  loadTablesFile,
+  tableOverrides,
+  tablesFilePath,
+} from "../node/tables-file.js";
 
 /** Options every command takes (main.ts declares them). */
 export interface GlobalOptions {
+  /** The config file of tables (else SLUICE_CONFIG, else ./sluice.config.json if present). */
+  config?: string;
   db?: string;
   store?: string;
   table?: string;
@@ -80,22 +89,65 @@ type SettingOptions = GlobalOptions &
   Partial<Pick<BacklogOptions, "batch" | "budgetMs" | "retentionDays">> &
   Partial<Pick<ServeOptions, "port" | "host">>;
 
-/**
- * The configuration: env vars, with the command line's options over them; `defaults` fill in
- * what neither gives (the demo's own database and store).
- */
-export function configFrom(
-  opts: SettingOptions,
-  defaults: Partial<Record<"SLUICE_DB" | "SLUICE_STORE", string>> = {},
-): Config {
-  return loadConfig(process.env, {
-    SLUICE_DB: opts.db ?? (process.env.SLUICE_DB ? undefined : defaults.SLUICE_DB),
-    SLUICE_STORE: opts.store ?? (process.env.SLUICE_STORE ? undefined : defaults.SLUICE_STORE),
+/** The command line's settings, only those given. */
+function cliOverrides(opts: SettingOptions): Overrides {
+  const all: Overrides = {
     SLUICE_TABLE: opts.table,
     SLUICE_DELETE_BATCH: opts.batch,
     SLUICE_CLEANUP_BUDGET_MS: opts.budgetMs,
     HOT_RETENTION_DAYS: opts.retentionDays,
     PORT: opts.port,
     HOST: opts.host,
+  };
+  return Object.fromEntries(Object.entries(all).filter(([, v]) => v !== undefined));
+}
+
+type Overrides = Partial<Record<keyof Config, string | number | undefined>>;
+
+/** The config file of tables, if there is one. */
+function tablesFile(opts: GlobalOptions): TablesFile | null {
+  const path = tablesFilePath(opts.config ?? process.env.SLUICE_CONFIG);
+  return path === null ? null : loadTablesFile(path);
+}
+
+/**
+ * The configuration: env vars, the config file's settings for the table over them, and the
+ * command line's options over both; `defaults` fill in what none gives (the demo's own
+ * database and store). With a file of several tables, the table must be named (--table or
+ * SLUICE_TABLE), unless `anyTable` (a command that works on no table of the file).
+ */
+export function configFrom(
+  opts: SettingOptions,
+  defaults: Partial<Record<"SLUICE_DB" | "SLUICE_STORE", string>> = {},
+  anyTable = false,
+): Config {
+  const file = anyTable && !opts.table ? null : tablesFile(opts);
+  let fromFile: Overrides = {};
+  if (file) {
+    const names = [...file.tables.keys()];
+    const name = opts.table ?? process.env.SLUICE_TABLE ?? (names.length === 1 ? names[0] : null);
+    if (!name) {
+      throw new BadInputError(
+        `${file.path} names ${names.length} tables: choose one with --table (${names.join(", ")})`,
+      );
+    }
+    const settings = file.tables.get(name);
+    if (settings) fromFile = tableOverrides(name, settings);
+  }
+  return loadConfig(process.env, {
+    SLUICE_DB: opts.db ?? (process.env.SLUICE_DB ? undefined : defaults.SLUICE_DB),
+    SLUICE_STORE: opts.store ?? (process.env.SLUICE_STORE ? undefined : defaults.SLUICE_STORE),
+    ...fromFile,
+    ...cliOverrides(opts),
   });
+}
+
+/**
+ * One configuration per table to work on: each table of the config file (only --table's when
+ * given), or the one table of the environment when there is no file.
+ */
+export function configsFrom(opts: SettingOptions): Config[] {
+  const file = tablesFile(opts);
+  if (!file || opts.table) return [configFrom(opts)];
+  return [...file.tables.keys()].map((table) => configFrom({ ...opts, table }));
 }

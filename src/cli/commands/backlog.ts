@@ -11,20 +11,38 @@ import {
   type DemoOptions,
   type GlobalOptions,
   configFrom,
+  configsFrom,
 } from "../options.js";
 import { prepareData } from "./prepare.js";
 
 /** backlog: archive, verify and clean every date older than the retention. */
 export async function backlog(opts: BacklogOptions, io: Io): Promise<void> {
-  const config = configFrom(opts);
   const today =
     opts.today === undefined ? new Date() : new Date(`${parsePartitionDate(opts.today)}T00:00:00Z`);
-  const cutoff = retentionCutoff(today, config.HOT_RETENTION_DAYS);
-  if (opts.dryRun) {
-    await planBacklog(config, io, opts, cutoff);
-    return;
+  // Every table of the config file in turn, each with its own retention; one that fails does
+  // not stop the others, and the exit code says one did.
+  const configs = configsFrom(opts);
+  // Every table checked (it exists, its columns do) before any is worked on: a config
+  // mistake stops the run with exit 2, not half-way through.
+  if (configs.length > 1) {
+    for (const config of configs) await withContext(config, io, async () => {}, { readOnly: true });
   }
-  await runBacklog(config, io, opts, cutoff);
+  let failed: unknown = null;
+  for (const config of configs) {
+    const cutoff = retentionCutoff(today, config.HOT_RETENTION_DAYS);
+    const label = configs.length > 1 ? `${config.SLUICE_TABLE} ` : "";
+    try {
+      if (opts.dryRun) await planBacklog(config, io, opts, cutoff);
+      else await runBacklog(config, io, opts, cutoff, label);
+    } catch (err) {
+      if (configs.length === 1 || io.signal.aborted) throw err;
+      process.stderr.write(`${config.SLUICE_TABLE}: ${describeError(err)}\n`);
+      failed ??= err;
+    }
+  }
+  if (failed) {
+    throw new SluiceError("failed", "a table's backlog failed; see above, and sluice status");
+  }
 }
 
 /** backlog --dry-run: each date it would work on, and what archive would write for it. */
@@ -57,10 +75,11 @@ async function planBacklog(
 /** demo: generated days in ./data/demo, the old ones archived, verified and cleaned. */
 export async function demo(opts: DemoOptions, io: Io): Promise<void> {
   const dir = "./data/demo";
-  const config = configFrom(opts, {
-    SLUICE_DB: `sqlite:${dir}/sluice.db`,
-    SLUICE_STORE: `file:${dir}/archive`,
-  });
+  const config = configFrom(
+    opts,
+    { SLUICE_DB: `sqlite:${dir}/sluice.db`, SLUICE_STORE: `file:${dir}/archive` },
+    true,
+  );
   if (!opts.db && !process.env.SLUICE_DB) rmSync(dir, { recursive: true, force: true });
   const today = new Date().toISOString().slice(0, 10);
   await prepareData({ ...opts, db: config.SLUICE_DB, date: today, workload: "traffic" }, io);
@@ -77,6 +96,7 @@ async function runBacklog(
   io: Io,
   opts: GlobalOptions,
   cutoff: string,
+  label = "",
 ): Promise<void> {
   await withContext(config, io, async ({ ctx, owner }) => {
     const dates = await datesNeedingWork(ctx, cutoff);
@@ -87,13 +107,18 @@ async function runBacklog(
         io.bar.done();
         const rows = r.archive.parts.reduce((n, p) => n + p.eventCount, 0);
         const { complete, deleted } = r.cleanup;
-        print(opts, describeBacklogDate(date, complete, rows, r.archive.parts.length, deleted), {
-          ok: true,
-          date,
-          complete,
-          rows,
-          deleted,
-        });
+        print(
+          opts,
+          label + describeBacklogDate(date, complete, rows, r.archive.parts.length, deleted),
+          {
+            ok: true,
+            table: ctx.spec.table,
+            date,
+            complete,
+            rows,
+            deleted,
+          },
+        );
       } catch (err) {
         io.bar.done();
         if (io.signal.aborted) throw err;
@@ -102,7 +127,11 @@ async function runBacklog(
       }
     }
     if (dates.length === 0) {
-      print(opts, `nothing older than ${cutoff} to archive`, { ok: true, dates: [] });
+      print(opts, `${label}nothing older than ${cutoff} to archive`, {
+        ok: true,
+        table: ctx.spec.table,
+        dates: [],
+      });
     }
     if (failed) {
       throw new SluiceError(

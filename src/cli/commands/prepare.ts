@@ -12,7 +12,7 @@ import { type PrepareOptions, configFrom } from "../options.js";
 
 /** prepare-data: generated page views (--date), or the MES factory (--workload=mes). */
 export async function prepareData(opts: PrepareOptions, io: Io): Promise<void> {
-  const config = configFrom(opts);
+  const config = configFrom(opts, {}, true);
   if (opts.workload === "mes") return prepareMes(config, opts, io);
   for (const flag of ["scale", "replace"] as const) {
     if (opts[flag] !== undefined) {

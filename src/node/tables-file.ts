@@ -1,0 +1,124 @@
+import { existsSync, readFileSync } from "node:fs";
+import { z } from "zod";
+import { BadInputError } from "../core/errors.js";
+import { knownTimeZone } from "../core/time-zones.js";
+import type { Config } from "./config.js";
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+const identifier = z.string().regex(IDENT, "is not a plain identifier (letters, digits, _)");
+
+/** One table's settings in the file; what is left out comes from the environment. */
+const tableSchema = z
+  .object({
+    partitionColumn: identifier.optional(),
+    keyColumn: identifier.optional(),
+    /** Whose midnights bound a day of a timestamp partition column. */
+    timeZone: z
+      .string()
+      .refine(knownTimeZone, "is not an IANA time zone (e.g. UTC, Europe/Berlin)")
+      .optional(),
+    retentionDays: z.number().int().min(0).max(36_500).optional(),
+    deleteBatch: z.number().int().min(1).max(100_000).optional(),
+    cleanupBudgetMs: z.number().int().min(0).max(86_400_000).optional(),
+    format: z.literal("jsonl").optional(),
+  })
+  .strict();
+
+const fileSchema = z
+  .object({
+    tables: z
+      .record(
+        z
+          .string()
+          .regex(
+            /^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$/,
+            "is not a table name (an identifier, or schema.identifier)",
+          ),
+        tableSchema,
+      )
+      .refine((t) => Object.keys(t).length > 0, "names no table"),
+  })
+  .strict();
+
+export type TableSettings = z.infer<typeof tableSchema>;
+
+/** The tables of a config file, in the file's order, each with its settings. */
+export interface TablesFile {
+  path: string;
+  tables: Map<string, TableSettings>;
+}
+
+/** Where the config file is: `explicit` (--config, SLUICE_CONFIG), else ./sluice.config.json. */
+export function tablesFilePath(explicit: string | undefined): string | null {
+  if (explicit) return explicit;
+  return existsSync("sluice.config.json") ? "sluice.config.json" : null;
+}
+
+/**
+ * Read and check a config file; a problem stops with its line and field (`tables."pv".
+ * retentionDays: expected number`) as a BadInputError.
+ */
+export function loadTablesFile(path: string): TablesFile {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new BadInputError(`config file ${path}: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    const message = (err as Error).message;
+    const at = /position (\d+)/.exec(message);
+    const where = at ? ` line ${lineAt(text, Number(at[1]))}` : "";
+    throw new BadInputError(`config file ${path}${where}: not JSON (${message})`);
+  }
+  const parsed = fileSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0] as z.ZodIssue;
+    const keys =
+      issue.code === "unrecognized_keys" ? [...issue.path, ...issue.keys] : [...issue.path];
+    const field = keys.map((k) => (typeof k === "string" && !IDENT.test(k) ? `"${k}"` : k));
+    const what =
+      issue.code === "unrecognized_keys" ? "is not a setting sluice knows" : issue.message;
+    throw new BadInputError(
+      `config file ${path} line ${lineOf(text, keys)}: ${field.join(".") || "(top)"}: ${what}`,
+    );
+  }
+  return { path, tables: new Map(Object.entries(parsed.data.tables)) };
+}
+
+/** The env-style settings of `table` in the file, for loadConfig's overrides. */
+export function tableOverrides(
+  table: string,
+  s: TableSettings,
+): Partial<Record<keyof Config, string | number | undefined>> {
+  return {
+    SLUICE_TABLE: table,
+    SLUICE_PARTITION_COLUMN: s.partitionColumn,
+    SLUICE_KEY_COLUMN: s.keyColumn,
+    SLUICE_PARTITION_TIME_ZONE: s.timeZone,
+    HOT_RETENTION_DAYS: s.retentionDays,
+    SLUICE_DELETE_BATCH: s.deleteBatch,
+    SLUICE_CLEANUP_BUDGET_MS: s.cleanupBudgetMs,
+  };
+}
+
+function lineAt(text: string, offset: number): number {
+  let line = 1;
+  for (let i = 0; i < offset && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
+  return line;
+}
+
+/** The line of a key path: each key's quoted name, looked for after the one before. */
+function lineOf(text: string, keys: readonly PropertyKey[]): number {
+  let at = 0;
+  for (const k of keys) {
+    if (typeof k !== "string") continue;
+    const found = text.indexOf(JSON.stringify(k), at);
+    if (found < 0) break;
+    at = found;
+  }
+  return lineAt(text, at);
+}
