@@ -24,6 +24,7 @@ import { createMetrics } from "./metrics.js";
 import { openSource } from "./open.js";
 import { SqliteReadThreads } from "./read-threads.js";
 import { startScheduler, startVerifySchedule } from "./scheduler.js";
+import { scheduleTable } from "./table-schedules.js";
 
 export interface Service {
   url: string;
@@ -38,7 +39,12 @@ export interface Service {
 export async function startService(
   config: Config,
   signal: AbortSignal,
-  options: { scheduler?: boolean; logger?: Logger } = {},
+  options: {
+    scheduler?: boolean;
+    logger?: Logger;
+    /** The config file's other tables: each archived on the same schedule, by its own settings. */
+    others?: Config[];
+  } = {},
 ): Promise<Service> {
   const logger = options.logger ?? pino({ level: config.LOG_LEVEL });
   const log = (line: string) => logger.info(line);
@@ -101,6 +107,10 @@ export async function startService(
     log(
       `archive schedule '${config.ARCHIVE_CRON}' (UTC); next run ${scheduler.next()?.toISOString()}`,
     );
+  const others = scheduler
+    ? await Promise.all((options.others ?? []).map((o) => scheduleTable(o, signal, logger)))
+    : [];
+  if (others.length) log(`also scheduled: ${others.map((o) => o.table).join(", ")}`);
   const verifySchedule =
     options.scheduler !== false && config.VERIFY_CRON !== "off"
       ? startVerifySchedule({
@@ -147,6 +157,7 @@ export async function startService(
       await trace?.options.jobs?.stop();
       await new Promise<void>((r) => server.close(() => r()));
       await runner.drain();
+      await Promise.all(others.map((o) => o.stop()));
       await stats.close();
       await trace?.source.close();
       await c.close();

@@ -1,13 +1,19 @@
 import cluster from "node:cluster";
 import { runCluster } from "../../node/cluster.js";
+import type { Config } from "../../node/config.js";
 import { checkCron } from "../../node/scheduler.js";
 import { startService } from "../../node/serve.js";
 import { type Io, print } from "../io.js";
-import { type ServeOptions, configFrom } from "../options.js";
+import { type ServeOptions, configFrom, configsFrom } from "../options.js";
 
 /** serve: the HTTP API, in WEB_CONCURRENCY worker processes. */
 export async function serve(opts: ServeOptions, io: Io): Promise<void> {
-  const config = configFrom(opts);
+  // With a config file of tables: the service's own is --table (or SLUICE_TABLE, or the
+  // file's first); the others are archived on the same schedule.
+  const all = configsFrom({ ...opts, table: undefined });
+  const named = opts.table ?? process.env.SLUICE_TABLE;
+  const config = named || all.length === 1 ? configFrom(opts) : (all[0] as Config);
+  const others = all.filter((o) => o.SLUICE_TABLE !== config.SLUICE_TABLE);
   if (config.ARCHIVE_CRON !== "off") checkCron(config.ARCHIVE_CRON);
   if (config.VERIFY_CRON !== "off") checkCron(config.VERIFY_CRON, "VERIFY_CRON");
   if (config.WEB_CONCURRENCY > 1 && cluster.isPrimary) {
@@ -28,7 +34,7 @@ export async function serve(opts: ServeOptions, io: Io): Promise<void> {
   });
   // One worker keeps the schedule; the lease would keep the others off each date anyway.
   const index = Number(process.env.SLUICE_WORKER_INDEX ?? 0);
-  const service = await startService(config, stop.signal, { scheduler: index === 0 });
+  const service = await startService(config, stop.signal, { scheduler: index === 0, others });
   print(opts, `sluice serve: listening on ${service.url}`, { ok: true, url: service.url });
   await service.closed;
   if (cluster.isWorker) process.disconnect();

@@ -1,0 +1,80 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, expect, it } from "vitest";
+import { openSource } from "../src/node/open.js";
+import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
+
+/**
+ * `sluice serve` with a config file of two tables: the schedule archives and cleans both, each
+ * by its own settings, from the one process.
+ */
+const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
+const dir = mkdtempSync(join(tmpdir(), "sluice-service-tables-"));
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const c of children) c.kill("SIGKILL");
+  rmSync(dir, { recursive: true, force: true });
+});
+
+it("schedules every table of the config file: both are archived and cleaned", async () => {
+  const db = `sqlite:${join(dir, "hot.db")}`;
+  const source = openSource(db, { create: true });
+  await prepareTrafficData(source, { table: "pv_a", date: "2025-10-13", days: 2, count: 300 });
+  await prepareTrafficData(source, { table: "pv_b", date: "2025-10-13", count: 200 });
+  await source.close();
+  const config = join(dir, "sluice.config.json");
+  writeFileSync(
+    config,
+    JSON.stringify({ tables: { pv_a: { retentionDays: 3 }, pv_b: { deleteBatch: 7 } } }),
+  );
+  const child = spawn(process.execPath, [CLI, "serve"], {
+    env: {
+      ...process.env,
+      SLUICE_DB: db,
+      SLUICE_STORE: `file:${join(dir, "archive")}`,
+      SLUICE_CONFIG: config,
+      PORT: "0",
+      WEB_CONCURRENCY: "1",
+      ARCHIVE_CRON: "*/1 * * * * *",
+      LOG_LEVEL: "warn",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  let err = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  const count = async (table: string) => {
+    const s = openSource(db);
+    try {
+      return Number((await s.query(`SELECT COUNT(*) AS n FROM ${table}`))[0]?.n);
+    } finally {
+      await s.close();
+    }
+  };
+  // A deadline, not a measurement: the schedule fires every second.
+  for (let i = 0; i < 300 && ((await count("pv_a")) > 0 || (await count("pv_b")) > 0); i++) {
+    expect(child.exitCode, err).toBeNull();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(await count("pv_a")).toBe(0);
+  expect(await count("pv_b")).toBe(0);
+  const s = openSource(db);
+  try {
+    const ledger = await s.query(
+      "SELECT source_table AS t, date AS d, state FROM archive_metadata ORDER BY 1, 2",
+    );
+    expect(ledger).toEqual([
+      { t: "pv_a", d: "2025-10-12", state: "cleaned" },
+      { t: "pv_a", d: "2025-10-13", state: "cleaned" },
+      { t: "pv_b", d: "2025-10-13", state: "cleaned" },
+    ]);
+  } finally {
+    await s.close();
+  }
+  child.kill("SIGTERM");
+  expect(await new Promise((r) => child.once("exit", r))).toBe(0);
+}, 60_000);
