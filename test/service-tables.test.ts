@@ -13,12 +13,13 @@ import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
 const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
 const dir = mkdtempSync(join(tmpdir(), "sluice-service-tables-"));
 const children: ChildProcess[] = [];
+const TOKEN = "a-token-of-at-least-16-chars";
 afterAll(() => {
   for (const c of children) c.kill("SIGKILL");
   rmSync(dir, { recursive: true, force: true });
 });
 
-it("schedules every table of the config file: both are archived and cleaned", async () => {
+it("schedules every table of the config file: both are archived and cleaned; the admin routes take ?table=", async () => {
   const db = `sqlite:${join(dir, "hot.db")}`;
   const source = openSource(db, { create: true });
   await prepareTrafficData(source, { table: "pv_a", date: "2025-10-13", days: 2, count: 300 });
@@ -39,6 +40,7 @@ it("schedules every table of the config file: both are archived and cleaned", as
       WEB_CONCURRENCY: "1",
       ARCHIVE_CRON: "*/1 * * * * *",
       LOG_LEVEL: "warn",
+      ADMIN_TOKEN: TOKEN,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -46,6 +48,15 @@ it("schedules every table of the config file: both are archived and cleaned", as
   let err = "";
   child.stderr?.on("data", (d: Buffer) => {
     err += d.toString();
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1] as string);
+    });
+    child.once("exit", (code) => reject(new Error(`serve exited ${code}: ${err}`)));
   });
   const count = async (table: string) => {
     const s = openSource(db);
@@ -75,6 +86,24 @@ it("schedules every table of the config file: both are archived and cleaned", as
   } finally {
     await s.close();
   }
+  // The admin routes answer for either table by ?table=, and name the ones there are.
+  const admin = (path: string) =>
+    fetch(`${url}/admin/${path}`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+  const own = (await (await admin("partitions")).json()) as { table: string; tables: string[] };
+  expect(own).toMatchObject({ table: "pv_a", tables: ["pv_a", "pv_b"] });
+  const b = await admin("partitions?table=pv_b");
+  expect(b.status).toBe(200);
+  expect(await b.json()).toMatchObject({
+    table: "pv_b",
+    partitions: [{ date: "2025-10-13", state: "cleaned", rows: 200, hotRows: 0 }],
+  });
+  const status = await admin("archive-status?date=2025-10-13&table=pv_b");
+  expect(await status.json()).toMatchObject({ table: "pv_b", record: { state: "cleaned" } });
+  const none = await admin("partitions?table=pv_c");
+  expect(none.status).toBe(404);
+  expect(((await none.json()) as { message: string }).message).toMatch(
+    /no table 'pv_c' here: this service archives pv_a, pv_b/,
+  );
   child.kill("SIGTERM");
   expect(await new Promise((r) => child.once("exit", r))).toBe(0);
 }, 60_000);

@@ -19,6 +19,8 @@ import { trafficOnly } from "./traffic-only.js";
 export interface AppOptions {
   ctx: JobContext;
   runner: JobRunner;
+  /** Other tables the admin routes answer for (`?table=`), each with its own runner. */
+  others?: readonly { ctx: JobContext; runner: JobRunner }[];
   /** Bearer token for /admin/*; without one the admin routes are off. */
   adminToken?: string;
   /** Bearer token for POST /api/events (INGEST_TOKEN); without one, ingest is open. */
@@ -143,7 +145,13 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
   );
   app.route(
     "/admin",
-    adminRoutes({ ctx, runner: o.runner, adminToken: o.adminToken, waitUntil: o.waitUntil }),
+    adminRoutes({
+      ctx,
+      runner: o.runner,
+      others: o.others,
+      adminToken: o.adminToken,
+      waitUntil: o.waitUntil,
+    }),
   );
   return app;
 }

@@ -24,7 +24,7 @@ import { createMetrics } from "./metrics.js";
 import { openSource } from "./open.js";
 import { SqliteReadThreads } from "./read-threads.js";
 import { startScheduler, startVerifySchedule } from "./scheduler.js";
-import { scheduleTable } from "./table-schedules.js";
+import { serveTable } from "./table-schedules.js";
 
 export interface Service {
   url: string;
@@ -67,7 +67,13 @@ export async function startService(
     else logger.error({ ...fields, error: job.error }, "job failed");
   });
   const trace = await openTrace(config, logger, c.ctx.store, signal);
+  const others = await Promise.all(
+    (options.others ?? []).map((o) =>
+      serveTable(o, signal, logger, options.scheduler !== false && config.ARCHIVE_CRON !== "off"),
+    ),
+  );
   const app = createApp({
+    others,
     trace: trace?.options,
     ctx: c.ctx,
     runner,
@@ -107,10 +113,7 @@ export async function startService(
     log(
       `archive schedule '${config.ARCHIVE_CRON}' (UTC); next run ${scheduler.next()?.toISOString()}`,
     );
-  const others = scheduler
-    ? await Promise.all((options.others ?? []).map((o) => scheduleTable(o, signal, logger)))
-    : [];
-  if (others.length) log(`also scheduled: ${others.map((o) => o.table).join(", ")}`);
+  if (scheduler && others.length) log(`also scheduled: ${others.map((o) => o.table).join(", ")}`);
   const verifySchedule =
     options.scheduler !== false && config.VERIFY_CRON !== "off"
       ? startVerifySchedule({

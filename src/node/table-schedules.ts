@@ -1,19 +1,29 @@
 import type { Logger } from "pino";
+import type { JobContext } from "../core/archive/context.js";
 import { JobRunner } from "../core/archive/runner.js";
 import { type Config, cleanupOptions } from "./config.js";
 import { openContext } from "./context.js";
 import { startScheduler } from "./scheduler.js";
 
+/** Another table of the service, for the admin routes (`?table=`) and its schedule. */
+export interface ServedTable {
+  table: string;
+  ctx: JobContext;
+  runner: JobRunner;
+  /** Lets its running job reach a safe point, then closes it. */
+  stop(): Promise<void>;
+}
+
 /**
- * The archive schedule of a table beside the service's own (another table of the config
- * file): a context and a job runner of its own, run on ARCHIVE_CRON with the table's own
- * retention. `stop` lets its running job reach a safe point, then closes it.
+ * A table beside the service's own (another table of the config file): a context and a job
+ * runner of its own, archived on ARCHIVE_CRON with the table's own retention when `schedule`.
  */
-export async function scheduleTable(
+export async function serveTable(
   config: Config,
   signal: AbortSignal,
   logger: Logger,
-): Promise<{ table: string; stop(): Promise<void> }> {
+  schedule: boolean,
+): Promise<ServedTable> {
   const c = await openContext(config, { signal });
   const table = c.ctx.spec.table;
   const runner = new JobRunner(c.ctx, c.owner, cleanupOptions(config), (job) => {
@@ -21,17 +31,21 @@ export async function scheduleTable(
     if (job.state === "succeeded") logger.info(fields, "job done");
     else logger.error({ ...fields, error: job.error }, "job failed");
   });
-  const scheduler = startScheduler({
-    pattern: config.ARCHIVE_CRON,
-    ctx: c.ctx,
-    runner,
-    retentionDays: config.HOT_RETENTION_DAYS,
-    log: (fields, message) => logger.info({ table, ...fields }, message),
-  });
+  const scheduler = !schedule
+    ? null
+    : startScheduler({
+        pattern: config.ARCHIVE_CRON,
+        ctx: c.ctx,
+        runner,
+        retentionDays: config.HOT_RETENTION_DAYS,
+        log: (fields, message) => logger.info({ table, ...fields }, message),
+      });
   return {
     table,
+    ctx: c.ctx,
+    runner,
     async stop() {
-      scheduler.stop();
+      scheduler?.stop();
       await runner.drain();
       await c.close();
     },

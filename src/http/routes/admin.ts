@@ -3,12 +3,15 @@ import type { JobContext } from "../../core/archive/context.js";
 import { partitionStatus } from "../../core/archive/jobs.js";
 import type { JobKind, JobRunner } from "../../core/archive/runner.js";
 import { parsePartitionDate } from "../../core/dates.js";
+import { NotFoundError } from "../../core/errors.js";
 import { hasBearer, unauthorized } from "../bearer.js";
 import type { AppEnv } from "../env.js";
 
 export interface AdminOptions {
   ctx: JobContext;
   runner: JobRunner;
+  /** Other tables, chosen with `?table=`; without it the routes answer for `ctx`'s. */
+  others?: readonly { ctx: JobContext; runner: JobRunner }[];
   /** Bearer token for every route here; without one they answer 403. */
   adminToken?: string;
   /** Keep the runtime alive for a job that runs on after its 202 (a Worker's waitUntil). */
@@ -20,7 +23,17 @@ export interface AdminOptions {
  * allowed on the triggers for curl.
  */
 export function adminRoutes(o: AdminOptions): Hono<AppEnv> {
-  const { ctx, runner } = o;
+  const tables = [{ ctx: o.ctx, runner: o.runner }, ...(o.others ?? [])];
+  const names = tables.map((t) => t.ctx.spec.table);
+  /** The table a request names (`?table=`), or the service's own. */
+  const pick = (c: Context<AppEnv>) => {
+    const name = c.req.query("table");
+    const found = name === undefined ? tables[0] : tables.find((t) => t.ctx.spec.table === name);
+    if (!found) {
+      throw new NotFoundError(`no table '${name}' here: this service archives ${names.join(", ")}`);
+    }
+    return found;
+  };
   const app = new Hono<AppEnv>();
 
   app.use("*", async (c, next) => {
@@ -38,21 +51,28 @@ export function adminRoutes(o: AdminOptions): Hono<AppEnv> {
   });
 
   const trigger = (kind: JobKind) => async (c: Context<AppEnv>) => {
+    const { ctx, runner } = pick(c);
     const date = parsePartitionDate(c.req.query("date"));
     const job = await runner.start(kind, date);
     o.waitUntil?.(c, runner.done(date));
-    return c.json({ accepted: true, job, status: `/admin/archive-status?date=${date}` }, 202);
+    const table = ctx === o.ctx ? "" : `&table=${encodeURIComponent(ctx.spec.table)}`;
+    return c.json(
+      { accepted: true, job, status: `/admin/archive-status?date=${date}${table}` },
+      202,
+    );
   };
   app.on(["GET", "POST"], "/trigger-archive", trigger("archive"));
   app.on(["GET", "POST"], "/trigger-cleanup", trigger("cleanup"));
 
   app.get("/archive-status", async (c) => {
+    const { ctx, runner } = pick(c);
     const date = parsePartitionDate(c.req.query("date"));
     const status = await partitionStatus(ctx, date);
     return c.json({ ...status, job: runner.get(date) ?? null });
   });
 
   app.get("/partitions", async (c) => {
+    const { ctx, runner } = pick(c);
     const records = await ctx.ledger.list(ctx.spec.table);
     const partitions = [];
     for (const r of records) {
@@ -74,7 +94,7 @@ export function adminRoutes(o: AdminOptions): Hono<AppEnv> {
         job: runner.get(r.date) ?? null,
       });
     }
-    return c.json({ table: ctx.spec.table, partitions });
+    return c.json({ table: ctx.spec.table, tables: names, partitions });
   });
 
   return app;
