@@ -1,4 +1,5 @@
 import cluster from "node:cluster";
+import { SluiceError } from "../core/errors.js";
 import { serveClusterMetrics } from "./metrics.js";
 
 /**
@@ -19,20 +20,37 @@ export async function runCluster(
   signal: AbortSignal,
   log: (message: string) => void,
 ): Promise<void> {
+  let failed: SluiceError | null = null;
+  const stop = new AbortController();
+  signal.addEventListener("abort", () => stop.abort(), { once: true });
   const fork = (index: number) => {
     const w = cluster.fork({
       ...(process.env.MALLOC_MMAP_THRESHOLD_ === undefined ? MALLOC_ENV : {}),
       SLUICE_WORKER_INDEX: String(index),
     });
+    let listened = false;
+    w.once("listening", () => {
+      listened = true;
+    });
     w.once("exit", (code, sig) => {
-      if (signal.aborted) return;
+      if (stop.signal.aborted) return;
+      if (!listened) {
+        // It never served (a port in use, a bad setting): forking it again would fail again,
+        // and a primary that stays up without a port looks healthy. The service stops.
+        failed = new SluiceError(
+          code === 2 ? "bad_input" : "failed",
+          `worker ${index} exited (${sig ?? code}) before it listened; stopping the service`,
+        );
+        stop.abort();
+        return;
+      }
       log(`worker ${index} (pid ${w.process.pid}) exited (${sig ?? code}); starting another`);
       fork(index);
     });
   };
   serveClusterMetrics();
   for (let i = 0; i < workers; i++) fork(i);
-  await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve()));
+  await new Promise<void>((resolve) => stop.signal.addEventListener("abort", () => resolve()));
   // A message, not a signal: a worker that also got the terminal's or systemd's signal would
   // take a second one as "exit now".
   for (const w of Object.values(cluster.workers ?? {})) w?.send({ cmd: "shutdown" });
@@ -40,7 +58,8 @@ export async function runCluster(
     const check = () => {
       if (Object.keys(cluster.workers ?? {}).length === 0) resolve();
     };
-    cluster.on("exit", check);
-    check();
+    cluster.on("exit", () => setImmediate(check));
+    setImmediate(check);
   });
+  if (failed) throw failed;
 }

@@ -68,9 +68,7 @@ export async function startService(
   });
   const trace = await openTrace(config, logger, c.ctx.store, signal);
   const others = await Promise.all(
-    (options.others ?? []).map((o) =>
-      serveTable(o, signal, logger, options.scheduler !== false && config.ARCHIVE_CRON !== "off"),
-    ),
+    (options.others ?? []).map((o) => serveTable(o, signal, logger)),
   );
   const app = createApp({
     others,
@@ -99,35 +97,6 @@ export async function startService(
       `open to anyone (no token set): ${open.map(([name, route]) => `${route} (${name})`).join(", ")}`,
     );
   }
-  const scheduler =
-    options.scheduler !== false && config.ARCHIVE_CRON !== "off"
-      ? startScheduler({
-          pattern: config.ARCHIVE_CRON,
-          ctx: c.ctx,
-          runner,
-          retentionDays: config.HOT_RETENTION_DAYS,
-          log: (fields, message) => logger.info(fields, message),
-        })
-      : null;
-  if (scheduler)
-    log(
-      `archive schedule '${config.ARCHIVE_CRON}' (UTC); next run ${scheduler.next()?.toISOString()}`,
-    );
-  if (scheduler && others.length) log(`also scheduled: ${others.map((o) => o.table).join(", ")}`);
-  const verifySchedule =
-    options.scheduler !== false && config.VERIFY_CRON !== "off"
-      ? startVerifySchedule({
-          pattern: config.VERIFY_CRON,
-          ctx: c.ctx,
-          owner: c.owner,
-          verified: metrics.verified,
-          log: (fields, message) => logger.warn(fields, message),
-        })
-      : null;
-  if (verifySchedule)
-    log(
-      `verify schedule '${config.VERIFY_CRON}' (UTC); next run ${verifySchedule.next()?.toISOString()}`,
-    );
   const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST });
   // Requests Node's HTTP parser refuses (oversized headers, malformed framing) never reach
   // the app; answer them in the API's JSON shape too.
@@ -145,10 +114,57 @@ export async function startService(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("listening", resolve);
-    server.once("error", reject);
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("listening", resolve);
+      server.once("error", reject);
+    });
+  } catch (err) {
+    // Nothing may stay behind to keep the process alive (and looking healthy) without a port.
+    await Promise.all(others.map((o) => o.stop()));
+    await trace?.source.close();
+    await stats.close();
+    await c.close();
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === "EADDRINUSE" || e.code === "EACCES" || e.code === "EADDRNOTAVAIL") {
+      throw new BadInputError(
+        `cannot listen on ${config.HOST}:${config.PORT} (${e.code}: ${e.message}); set PORT or HOST`,
+      );
+    }
+    throw err;
+  }
+  // Schedules start only once the service listens.
+  const scheduler =
+    options.scheduler !== false && config.ARCHIVE_CRON !== "off"
+      ? startScheduler({
+          pattern: config.ARCHIVE_CRON,
+          ctx: c.ctx,
+          runner,
+          retentionDays: config.HOT_RETENTION_DAYS,
+          log: (fields, message) => logger.info(fields, message),
+        })
+      : null;
+  if (scheduler)
+    log(
+      `archive schedule '${config.ARCHIVE_CRON}' (UTC); next run ${scheduler.next()?.toISOString()}`,
+    );
+  if (scheduler) for (const o of others) o.schedule();
+  if (scheduler && others.length) log(`also scheduled: ${others.map((o) => o.table).join(", ")}`);
+  const verifySchedule =
+    options.scheduler !== false && config.VERIFY_CRON !== "off"
+      ? startVerifySchedule({
+          pattern: config.VERIFY_CRON,
+          ctx: c.ctx,
+          owner: c.owner,
+          verified: metrics.verified,
+          log: (fields, message) => logger.warn(fields, message),
+        })
+      : null;
+  if (verifySchedule)
+    log(
+      `verify schedule '${config.VERIFY_CRON}' (UTC); next run ${verifySchedule.next()?.toISOString()}`,
+    );
+
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST}:${port}`;
   const closed = new Promise<void>((resolve) => {

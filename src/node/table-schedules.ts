@@ -10,19 +10,17 @@ export interface ServedTable {
   table: string;
   ctx: JobContext;
   runner: JobRunner;
+  /** Archive it on ARCHIVE_CRON, with its own retention. */
+  schedule(): void;
   /** Lets its running job reach a safe point, then closes it. */
   stop(): Promise<void>;
 }
 
-/**
- * A table beside the service's own (another table of the config file): a context and a job
- * runner of its own, archived on ARCHIVE_CRON with the table's own retention when `schedule`.
- */
+/** A table beside the service's own (another table of the config file): its own context and job runner. */
 export async function serveTable(
   config: Config,
   signal: AbortSignal,
   logger: Logger,
-  schedule: boolean,
 ): Promise<ServedTable> {
   const c = await openContext(config, { signal });
   const table = c.ctx.spec.table;
@@ -31,19 +29,20 @@ export async function serveTable(
     if (job.state === "succeeded") logger.info(fields, "job done");
     else logger.error({ ...fields, error: job.error }, "job failed");
   });
-  const scheduler = !schedule
-    ? null
-    : startScheduler({
+  let scheduler: ReturnType<typeof startScheduler> | null = null;
+  return {
+    table,
+    ctx: c.ctx,
+    runner,
+    schedule() {
+      scheduler ??= startScheduler({
         pattern: config.ARCHIVE_CRON,
         ctx: c.ctx,
         runner,
         retentionDays: config.HOT_RETENTION_DAYS,
         log: (fields, message) => logger.info({ table, ...fields }, message),
       });
-  return {
-    table,
-    ctx: c.ctx,
-    runner,
+    },
     async stop() {
       scheduler?.stop();
       await runner.drain();

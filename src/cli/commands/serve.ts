@@ -34,7 +34,15 @@ export async function serve(opts: ServeOptions, io: Io): Promise<void> {
   });
   // One worker keeps the schedule; the lease would keep the others off each date anyway.
   const index = Number(process.env.SLUICE_WORKER_INDEX ?? 0);
-  const service = await startService(config, stop.signal, { scheduler: index === 0, others });
+  let service: Awaited<ReturnType<typeof startService>>;
+  try {
+    service = await startService(config, stop.signal, { scheduler: index === 0, others });
+  } catch (err) {
+    // The channel to the primary would keep a worker that failed to start alive; let go of
+    // it so that the process ends with the exit code of the error.
+    if (cluster.isWorker) process.channel?.unref();
+    throw err;
+  }
   print(opts, `sluice serve: listening on ${service.url}`, { ok: true, url: service.url });
   await service.closed;
   if (cluster.isWorker) process.disconnect();
