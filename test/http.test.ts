@@ -590,6 +590,33 @@ describe("/admin", () => {
     expect(readFileSync(partPath(D)).equals(before)).toBe(true);
   });
 
+  it("refuses a cleanup of a date with no archive or an unverified one before accepting it, leaving no ledger row", async () => {
+    const none = STATS_DAYS.find((d) => !ledgerRow(d)) as string;
+    const res = await call(`${srv.url}/admin/trigger-cleanup?date=${none}`, {
+      method: "POST",
+      headers: bearer(),
+    });
+    expect(res.status).toBe(404);
+    expect(res.body).toMatchObject({ error: "not_found" });
+    expect((res.body as { message: string }).message).toMatch(
+      new RegExp(`no archive of traffic_events for ${none}: archive it first`),
+    );
+    expect(ledgerRow(none)).toBeUndefined();
+    // An archived date whose part lost its verified mark: 409 with its state.
+    sql.prepare("UPDATE archive_parts SET verified_at = NULL WHERE date = ?").run(D);
+    try {
+      const unverified = await call(`${srv.url}/admin/trigger-cleanup?date=${D}`, {
+        method: "POST",
+        headers: bearer(),
+      });
+      expect(unverified.status).toBe(409);
+      expect(unverified.body).toMatchObject({ error: "not_verified" });
+      expect(ledgerRow(D)).toMatchObject({ state: "verified", lease_owner: null });
+    } finally {
+      sql.prepare("UPDATE archive_parts SET verified_at = archived_at WHERE date = ?").run(D);
+    }
+  });
+
   it("cleans the date: 202, the job succeeds, its rows are gone and the ledger says cleaned", async () => {
     const others = STATS_DAYS.map(countOn);
     const res = await call(`${srv.url}/admin/trigger-cleanup?date=${D}`, {
@@ -656,17 +683,28 @@ describe("/admin", () => {
     expect(countOn(BIG)).toBe(BIG_ROWS);
   });
 
-  it("cleanup of a date never archived is accepted, then fails without deleting a row", async () => {
+  it("cleanup of a date never archived is refused before any job; an archive of a day with no rows is accepted, then fails saying so", async () => {
     const res = await call(`${srv.url}/admin/trigger-cleanup?date=${NEVER_ARCHIVED}`, {
       method: "POST",
       headers: bearer(),
     });
-    expect(res.status).toBe(202);
-    const status = await waitForJob(srv.url, NEVER_ARCHIVED);
-    expect(status.job?.state).toBe("failed");
-    expect(status.job?.error).toMatch(/archive/);
+    expect(res.status).toBe(404);
+    const status = await call(`${srv.url}/admin/archive-status?date=${NEVER_ARCHIVED}`, {
+      headers: bearer(),
+    });
+    expect(status.body).toMatchObject({ record: null, job: null });
     expect(countOn(NEVER_ARCHIVED)).toBe(1_000);
     expect(filesUnder(join(srv.store, "traffic_events", `date=${NEVER_ARCHIVED}`))).toEqual([]);
+
+    const empty = "2031-01-01";
+    const archive = await call(`${srv.url}/admin/trigger-archive?date=${empty}`, {
+      method: "POST",
+      headers: bearer(),
+    });
+    expect(archive.status).toBe(202);
+    const job = await waitForJob(srv.url, empty);
+    expect(job.job?.state).toBe("failed");
+    expect(job.job?.error).toMatch(/nothing to archive/);
   });
 
   it("archive-status of a date with nothing answers 200 with no record and no job", async () => {
@@ -710,7 +748,9 @@ describe("GET /metrics", () => {
     expect(sample(text, "sluice_ingested_events_total")).toBe(ingested);
     expect(sample(text, 'sluice_jobs_total{kind="archive",outcome="ok"}')).toBe(3);
     expect(sample(text, 'sluice_jobs_total{kind="cleanup",outcome="ok"}')).toBe(1);
-    expect(sample(text, 'sluice_jobs_total{kind="cleanup",outcome="failed"}')).toBe(1);
+    expect(sample(text, 'sluice_jobs_total{kind="archive",outcome="failed"}')).toBe(1);
+    // A cleanup refused before it started is no job.
+    expect(sample(text, 'sluice_jobs_total{kind="cleanup",outcome="failed"}')).toBeUndefined();
     expect(sample(text, "sluice_archived_rows_total")).toBe(D_ROWS + BIG_ROWS);
     expect(sample(text, "sluice_deleted_rows_total")).toBe(D_ROWS);
     expect(sample(text, `sluice_hot_rows{date="${STATS_DAYS[1]}"}`)).toBe(STATS_PER_DAY);

@@ -11,6 +11,7 @@ import type { JobContext } from "./context.js";
 import { dropArchivedPartition } from "./drop-partition.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
+import { CLEANABLE_STATES } from "./ledger/states.js";
 import { tableLines } from "./pages.js";
 import { countInRange, scanPart } from "./verify.js";
 
@@ -92,7 +93,7 @@ export async function cleanupPartition(
     throw new NotFoundError(`no archive of ${spec.table} for ${date}: run archive first`);
   }
   const unverified = parts.find((p) => p.verifiedAt === null);
-  if (unverified || !["verified", "cleaning", "failed", "cleaned"].includes(rec.state)) {
+  if (unverified || !CLEANABLE_STATES.includes(rec.state)) {
     throw new NotVerifiedError(spec.table, date, unverified ? "not verified" : rec.state);
   }
 

@@ -2,6 +2,7 @@ import { type Row, toCount } from "../sql/source.js";
 import type { JobContext } from "./context.js";
 import { dayCondition } from "./days.js";
 import type { PartRecord, PartitionRecord } from "./ledger/records.js";
+import { CLEANABLE_STATES } from "./ledger/states.js";
 import { dayColumn } from "./partition.js";
 import { planNextPart } from "./plan.js";
 
@@ -106,7 +107,7 @@ export async function planCleanup(
     out.refused = "no archive: run archive first";
     return out;
   }
-  if (parts.some((p) => p.verifiedAt === null) || !CLEANABLE.includes(rec.state)) {
+  if (parts.some((p) => p.verifiedAt === null) || !CLEANABLE_STATES.includes(rec.state)) {
     out.refused = `'${rec.state}', not verified: cleanup would delete nothing`;
     return out;
   }
@@ -116,7 +117,5 @@ export async function planCleanup(
   }
   return out;
 }
-
-const CLEANABLE = ["verified", "cleaning", "failed", "cleaned"];
 
 const stateOf = (rec: PartitionRecord | null) => rec?.state ?? "not archived";

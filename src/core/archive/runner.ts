@@ -1,9 +1,10 @@
-import { LeaseHeldError, describeError } from "../errors.js";
+import { LeaseHeldError, NotFoundError, NotVerifiedError, describeError } from "../errors.js";
 import type { Progress } from "../progress.js";
 import { type CleanupOptions, type CleanupOutcome, cleanupPartition } from "./cleanup.js";
 import type { JobContext } from "./context.js";
 import { archiveUnderLease, runLeased } from "./jobs.js";
 import type { Lease } from "./ledger/lease.js";
+import { CLEANABLE_STATES } from "./ledger/states.js";
 
 export type JobKind = "archive" | "cleanup" | "archive-and-cleanup";
 
@@ -76,6 +77,15 @@ export class JobRunner {
       this.reserved.delete(date);
       throw err;
     }
+    if (kind === "cleanup") {
+      // Refused now, with the reason, rather than accepted and failed in the background.
+      const refusal = await this.cleanupRefusal(date);
+      if (refusal) {
+        this.reserved.delete(date);
+        await lease.release();
+        throw refusal;
+      }
+    }
     const view: JobView = {
       id,
       kind,
@@ -127,6 +137,22 @@ export class JobRunner {
     this.jobs.set(date, { view, done: settled });
     this.reserved.delete(date);
     return view;
+  }
+
+  /** Why a cleanup of `date` would refuse to start (no archive, or not verified), or null. */
+  private async cleanupRefusal(date: string): Promise<Error | null> {
+    const { ledger, spec } = this.ctx;
+    const [rec, parts] = await Promise.all([
+      ledger.get(spec.table, date),
+      ledger.parts(spec.table, date),
+    ]);
+    if (!rec || parts.length === 0) {
+      return new NotFoundError(`no archive of ${spec.table} for ${date}: archive it first`);
+    }
+    if (parts.some((p) => p.verifiedAt === null) || !CLEANABLE_STATES.includes(rec.state)) {
+      return new NotVerifiedError(spec.table, date, rec.state);
+    }
+    return null;
   }
 
   /** The latest job of `date` started by this process, running or finished. */

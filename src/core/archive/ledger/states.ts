@@ -34,3 +34,9 @@ export function canMove(from: PartitionState, to: PartitionState): boolean {
 export function statesBefore(to: PartitionState): PartitionState[] {
   return (Object.keys(TRANSITIONS) as PartitionState[]).filter((s) => canMove(s, to));
 }
+
+/**
+ * The states in which cleanup may start, once every part is verified: `failed` too (a failed
+ * cleanup resumes), and `cleaned` (late rows archived since, or nothing left to do).
+ */
+export const CLEANABLE_STATES: readonly string[] = ["verified", "cleaning", "failed", "cleaned"];
