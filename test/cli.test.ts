@@ -568,3 +568,29 @@ describe.runIf(server !== null)("a config file of tables (PostgreSQL)", () => {
     });
   }
 });
+
+describe("status of a date a killed job left", () => {
+  it("shows the state and who holds the lease until when, not 'not archived'", async () => {
+    const hot = join(dir, "killed.db");
+    const env = { SLUICE_DB: `sqlite:${hot}`, SLUICE_STORE: `file:${join(dir, "killed-archive")}` };
+    expect(sluice(["prepare-data", "--count=50", "--days=2", "--date=2025-10-14"], env).code).toBe(
+      0,
+    );
+    expect(sluice(["archive", "--date=2025-10-13"], env).code).toBe(0);
+    const { default: Database } = await import("better-sqlite3");
+    const db = new Database(hot);
+    const until = Date.parse("2030-01-01T00:00:00Z");
+    db.prepare(
+      "INSERT INTO archive_metadata (source_table, date, state, lease_owner, lease_expires_at) VALUES ('traffic_events', '2025-10-14', 'archiving', 'otherhost:pid:123', ?)",
+    ).run(until);
+    db.close();
+    const r = sluice(["status", "--date=2025-10-14"], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(
+      /^traffic_events 2025-10-14: archiving, no part recorded yet; 50 rows/,
+    );
+    expect(r.stdout).toContain(
+      "lease     held by otherhost:pid:123 until 2030-01-01T00:00:00.000Z",
+    );
+  });
+});

@@ -22,8 +22,17 @@ export function bytes(n: number): string {
 export function describeStatus(s: PartitionStatus): string {
   const r = s.record;
   const head = `${s.table} ${s.date}`;
+  const lease =
+    r?.leaseOwner && r.leaseExpiresAt !== null
+      ? `\n  lease     held by ${r.leaseOwner} until ${new Date(r.leaseExpiresAt).toISOString()}${r.leaseExpiresAt < Date.now() ? " (expired: the next run takes it over)" : ""}`
+      : "";
+  const restored = r?.restoredAt
+    ? `\n  restored  ${fmt(r.restoredRows)} rows into ${r.restoredInto} at ${r.restoredAt}`
+    : "";
   if (!r || s.parts.length === 0) {
-    return `${head}: not archived; ${fmt(s.hotRows)} rows in the hot store${r?.lastError ? `\n  last error: ${r.lastError}` : ""}`;
+    // A first archive under way, or killed mid-way: its state and lease say which.
+    const state = r && r.state !== "pending" ? `${r.state}, no part recorded yet` : "not archived";
+    return `${head}: ${state}; ${fmt(s.hotRows)} rows in the hot store${lease}${r?.lastError ? `\n  last error: ${r.lastError}` : ""}`;
   }
   const lines = [
     `${head}: ${r.state}${r.cleaned ? " (d1_cleaned=1)" : ""}`,
@@ -31,6 +40,8 @@ export function describeStatus(s: PartitionStatus): string {
     `  verified  ${r.verifiedAt ?? "no"}${s.parts.every((p) => p.verifiedAt) ? "" : " (some parts not verified)"}`,
     `  deleted   ${fmt(r.cleanedCount)} rows from the hot store; it now holds ${fmt(s.hotRows)} rows of this date, ${fmt(s.lateRows)} of them late (not archived yet)`,
   ];
+  if (lease) lines.push(lease.slice(1));
+  if (restored) lines.push(restored.slice(1));
   if (r.lastError) lines.push(`  last error: ${r.lastError}`);
   for (const p of s.parts) {
     lines.push(
