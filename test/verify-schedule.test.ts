@@ -86,7 +86,18 @@ it("finds a corrupted and a deleted archive, records both, counts them, and chan
     expect(text).toMatch(/^sluice_verify_failures_total 2$/m);
     expect(text).toMatch(/^sluice_verified_partitions_total\{outcome="ok"\} 1$/m);
     expect(text).toMatch(/^sluice_verified_partitions_total\{outcome="failed"\} 2$/m);
-    expect(text).toMatch(/^sluice_failed_partitions 2$/m);
+    expect(text).toMatch(/^sluice_failed_partitions\{table="traffic_events"\} 2$/m);
+    // When the table was last archived and cleaned, from the ledger, for an alert on age.
+    const [cleanedPart] = await c.ctx.ledger.parts(table, "2025-10-11");
+    const [lastPart] = await c.ctx.ledger.parts(table, "2025-10-13");
+    const stamp = (name: string) =>
+      Number(new RegExp(`^${name}\\{table="traffic_events"\\} (\\S+)$`, "m").exec(text)?.[1]);
+    expect(stamp("sluice_last_archive_timestamp_seconds")).toBe(
+      Date.parse(lastPart?.archivedAt as string) / 1000,
+    );
+    expect(stamp("sluice_last_cleanup_timestamp_seconds")).toBe(
+      Date.parse(cleanedPart?.cleanedAt as string) / 1000,
+    );
   } finally {
     await c.close();
   }

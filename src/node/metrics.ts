@@ -98,15 +98,41 @@ export function createMetrics(
     help: "Partitions whose stored archive failed a scheduled re-verification",
     registers: [registry],
   });
-  // From the ledger, so that it counts what any process found (a CLI verify, another worker).
+  // From the ledger, so that they count what any process did (a CLI run, another worker).
+  const table = { table: ctx.spec.table };
   new Gauge({
     name: "sluice_failed_partitions",
     help: "Partitions of the table in state failed (last_error says why), from the ledger",
+    labelNames: ["table"] as const,
     registers: [registry],
     aggregator: "max",
     async collect() {
       const list = await ctx.ledger.list(ctx.spec.table);
-      this.set(list.filter((r) => r.state === "failed").length);
+      this.set(table, list.filter((r) => r.state === "failed").length);
+    },
+  });
+  const lastDone = async () => ctx.ledger.lastDone(ctx.spec.table);
+  const seconds = (iso: string | null) => (iso === null ? null : Date.parse(iso) / 1000);
+  new Gauge({
+    name: "sluice_last_archive_timestamp_seconds",
+    help: "When a part of the table was last archived (Unix time), from the ledger",
+    labelNames: ["table"] as const,
+    registers: [registry],
+    aggregator: "max",
+    async collect() {
+      const at = seconds((await lastDone()).archivedAt);
+      if (at !== null) this.set(table, at);
+    },
+  });
+  new Gauge({
+    name: "sluice_last_cleanup_timestamp_seconds",
+    help: "When a part of the table last finished cleaning (Unix time), from the ledger",
+    labelNames: ["table"] as const,
+    registers: [registry],
+    aggregator: "max",
+    async collect() {
+      const at = seconds((await lastDone()).cleanedAt);
+      if (at !== null) this.set(table, at);
     },
   });
   let hotCountedAt = 0;

@@ -135,6 +135,16 @@ export class LedgerBase {
     return rows.map(toPartition);
   }
 
+  /** When a part of `table` was last archived, and last finished cleaning (ISO), or null. */
+  async lastDone(table: string): Promise<{ archivedAt: string | null; cleanedAt: string | null }> {
+    const [r] = await this.db.query(
+      `SELECT MAX(archived_at) AS a, MAX(cleaned_at) AS c FROM ${this.t.parts} WHERE source_table = ?`,
+      [table],
+    );
+    const text = (v: unknown) => (v === null || v === undefined ? null : String(v));
+    return { archivedAt: text(r?.a), cleanedAt: text(r?.c) };
+  }
+
   async parts(table: string, date: string, db: SqlExecutor = this.db): Promise<PartRecord[]> {
     const rows = await db.query(
       `SELECT * FROM ${this.t.parts} WHERE source_table = ? AND ${this.date} = ? ORDER BY part`,
