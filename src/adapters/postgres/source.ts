@@ -63,8 +63,6 @@ export class PostgresSource implements SqlSource {
   };
   readonly dayPartitions: DayPartitions = postgresDayPartitions;
   private readonly pool: pg.Pool;
-  /** Clients whose session settings are in place. */
-  private readonly settled = new WeakSet<pg.PoolClient>();
 
   constructor(
     private readonly url: string,
@@ -75,53 +73,39 @@ export class PostgresSource implements SqlSource {
       max: options.max ?? 4,
       types,
       statement_timeout: options.statementTimeoutMs,
+      // Awaited by the pool before it hands a new client out: nothing is ever queued behind
+      // the settings (a statement queued on a client is not one a stream can close).
+      onConnect: async (client: pg.ClientBase) => {
+        await client.query(SESSION_SETTINGS);
+      },
     });
     // An idle client's error (server restart) must not crash the process.
     this.pool.on("error", () => undefined);
   }
 
   async query<T extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
-    return (await this.run(sql, params)).rows as T[];
+    try {
+      return (await this.pool.query(toDollarParams(sql), params as unknown[])).rows as T[];
+    } catch (err) {
+      throw unavailable(err) ?? err;
+    }
   }
 
   async execute(sql: string, params: readonly unknown[] = []): Promise<{ changes: number }> {
-    return { changes: (await this.run(sql, params)).rowCount ?? 0 };
-  }
-
-  /** One statement on a client of the pool, given back as soon as it has answered. */
-  private async run(sql: string, params: readonly unknown[]): Promise<pg.QueryResult> {
-    const client = await this.connect();
-    const health = watch(client);
     try {
-      return await client.query(toDollarParams(sql), params as unknown[]);
+      const res = await this.pool.query(toDollarParams(sql), params as unknown[]);
+      return { changes: res.rowCount ?? 0 };
     } catch (err) {
-      throw unavailable(err, health.lost()) ?? err;
-    } finally {
-      health.stop();
-      client.release(health.lost() === null ? undefined : true);
+      throw unavailable(err) ?? err;
     }
   }
 
-  /**
-   * A client of the pool, its session settings in place before anything else runs on it. They
-   * are awaited, not queued behind: a statement queued on a client is not one we can close.
-   */
   private async connect(): Promise<pg.PoolClient> {
-    let client: pg.PoolClient;
     try {
-      client = await this.pool.connect();
+      return await this.pool.connect();
     } catch (err) {
       throw unavailable(err) ?? err;
     }
-    if (this.settled.has(client)) return client;
-    try {
-      await client.query(SESSION_SETTINGS);
-    } catch (err) {
-      client.release(true);
-      throw unavailable(err) ?? err;
-    }
-    this.settled.add(client);
-    return client;
   }
 
   /**
