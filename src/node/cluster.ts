@@ -53,7 +53,10 @@ export async function runCluster(
   await new Promise<void>((resolve) => stop.signal.addEventListener("abort", () => resolve()));
   // A message, not a signal: a worker that also got the terminal's or systemd's signal would
   // take a second one as "exit now".
-  for (const w of Object.values(cluster.workers ?? {})) w?.send({ cmd: "shutdown" });
+  for (const w of Object.values(cluster.workers ?? {})) {
+    // A worker whose channel already closed is on its way out (one that failed to start).
+    if (w?.isConnected()) w.send({ cmd: "shutdown" }, undefined, () => undefined);
+  }
   await new Promise<void>((resolve) => {
     const check = () => {
       if (Object.keys(cluster.workers ?? {}).length === 0) resolve();
