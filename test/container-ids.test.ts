@@ -139,13 +139,16 @@ describe("ContainerIds under hostile ids (invariant 10: no unseeded hash of requ
   });
 
   it("uses every character of a long id: keys grow past the first 64 positions, drawn in chunks", () => {
-    const h = new KeyedHash();
     for (const n of [64, 65, 200, 20_000]) {
       const a = "x".repeat(n - 1);
-      // Ids that differ only in their last character, beyond the keys first drawn.
-      expect(h.string(`${a}1`), `length ${n}`).not.toBe(h.string(`${a}2`));
-      const codes = new Uint16Array([...`..${a}1`].map((c) => c.charCodeAt(0)));
-      expect(h.codes(codes, 2, codes.length)).toBe(h.string(`${a}1`));
+      const codes = (id: string) => new Uint16Array([...`..${id}`].map((c) => c.charCodeAt(0)));
+      // Ids that differ only in their last character, beyond the keys first drawn: through
+      // codes() first on a fresh hash (it grows the keys itself), then string().
+      const h = new KeyedHash();
+      const [one, two] = [codes(`${a}1`), codes(`${a}2`)];
+      expect(h.codes(one, 2, one.length), `length ${n}`).not.toBe(h.codes(two, 2, two.length));
+      expect(h.string(`${a}1`)).toBe(h.codes(one, 2, one.length));
+      expect(h.string(`${a}1`)).not.toBe(h.string(`${a}2`));
     }
   });
 });
