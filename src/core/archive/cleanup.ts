@@ -11,7 +11,7 @@ import type { JobContext } from "./context.js";
 import { dropArchivedPartition } from "./drop-partition.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
-import { CLEANABLE_STATES } from "./ledger/states.js";
+import { cleanupBlock } from "./ledger/states.js";
 import { tableLines } from "./pages.js";
 import { countInRange, scanPart } from "./verify.js";
 
@@ -89,13 +89,11 @@ export async function cleanupPartition(
   let batches = 0;
   const rec = await ledger.get(spec.table, date);
   const parts = await ledger.parts(spec.table, date);
-  if (!rec || parts.length === 0) {
+  const block = cleanupBlock(rec, parts);
+  if (!rec || block?.noArchive) {
     throw new NotFoundError(`no archive of ${spec.table} for ${date}: run archive first`);
   }
-  const unverified = parts.find((p) => p.verifiedAt === null);
-  if (unverified || !CLEANABLE_STATES.includes(rec.state)) {
-    throw new NotVerifiedError(spec.table, date, unverified ? "not verified" : rec.state);
-  }
+  if (block) throw new NotVerifiedError(spec.table, date, block.state);
 
   await source.pages.analyze(spec.table);
   const lines = await tableLines(ctx);

@@ -2,7 +2,7 @@ import { type Row, toCount } from "../sql/source.js";
 import type { JobContext } from "./context.js";
 import { dayCondition } from "./days.js";
 import type { PartRecord, PartitionRecord } from "./ledger/records.js";
-import { CLEANABLE_STATES } from "./ledger/states.js";
+import { cleanupBlock } from "./ledger/states.js";
 import { dayColumn } from "./partition.js";
 import { planNextPart } from "./plan.js";
 
@@ -103,11 +103,12 @@ export async function planCleanup(
     rows: 0,
     deletedBefore: pending.reduce((n, p) => n + p.cleanedCount, 0),
   };
-  if (!rec || parts.length === 0) {
+  const block = cleanupBlock(rec, parts);
+  if (!rec || block?.noArchive) {
     out.refused = "no archive: run archive first";
     return out;
   }
-  if (parts.some((p) => p.verifiedAt === null) || !CLEANABLE_STATES.includes(rec.state)) {
+  if (block) {
     out.refused = `'${rec.state}', not verified: cleanup would delete nothing`;
     return out;
   }

@@ -4,7 +4,7 @@ import { type CleanupOptions, type CleanupOutcome, cleanupPartition } from "./cl
 import type { JobContext } from "./context.js";
 import { archiveUnderLease, runLeased } from "./jobs.js";
 import type { Lease } from "./ledger/lease.js";
-import { CLEANABLE_STATES } from "./ledger/states.js";
+import { cleanupBlock } from "./ledger/states.js";
 
 export type JobKind = "archive" | "cleanup" | "archive-and-cleanup";
 
@@ -146,13 +146,12 @@ export class JobRunner {
       ledger.get(spec.table, date),
       ledger.parts(spec.table, date),
     ]);
-    if (!rec || parts.length === 0) {
+    const block = cleanupBlock(rec, parts);
+    if (!block) return null;
+    if (block.noArchive) {
       return new NotFoundError(`no archive of ${spec.table} for ${date}: archive it first`);
     }
-    if (parts.some((p) => p.verifiedAt === null) || !CLEANABLE_STATES.includes(rec.state)) {
-      return new NotVerifiedError(spec.table, date, rec.state);
-    }
-    return null;
+    return new NotVerifiedError(spec.table, date, block.state);
   }
 
   /** The latest job of `date` started by this process, running or finished. */

@@ -39,4 +39,19 @@ export function statesBefore(to: PartitionState): PartitionState[] {
  * The states in which cleanup may start, once every part is verified: `failed` too (a failed
  * cleanup resumes), and `cleaned` (late rows archived since, or nothing left to do).
  */
-export const CLEANABLE_STATES: readonly string[] = ["verified", "cleaning", "failed", "cleaned"];
+const CLEANABLE_STATES: readonly PartitionState[] = ["verified", "cleaning", "failed", "cleaned"];
+
+/**
+ * What keeps cleanup from starting on a partition (its ledger row and parts): no archive, or
+ * not verified (`state`: "not verified" when a part is not, else the partition's state); null
+ * when it may start. Cleanup, the service's trigger and the dry run all ask this.
+ */
+export function cleanupBlock(
+  rec: { state: PartitionState } | null,
+  parts: readonly { verifiedAt: string | null }[],
+): { noArchive: true } | { noArchive: false; state: string } | null {
+  if (!rec || parts.length === 0) return { noArchive: true };
+  if (parts.some((p) => p.verifiedAt === null)) return { noArchive: false, state: "not verified" };
+  if (!CLEANABLE_STATES.includes(rec.state)) return { noArchive: false, state: rec.state };
+  return null;
+}
