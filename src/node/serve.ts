@@ -4,7 +4,6 @@ import type { Duplex } from "node:stream";
 import { serve } from "@hono/node-server";
 import { type Logger, pino } from "pino";
 import { SqliteSource } from "../adapters/sqlite/source.js";
-import { JobRunner } from "../core/archive/runner.js";
 import { BadInputError, BusyError, describeError } from "../core/errors.js";
 import { Semaphore } from "../core/semaphore.js";
 import type { SqlSource } from "../core/sql/source.js";
@@ -15,7 +14,7 @@ import { createApp } from "../http/app.js";
 import type { TraceOptions } from "../http/routes/trace.js";
 import { ensureTrafficTable } from "../workloads/traffic/prepare.js";
 import { zlibCodec } from "./codec.js";
-import { type Config, cleanupOptions } from "./config.js";
+import type { Config } from "./config.js";
 import { openContext } from "./context.js";
 import { fullGc } from "./full-gc.js";
 import { GcPacer } from "./gc-pacer.js";
@@ -23,8 +22,8 @@ import { traceMemoryLimit } from "./memory-limit.js";
 import { createMetrics } from "./metrics.js";
 import { openSource } from "./open.js";
 import { SqliteReadThreads } from "./read-threads.js";
-import { startScheduler, startVerifySchedule } from "./scheduler.js";
-import { serveTable } from "./table-schedules.js";
+import { startVerifySchedule } from "./scheduler.js";
+import { serveTable, tableJobs } from "./table-schedules.js";
 
 export interface Service {
   url: string;
@@ -60,12 +59,8 @@ export async function startService(
   const c = await openContext(config, { signal });
   const stats = statsReads(config, c.ctx.source);
   const metrics = createMetrics(c.ctx, stats.read);
-  const runner = new JobRunner(c.ctx, c.owner, cleanupOptions(config), (job) => {
-    metrics.jobFinished(job);
-    const fields = { job: job.id, kind: job.kind, date: job.date, result: job.result };
-    if (job.state === "succeeded") logger.info(fields, "job done");
-    else logger.error({ ...fields, error: job.error }, "job failed");
-  });
+  const own = tableJobs(c, config, logger, metrics.jobFinished);
+  const runner = own.runner;
   const trace = await openTrace(config, logger, c.ctx.store, signal);
   const others = await Promise.all(
     (options.others ?? []).map((o) => serveTable(o, signal, logger)),
@@ -135,15 +130,7 @@ export async function startService(
   }
   // Schedules start only once the service listens.
   const scheduler =
-    options.scheduler !== false && config.ARCHIVE_CRON !== "off"
-      ? startScheduler({
-          pattern: config.ARCHIVE_CRON,
-          ctx: c.ctx,
-          runner,
-          retentionDays: config.HOT_RETENTION_DAYS,
-          log: (fields, message) => logger.info(fields, message),
-        })
-      : null;
+    options.scheduler !== false && config.ARCHIVE_CRON !== "off" ? own.schedule() : null;
   if (scheduler)
     log(
       `archive schedule '${config.ARCHIVE_CRON}' (UTC); next run ${scheduler.next()?.toISOString()}`,
@@ -175,8 +162,7 @@ export async function startService(
       // A background trace job cannot resume: it records that it stopped, to be resubmitted.
       await trace?.options.jobs?.stop();
       await new Promise<void>((r) => server.close(() => r()));
-      await runner.drain();
-      await Promise.all(others.map((o) => o.stop()));
+      await Promise.all([own, ...others].map((t) => t.stop()));
       await stats.close();
       await trace?.source.close();
       await c.close();

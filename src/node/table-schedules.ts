@@ -1,35 +1,36 @@
 import type { Logger } from "pino";
 import type { JobContext } from "../core/archive/context.js";
-import { JobRunner } from "../core/archive/runner.js";
+import { JobRunner, type JobView } from "../core/archive/runner.js";
 import { type Config, cleanupOptions } from "./config.js";
-import { openContext } from "./context.js";
-import { startScheduler } from "./scheduler.js";
+import { type NodeContext, openContext } from "./context.js";
+import { type Scheduler, startScheduler } from "./scheduler.js";
 
-/** Another table of the service, for the admin routes (`?table=`) and its schedule. */
-export interface ServedTable {
+/** A table's jobs in the service: its runner (admin triggers) and its archive schedule. */
+export interface TableJobs {
   table: string;
   ctx: JobContext;
   runner: JobRunner;
-  /** Archive it on ARCHIVE_CRON, with its own retention. */
-  schedule(): void;
-  /** Lets its running job reach a safe point, then closes it. */
+  /** Archive it on ARCHIVE_CRON, with its own retention (once; later calls return the same). */
+  schedule(): Scheduler;
+  /** Stops the schedule and lets a running job reach a safe point. */
   stop(): Promise<void>;
 }
 
-/** A table beside the service's own (another table of the config file): its own context and job runner. */
-export async function serveTable(
+/** The jobs of the table of `c`, each logged when it ends (and told to `onFinish`). */
+export function tableJobs(
+  c: NodeContext,
   config: Config,
-  signal: AbortSignal,
   logger: Logger,
-): Promise<ServedTable> {
-  const c = await openContext(config, { signal });
+  onFinish?: (job: JobView) => void,
+): TableJobs {
   const table = c.ctx.spec.table;
   const runner = new JobRunner(c.ctx, c.owner, cleanupOptions(config), (job) => {
+    onFinish?.(job);
     const fields = { table, job: job.id, kind: job.kind, date: job.date, result: job.result };
     if (job.state === "succeeded") logger.info(fields, "job done");
     else logger.error({ ...fields, error: job.error }, "job failed");
   });
-  let scheduler: ReturnType<typeof startScheduler> | null = null;
+  let scheduler: Scheduler | null = null;
   return {
     table,
     ctx: c.ctx,
@@ -42,10 +43,27 @@ export async function serveTable(
         retentionDays: config.HOT_RETENTION_DAYS,
         log: (fields, message) => logger.info({ table, ...fields }, message),
       });
+      return scheduler;
     },
     async stop() {
       scheduler?.stop();
       await runner.drain();
+    },
+  };
+}
+
+/** A table beside the service's own (another table of the config file), in a context of its own. */
+export async function serveTable(
+  config: Config,
+  signal: AbortSignal,
+  logger: Logger,
+): Promise<TableJobs> {
+  const c = await openContext(config, { signal });
+  const jobs = tableJobs(c, config, logger);
+  return {
+    ...jobs,
+    async stop() {
+      await jobs.stop();
       await c.close();
     },
   };
