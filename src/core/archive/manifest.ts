@@ -90,3 +90,9 @@ export function manifestFacts(text: string): ManifestFacts {
     chunkSha256: m.chunkSha256?.join("") ?? null,
   };
 }
+
+/** The column names a stored manifest lists (the lines' members), or null for one without. */
+export function manifestColumns(text: string): string[] | null {
+  const m = JSON.parse(text) as Partial<ManifestFile>;
+  return m.columns?.map((c) => c.name) ?? null;
+}

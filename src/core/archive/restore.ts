@@ -5,6 +5,7 @@ import { getText } from "../store.js";
 import type { JobContext } from "./context.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
+import { manifestColumns } from "./manifest.js";
 import { scanPart, verifyPart } from "./verify.js";
 
 /** What a restore did: lines read from the archive, rows inserted, rows whose key was there. */
@@ -107,9 +108,7 @@ export async function restorePartition(
 /** The columns a part's lines hold, from its manifest (null: a manifest without them). */
 async function archivedColumns(ctx: JobContext, part: PartRecord): Promise<string[] | null> {
   const text = await getText(ctx.store, part.manifestKey);
-  if (text === null) return null;
-  const m = JSON.parse(text) as { columns?: { name: string }[] };
-  return m.columns?.map((c) => c.name) ?? null;
+  return text === null ? null : manifestColumns(text);
 }
 
 /** The target's columns (with its types) that the lines hold; every archived one must exist. */
