@@ -7,6 +7,7 @@ import {
   cleanupOptions as settingsCleanupOptions,
   tokenSetting,
 } from "../core/settings.js";
+import { IDENT } from "../core/sql/ident.js";
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -41,7 +42,7 @@ const schema = {
   HOST: z.string().min(1).default("127.0.0.1"),
   SLUICE_LEDGER_SCHEMA: z
     .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "is not a plain identifier (letters, digits, _)")
+    .regex(IDENT, "is not a plain identifier (letters, digits, _)")
     .optional(),
   ARCHIVE_CRON: z.string().min(1).default("30 3 * * *"),
   VERIFY_CRON: z.string().min(1).default("off"),

@@ -1,10 +1,10 @@
 import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import { BadInputError } from "../core/errors.js";
+import { IDENT, TABLE_NAME } from "../core/sql/ident.js";
 import { knownTimeZone } from "../core/time-zones.js";
 import type { Config } from "./config.js";
 
-const IDENT = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const identifier = z.string().regex(IDENT, "is not a plain identifier (letters, digits, _)");
 
 /** One table's settings in the file; what is left out comes from the environment. */
@@ -28,12 +28,7 @@ const fileSchema = z
   .object({
     tables: z
       .record(
-        z
-          .string()
-          .regex(
-            /^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$/,
-            "is not a table name (an identifier, or schema.identifier)",
-          ),
+        z.string().regex(TABLE_NAME, "is not a table name (an identifier, or schema.identifier)"),
         tableSchema,
       )
       .refine((t) => Object.keys(t).length > 0, "names no table"),

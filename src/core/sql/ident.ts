@@ -1,6 +1,10 @@
 import { BadInputError } from "../errors.js";
 
-const IDENT = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+/** A plain identifier: what every table, column and schema name must be. */
+export const IDENT = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/** A table name: an identifier, or schema.identifier. */
+export const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$/;
 
 /**
  * Accept a table or column name only if it is a plain identifier. Names come from
@@ -17,8 +21,7 @@ export function checkIdentifier(what: string, name: string): string {
 
 /** `table` or `schema.table`, each part a plain identifier: where a table may live elsewhere. */
 export function checkTableName(what: string, name: string): string {
-  const parts = name.split(".");
-  if (parts.length > 2 || !parts.every((p) => IDENT.test(p))) {
+  if (!TABLE_NAME.test(name)) {
     throw new BadInputError(
       `${what} '${name}' is not a table name (an identifier, or schema.identifier: letters, digits, _)`,
     );
