@@ -111,7 +111,14 @@ export function createMetrics(
       this.set(table, list.filter((r) => r.state === "failed").length);
     },
   });
-  const lastDone = async () => ctx.ledger.lastDone(ctx.spec.table);
+  // Both gauges are collected in one scrape: they share one read of the ledger.
+  let reading: ReturnType<typeof ctx.ledger.lastDone> | null = null;
+  const lastDone = () => {
+    reading ??= ctx.ledger.lastDone(ctx.spec.table).finally(() => {
+      reading = null;
+    });
+    return reading;
+  };
   const seconds = (iso: string | null) => (iso === null ? null : Date.parse(iso) / 1000);
   new Gauge({
     name: "sluice_last_archive_timestamp_seconds",
