@@ -43,6 +43,12 @@ class ConnExecutor implements SqlExecutor {
 }
 
 /** MariaDB or MySQL through a mysql2 pool; large results stream row by row off the socket. */
+/** A table's database (null: the connection's) and name, as information_schema is asked. */
+function inDatabase(table: string): [string | null, string] {
+  const { schema, table: name } = splitTableName(table);
+  return [schema, name];
+}
+
 export class MysqlSource implements SqlSource {
   readonly dialect = mysqlDialect;
   readonly atomicity: Atomicity = { kind: "transactions" };
@@ -191,7 +197,7 @@ export class MysqlSource implements SqlSource {
   ): Promise<string> {
     const rows = await this.query<Row>(
       "SELECT * FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
-      [splitTableName(table).schema, splitTableName(table).table],
+      inDatabase(table),
     );
     const indexes = new Map<string, { columns: string[]; usable: boolean }>();
     for (const r of rows) {
@@ -228,7 +234,7 @@ export class MysqlSource implements SqlSource {
   async columnInfo(table: string): Promise<Column[] | null> {
     const rows = await this.query<Column>(
       "SELECT COLUMN_NAME AS name, COLUMN_TYPE AS type FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-      [splitTableName(table).schema, splitTableName(table).table],
+      inDatabase(table),
     );
     return rows.length ? rows.map((r) => ({ name: String(r.name), type: String(r.type) })) : null;
   }

@@ -6,7 +6,8 @@ export const quote = (ident: string) =>
     .split(".")
     .map((part) => `"${part.replaceAll('"', '""')}"`)
     .join(".");
-const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
+/** An SQL string literal. */
+export const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
 
 export const postgresDialect: Dialect = {
   name: "postgres",

@@ -1,6 +1,6 @@
 import { nextDay } from "../../core/dates.js";
 import type { DayPartitions, SqlExecutor } from "../../core/sql/source.js";
-import { quote } from "./dialect.js";
+import { literal, quote } from "./dialect.js";
 
 /** `LIST (col)` / `RANGE (col)` with the column as pg_get_partkeydef prints it. */
 function partitionKey(def: string): { kind: "LIST" | "RANGE"; column: string } | null {
@@ -22,7 +22,6 @@ export const postgresDayPartitions: DayPartitions = {
     );
     const key = partitionKey(parent?.key ?? "");
     if (!key || key.column !== column) return null;
-    const literal = (v: string) => `'${v.replaceAll("'", "''")}'`;
     const wanted =
       key.kind === "LIST"
         ? `FOR VALUES IN (${literal(value)})`
