@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
+import Database from "better-sqlite3";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { archiveDate, cleanupDate, restoreDate } from "../src/core/archive/jobs.js";
 import { getText } from "../src/core/store.js";
@@ -170,6 +171,91 @@ describe.runIf(maria !== null)("MariaDB column types", () => {
       expect(await db().count("ty", DAY)).toBe(1);
     } finally {
       await c.close();
+    }
+  });
+});
+
+describe("SQLite column types", () => {
+  it("archives BLOBs as \\x + hex (text starting with \\ escaped by one more), cleanup matches them, restore gives every value back with its type", async () => {
+    const file = join(dir, "types.db");
+    const sqlite = new Database(file);
+    try {
+      // An undeclared column has BLOB affinity too, and may hold any type in any row.
+      sqlite.exec(`CREATE TABLE ty (id INTEGER PRIMARY KEY, event_date TEXT NOT NULL,
+        big INTEGER, r REAL, num NUMERIC, txt TEXT, bl BLOB, anything, nul TEXT)`);
+      const insert = sqlite.prepare("INSERT INTO ty VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      const rows: unknown[][] = [
+        [
+          1,
+          DAY,
+          9007199254740993n,
+          0.1,
+          "12.50",
+          'naïve 😀 "q" \\ end',
+          Buffer.from("deadbeef", "hex"),
+          Buffer.from([0]),
+          null,
+        ],
+        [2, DAY, -9223372036854775808n, 1e308, 3, "", Buffer.alloc(0), "\\x00ff", null],
+        [3, DAY, 0, -1.5, null, "\\", "\\xdeadbeef", "\\\\two", null],
+        [4, DAY, 1, 2.5, 1, "x", 7, 0.5, null],
+        [5, DAY, 2, null, null, null, null, null, null],
+      ];
+      sqlite.defaultSafeIntegers(true);
+      for (const r of rows) insert.run(...r);
+      sqlite.exec("CREATE TABLE ty_before AS SELECT * FROM ty");
+      const c = await openContext(
+        loadConfig({
+          SLUICE_DB: `sqlite:${file}`,
+          SLUICE_STORE: `file:${join(dir, "sqlite", "ty")}`,
+          SLUICE_TABLE: "ty",
+        }),
+      );
+      try {
+        await archiveDate(c.ctx, c.owner, DAY);
+        const byId = new Map(
+          (await lines(c, "ty")).map((l) => [JSON.parse(l).id as number, l] as const),
+        );
+        for (const [id, exact] of [
+          [1, '"big":9007199254740993'],
+          [1, '"bl":"\\\\xDEADBEEF"'],
+          [1, '"anything":"\\\\x00"'],
+          [1, '"txt":"naïve 😀 \\"q\\" \\\\ end"'],
+          [2, '"bl":"\\\\x"'],
+          [2, '"anything":"\\\\\\\\x00ff"'],
+          [3, '"bl":"\\\\\\\\xdeadbeef"'],
+          [3, '"txt":"\\\\"'],
+          [4, '"bl":7'],
+          [4, '"anything":0.5'],
+          [5, '"bl":null'],
+        ] as const) {
+          expect(byId.get(id)).toContain(exact);
+        }
+        const listed = await manifestColumns(c, "ty");
+        expect(listed.filter((x) => x.encoding).map((x) => [x.name, x.encoding])).toEqual([
+          ["bl", "hex"],
+          ["anything", "hex"],
+        ]);
+        expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({ deleted: 5 });
+        expect(await restoreDate(c.ctx, c.owner, DAY)).toMatchObject({ inserted: 5 });
+        // SQLite compares the rows, with each value's storage class: a blob is never its text.
+        const typed = (t: string) =>
+          `SELECT id, event_date, big, typeof(big), r, typeof(r), num, typeof(num), txt, typeof(txt), bl, typeof(bl), anything, typeof(anything), nul FROM ${t}`;
+        const diff = sqlite
+          .prepare(
+            `SELECT (SELECT COUNT(*) FROM (${typed("ty_before")} EXCEPT ${typed("ty")}))
+                  + (SELECT COUNT(*) FROM (${typed("ty")} EXCEPT ${typed("ty_before")})) AS n`,
+          )
+          .get() as { n: bigint };
+        expect(Number(diff.n)).toBe(0);
+        expect(
+          Number((sqlite.prepare("SELECT COUNT(*) AS n FROM ty").get() as { n: bigint }).n),
+        ).toBe(5);
+      } finally {
+        await c.close();
+      }
+    } finally {
+      sqlite.close();
     }
   });
 });

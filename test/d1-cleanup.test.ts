@@ -131,4 +131,25 @@ describe("cleanup on D1 (one comparing DELETE per batch)", () => {
     const second = await cleanupDate(ctx, "w:1:c", DAY, { batchSize: 100 });
     expect(second).toMatchObject({ complete: true, deleted: 300, deletedTotal: 500 });
   });
+  it("deletes rows holding BLOBs only where the bytes are the archived ones, leaving a changed blob", async () => {
+    const { ctx, db } = await d1(0);
+    db.exec("ALTER TABLE ev ADD COLUMN bytes BLOB");
+    const insert = db.prepare(
+      "INSERT INTO ev (id, event_date, path, n, bytes) VALUES (?, ?, ?, 0, ?)",
+    );
+    for (let id = 2; id <= 41; id++) {
+      insert.run(id, DAY, `/b${id}`, id % 5 ? Buffer.from([id, 0, 255]) : `\\x${id}`);
+    }
+    await archiveDate(ctx, "w:1:a", DAY);
+    db.prepare("UPDATE ev SET bytes = ? WHERE id = 12").run(Buffer.from([12, 0, 254]));
+    // The same digits as an archived text, but a blob now: not the archived value.
+    db.prepare("UPDATE ev SET bytes = ? WHERE id = 15").run(Buffer.from("\\x15"));
+    const err = await cleanupDate(ctx, "w:1:b", DAY, { batchSize: 16 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RowsChangedError);
+    expect(err).toMatchObject({ changed: 2, keys: ["12", "15"], deleted: 38 });
+    expect(db.prepare("SELECT id FROM ev WHERE event_date = ? ORDER BY id").all(DAY)).toEqual([
+      { id: 12 },
+      { id: 15 },
+    ]);
+  });
 });

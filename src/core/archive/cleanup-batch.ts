@@ -118,6 +118,7 @@ export function d1Batch(ctx: JobContext, lines: RowLines, date: string): DeleteB
   const json = source.dialect.jsonRow?.(
     lines.columns.map((c) => c.name),
     table,
+    lines.columns.map((c) => c.type),
   );
   const day = dayCondition(q(spec.partitionColumn), dayColumn(spec), date);
   const where = `${day.sql} AND ${q(spec.keyColumn)} BETWEEN ? AND ?`;

@@ -20,9 +20,15 @@ export interface Dialect {
    * An SQL expression over the derived table `alias` rendering its row as one JSON object
    * text, its columns in the order given, in the database's own text for every type (exact
    * numbers, dates and times as stored). Undefined where rows are rendered in JS instead.
-   * Archive lines and the rows cleanup compares them with both come from it.
+   * Archive lines and the rows cleanup compares them with both come from it. With `types`
+   * (the columns' declared types), `alias` is the table itself and each column is read as
+   * {@link columnText} would select it.
    */
-  jsonRow?(columns: readonly string[], alias: string): string | undefined;
+  jsonRow?(
+    columns: readonly string[],
+    alias: string,
+    types?: readonly string[],
+  ): string | undefined;
   /**
    * True where one writer at a time holds the whole database (SQLite, D1): a cleanup batch
    * that compared every row of a key range inside its transaction may delete the range in one
