@@ -1,4 +1,5 @@
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { daysBefore, parsePartitionDate, retentionCutoff } from "../src/core/dates.js";
@@ -10,6 +11,7 @@ import {
   defaultTraceMemoryLimitMb,
   traceMemoryLimit,
 } from "../src/node/memory-limit.js";
+import { apiTable, loadTablesFile } from "../src/node/tables-file.js";
 
 describe("configuration and input validation", () => {
   it("defaults to the embedded store: SQLite and a local folder", () => {
@@ -135,5 +137,24 @@ describe("configuration and input validation", () => {
     }
     expect(daysBefore(new Date("2025-03-01T15:00:00Z"), 1)).toBe("2025-02-28");
     expect(retentionCutoff(new Date("2025-11-05T23:59:00Z"), 3)).toBe("2025-11-03");
+  });
+
+  it("a config file names at most one table for ingest and the stats routes (api), the first by default", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sluice-config-"));
+    const file = (tables: object) => {
+      const path = join(dir, `c${Math.random()}.json`);
+      writeFileSync(path, JSON.stringify({ tables }, null, 2));
+      return path;
+    };
+    expect(apiTable(loadTablesFile(file({ a: {}, b: {} })))).toBe("a");
+    const chosen = loadTablesFile(file({ a: {}, b: { api: true, pathColumn: "url" } }));
+    expect(apiTable(chosen)).toBe("b");
+    expect(chosen.tables.get("b")).toMatchObject({ pathColumn: "url" });
+    expect(() => loadTablesFile(file({ a: { api: true }, b: { api: true } }))).toThrow(
+      /line 7: tables\.b\.api: a second table for ingest and stats \(a has "api": true\)/,
+    );
+    expect(() => loadTablesFile(file({ a: { pathColumn: "u rl" } }))).toThrow(
+      /tables\.a\.pathColumn: is not a plain identifier/,
+    );
   });
 });

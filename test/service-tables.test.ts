@@ -19,29 +19,12 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-it("schedules every table of the config file: both are archived and cleaned; the admin routes take ?table=", async () => {
-  const db = `sqlite:${join(dir, "hot.db")}`;
-  const source = openSource(db, { create: true });
-  await prepareTrafficData(source, { table: "pv_a", date: "2025-10-13", days: 2, count: 300 });
-  await prepareTrafficData(source, { table: "pv_b", date: "2025-10-13", count: 200 });
-  await source.close();
-  const config = join(dir, "sluice.config.json");
-  writeFileSync(
-    config,
-    JSON.stringify({ tables: { pv_a: { retentionDays: 3 }, pv_b: { deleteBatch: 7 } } }),
-  );
+/** `sluice serve` with `env`, one worker on a free port; resolves once it listens. */
+async function serve(
+  env: Record<string, string>,
+): Promise<{ url: string; child: ChildProcess; stderr: () => string }> {
   const child = spawn(process.execPath, [CLI, "serve"], {
-    env: {
-      ...process.env,
-      SLUICE_DB: db,
-      SLUICE_STORE: `file:${join(dir, "archive")}`,
-      SLUICE_CONFIG: config,
-      PORT: "0",
-      WEB_CONCURRENCY: "1",
-      ARCHIVE_CRON: "*/1 * * * * *",
-      LOG_LEVEL: "warn",
-      ADMIN_TOKEN: TOKEN,
-    },
+    env: { ...process.env, PORT: "0", WEB_CONCURRENCY: "1", LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.push(child);
@@ -58,6 +41,27 @@ it("schedules every table of the config file: both are archived and cleaned; the
     });
     child.once("exit", (code) => reject(new Error(`serve exited ${code}: ${err}`)));
   });
+  return { url, child, stderr: () => err };
+}
+
+it("schedules every table of the config file: both are archived and cleaned; the admin routes take ?table=", async () => {
+  const db = `sqlite:${join(dir, "hot.db")}`;
+  const source = openSource(db, { create: true });
+  await prepareTrafficData(source, { table: "pv_a", date: "2025-10-13", days: 2, count: 300 });
+  await prepareTrafficData(source, { table: "pv_b", date: "2025-10-13", count: 200 });
+  await source.close();
+  const config = join(dir, "sluice.config.json");
+  writeFileSync(
+    config,
+    JSON.stringify({ tables: { pv_a: { retentionDays: 3 }, pv_b: { deleteBatch: 7 } } }),
+  );
+  const { url, child, stderr } = await serve({
+    SLUICE_DB: db,
+    SLUICE_STORE: `file:${join(dir, "archive")}`,
+    SLUICE_CONFIG: config,
+    ARCHIVE_CRON: "*/1 * * * * *",
+    ADMIN_TOKEN: TOKEN,
+  });
   const count = async (table: string) => {
     const s = openSource(db);
     try {
@@ -68,7 +72,7 @@ it("schedules every table of the config file: both are archived and cleaned; the
   };
   // A deadline, not a measurement: the schedule fires every second.
   for (let i = 0; i < 300 && ((await count("pv_a")) > 0 || (await count("pv_b")) > 0); i++) {
-    expect(child.exitCode, err).toBeNull();
+    expect(child.exitCode, stderr()).toBeNull();
     await new Promise((r) => setTimeout(r, 100));
   }
   expect(await count("pv_a")).toBe(0);
@@ -104,6 +108,61 @@ it("schedules every table of the config file: both are archived and cleaned; the
   expect(((await none.json()) as { message: string }).message).toMatch(
     /no table 'pv_c' here: this service archives pv_a, pv_b/,
   );
+  child.kill("SIGTERM");
+  expect(await new Promise((r) => child.once("exit", r))).toBe(0);
+}, 60_000);
+
+it("serves ingest and the stats routes from the table the config file marks api, grouping by its pathColumn", async () => {
+  const db = `sqlite:${join(dir, "api.db")}`;
+  const source = openSource(db, { create: true });
+  await prepareTrafficData(source, { table: "pv_a", date: "2025-10-13", count: 50 });
+  await source.execute(
+    "CREATE TABLE clicks (id INTEGER PRIMARY KEY, event_date TEXT NOT NULL, url TEXT NOT NULL)",
+  );
+  for (const [id, url] of [
+    [1, "/x"],
+    [2, "/y"],
+    [3, "/x"],
+  ] as const) {
+    await source.execute("INSERT INTO clicks VALUES (?, '2025-10-13', ?)", [id, url]);
+  }
+  await source.close();
+  const config = join(dir, "api.config.json");
+  writeFileSync(
+    config,
+    JSON.stringify({ tables: { pv_a: {}, clicks: { api: true, pathColumn: "url" } } }),
+  );
+  const { url, child } = await serve({
+    SLUICE_DB: db,
+    SLUICE_STORE: `file:${join(dir, "api-archive")}`,
+    SLUICE_CONFIG: config,
+    ARCHIVE_CRON: "off",
+    ADMIN_TOKEN: TOKEN,
+  });
+  const top = await fetch(`${url}/api/stats/top-paths?from=2025-10-13&to=2025-10-13`);
+  expect(top.status).toBe(200);
+  expect(await top.json()).toMatchObject({
+    paths: [
+      { path: "/x", views: 2 },
+      { path: "/y", views: 1 },
+    ],
+  });
+  const daily = await fetch(`${url}/api/stats/path-daily?path=/y&from=2025-10-13&to=2025-10-13`);
+  expect(await daily.json()).toMatchObject({ days: [{ date: "2025-10-13", views: 1 }] });
+  // Ingest writes page views: clicks has not their columns, and the answer says so.
+  const ingest = await fetch(`${url}/api/events`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify([{ ts: "2025-10-13T10:00:00Z", path: "/z", status: 200, duration_ms: 1 }]),
+  });
+  expect(ingest.status).toBe(404);
+  expect(((await ingest.json()) as { message: string }).message).toMatch(
+    /'clicks' has no ts, path.*"api": true/,
+  );
+  const own = await fetch(`${url}/admin/partitions`, {
+    headers: { Authorization: `Bearer ${TOKEN}` },
+  });
+  expect(await own.json()).toMatchObject({ table: "clicks", tables: ["clicks", "pv_a"] });
   child.kill("SIGTERM");
   expect(await new Promise((r) => child.once("exit", r))).toBe(0);
 }, 60_000);

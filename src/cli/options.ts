@@ -2,6 +2,7 @@ import { BadInputError } from "../core/errors.js";
 import { type Config, loadConfig } from "../node/config.js";
 import {
   type TablesFile,
+  apiTable,
   loadTablesFile,
   tableOverrides,
   tablesFilePath,
@@ -140,6 +141,17 @@ export function configFrom(
     ...fromFile,
     ...cliOverrides(opts),
   });
+}
+
+/**
+ * The table the service's ingest and stats routes use: --table or SLUICE_TABLE, else the
+ * config file's `api` table (or its first); undefined without either.
+ */
+export function serviceTable(opts: SettingOptions): string | undefined {
+  const named = opts.table ?? process.env.SLUICE_TABLE;
+  if (named) return named;
+  const file = tablesFile(opts);
+  return file ? apiTable(file) : undefined;
 }
 
 /**

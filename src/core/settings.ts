@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { CleanupOptions } from "./archive/cleanup.js";
 import { BadInputError } from "./errors.js";
+import { IDENT } from "./sql/ident.js";
 import { knownTimeZone } from "./time-zones.js";
 
 /** A whole number from an env string, within bounds, with a default. */
@@ -19,6 +20,10 @@ export const commonSettings = {
   SLUICE_TABLE: z.string().default("traffic_events"),
   SLUICE_PARTITION_COLUMN: z.string().default("event_date"),
   SLUICE_KEY_COLUMN: z.string().default("id"),
+  SLUICE_PATH_COLUMN: z
+    .string()
+    .regex(IDENT, "is not a plain identifier (letters, digits, _)")
+    .default("path"),
   SLUICE_PARTITION_TIME_ZONE: z
     .string()
     .default("UTC")

@@ -14,7 +14,7 @@ import { ingestRoutes } from "./routes/ingest.js";
 import { statsRoutes } from "./routes/stats.js";
 import { type TraceOptions, traceRoutes } from "./routes/trace.js";
 import { httpError } from "./status.js";
-import { trafficOnly } from "./traffic-only.js";
+import { ingestTableOnly, statsTableOnly } from "./traffic-only.js";
 
 export interface AppOptions {
   ctx: JobContext;
@@ -33,6 +33,8 @@ export interface AppOptions {
   maxBodyBytes: number;
   /** Most events in one ingest batch (413 above). */
   maxEvents: number;
+  /** The column the stats routes count views by (SLUICE_PATH_COLUMN, default `path`). */
+  pathColumn?: string;
   /** Longest stats range in days. */
   maxStatsDays?: number;
   /**
@@ -90,9 +92,9 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
   app.use("/api/events", optionalBearer(o.ingestToken, "INGEST_TOKEN", "ingest"));
   app.use("/api/stats/*", optionalBearer(o.statsToken, "STATS_TOKEN", "stats"));
   app.use("/api/trace/*", optionalBearer(o.traceToken, "TRACE_TOKEN", "trace"));
-  const traffic = trafficOnly(ctx);
-  app.use("/api/events", traffic);
-  app.use("/api/stats/*", traffic);
+  const pathColumn = o.pathColumn ?? "path";
+  app.use("/api/events", ingestTableOnly(ctx));
+  app.use("/api/stats/*", statsTableOnly(ctx, pathColumn));
   app.use(refuseNulInQuery);
   app.notFound((c) =>
     c.json({ error: "not_found", message: `no route ${c.req.method} ${c.req.path}` }, 404),
@@ -139,7 +141,7 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
   app.route(
     "/api/stats",
     statsRoutes({
-      stats: statsReader(query, source.dialect, spec),
+      stats: statsReader(query, source.dialect, spec, pathColumn),
       maxDays: o.maxStatsDays ?? 366,
     }),
   );

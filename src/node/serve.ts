@@ -77,6 +77,7 @@ export async function startService(
     maxBodyBytes: config.INGEST_MAX_BYTES,
     maxEvents: config.INGEST_MAX_EVENTS,
     statsQuery: stats.query,
+    pathColumn: config.SLUICE_PATH_COLUMN,
     metrics: metrics.render,
     onIngest: metrics.ingested,
     log: logger,

@@ -21,6 +21,10 @@ const tableSchema = z
     deleteBatch: z.number().int().min(1).max(100_000).optional(),
     cleanupBudgetMs: z.number().int().min(0).max(86_400_000).optional(),
     format: z.literal("jsonl").optional(),
+    /** This table is the one ingest writes and the stats routes read (at most one; else the first). */
+    api: z.boolean().optional(),
+    /** The column the stats routes count views by (default `path`). */
+    pathColumn: identifier.optional(),
   })
   .strict();
 
@@ -31,7 +35,17 @@ const fileSchema = z
         z.string().regex(TABLE_NAME, "is not a table name (an identifier, or schema.identifier)"),
         tableSchema,
       )
-      .refine((t) => Object.keys(t).length > 0, "names no table"),
+      .refine((t) => Object.keys(t).length > 0, "names no table")
+      .superRefine((tables, check) => {
+        const api = Object.keys(tables).filter((name) => tables[name]?.api);
+        for (const name of api.slice(1)) {
+          check.addIssue({
+            code: "custom",
+            path: [name, "api"],
+            message: `a second table for ingest and stats (${api[0]} has "api": true)`,
+          });
+        }
+      }),
   })
   .strict();
 
@@ -84,6 +98,12 @@ export function loadTablesFile(path: string): TablesFile {
   return { path, tables: new Map(Object.entries(parsed.data.tables)) };
 }
 
+/** The table ingest and the stats routes use: the one marked `api`, else the file's first. */
+export function apiTable(file: TablesFile): string {
+  for (const [name, s] of file.tables) if (s.api) return name;
+  return file.tables.keys().next().value as string;
+}
+
 /** The env-style settings of `table` in the file, for loadConfig's overrides. */
 export function tableOverrides(
   table: string,
@@ -97,6 +117,7 @@ export function tableOverrides(
     HOT_RETENTION_DAYS: s.retentionDays,
     SLUICE_DELETE_BATCH: s.deleteBatch,
     SLUICE_CLEANUP_BUDGET_MS: s.cleanupBudgetMs,
+    SLUICE_PATH_COLUMN: s.pathColumn,
   };
 }
 

@@ -86,6 +86,7 @@ async function setUp(env: Env): Promise<WorkerState> {
     statsToken: config.STATS_TOKEN,
     maxBodyBytes: config.INGEST_MAX_BYTES,
     maxEvents: config.INGEST_MAX_EVENTS,
+    pathColumn: config.SLUICE_PATH_COLUMN,
     log: { info: log, error: log },
     waitUntil: (c, work) => c.executionCtx.waitUntil(work),
   });

@@ -1,18 +1,16 @@
 import cluster from "node:cluster";
 import { runCluster } from "../../node/cluster.js";
-import type { Config } from "../../node/config.js";
 import { checkCron } from "../../node/scheduler.js";
 import { startService } from "../../node/serve.js";
 import { type Io, print } from "../io.js";
-import { type ServeOptions, configFrom, configsFrom } from "../options.js";
+import { type ServeOptions, configFrom, configsFrom, serviceTable } from "../options.js";
 
 /** serve: the HTTP API, in WEB_CONCURRENCY worker processes. */
 export async function serve(opts: ServeOptions, io: Io): Promise<void> {
-  // With a config file of tables: the service's own is --table (or SLUICE_TABLE, or the
-  // file's first); the others are archived on the same schedule.
+  // With a config file of tables: the service's own (ingest, stats) is --table, SLUICE_TABLE,
+  // or the file's `api` table; the others are archived on the same schedule.
   const all = configsFrom({ ...opts, table: undefined });
-  const named = opts.table ?? process.env.SLUICE_TABLE;
-  const config = named || all.length === 1 ? configFrom(opts) : (all[0] as Config);
+  const config = configFrom({ ...opts, table: serviceTable(opts) });
   const others = all.filter((o) => o.SLUICE_TABLE !== config.SLUICE_TABLE);
   if (config.ARCHIVE_CRON !== "off") checkCron(config.ARCHIVE_CRON);
   if (config.VERIFY_CRON !== "off") checkCron(config.VERIFY_CRON, "VERIFY_CRON");

@@ -20,15 +20,22 @@ export interface StatsReader {
   ): Promise<{ date: string; views: number }[]>;
 }
 
-export function statsReader(query: StatsQuery, dialect: Dialect, spec: PartitionSpec): StatsReader {
+/** The stats of `spec`'s table, whose views are counted by `pathColumn` (checked identifier). */
+export function statsReader(
+  query: StatsQuery,
+  dialect: Dialect,
+  spec: PartitionSpec,
+  pathColumn = "path",
+): StatsReader {
   const q = dialect.quote;
   const table = q(spec.table);
   const day = q(spec.partitionColumn);
+  const counted = q(pathColumn);
   return {
     async topPaths(from, to, limit, signal) {
       const rows = await query(
-        `SELECT path, COUNT(*) AS views FROM ${table} WHERE ${day} BETWEEN ? AND ?
-         GROUP BY path ORDER BY views DESC, path LIMIT ?`,
+        `SELECT ${counted} AS path, COUNT(*) AS views FROM ${table} WHERE ${day} BETWEEN ? AND ?
+         GROUP BY ${counted} ORDER BY views DESC, ${counted} LIMIT ?`,
         [from, to, limit],
         signal,
       );
@@ -37,7 +44,7 @@ export function statsReader(query: StatsQuery, dialect: Dialect, spec: Partition
     async pathDaily(path, from, to, signal) {
       const rows = await query(
         `SELECT ${day} AS d, COUNT(*) AS views FROM ${table}
-         WHERE ${day} BETWEEN ? AND ? AND path = ? GROUP BY ${day} ORDER BY ${day}`,
+         WHERE ${day} BETWEEN ? AND ? AND ${counted} = ? GROUP BY ${day} ORDER BY ${day}`,
         [from, to, path],
         signal,
       );
