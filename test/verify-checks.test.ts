@@ -211,6 +211,17 @@ const damages: Damage[] = [
       new RegExp(`^manifest bytes: expected ${a.part.fileSize}, found ${a.part.fileSize + 1}$`),
   },
   {
+    name: "a manifest whose uncompressed byte count is off by one",
+    damage: async (_db, a) =>
+      rewriteManifest(a.c.ctx.store, a.part, (m) => {
+        m.rawBytes += 1;
+      }),
+    problem: (a) =>
+      new RegExp(
+        `^manifest uncompressed bytes: expected ${a.part.rawSize}, found ${a.part.rawSize + 1}$`,
+      ),
+  },
+  {
     name: "a manifest whose chunk digest is wrong",
     damage: async (_db, a) =>
       rewriteManifest(a.c.ctx.store, a.part, (m) => {

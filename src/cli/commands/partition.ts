@@ -1,3 +1,4 @@
+import type { JobContext } from "../../core/archive/context.js";
 import { planArchive, planCleanup } from "../../core/archive/dry-run.js";
 import {
   archiveDate,
@@ -9,7 +10,7 @@ import {
 } from "../../core/archive/jobs.js";
 import { parsePartitionDate } from "../../core/dates.js";
 import { BadInputError } from "../../core/errors.js";
-import { cleanupOptions } from "../../node/config.js";
+import { type Config, cleanupOptions } from "../../node/config.js";
 import {
   describeArchivePlan,
   describeArchived,
@@ -36,14 +37,12 @@ export async function archive(opts: DateOptions, io: Io): Promise<void> {
   const config = configFrom(opts);
   const date = parsePartitionDate(opts.date);
   if (opts.dryRun) {
-    await withContext(
+    await printPlan(
       config,
       io,
-      async ({ ctx, ledgerReady }) => {
-        const plan = await planArchive(ctx, date, { ledger: ledgerReady });
-        print(opts, describeArchivePlan(ctx.spec.table, plan), { ok: true, dryRun: true, ...plan });
-      },
-      { readOnly: true },
+      opts,
+      (ctx, ledger) => planArchive(ctx, date, { ledger }),
+      describeArchivePlan,
     );
     return;
   }
@@ -121,14 +120,12 @@ export async function cleanup(opts: CleanupCliOptions, io: Io): Promise<void> {
   const config = configFrom(opts);
   const date = parsePartitionDate(opts.date);
   if (opts.dryRun) {
-    await withContext(
+    await printPlan(
       config,
       io,
-      async ({ ctx, ledgerReady }) => {
-        const plan = await planCleanup(ctx, date, { ledger: ledgerReady });
-        print(opts, describeCleanupPlan(ctx.spec.table, plan), { ok: true, dryRun: true, ...plan });
-      },
-      { readOnly: true },
+      opts,
+      (ctx, ledger) => planCleanup(ctx, date, { ledger }),
+      describeCleanupPlan,
     );
     return;
   }
@@ -148,4 +145,23 @@ export async function restore(opts: RestoreCliOptions, io: Io): Promise<void> {
     io.bar.done();
     print(opts, describeRestored(ctx.spec.table, out), { ok: true, ...out });
   });
+}
+
+/** A dry run: the plan `make` reads in a read-only context (no lease, no ledger created), printed. */
+async function printPlan<P extends object>(
+  config: Config,
+  io: Io,
+  opts: DateOptions,
+  make: (ctx: JobContext, ledgerReady: boolean) => Promise<P>,
+  describe: (table: string, plan: P) => string,
+): Promise<void> {
+  await withContext(
+    config,
+    io,
+    async ({ ctx, ledgerReady }) => {
+      const plan = await make(ctx, ledgerReady);
+      print(opts, describe(ctx.spec.table, plan), { ok: true, dryRun: true, ...plan });
+    },
+    { readOnly: true },
+  );
 }

@@ -9,7 +9,7 @@ import type { JobContext } from "./context.js";
 import { type DayColumn, TEXT_DATE, dayCondition, dayOfValue } from "./days.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
-import { manifestFacts } from "./manifest.js";
+import { type ManifestFacts, manifestFacts } from "./manifest.js";
 import { dayColumn } from "./partition.js";
 
 class CallerError {
@@ -180,6 +180,24 @@ function compare(problems: string[], what: string, expected: unknown, actual: un
     problems.push(`${what}: expected ${String(expected)}, found ${String(actual)}`);
 }
 
+/** Each fact where `found` (the manifest, or what was read) differs from the ledger's part. */
+function compareFacts(
+  problems: string[],
+  prefix: string,
+  part: PartRecord,
+  found: { [K in keyof ManifestFacts]: ManifestFacts[K] | null },
+): void {
+  compare(problems, `${prefix}rows`, part.eventCount, found.eventCount);
+  compare(problems, `${prefix}uncompressed bytes`, part.rawSize, found.rawSize);
+  compare(problems, `${prefix}bytes`, part.fileSize, found.fileSize);
+  compare(problems, `${prefix}sha256`, part.sha256, found.sha256);
+  compare(problems, `${prefix}min key`, part.minId, found.minId);
+  compare(problems, `${prefix}max key`, part.maxId, found.maxId);
+  if (part.chunkSha256 !== null) {
+    compare(problems, `${prefix}chunk sha256`, part.chunkSha256, found.chunkSha256);
+  }
+}
+
 /**
  * Prove a stored part matches its manifest, its ledger row and (before any cleanup) the
  * source: same rows, bytes, sha256 and key range. Throws VerificationError listing what differs.
@@ -191,15 +209,7 @@ export async function verifyPart(ctx: JobContext, part: PartRecord): Promise<Par
     problems.push(`manifest ${part.manifestKey} is missing`);
   } else {
     try {
-      const m = manifestFacts(manifestText);
-      compare(problems, "manifest rows", part.eventCount, m.eventCount);
-      compare(problems, "manifest bytes", part.fileSize, m.fileSize);
-      compare(problems, "manifest sha256", part.sha256, m.sha256);
-      compare(problems, "manifest min key", part.minId, m.minId);
-      compare(problems, "manifest max key", part.maxId, m.maxId);
-      if (part.chunkSha256 !== null) {
-        compare(problems, "manifest chunk sha256", part.chunkSha256, m.chunkSha256);
-      }
+      compareFacts(problems, "manifest ", part, manifestFacts(manifestText));
     } catch {
       problems.push(`manifest ${part.manifestKey} is not JSON`);
     }
@@ -216,15 +226,15 @@ export async function verifyPart(ctx: JobContext, part: PartRecord): Promise<Par
     });
   });
   if (problems.length === 0) {
-    compare(problems, "rows", part.eventCount, scan.rows);
-    compare(problems, "uncompressed bytes", part.rawSize, scan.rawBytes);
-    compare(problems, "bytes", part.fileSize, scan.bytes);
-    compare(problems, "sha256", part.sha256, scan.sha256);
-    compare(problems, "min key", part.minId, scan.minKey);
-    compare(problems, "max key", part.maxId, scan.maxKey);
-    if (part.chunkSha256 !== null) {
-      compare(problems, "chunk sha256", part.chunkSha256, scan.chunkSha256);
-    }
+    compareFacts(problems, "", part, {
+      eventCount: scan.rows,
+      rawSize: scan.rawBytes,
+      fileSize: scan.bytes,
+      sha256: scan.sha256,
+      minId: scan.minKey,
+      maxId: scan.maxKey,
+      chunkSha256: scan.chunkSha256,
+    });
   }
   if (problems.length === 0 && part.cleanedCount === 0 && part.cleanedAt === null) {
     // Before any delete, the source must hold exactly the archived rows in the archived range.
