@@ -10,7 +10,7 @@ import {
 } from "../../core/archive/jobs.js";
 import { parsePartitionDate } from "../../core/dates.js";
 import { BadInputError } from "../../core/errors.js";
-import { type Config, cleanupOptions } from "../../node/config.js";
+import { cleanupOptions } from "../../node/config.js";
 import {
   describeArchivePlan,
   describeArchived,
@@ -34,18 +34,9 @@ import {
 
 /** archive: write the date's rows not yet archived as a part, then verify it. */
 export async function archive(opts: DateOptions, io: Io): Promise<void> {
+  if (opts.dryRun) return printPlan(opts, io, planArchive, describeArchivePlan);
   const config = configFrom(opts);
   const date = parsePartitionDate(opts.date);
-  if (opts.dryRun) {
-    await printPlan(
-      config,
-      io,
-      opts,
-      (ctx, ledger) => planArchive(ctx, date, { ledger }),
-      describeArchivePlan,
-    );
-    return;
-  }
   await withContext(config, io, async ({ ctx, owner }) => {
     const started = Date.now();
     const out = await archiveDate(ctx, owner, date);
@@ -117,18 +108,9 @@ export async function status(opts: StatusOptions, io: Io): Promise<void> {
 
 /** cleanup: delete the date's archived rows from the hot store. */
 export async function cleanup(opts: CleanupCliOptions, io: Io): Promise<void> {
+  if (opts.dryRun) return printPlan(opts, io, planCleanup, describeCleanupPlan);
   const config = configFrom(opts);
   const date = parsePartitionDate(opts.date);
-  if (opts.dryRun) {
-    await printPlan(
-      config,
-      io,
-      opts,
-      (ctx, ledger) => planCleanup(ctx, date, { ledger }),
-      describeCleanupPlan,
-    );
-    return;
-  }
   await withContext(config, io, async ({ ctx, owner }) => {
     const out = await cleanupDate(ctx, owner, date, cleanupOptions(config));
     io.bar.done();
@@ -147,20 +129,21 @@ export async function restore(opts: RestoreCliOptions, io: Io): Promise<void> {
   });
 }
 
-/** A dry run: the plan `make` reads in a read-only context (no lease, no ledger created), printed. */
+/** A dry run: the date's plan read in a read-only context (no lease, no ledger created), printed. */
 async function printPlan<P extends object>(
-  config: Config,
-  io: Io,
   opts: DateOptions,
-  make: (ctx: JobContext, ledgerReady: boolean) => Promise<P>,
+  io: Io,
+  plan: (ctx: JobContext, date: string, options: { ledger: boolean }) => Promise<P>,
   describe: (table: string, plan: P) => string,
 ): Promise<void> {
+  const config = configFrom(opts);
+  const date = parsePartitionDate(opts.date);
   await withContext(
     config,
     io,
     async ({ ctx, ledgerReady }) => {
-      const plan = await make(ctx, ledgerReady);
-      print(opts, describe(ctx.spec.table, plan), { ok: true, dryRun: true, ...plan });
+      const found = await plan(ctx, date, { ledger: ledgerReady });
+      print(opts, describe(ctx.spec.table, found), { ok: true, dryRun: true, ...found });
     },
     { readOnly: true },
   );
