@@ -141,8 +141,9 @@ describe("Ctrl-C on the sluice CLI, on SQLite", () => {
     expect(left, "rows left when it stopped").toBeGreaterThan(0);
     expect(afterSignal).toBeLessThan(left / 4);
     // Progress saved: rows deleted, the count and the cursor committed with them, not cleaned.
+    // Left where it stopped (cleaning, not failed: no alert), its lease let go, marked.
     expect(after).toMatchObject({
-      state: "failed", // observed today; the README says only "progress saved"
+      state: "cleaning",
       d1_cleaned: 0,
       last_error: "interrupted; progress saved, run the command again to resume",
     });
@@ -151,11 +152,14 @@ describe("Ctrl-C on the sluice CLI, on SQLite", () => {
     expect(after.part_cleaned).toBe(after.cleaned_count);
     expect(after.cleaned_count % BATCH).toBe(0); // whole batches only
     expect(after.cursor).not.toBeNull();
-    // Observed today: exit code 1 (the job "failed" with the interrupt as its reason).
-    expect(code).toBe(1);
+    // 130, as a shell reports a command ended by Ctrl-C.
+    expect(code).toBe(130);
     expect(stderr.trim()).toBe(
       "sluice cleanup: interrupted; progress saved, run the command again to resume",
     );
+    const shown = sluice(["status", `--date=${DAY}`], env);
+    expect(shown.stdout).toMatch(/: cleaning, interrupted \(run the command again to resume\)/);
+    expect(shown.stdout).not.toMatch(/lease/);
 
     const rerun = sluice(["--json", "cleanup", `--date=${DAY}`, `--batch=${BATCH}`], env);
     expect(rerun.code, rerun.stderr).toBe(0);
@@ -260,9 +264,9 @@ describe.runIf(pgdb !== null)("Ctrl-C on the sluice CLI, on PostgreSQL with a sl
     const singleMs = single.at - sentOne;
     const afterOne = await ledger();
     expect(afterOne.cleaned_count).toBe(one.before.cleaned_count + BATCH);
-    expect(afterOne).toMatchObject({ state: "failed", d1_cleaned: 0 });
+    expect(afterOne).toMatchObject({ state: "cleaning", d1_cleaned: 0 });
     expect(await db.count(table, DAY)).toBe(ROWS - afterOne.cleaned_count);
-    expect(single.code).toBe(1); // observed today
+    expect(single.code).toBe(130);
     expect(single.stderr).toMatch(/interrupted; progress saved/);
 
     // Two SIGINTs, 20 ms apart, while a DELETE runs: the process is gone before it ends.
@@ -286,7 +290,7 @@ describe.runIf(pgdb !== null)("Ctrl-C on the sluice CLI, on PostgreSQL with a sl
     );
     // "At once": well before the one-SIGINT run, which waited for its batch to end.
     expect(doubleMs * 4).toBeLessThan(singleMs);
-    expect(double.code).toBe(130); // observed today
+    expect(double.code).toBe(130);
 
     // A rerun (the DELETEs fast again) takes over the dead process's lease and finishes.
     await db.run(`DROP TRIGGER slow_delete ON ${table}`);

@@ -145,8 +145,12 @@ describe("sluice serve", () => {
     expect(await first.exited).toBe(0);
     const left = hotRows(dir, DAY);
     const rec = ledger(dir, DAY);
-    // Stopped part-way: not failed, its progress saved, the lease let go.
-    expect(rec).toMatchObject({ state: "cleaning", lease_owner: null, last_error: null });
+    // Stopped part-way: not failed, its progress saved, the lease let go, marked interrupted.
+    expect(rec).toMatchObject({
+      state: "cleaning",
+      lease_owner: null,
+      last_error: "interrupted; progress saved, run the command again to resume",
+    });
     expect(left).toBeGreaterThan(0);
     expect(rec?.cleaned_count).toBe(300_000 - left);
 

@@ -3,6 +3,7 @@ import type { ArchivePlan, CleanupPlan } from "../core/archive/dry-run.js";
 import type { ArchiveOutcome, PartitionStatus, VerifyResult } from "../core/archive/jobs.js";
 import type { PartRecord, PartitionRecord } from "../core/archive/ledger/records.js";
 import type { RestoreOutcome } from "../core/archive/restore.js";
+import { wasInterrupted } from "../core/errors.js";
 
 export const fmt = (n: number) => n.toLocaleString("en-US");
 
@@ -29,13 +30,16 @@ export function describeStatus(s: PartitionStatus): string {
   const restored = r?.restoredAt
     ? `\n  restored  ${fmt(r.restoredRows)} rows into ${r.restoredInto} at ${r.restoredAt}`
     : "";
+  const stopped = r && !r.leaseOwner && wasInterrupted(r.lastError);
+  const how = stopped ? ", interrupted (run the command again to resume)" : "";
   if (!r || s.parts.length === 0) {
     // A first archive under way, or killed mid-way: its state and lease say which.
-    const state = r && r.state !== "pending" ? `${r.state}, no part recorded yet` : "not archived";
+    const state =
+      r && r.state !== "pending" ? `${r.state}${how}, no part recorded yet` : "not archived";
     return `${head}: ${state}; ${fmt(s.hotRows)} rows in the hot store${lease}${r?.lastError ? `\n  last error: ${r.lastError}` : ""}`;
   }
   const lines = [
-    `${head}: ${r.state}${r.cleaned ? " (d1_cleaned=1)" : ""}`,
+    `${head}: ${r.state}${how}`,
     `  archived  ${fmt(r.eventCount)} rows in ${r.partCount} part${r.partCount === 1 ? "" : "s"}, ${bytes(r.fileSize)} gzip (${bytes(r.rawSize)} raw), keys ${r.minId}..${r.maxId}`,
     `  verified  ${r.verifiedAt ?? "no"}${s.parts.every((p) => p.verifiedAt) ? "" : " (some parts not verified)"}`,
     `  deleted   ${fmt(r.cleanedCount)} rows from the hot store; it now holds ${fmt(s.hotRows)} rows of this date, ${fmt(s.lateRows)} of them late (not archived yet)`,
@@ -75,14 +79,14 @@ export function describeList(records: PartitionRecord[]): string {
       "parts",
       "gzip",
       "verified",
-      "d1_cleaned",
+      "cleaned",
       "deleted",
       "last_error",
     ],
     ...records.map((r) => [
       r.sourceTable,
       r.date,
-      r.state,
+      !r.leaseOwner && wasInterrupted(r.lastError) ? `${r.state} (interrupted)` : r.state,
       fmt(r.eventCount),
       String(r.partCount),
       bytes(r.fileSize),
@@ -144,7 +148,7 @@ export function describeCleaned(table: string, date: string, out: CleanupOutcome
       ? `dropped its table partition with ${fmt(out.deleted)} rows`
       : `deleted ${fmt(out.deleted)} rows`;
   return out.complete
-    ? `cleaned ${table} ${date}: ${how} (${fmt(out.deletedTotal)} in all), 0 archived rows remain; d1_cleaned=1`
+    ? `cleaned ${table} ${date}: ${how} (${fmt(out.deletedTotal)} in all), 0 archived rows remain; marked cleaned`
     : `stopped at the time budget: deleted ${fmt(out.deleted)} rows this run, ${fmt(out.remaining)} archived rows remain; progress saved, run cleanup again to resume`;
 }
 

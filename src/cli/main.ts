@@ -101,7 +101,9 @@ program
 
 program
   .command("cleanup")
-  .description("delete a date's archived rows from the hot store; marks d1_cleaned=1 at zero")
+  .description(
+    "delete a date's archived rows from the hot store; marks the date cleaned once none is left",
+  )
   .requiredOption("--date <YYYY-MM-DD>", "the partition")
   .option(
     "--batch <n>",

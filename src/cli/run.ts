@@ -1,4 +1,4 @@
-import { type ErrorKind, SluiceError, describeError } from "../core/errors.js";
+import { type ErrorKind, InterruptedError, SluiceError, describeError } from "../core/errors.js";
 import { backlog, demo } from "./commands/backlog.js";
 import { archive, cleanup, restore, status, verify } from "./commands/partition.js";
 import { prepareData } from "./commands/prepare.js";
@@ -9,7 +9,7 @@ import { progressLine } from "./progress.js";
 
 /**
  * Exit codes: 0 done, 1 the job failed, 2 bad input (fix the command), 75 busy or the database
- * unreachable (retry later).
+ * unreachable (retry later), 130 interrupted by Ctrl-C or SIGTERM (progress saved; run again).
  */
 const EXIT: Record<ErrorKind, number> = {
   bad_input: 2,
@@ -17,6 +17,7 @@ const EXIT: Record<ErrorKind, number> = {
   failed: 1,
   conflict: 75,
   unavailable: 75,
+  interrupted: 130,
 };
 
 const COMMANDS: { [K in CommandName]: (opts: CommandOptions[K], io: Io) => Promise<void> } = {
@@ -42,9 +43,7 @@ export async function runCli<K extends CommandName>(
   const onSignal = () => {
     // First Ctrl-C: stop at the next batch boundary (progress is saved). Second: now.
     if (++interrupted > 1) process.exit(130);
-    abort.abort(
-      new SluiceError("failed", "interrupted; progress saved, run the command again to resume"),
-    );
+    abort.abort(new InterruptedError());
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
@@ -52,8 +51,9 @@ export async function runCli<K extends CommandName>(
     await COMMANDS[command](opts, { bar, signal: abort.signal });
   } catch (err) {
     bar.done();
-    const kind: ErrorKind = err instanceof SluiceError ? err.kind : "failed";
-    const message = describeError(abort.signal.aborted ? abort.signal.reason : err);
+    const why = abort.signal.aborted ? abort.signal.reason : err;
+    const kind: ErrorKind = why instanceof SluiceError ? why.kind : "failed";
+    const message = describeError(why);
     if (opts.json && !(err instanceof PrintedFailure))
       process.stdout.write(`${JSON.stringify({ ok: false, error: kind, message })}\n`);
     process.stderr.write(`sluice ${command}: ${message}\n`);

@@ -7,6 +7,7 @@ export type ErrorKind =
   | "not_found" // the thing asked about does not exist
   | "conflict" // someone else holds the partition; try again later
   | "unavailable" // a system we depend on (the database) cannot be reached now; try again
+  | "interrupted" // stopped on request (Ctrl-C, shutdown) at a safe point; a rerun resumes
   | "failed"; // the job ran and could not finish; the ledger says why
 
 export class SluiceError extends Error {
@@ -44,6 +45,21 @@ export class LeaseHeldError extends SluiceError {
     );
   }
 }
+
+/**
+ * A job stopped on request (Ctrl-C, a service shutting down) at a safe point. The ledger keeps
+ * the state it reached with this message as `last_error`: resumable, and not a failure.
+ */
+export class InterruptedError extends SluiceError {
+  static readonly MESSAGE = "interrupted; progress saved, run the command again to resume";
+  constructor() {
+    super("interrupted", InterruptedError.MESSAGE);
+  }
+}
+
+/** Whether a partition's `last_error` says its last job was interrupted (not failed). */
+export const wasInterrupted = (lastError: string | null): boolean =>
+  lastError === InterruptedError.MESSAGE;
 
 /** Our lease was taken over (we stalled past its expiry); stop before touching anything. */
 export class LeaseLostError extends SluiceError {

@@ -119,7 +119,14 @@ function classify(err: unknown): HttpError {
   }
   if (err instanceof SluiceError) {
     const status = (
-      { bad_input: 400, not_found: 404, conflict: 409, unavailable: 503, failed: 500 } as const
+      {
+        bad_input: 400,
+        not_found: 404,
+        conflict: 409,
+        unavailable: 503,
+        interrupted: 503,
+        failed: 500,
+      } as const
     )[err.kind];
     return { status, body: { error: err.kind, message } };
   }

@@ -1,4 +1,5 @@
 import cluster from "node:cluster";
+import { InterruptedError } from "../../core/errors.js";
 import { runCluster } from "../../node/cluster.js";
 import { checkCron } from "../../node/scheduler.js";
 import { startService } from "../../node/serve.js";
@@ -26,9 +27,10 @@ export async function serve(opts: ServeOptions, io: Io): Promise<void> {
   }
   // A worker stops on its primary's message as on a signal; two signals still mean "now".
   const stop = new AbortController();
-  io.signal.addEventListener("abort", () => stop.abort(), { once: true });
+  // Jobs stopped by the shutdown are left resumable and marked interrupted, not failed.
+  io.signal.addEventListener("abort", () => stop.abort(new InterruptedError()), { once: true });
   process.on("message", (m: { cmd?: string }) => {
-    if (m?.cmd === "shutdown") stop.abort();
+    if (m?.cmd === "shutdown") stop.abort(new InterruptedError());
   });
   // One worker keeps the schedule; the lease would keep the others off each date anyway.
   const index = Number(process.env.SLUICE_WORKER_INDEX ?? 0);

@@ -1,4 +1,5 @@
 import {
+  InterruptedError,
   LeaseLostError,
   NotFoundError,
   NotVerifiedError,
@@ -58,7 +59,11 @@ export async function runLeased<T>(
   try {
     return await fn(lease);
   } catch (err) {
-    if (isFailure(err)) {
+    // The signal's reason, whatever a driver made of the abort on its way up.
+    if (err instanceof InterruptedError || ctx.signal?.reason instanceof InterruptedError) {
+      // Left in the state it reached, as a killed job would be, but marked: not an alert.
+      await ctx.ledger.noteError(lease, InterruptedError.MESSAGE).catch(() => undefined);
+    } else if (isFailure(err)) {
       await ctx.ledger
         .move(lease, "failed", { lastError: describeError(err).slice(0, 2000) })
         .catch(() => undefined);

@@ -94,6 +94,15 @@ export class Ledger extends PartWrites {
     if (res.changes !== 1) throw new LeaseLostError(lease.table, lease.date);
   }
 
+  /** @internal Set the partition's `last_error` and leave its state as it is. */
+  async noteError(lease: Lease, text: string): Promise<void> {
+    const res = await this.db.execute(
+      `UPDATE ${this.t.meta} SET last_error = ?, updated_at = ? WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
+      [text, this.iso(), lease.table, lease.date, lease.owner],
+    );
+    if (res.changes !== 1) throw new LeaseLostError(lease.table, lease.date);
+  }
+
   /** @internal Record a restore of the partition's archive (rows inserted, and where). */
   async recordRestore(lease: Lease, rows: number, into: string): Promise<void> {
     const res = await this.db.execute(
