@@ -115,6 +115,8 @@ const writes: [string, (w: World, l: Lease) => Promise<unknown>, string?][] = [
   ["resetCleanupCursor", (w, l) => w.ledger.resetCleanupCursor(l, 0)],
   ["markPartCleaned", (w, l) => w.ledger.markPartCleaned(l, 0)],
   ["removeUnverifiedPart", (w, l) => w.ledger.removeUnverifiedPart(l, 0)],
+  ["noteError", (w, l) => w.ledger.noteError(l, "interrupted")],
+  ["recordRestore", (w, l) => w.ledger.recordRestore(l, 3, T)],
 ];
 
 for (const kind of ["sqlite", "d1"] as const) {
