@@ -152,6 +152,58 @@ describe("sluice CLI", () => {
     });
   }
 
+  it("with --json, a refused command still prints one JSON object on stdout", () => {
+    for (const args of [["archive"], ["archive", "--date=2025-13-45"], ["archvie"]]) {
+      const r = sluice(["--json", ...args]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, error: "bad_input" });
+    }
+  });
+
+  it("--version and -V print the package's version; bare sluice prints help and exits 0", () => {
+    const { version } = JSON.parse(
+      readFileSync(join(import.meta.dirname, "..", "package.json"), "utf8"),
+    ) as { version: string };
+    for (const flag of ["--version", "-V"]) {
+      const r = sluice([flag]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.trim()).toBe(version);
+    }
+    const bare = sluice([]);
+    expect(bare.code, bare.stderr).toBe(0);
+    expect(bare.stdout).toMatch(/^Usage: sluice /);
+    expect(bare.stderr).toBe("");
+  });
+
+  it("a command's --help lists the global options, marks the required ones, and shows an example", () => {
+    const r = sluice(["archive", "--help"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/--date <YYYY-MM-DD>\s+the partition \(required\)/);
+    expect(r.stdout).toMatch(/Global Options:[\s\S]*--db <url>[\s\S]*--json/);
+    expect(r.stdout).toMatch(/Examples?:\n\s+sluice archive --date 2025-10-13/);
+  });
+
+  it("--env-file reads settings from a file; the environment and flags win over it", () => {
+    const file = join(dir, "sluice.env");
+    writeFileSync(
+      file,
+      `# as deploy/.env.example writes them\nSLUICE_DB="sqlite:${join(dir, "from-file.db")}"\nARCHIVE_CRON="30 3 * * *"\n`,
+    );
+    const { SLUICE_DB: _, ...rest } = process.env;
+    const fromFile = spawnSync(process.execPath, [CLI, "--env-file", file, "status"], {
+      encoding: "utf8",
+      env: rest,
+    });
+    expect(fromFile.stderr).toMatch(/no database at sqlite:.*from-file\.db/);
+    expect(sluice(["--env-file", file, "status"]).stderr).not.toMatch(/from-file/);
+    // Node 20 itself reads --env-file anywhere on the command line (and exits 9 on a missing
+    // file, before sluice runs); later Node leaves it to sluice (exit 2). Either way: not 0,
+    // and the file is named.
+    const missing = sluice(["--env-file", join(dir, "nope.env"), "status"]);
+    expect([2, 9]).toContain(missing.code);
+    expect(missing.stderr).toMatch(/nope\.env/);
+  });
+
   it("backlog archives and cleans every date older than the retention, and only those", () => {
     const env = {
       SLUICE_DB: `sqlite:${join(dir, "backlog.db")}`,
@@ -422,7 +474,8 @@ describe("--dry-run", () => {
     expect(snapshot()).not.toMatch(/archive_metadata/);
     expect(dry(["cleanup", "--date=2025-10-13"]).refused).toMatch(/no archive/);
     const backlog = dry(["backlog", "--today=2025-10-20"]);
-    expect(backlog.dates.map((d: { date: string }) => d.date)).toEqual([
+    expect(backlog.tables).toHaveLength(1);
+    expect(backlog.tables[0].dates.map((d: { date: string }) => d.date)).toEqual([
       "2025-10-13",
       "2025-10-14",
     ]);
@@ -496,11 +549,17 @@ describe.runIf(server !== null)("a config file of tables (PostgreSQL)", () => {
     // keep the 13th on, the 14th on, and Berlin's 12th on.
     const r = sluice(["--config", config, "--json", "backlog", "--today=2025-10-14"], env);
     expect(r.code, r.stderr).toBe(0);
-    const lines = r.stdout
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l));
-    const done = (t: string) => lines.filter((l) => l.table === t).map((l) => l.date);
+    // One JSON object for the run, a member per table, a member per date.
+    const out = JSON.parse(r.stdout) as {
+      ok: boolean;
+      tables: { table: string; dates: { date: string; ok: boolean }[] }[];
+    };
+    expect(out.ok).toBe(true);
+    const done = (t: string) =>
+      out.tables
+        .find((x) => x.table === t)
+        ?.dates.filter((d) => d.ok)
+        .map((d) => d.date);
     expect(done("c_text")).toEqual(["2025-10-10", "2025-10-11", "2025-10-12"]);
     expect(done("c_date")).toEqual(["2025-10-10", "2025-10-11", "2025-10-12", "2025-10-13"]);
     expect(done(`${other}.c_ts`)).toEqual(["2025-10-10", "2025-10-11"]);

@@ -1,6 +1,8 @@
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseEnv } from "node:util";
 import { describe, expect, it } from "vitest";
 import { daysBefore, parsePartitionDate, retentionCutoff } from "../src/core/dates.js";
 import { BadInputError } from "../src/core/errors.js";
@@ -137,6 +139,18 @@ describe("configuration and input validation", () => {
     }
     expect(daysBefore(new Date("2025-03-01T15:00:00Z"), 1)).toBe("2025-02-28");
     expect(retentionCutoff(new Date("2025-11-05T23:59:00Z"), 3)).toBe("2025-11-03");
+  });
+
+  it("deploy/.env.example can be sourced by a shell and read by the env-file parser, with valid values", () => {
+    const path = join(import.meta.dirname, "..", "deploy", ".env.example");
+    const sh = spawnSync("sh", ["-c", `set -a; . '${path}'; printf %s "$ARCHIVE_CRON"`], {
+      encoding: "utf8",
+    });
+    expect(sh.status, sh.stderr).toBe(0);
+    expect(sh.stderr).toBe("");
+    const parsed = parseEnv(readFileSync(path, "utf8"));
+    expect(parsed.ARCHIVE_CRON).toBe(sh.stdout);
+    expect(() => loadConfig(parsed)).not.toThrow();
   });
 
   it("a config file names at most one table for ingest and the stats routes (api), the first by default", () => {

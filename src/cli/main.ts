@@ -1,6 +1,12 @@
 #!/usr/bin/env node
+import { readFileSync } from "node:fs";
+import { parseEnv } from "node:util";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { runCli } from "./run.js";
+
+const { version } = JSON.parse(
+  readFileSync(new URL("../../package.json", import.meta.url), "utf8"),
+) as { version: string };
 
 // The AWS SDK warns on every run under Node < 22 that its releases after January 2027 will
 // need Node 22. It speaks to whoever upgrades our lockfile, not to someone archiving a day;
@@ -28,8 +34,18 @@ const program = new Command("sluice")
   .option("--store <url>", "object store (env SLUICE_STORE, default file:./data/archive)")
   .option("--table <name>", "table to archive (env SLUICE_TABLE, default traffic_events)")
   .option("--json", "print one JSON object instead of text")
+  .option(
+    "--env-file <path>",
+    "read settings from this file of NAME=value lines (as deploy/.env.example); the environment and flags win",
+  )
+  .version(version, "-V, --version", "print sluice's version")
+  .configureHelp({ showGlobalOptions: true })
   .exitOverride()
   .configureOutput({ outputError: () => undefined });
+
+/** Help text after a command's options: one or more example lines. */
+const example = (...lines: string[]) =>
+  `\nExample${lines.length > 1 ? "s" : ""}:\n${lines.map((l) => `  ${l}`).join("\n")}`;
 
 /** A number in (0, max], as written by a person: 1, 0.01, .5 (no exponents, no signs). */
 function positiveScale(name: string, max: number) {
@@ -48,7 +64,7 @@ program
     "create demo tables and fill them with generated data: traffic page views (--date), or an MES factory (--workload=mes)",
   )
   .option("--count <n>", "traffic: rows per day", positiveInt("--count"), 100_000)
-  .option("--date <YYYY-MM-DD>", "traffic: the (last) day to generate (required)")
+  .option("--date <YYYY-MM-DD>", "traffic: the (last) day to generate (required for traffic)")
   .option(
     "--days <n>",
     "traffic: consecutive days ending at --date",
@@ -66,13 +82,27 @@ program
     positiveScale("--scale", 10),
   )
   .option("--replace", "mes: drop the four MES tables first and generate them again")
+  .addHelpText(
+    "after",
+    example(
+      "sluice prepare-data --date 2025-10-13 --days 6 --count 100000",
+      "sluice prepare-data --workload mes --scale 0.1",
+    ),
+  )
   .action((_o, cmd) => runCli("prepare-data", cmd.optsWithGlobals()));
 
 program
   .command("archive")
   .description("archive a date's rows as gzip JSONL in the object store, then verify it")
-  .requiredOption("--date <YYYY-MM-DD>", "the partition")
+  .requiredOption("--date <YYYY-MM-DD>", "the partition (required)")
   .option("--dry-run", "say what would be read and written; change nothing")
+  .addHelpText(
+    "after",
+    example(
+      "sluice archive --date 2025-10-13",
+      "sluice --db postgres://localhost/app --store s3://bucket/archive --table analytics.pv archive --date 2025-10-13 --dry-run",
+    ),
+  )
   .action((_o, cmd) => runCli("archive", cmd.optsWithGlobals()));
 
 program
@@ -82,6 +112,7 @@ program
   )
   .option("--date <YYYY-MM-DD>", "the partition")
   .option("--all", "every partition with stored parts; a failure is recorded and the rest go on")
+  .addHelpText("after", example("sluice verify --date 2025-10-13", "sluice verify --all"))
   .action((_o, cmd) => runCli("verify", cmd.optsWithGlobals()));
 
 program
@@ -89,14 +120,22 @@ program
   .description(
     "put a date's verified archive back into the table (or --into a table of the same columns); rows whose key is there are skipped",
   )
-  .requiredOption("--date <YYYY-MM-DD>", "the partition")
+  .requiredOption("--date <YYYY-MM-DD>", "the partition (required)")
   .option("--into <table>", "restore into this table instead (create it first, same columns)")
+  .addHelpText(
+    "after",
+    example(
+      "sluice restore --date 2025-10-13",
+      "sluice restore --date 2025-10-13 --into pv_staging",
+    ),
+  )
   .action((_o, cmd) => runCli("restore", cmd.optsWithGlobals()));
 
 program
   .command("status")
   .description("a date's ledger state, archive and hot-store rows (all partitions without --date)")
   .option("--date <YYYY-MM-DD>", "the partition")
+  .addHelpText("after", example("sluice status", "sluice --json status --date 2025-10-13"))
   .action((_o, cmd) => runCli("status", cmd.optsWithGlobals()));
 
 program
@@ -104,7 +143,7 @@ program
   .description(
     "delete a date's archived rows from the hot store; marks the date cleaned once none is left",
   )
-  .requiredOption("--date <YYYY-MM-DD>", "the partition")
+  .requiredOption("--date <YYYY-MM-DD>", "the partition (required)")
   .option(
     "--batch <n>",
     "rows per DELETE (env SLUICE_DELETE_BATCH, default 1000)",
@@ -116,6 +155,13 @@ program
     positiveInt("--budget-ms"),
   )
   .option("--dry-run", "say which parts and rows would be compared and deleted; change nothing")
+  .addHelpText(
+    "after",
+    example(
+      "sluice cleanup --date 2025-10-13",
+      "sluice cleanup --date 2025-10-13 --batch 5000 --budget-ms 600000",
+    ),
+  )
   .action((_o, cmd) => runCli("cleanup", cmd.optsWithGlobals()));
 
 program
@@ -134,6 +180,10 @@ program
   .option("--batch <n>", "rows per DELETE", positiveInt("--batch", 100_000))
   .option("--budget-ms <n>", "per-date cleanup time budget", positiveInt("--budget-ms"))
   .option("--dry-run", "list the dates and what archive would write for each; change nothing")
+  .addHelpText(
+    "after",
+    example("sluice backlog", "sluice --config sluice.config.json backlog --dry-run"),
+  )
   .action((_o, cmd) => runCli("backlog", cmd.optsWithGlobals()));
 
 program
@@ -145,6 +195,7 @@ program
     return Number(v);
   })
   .option("--host <address>", "address to listen on (env HOST, default 127.0.0.1)")
+  .addHelpText("after", example("ADMIN_TOKEN=$(openssl rand -hex 24) sluice serve --port 8080"))
   .action((_o, cmd) => runCli("serve", cmd.optsWithGlobals()));
 
 program
@@ -152,8 +203,26 @@ program
   .description("the whole flow on generated data in ./data/demo: prepare, archive, verify, clean")
   .option("--count <n>", "rows per day", positiveInt("--count"), 100_000)
   .option("--days <n>", "days of data, ending today", positiveInt("--days", 60), 6)
+  .addHelpText("after", example("sluice demo --days 6 --count 100000"))
   .action((_o, cmd) => runCli("demo", cmd.optsWithGlobals()));
 
+// The env file before any command reads the environment; what the environment has stays.
+program.hook("preSubcommand", (cmd) => {
+  const file = cmd.opts<{ envFile?: string }>().envFile;
+  if (file === undefined) return;
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new CommanderError(2, "sluice.envFile", `--env-file ${file}: ${(err as Error).message}`);
+  }
+  for (const [name, value] of Object.entries(parseEnv(text))) process.env[name] ??= value;
+});
+
+if (process.argv.length <= 2) {
+  program.outputHelp();
+  process.exit(0);
+}
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
@@ -165,9 +234,12 @@ try {
     ) {
       process.exit(0);
     }
-    process.stderr.write(
-      `sluice: ${err.message.replace(/^error: /, "").replace(/\s*\n\s*/g, " ")}\n`,
-    );
+    const message = err.message.replace(/^error: /, "").replace(/\s*\n\s*/g, " ");
+    // A refused command with --json still answers in the one shape every command has.
+    if (process.argv.includes("--json")) {
+      process.stdout.write(`${JSON.stringify({ ok: false, error: "bad_input", message })}\n`);
+    }
+    process.stderr.write(`sluice: ${message}\n`);
     process.exit(2);
   }
   throw err;

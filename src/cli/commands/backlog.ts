@@ -5,7 +5,7 @@ import { parsePartitionDate, retentionCutoff } from "../../core/dates.js";
 import { SluiceError, describeError } from "../../core/errors.js";
 import { type Config, cleanupOptions } from "../../node/config.js";
 import { describeArchivePlan, describeBacklogDate, describeList } from "../format.js";
-import { type Io, print, withContext } from "../io.js";
+import { type Io, PrintedFailure, print, withContext } from "../io.js";
 import {
   type BacklogOptions,
   type DemoOptions,
@@ -15,7 +15,19 @@ import {
 } from "../options.js";
 import { prepareData } from "./prepare.js";
 
-/** backlog: archive, verify and clean every date older than the retention. */
+/** What backlog did (or, dry, would do) for one table: its --json shape, one per table. */
+interface TableBacklog {
+  table: string;
+  cutoff: string;
+  dates: unknown[];
+  /** Why the table could not be worked on at all (its other dates carry their own errors). */
+  error?: string;
+}
+
+/**
+ * backlog: archive, verify and clean every date older than the retention. With --json, one
+ * object when it ends: `{ok, dryRun?, tables: [{table, cutoff, dates: [...]}]}`.
+ */
 export async function backlog(opts: BacklogOptions, io: Io): Promise<void> {
   const today =
     opts.today === undefined ? new Date() : new Date(`${parsePartitionDate(opts.today)}T00:00:00Z`);
@@ -27,21 +39,32 @@ export async function backlog(opts: BacklogOptions, io: Io): Promise<void> {
   if (configs.length > 1) {
     for (const config of configs) await withContext(config, io, async () => {}, { readOnly: true });
   }
-  let failed: unknown = null;
+  const tables: TableBacklog[] = [];
   for (const config of configs) {
     const cutoff = retentionCutoff(today, config.HOT_RETENTION_DAYS);
     const label = configs.length > 1 ? `${config.SLUICE_TABLE} ` : "";
     try {
-      if (opts.dryRun) await planBacklog(config, io, opts, cutoff);
-      else await runBacklog(config, io, opts, cutoff, label);
+      tables.push(
+        opts.dryRun
+          ? await planBacklog(config, io, opts, cutoff)
+          : await runBacklog(config, io, opts, cutoff, label),
+      );
     } catch (err) {
       if (configs.length === 1 || io.signal.aborted) throw err;
       process.stderr.write(`${config.SLUICE_TABLE}: ${describeError(err)}\n`);
-      failed ??= err;
+      tables.push({ table: config.SLUICE_TABLE, cutoff, dates: [], error: describeError(err) });
     }
   }
-  if (failed) {
-    throw new SluiceError("failed", "a table's backlog failed; see above, and sluice status");
+  const failed = tables.filter(
+    (t) => t.error || t.dates.some((d) => (d as { ok?: boolean }).ok === false),
+  );
+  if (opts.json) {
+    print(opts, "", { ok: failed.length === 0, ...(opts.dryRun ? { dryRun: true } : {}), tables });
+  }
+  if (failed.length) {
+    const which = failed.map((t) => t.table).join(", ");
+    const message = `the backlog of ${which} did not finish; see above, and sluice status`;
+    throw opts.json ? new PrintedFailure(message) : new SluiceError("failed", message);
   }
 }
 
@@ -51,8 +74,8 @@ async function planBacklog(
   io: Io,
   opts: GlobalOptions,
   cutoff: string,
-): Promise<void> {
-  await withContext(
+): Promise<TableBacklog> {
+  return withContext(
     config,
     io,
     async ({ ctx, ledgerReady }) => {
@@ -63,10 +86,14 @@ async function planBacklog(
         (p) =>
           `${describeArchivePlan(ctx.spec.table, p)}; then cleanup would delete every archived row of ${p.date} that is as archived`,
       );
-      const human = dates.length
-        ? lines.join("\n")
-        : `dry run: nothing older than ${cutoff} to archive`;
-      print(opts, human, { ok: true, dryRun: true, cutoff, dates: plans });
+      if (!opts.json) {
+        print(
+          opts,
+          dates.length ? lines.join("\n") : `dry run: nothing older than ${cutoff} to archive`,
+          null,
+        );
+      }
+      return { table: ctx.spec.table, cutoff, dates: plans };
     },
     { readOnly: true },
   );
@@ -83,61 +110,62 @@ export async function demo(opts: DemoOptions, io: Io): Promise<void> {
   if (!opts.db && !process.env.SLUICE_DB) rmSync(dir, { recursive: true, force: true });
   const today = new Date().toISOString().slice(0, 10);
   await prepareData({ ...opts, db: config.SLUICE_DB, date: today, workload: "traffic" }, io);
-  await runBacklog(config, io, opts, retentionCutoff(new Date(), config.HOT_RETENTION_DAYS));
+  const done = await runBacklog(
+    config,
+    io,
+    opts,
+    retentionCutoff(new Date(), config.HOT_RETENTION_DAYS),
+  );
+  const failed = done.dates.filter((d) => (d as { ok: boolean }).ok === false).length;
+  if (failed)
+    throw new SluiceError("failed", `${failed} of ${done.dates.length} dates failed; see above`);
   await withContext(config, io, async ({ ctx }) => {
     const list = await ctx.ledger.list(ctx.spec.table);
     const next = `next: sluice status --date ${list[0]?.date ?? today} --db ${config.SLUICE_DB}`;
-    print(opts, `\n${describeList(list)}\n\n${next}`, { ok: true, partitions: list });
+    print(opts, `\n${describeList(list)}\n\n${next}`, {
+      ok: true,
+      backlog: done,
+      partitions: list,
+    });
   });
 }
 
+/** Each date before `cutoff` archived, verified and cleaned; a date that fails lets the rest go on. */
 async function runBacklog(
   config: Config,
   io: Io,
   opts: GlobalOptions,
   cutoff: string,
   label = "",
-): Promise<void> {
-  await withContext(config, io, async ({ ctx, owner }) => {
+): Promise<TableBacklog> {
+  return withContext(config, io, async ({ ctx, owner }) => {
+    const table = ctx.spec.table;
     const dates = await datesNeedingWork(ctx, cutoff);
-    let failed = 0;
+    const results: unknown[] = [];
     for (const date of dates) {
       try {
         const r = await archiveAndCleanDate(ctx, owner, date, cleanupOptions(config));
         io.bar.done();
         const rows = r.archive.parts.reduce((n, p) => n + p.eventCount, 0);
         const { complete, deleted } = r.cleanup;
-        print(
-          opts,
-          label + describeBacklogDate(date, complete, rows, r.archive.parts.length, deleted),
-          {
-            ok: true,
-            table: ctx.spec.table,
-            date,
-            complete,
-            rows,
-            deleted,
-          },
-        );
+        results.push({ ok: true, date, complete, rows, deleted });
+        if (!opts.json) {
+          print(
+            opts,
+            label + describeBacklogDate(date, complete, rows, r.archive.parts.length, deleted),
+            null,
+          );
+        }
       } catch (err) {
         io.bar.done();
         if (io.signal.aborted) throw err;
-        failed++;
-        process.stderr.write(`${date}: ${describeError(err)}\n`);
+        results.push({ ok: false, date, error: describeError(err) });
+        process.stderr.write(`${label}${date}: ${describeError(err)}\n`);
       }
     }
-    if (dates.length === 0) {
-      print(opts, `${label}nothing older than ${cutoff} to archive`, {
-        ok: true,
-        table: ctx.spec.table,
-        dates: [],
-      });
+    if (dates.length === 0 && !opts.json) {
+      print(opts, `${label}nothing older than ${cutoff} to archive`, null);
     }
-    if (failed) {
-      throw new SluiceError(
-        "failed",
-        `${failed} of ${dates.length} dates failed; see above, and sluice status`,
-      );
-    }
+    return { table, cutoff, dates: results };
   });
 }
