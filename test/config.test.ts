@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { daysBefore, parsePartitionDate, retentionCutoff } from "../src/core/dates.js";
 import { BadInputError } from "../src/core/errors.js";
 import { checkIdentifier } from "../src/core/sql/ident.js";
+import { checkSeedFilter } from "../src/core/trace/seed-resolve.js";
 import { loadConfig } from "../src/node/config.js";
 import {
   cgroupMemoryMax,
@@ -151,6 +152,21 @@ describe("configuration and input validation", () => {
     const parsed = parseEnv(readFileSync(path, "utf8"));
     expect(parsed.ARCHIVE_CRON).toBe(sh.stdout);
     expect(() => loadConfig(parsed)).not.toThrow();
+  });
+
+  it("a trace filter's dates: a missing or bad one is named by its field", () => {
+    const f = (x: object) => () => checkSeedFilter({ workcenter: "TMTT", ...x });
+    expect(f({ to: "2025-10-13" })).toThrow(/^filter\.from is missing \(YYYY-MM-DD\)$/);
+    expect(f({ from: "2025-10-13" })).toThrow(/^filter\.to is missing/);
+    expect(f({ from: "2025-10-13", to: "13.10.2025" })).toThrow(
+      /^filter\.to: date '13\.10\.2025' is not YYYY-MM-DD/,
+    );
+    expect(f({ from: "2025-10-14", to: "2025-10-13" })).toThrow(/from 2025-10-14 is after to/);
+    expect(f({ from: "2025-10-13", to: "2025-10-13" })()).toEqual({
+      workcenter: "TMTT",
+      from: "2025-10-13",
+      to: "2025-10-13",
+    });
   });
 
   it("a config file names at most one table for ingest and the stats routes (api), the first by default", () => {

@@ -3,6 +3,18 @@ import { BadInputError } from "./errors.js";
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 
 /** Validate a partition date: YYYY-MM-DD and a real calendar day. */
+/** A date given as the field `name` of a request: one missing or malformed says which. */
+export function parseDateField(name: string, input: unknown): string {
+  if (input === undefined || input === null || input === "") {
+    throw new BadInputError(`${name} is missing (YYYY-MM-DD)`);
+  }
+  try {
+    return parsePartitionDate(input);
+  } catch (err) {
+    throw new BadInputError(`${name}: ${(err as Error).message}`);
+  }
+}
+
 export function parsePartitionDate(input: unknown): string {
   if (typeof input !== "string" || !DATE.test(input)) {
     throw new BadInputError(`date '${String(input)}' is not YYYY-MM-DD (e.g. 2025-10-13)`);

@@ -1,4 +1,4 @@
-import { nextDay, parsePartitionDate } from "../dates.js";
+import { nextDay, parseDateField } from "../dates.js";
 import { BadInputError } from "../errors.js";
 import type { SqlSource } from "../sql/source.js";
 import { idBatches, placeholders, readSqlStreaming } from "./readers.js";
@@ -32,8 +32,8 @@ export function checkSeedFilter(input: unknown, maxLots = 100_000): SeedFilter {
   }
   if (f && typeof f.workcenter === "string") {
     if (!MES_ID.test(f.workcenter)) throw new BadInputError("workcenter is not a station name");
-    const from = parsePartitionDate(f.from);
-    const to = parsePartitionDate(f.to);
+    const from = parseDateField("filter.from", f.from);
+    const to = parseDateField("filter.to", f.to);
     if (from > to) throw new BadInputError(`from ${from} is after to ${to}`);
     return { workcenter: f.workcenter, from, to };
   }

@@ -1,5 +1,5 @@
 import { type Context, Hono } from "hono";
-import { daysBefore, parsePartitionDate } from "../../core/dates.js";
+import { daysBefore, parseDateField } from "../../core/dates.js";
 import { BadInputError } from "../../core/errors.js";
 import type { StatsReader } from "../../core/stats/queries.js";
 import type { AppEnv } from "../env.js";
@@ -47,11 +47,11 @@ function intParam(c: Context, name: string, def: number, min: number, max: numbe
 function dateRange(c: Context, maxDays: number): { from: string; to: string } {
   const toRaw = c.req.query("to");
   const fromRaw = c.req.query("from");
-  const to = toRaw === undefined ? daysBefore(new Date(), 0) : parsePartitionDate(toRaw);
+  const to = toRaw === undefined ? daysBefore(new Date(), 0) : parseDateField("to", toRaw);
   const from =
     fromRaw === undefined
       ? daysBefore(new Date(`${to}T00:00:00Z`), 6)
-      : parsePartitionDate(fromRaw);
+      : parseDateField("from", fromRaw);
   if (from > to) throw new BadInputError(`from ${from} is after to ${to}`);
   if (from < daysBefore(new Date(`${to}T00:00:00Z`), maxDays - 1)) {
     throw new BadInputError(`from..to spans more than ${maxDays} days`);
