@@ -142,3 +142,62 @@ describe("route group tokens", () => {
     }
   });
 });
+
+describe("CORS_ORIGINS: a dashboard on another origin", () => {
+  let cors: TestServer;
+  const ORIGIN = "https://dash.example.com";
+  beforeAll(async () => {
+    cors = await startServer({
+      seed: [{ date: DAY, count: 20 }],
+      env: { STATS_TOKEN: STATS, CORS_ORIGINS: `${ORIGIN}, https://other.example.com` },
+    });
+  });
+  afterAll(async () => {
+    await cors?.stop();
+  });
+  const stats = `/api/stats/top-paths?from=${DAY}&to=${DAY}`;
+
+  it("answers a preflight from an allowed origin without a token, naming the headers it may send", async () => {
+    const res = await call(`${cors.url}${stats}`, {
+      method: "OPTIONS",
+      headers: {
+        Origin: ORIGIN,
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization",
+      },
+    });
+    expect(res.status).toBe(204);
+    expect(res.headers.get("access-control-allow-origin")).toBe(ORIGIN);
+    expect(res.headers.get("access-control-allow-headers")?.toLowerCase()).toMatch(/authorization/);
+  });
+
+  it("lets an allowed origin read an answer, and still asks it for the token", async () => {
+    const ok = await call(`${cors.url}${stats}`, { headers: { Origin: ORIGIN, ...bearer(STATS) } });
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get("access-control-allow-origin")).toBe(ORIGIN);
+    expect(ok.headers.get("vary")).toMatch(/origin/i);
+    const none = await call(`${cors.url}${stats}`, { headers: { Origin: ORIGIN } });
+    expect(none.status).toBe(401);
+    expect(none.headers.get("access-control-allow-origin")).toBe(ORIGIN);
+  });
+
+  it("gives no CORS header to an origin not listed, nor to any when CORS_ORIGINS is unset", async () => {
+    const other = await call(`${cors.url}${stats}`, {
+      headers: { Origin: "https://evil.example.com", ...bearer(STATS) },
+    });
+    expect(other.headers.get("access-control-allow-origin")).toBeNull();
+    const off = await call(`${srv.url}${stats}`, { headers: { Origin: ORIGIN, ...bearer(STATS) } });
+    expect(off.status).toBe(200);
+    expect(off.headers.get("access-control-allow-origin")).toBeNull();
+  });
+
+  it("checks CORS_ORIGINS at start-up: each an origin (scheme://host[:port]), or *", () => {
+    expect(() => loadConfig({ CORS_ORIGINS: "dash.example.com" })).toThrow(/CORS_ORIGINS/);
+    expect(() => loadConfig({ CORS_ORIGINS: "https://a.example/path" })).toThrow(/CORS_ORIGINS/);
+    expect(loadConfig({ CORS_ORIGINS: "https://a.example, http://b:8080" }).CORS_ORIGINS).toEqual([
+      "https://a.example",
+      "http://b:8080",
+    ]);
+    expect(loadConfig({}).CORS_ORIGINS).toEqual([]);
+  });
+});

@@ -38,6 +38,25 @@ export const commonSettings = {
   STATS_TOKEN: tokenSetting(),
   INGEST_MAX_BYTES: intSetting(5 << 20, 1024, 1 << 30),
   INGEST_MAX_EVENTS: intSetting(10_000, 1, 1_000_000),
+  CORS_ORIGINS: z
+    .string()
+    .default("")
+    .transform((v) =>
+      v
+        .split(",")
+        .map((o) => o.trim())
+        .filter(Boolean),
+    )
+    .pipe(
+      z.array(
+        z
+          .string()
+          .regex(
+            /^(\*|https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?)$/,
+            "each must be an origin, scheme://host[:port] with no path, or *",
+          ),
+      ),
+    ),
 };
 
 /** Validate settings from the environment; a bad value throws one message naming each. */

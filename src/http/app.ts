@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
+import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import type { JobContext } from "../core/archive/context.js";
 import type { JobRunner } from "../core/archive/runner.js";
@@ -21,6 +22,8 @@ export interface AppOptions {
   runner: JobRunner;
   /** Other tables the admin routes answer for (`?table=`), each with its own runner. */
   others?: readonly { ctx: JobContext; runner: JobRunner }[];
+  /** Origins whose pages may call the API from a browser (CORS_ORIGINS); none by default. */
+  corsOrigins?: readonly string[];
   /** Bearer token for /admin/*; without one the admin routes are off. */
   adminToken?: string;
   /** Bearer token for POST /api/events (INGEST_TOKEN); without one, ingest is open. */
@@ -88,6 +91,19 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
     }
     return c.json({ ...body, requestId: c.get("requestId") }, status, headers);
   });
+  // A browser's preflight carries no token: CORS answers it before the tokens are asked for.
+  if (o.corsOrigins?.length) {
+    const origins = [...o.corsOrigins];
+    app.use(
+      cors({
+        origin: origins.includes("*") ? "*" : origins,
+        allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
+        allowHeaders: ["Authorization", "Content-Type"],
+        exposeHeaders: ["Retry-After", "X-Request-Id", "Content-Disposition"],
+        maxAge: 600,
+      }),
+    );
+  }
   // Each group's token before anything else reads the request (the ingest body included).
   app.use("/api/events", optionalBearer(o.ingestToken, "INGEST_TOKEN", "ingest"));
   app.use("/api/stats/*", optionalBearer(o.statsToken, "STATS_TOKEN", "stats"));

@@ -70,6 +70,7 @@ export async function startService(
     trace: trace?.options,
     ctx: c.ctx,
     runner,
+    corsOrigins: config.CORS_ORIGINS,
     adminToken: config.ADMIN_TOKEN,
     ingestToken: config.INGEST_TOKEN,
     statsToken: config.STATS_TOKEN,

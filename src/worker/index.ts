@@ -81,6 +81,7 @@ async function setUp(env: Env): Promise<WorkerState> {
   const app = createApp({
     ctx,
     runner,
+    corsOrigins: config.CORS_ORIGINS,
     adminToken: config.ADMIN_TOKEN,
     ingestToken: config.INGEST_TOKEN,
     statsToken: config.STATS_TOKEN,
