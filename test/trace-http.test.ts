@@ -349,6 +349,34 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
     expect((await fetch(`${url}${job.result}`)).status).toBe(404);
   });
 
+  it("GET /api/trace/jobs lists the jobs newest first, with state and age; a deleted one is gone", async () => {
+    const request = { profile: "query_tool", containers: seeds.slice(0, 3) };
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await post("/api/trace/jobs", request);
+      expect(res.status).toBe(202);
+      ids.push(String(((await res.json()) as Row).id));
+      await new Promise((r) => setTimeout(r, 5)); // distinct creation times
+    }
+    for (const id of ids) await waitJob(id, (st) => st.state === "succeeded");
+    expect((await fetch(`${url}/api/trace/jobs/${ids[1]}`, { method: "DELETE" })).status).toBe(204);
+    const res = await fetch(`${url}/api/trace/jobs`);
+    expect(res.status).toBe(200);
+    const { jobs } = (await res.json()) as { jobs: Row[] };
+    const mine = jobs.filter((j) => ids.includes(String(j.id)));
+    expect(mine.map((j) => j.id)).toEqual([ids[2], ids[0]]);
+    for (const j of mine) {
+      expect(j).toMatchObject({ state: "succeeded", profile: "query_tool", containers: 3 });
+      expect(j.ageSeconds).toBeGreaterThanOrEqual(0);
+      expect(j.status).toBe(`/api/trace/jobs/${j.id}`);
+    }
+    const created = jobs.map((j) => String(j.createdAt));
+    expect(created).toEqual([...created].sort().reverse());
+    const one = (await (await fetch(`${url}/api/trace/jobs?limit=1`)).json()) as { jobs: Row[] };
+    expect(one.jobs).toHaveLength(1);
+    expect((await fetch(`${url}/api/trace/jobs?limit=0`)).status).toBe(400);
+  });
+
   it("a job over query_tool's limit is a 413 and no job; unknown or malformed ids are 404", async () => {
     const before = streamed.length;
     const res = await post("/api/trace/jobs", {

@@ -171,6 +171,22 @@ export class TraceJobs {
     return status;
   }
 
+  /**
+   * The newest `limit` jobs (by creation) that status() would find, newest first; null when
+   * the store cannot list.
+   */
+  async list(limit: number): Promise<TraceJobStatus[] | null> {
+    const listed = await this.files.list();
+    if (!listed) return null;
+    const found: TraceJobStatus[] = [];
+    for (const id of listed.statuses) {
+      const status = await this.status(id).catch(() => null);
+      if (status) found.push(status);
+    }
+    found.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+    return found.slice(0, limit);
+  }
+
   /** The status as stored, a job that stopped heartbeating read as lost. */
   private async read(id: string): Promise<TraceJobStatus | null> {
     const status = await this.files.getStatus(id);

@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { webCodec } from "../../core/bytes/codec.js";
-import { JobNotReadyError, NotFoundError } from "../../core/errors.js";
+import { BadInputError, JobNotReadyError, NotFoundError } from "../../core/errors.js";
 import type { TraceJobs } from "../../core/trace/trace-jobs.js";
 import type { AppEnv } from "../env.js";
 import { eventsBody, eventsRequest } from "../trace/events.js";
@@ -39,6 +39,29 @@ export function traceJobRoutes(o: TraceOptions, jobs: TraceJobs): Hono<AppEnv> {
       { ...job, status: `/api/trace/jobs/${job.id}`, result: `/api/trace/jobs/${job.id}/result` },
       202,
     );
+  });
+
+  app.get("/", async (c) => {
+    const raw = c.req.query("limit") ?? "50";
+    if (!/^\d{1,4}$/.test(raw) || Number(raw) < 1 || Number(raw) > 1000) {
+      throw new BadInputError("limit must be a whole number from 1 to 1000");
+    }
+    const listed = await jobs.list(Number(raw));
+    if (!listed) throw new NotFoundError("this object store cannot list, so jobs cannot be listed");
+    const now = Date.now();
+    return c.json({
+      jobs: listed.map((s) => ({
+        id: s.id,
+        state: s.state,
+        profile: s.profile,
+        containers: s.containers,
+        createdAt: s.createdAt,
+        finishedAt: s.finishedAt,
+        ageSeconds: Math.max(0, Math.round((now - Date.parse(s.createdAt)) / 1000)),
+        error: s.error,
+        status: `/api/trace/jobs/${s.id}`,
+      })),
+    });
   });
 
   const jobStatus = async (id: string) => {
