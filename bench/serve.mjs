@@ -92,7 +92,8 @@ export async function msdContainers(url, station) {
 export const postEvents = (url, profile, containers) =>
   fetch(`${url}/api/trace/events`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    // Uncompressed, as the baselines it is measured against write it.
+    headers: { "content-type": "application/json", "accept-encoding": "identity" },
     body: JSON.stringify({ profile, containers, domains: ["upstream_history", "defect_records"] }),
   });
 

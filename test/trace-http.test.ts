@@ -1,7 +1,9 @@
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { type IncomingHttpHeaders, request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import zlib, { gunzipSync } from "node:zlib";
 import { serve } from "@hono/node-server";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -111,6 +113,11 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
     await db.close();
   });
 
+  /** What the first bytes of a gzip stream decompress to, without its end. */
+  function partialGunzip(bytes: Buffer): string {
+    return zlib.gunzipSync(bytes, { finishFlush: zlib.constants.Z_SYNC_FLUSH }).toString("utf8");
+  }
+
   function post(
     path: string,
     body: unknown,
@@ -183,6 +190,42 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
     }
     expect(got).toEqual({ results: expected });
     expect(got.results.upstream_history?.count).toBeGreaterThan(0);
+  });
+
+  it("events gzipped for a client that takes gzip: the same answer, compressed as it streams", async () => {
+    const request = { profile: "query_tool", containers: seeds.slice(0, LIMIT) };
+    const plain = await (
+      await post("/api/trace/events", request, { "Accept-Encoding": "identity" })
+    ).text();
+    // Raw bytes, as the client receives them (fetch would decompress them unseen).
+    const raw = await new Promise<{ headers: IncomingHttpHeaders; chunks: Buffer[] }>(
+      (resolve, reject) => {
+        const req = httpRequest(
+          `${url}/api/trace/events`,
+          {
+            method: "POST",
+            headers: { "Content-Type": "application/json", "Accept-Encoding": "gzip, br" },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (d: Buffer) => chunks.push(d));
+            res.on("end", () => resolve({ headers: res.headers, chunks }));
+            res.on("error", reject);
+          },
+        );
+        req.on("error", reject);
+        req.end(JSON.stringify(request));
+      },
+    );
+    expect(raw.headers["content-encoding"]).toBe("gzip");
+    expect(raw.headers.vary).toMatch(/accept-encoding/i);
+    const whole = Buffer.concat(raw.chunks);
+    expect(gunzipSync(whole).toString("utf8")).toBe(plain);
+    expect(whole.length).toBeLessThan(Buffer.byteLength(plain) / 2);
+    // Flushed as it goes: the first bytes alone already decompress to the answer's start.
+    const head = partialGunzip(raw.chunks[0] as Buffer);
+    expect(plain.startsWith(head)).toBe(true);
+    expect(head.length).toBeGreaterThan(0);
   });
 
   it("events as NDJSON: one row per line, and an end line per domain", async () => {

@@ -1,4 +1,4 @@
-import { type Gunzip, type Gzip, createGunzip, createGzip } from "node:zlib";
+import { constants, type Gunzip, type Gzip, createGunzip, createGzip } from "node:zlib";
 import type { BytePipe, Codec } from "../core/bytes/codec.js";
 
 // Gzip output buffers of 256 KiB hold a page's compressed bytes: one thread-pool job per
@@ -53,4 +53,5 @@ function zlibPipe(z: Gzip | Gunzip): BytePipe {
 export const zlibCodec: Codec = {
   gzip: () => zlibPipe(createGzip({ chunkSize: GZIP_CHUNK })),
   gunzip: () => zlibPipe(createGunzip({ chunkSize: GUNZIP_CHUNK })),
+  gzipFlushed: () => zlibPipe(createGzip({ flush: constants.Z_SYNC_FLUSH })),
 };

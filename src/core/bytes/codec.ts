@@ -8,6 +8,11 @@ export interface BytePipe {
 export interface Codec {
   gzip(): BytePipe;
   gunzip(): BytePipe;
+  /**
+   * gzip for a response read as it arrives: each chunk written comes out at once (a sync
+   * flush), at some cost in size, instead of when the compressor's buffer fills.
+   */
+  gzipFlushed?(): BytePipe;
 }
 
 export const webCodec: Codec = {

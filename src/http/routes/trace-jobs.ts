@@ -5,7 +5,7 @@ import type { TraceJobs } from "../../core/trace/trace-jobs.js";
 import type { AppEnv } from "../env.js";
 import { eventsBody, eventsRequest } from "../trace/events.js";
 import type { TraceOptions } from "../trace/options.js";
-import { requestStop } from "../trace/response.js";
+import { acceptsGzip, requestStop } from "../trace/response.js";
 import { watchedBody } from "../watched-body.js";
 
 /**
@@ -81,7 +81,7 @@ export function traceJobRoutes(o: TraceOptions, jobs: TraceJobs): Hono<AppEnv> {
     const gz = await jobs.result(id);
     if (!gz) throw new NotFoundError(`trace job ${id} has no stored result`);
     // Stored gzipped: sent as is to a client that takes gzip, else decompressed on the way.
-    const gzip = /\bgzip\b/.test(c.req.header("accept-encoding") ?? "");
+    const gzip = acceptsGzip(c);
     const body = gzip ? gz : gz.pipeThrough(o.codec?.gunzip() ?? webCodec.gunzip());
     const headers: Record<string, string> = { "Content-Type": "application/json" };
     if (gzip) headers["Content-Encoding"] = "gzip";

@@ -1,4 +1,5 @@
 import type { Context } from "hono";
+import { webCodec } from "../../core/bytes/codec.js";
 import { describeError } from "../../core/errors.js";
 import type { AppEnv } from "../env.js";
 import { IdleClientError, watchedBody } from "../watched-body.js";
@@ -51,7 +52,11 @@ export function streamed(
   release: () => void,
   type: string,
 ): Response {
-  const body = watchedBody(stream, {
+  // Compressed inside the watch, so that a client that stops reading is still seen as one.
+  const gzip = acceptsGzip(c);
+  const codec = o.codec ?? webCodec;
+  const sent = gzip ? stream.pipeThrough((codec.gzipFlushed ?? codec.gzip)()) : stream;
+  const body = watchedBody(sent, {
     idleMs: o.idleTimeoutMs ?? 30_000,
     stop,
     stopping: o.stopping,
@@ -69,5 +74,17 @@ export function streamed(
       }
     },
   });
-  return c.body(body, 200, { "Content-Type": type });
+  const headers: Record<string, string> = { "Content-Type": type, Vary: "Accept-Encoding" };
+  if (gzip) headers["Content-Encoding"] = "gzip";
+  return c.body(body, 200, headers);
+}
+
+/** Whether the request's Accept-Encoding takes gzip (and does not refuse it with q=0). */
+export function acceptsGzip(c: Context): boolean {
+  const header = c.req.header("accept-encoding") ?? "";
+  return header.split(",").some((part) => {
+    const [name, ...params] = part.trim().toLowerCase().split(";");
+    if (name !== "gzip" && name !== "x-gzip") return false;
+    return !params.some((p) => /^\s*q=0(\.0*)?\s*$/.test(p));
+  });
 }
