@@ -70,6 +70,7 @@ const schema = {
   TRACE_JOBS_MAX: int(8, 1, 1000),
   TRACE_JOB_TTL: duration("24h", 1000, 365 * 86_400_000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  LOG_FORMAT: z.enum(["auto", "json", "pretty"]).default("auto"),
 };
 
 export type Config = z.infer<z.ZodObject<typeof schema>> & { TRACE_FETCHMANY_SIZE: number };

@@ -2,7 +2,7 @@ import { STATUS_CODES } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { serve } from "@hono/node-server";
-import { type Logger, pino } from "pino";
+import type { Logger } from "pino";
 import { SqliteSource } from "../adapters/sqlite/source.js";
 import { BadInputError, BusyError, describeError } from "../core/errors.js";
 import { Semaphore } from "../core/semaphore.js";
@@ -18,6 +18,7 @@ import type { Config } from "./config.js";
 import { openContext } from "./context.js";
 import { fullGc } from "./full-gc.js";
 import { GcPacer } from "./gc-pacer.js";
+import { createLogger } from "./logger.js";
 import { traceMemoryLimit } from "./memory-limit.js";
 import { createMetrics } from "./metrics.js";
 import { openSource } from "./open.js";
@@ -43,10 +44,14 @@ export async function startService(
     logger?: Logger;
     /** The config file's other tables: each archived on the same schedule, by its own settings. */
     others?: Config[];
+    /** Log the start-up notices (open routes, admin off); one worker of several does. */
+    announce?: boolean;
   } = {},
 ): Promise<Service> {
-  const logger = options.logger ?? pino({ level: config.LOG_LEVEL });
-  const log = (line: string) => logger.info(line);
+  const logger = options.logger ?? (await createLogger(config.LOG_LEVEL, config.LOG_FORMAT));
+  const log = (line: string) => {
+    if (options.announce !== false) logger.info(line);
+  };
   // An empty embedded default becomes a working service: the table ingest writes to.
   if (config.SLUICE_TABLE === "traffic_events") {
     const source = openSource(config.SLUICE_DB, { create: true });
@@ -61,7 +66,7 @@ export async function startService(
   const metrics = createMetrics(c.ctx, stats.read);
   const own = tableJobs(c, config, logger, metrics.jobFinished);
   const runner = own.runner;
-  const trace = await openTrace(config, logger, c.ctx.store, signal);
+  const trace = await openTrace(config, logger, log, c.ctx.store, signal);
   const others = await Promise.all(
     (options.others ?? []).map((o) => serveTable(o, signal, logger)),
   );
@@ -220,10 +225,10 @@ function statsReads(
 async function openTrace(
   config: Config,
   logger: Logger,
+  log: (line: string) => void,
   store: ObjectStore,
   stopping: AbortSignal,
 ): Promise<{ source: SqlSource; options: TraceOptions } | null> {
-  const log = (line: string) => logger.info(line);
   const url = config.TRACE_DB ?? config.SLUICE_DB;
   const source = openSource(url, {
     statementTimeoutMs: config.SLUICE_STATEMENT_TIMEOUT_MS || undefined,
@@ -254,7 +259,9 @@ async function openTrace(
     onFailure: (id, err) => logger.error({ job: id, err: describeError(err) }, "trace job failed"),
   });
   // Expired jobs go now (those that expired while no process ran) and then periodically.
-  jobs.startSweeping().catch((err) => log(`sweeping trace jobs failed: ${describeError(err)}`));
+  jobs
+    .startSweeping()
+    .catch((err) => logger.warn({ err: describeError(err) }, "sweeping trace jobs failed"));
   return {
     source,
     options: {

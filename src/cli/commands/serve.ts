@@ -36,14 +36,21 @@ export async function serve(opts: ServeOptions, io: Io): Promise<void> {
   const index = Number(process.env.SLUICE_WORKER_INDEX ?? 0);
   let service: Awaited<ReturnType<typeof startService>>;
   try {
-    service = await startService(config, stop.signal, { scheduler: index === 0, others });
+    service = await startService(config, stop.signal, {
+      scheduler: index === 0,
+      announce: index === 0,
+      others,
+    });
   } catch (err) {
     // The channel to the primary would keep a worker that failed to start alive; let go of
     // it so that the process ends with the exit code of the error.
     if (cluster.isWorker) process.channel?.unref();
     throw err;
   }
-  print(opts, `sluice serve: listening on ${service.url}`, { ok: true, url: service.url });
+  // The workers share one address: the first says where it is.
+  if (index === 0) {
+    print(opts, `sluice serve: listening on ${service.url}`, { ok: true, url: service.url });
+  }
   await service.closed;
   if (cluster.isWorker) process.disconnect();
 }
