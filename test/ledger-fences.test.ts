@@ -117,6 +117,7 @@ const writes: [string, (w: World, l: Lease) => Promise<unknown>, string?][] = [
   ["removeUnverifiedPart", (w, l) => w.ledger.removeUnverifiedPart(l, 0)],
   ["noteError", (w, l) => w.ledger.noteError(l, "interrupted")],
   ["recordRestore", (w, l) => w.ledger.recordRestore(l, 3, T)],
+  ["recordJob", (w, l) => w.ledger.recordJob(l, '{"id":"j","state":"running"}')],
 ];
 
 for (const kind of ["sqlite", "d1"] as const) {

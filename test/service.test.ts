@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,7 +12,7 @@ import { openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
 import { startScheduler } from "../src/node/scheduler.js";
 import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
-import { partNames } from "./helpers.js";
+import { partNames, partPath } from "./helpers.js";
 
 /** `sluice serve` as real processes: two on one database, shutdown, the schedule. */
 const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
@@ -199,6 +199,69 @@ describe("sluice serve", () => {
     expect(await s.exited).toBe(130);
     req.destroy();
   });
+});
+
+/** A GET on a connection of its own, so that the cluster may give it to either worker. */
+function freshGet(url: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      { agent: false, headers: { Authorization: `Bearer ${TOKEN}`, Connection: "close" } },
+      (res) => {
+        let text = "";
+        res.on("data", (d: Buffer) => {
+          text += d.toString();
+        });
+        res.on("end", () => resolve(JSON.parse(text) as Record<string, unknown>));
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("job state over two workers", () => {
+  it("every worker shows the same job: running while it runs, then how it ended, its error too", async () => {
+    const dir = await hotDb("shared-jobs", [{ date: DAY, count: 300_000 }]);
+    const s = await serve(dir, 2);
+    const status = () => freshGet(`${s.url}/admin/archive-status?date=${DAY}`);
+    type Job = { state: string; kind: string; error: string | null } | null;
+    expect((await admin(s.url, `/admin/trigger-archive?date=${DAY}`)).status).toBe(202);
+    // Until it ends, every answer, from either worker, has the job running.
+    const seen: Job[] = [];
+    for (let i = 0; i < 600; i++) {
+      const job = (await status()).job as Job;
+      seen.push(job);
+      if (job && job.state !== "running") break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(seen.filter((j) => j === null)).toEqual([]);
+    expect(seen.filter((j) => j?.state === "running").length).toBeGreaterThan(1);
+    // Ended: every worker says so, the same way.
+    for (let i = 0; i < 6; i++) {
+      expect((await status()).job).toMatchObject({ state: "succeeded", kind: "archive" });
+    }
+    // A cleanup that fails (its archive was damaged): its error on every worker.
+    writeFileSync(
+      partPath(join(dir, "archive", "traffic_events", `date=${DAY}`)),
+      Buffer.from("not the archived bytes"),
+    );
+    expect((await admin(s.url, `/admin/trigger-cleanup?date=${DAY}`)).status).toBe(202);
+    let failed: Job = null;
+    for (let i = 0; i < 600 && failed?.state !== "failed"; i++) {
+      failed = (await status()).job as Job;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (let i = 0; i < 6; i++) {
+      const job = (await status()).job as Job;
+      expect(job).toMatchObject({ state: "failed", kind: "cleanup" });
+      expect(job?.error).toMatch(/sha256|bytes|gzip|header|verif/i);
+    }
+    expect(hotRows(dir, DAY)).toBe(300_000);
+    s.child.kill("SIGTERM");
+    expect(await s.exited).toBe(0);
+  }, 120_000);
 });
 
 describe("GET /metrics", () => {

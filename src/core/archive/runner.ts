@@ -1,9 +1,16 @@
-import { LeaseHeldError, NotFoundError, NotVerifiedError, describeError } from "../errors.js";
+import {
+  InterruptedError,
+  LeaseHeldError,
+  NotFoundError,
+  NotVerifiedError,
+  describeError,
+} from "../errors.js";
 import type { Progress } from "../progress.js";
 import { type CleanupOptions, type CleanupOutcome, cleanupPartition } from "./cleanup.js";
 import type { JobContext } from "./context.js";
 import { archiveUnderLease, runLeased } from "./jobs.js";
 import type { Lease } from "./ledger/lease.js";
+import type { PartitionRecord } from "./ledger/records.js";
 import { cleanupBlock } from "./ledger/states.js";
 
 export type JobKind = "archive" | "cleanup" | "archive-and-cleanup";
@@ -14,7 +21,7 @@ export interface JobView {
   kind: JobKind;
   table: string;
   date: string;
-  state: "running" | "succeeded" | "failed";
+  state: "running" | "succeeded" | "failed" | "interrupted";
   startedAt: string;
   finishedAt: string | null;
   progress: Progress | null;
@@ -87,7 +94,7 @@ export class JobRunner {
       }
     }
     const view: JobView = {
-      id,
+      id: `${id}-${randomTag()}`,
       kind,
       table,
       date,
@@ -98,45 +105,86 @@ export class JobRunner {
       result: null,
       error: null,
     };
+    // The job as every process reads it: in the ledger at its start, as it goes (at most once
+    // a second, one write at a time) and at its end, all under its lease.
+    let shared: Promise<void> | null = null;
+    let sharedAt = 0;
+    const share = () => {
+      sharedAt = Date.now();
+      shared = this.ctx.ledger
+        .recordJob(lease, JSON.stringify(view))
+        .catch(() => undefined)
+        .finally(() => {
+          shared = null;
+        });
+      return shared;
+    };
+    await share();
     const ctx: JobContext = {
       ...this.ctx,
       onProgress: (p) => {
         view.progress = p;
         this.ctx.onProgress?.(p);
+        if (shared === null && Date.now() - sharedAt >= 1000) void share();
       },
     };
+    const ended = async (
+      state: JobView["state"],
+      result: JobResult | null,
+      error: string | null,
+    ) => {
+      await shared;
+      Object.assign(view, { state, result, error, finishedAt: new Date().toISOString() });
+      await share();
+    };
     const done = runLeased(ctx, lease, async (l): Promise<JobResult> => {
-      const archive = kind === "cleanup" ? null : await archiveUnderLease(ctx, l, date);
-      const cleanup =
-        kind === "archive" ? null : await cleanupPartition(ctx, l, date, this.cleanup);
-      return {
-        archived: archive && {
-          partWritten: archive.written?.part ?? null,
-          rowsWritten: archive.written?.eventCount ?? 0,
-          bytesWritten: archive.written?.fileSize ?? 0,
-          parts: archive.parts.length,
-          rows: archive.parts.reduce((n, p) => n + p.eventCount, 0),
-          note: archive.note ?? null,
-        },
-        cleanup,
-      };
+      let result: JobResult;
+      try {
+        result = await this.work(ctx, l, kind, date);
+      } catch (err) {
+        const stopped =
+          err instanceof InterruptedError || ctx.signal?.reason instanceof InterruptedError;
+        await ended(stopped ? "interrupted" : "failed", null, describeError(err));
+        throw err;
+      }
+      await ended("succeeded", result, null);
+      return result;
     }).then(
       (result) => {
         view.state = "succeeded";
         view.result = result;
       },
       (err: unknown) => {
-        view.state = "failed";
+        const stopped =
+          err instanceof InterruptedError || ctx.signal?.reason instanceof InterruptedError;
+        view.state = stopped ? "interrupted" : "failed";
         view.error = describeError(err);
       },
     );
     const settled = done.finally(() => {
-      view.finishedAt = new Date().toISOString();
+      view.finishedAt ??= new Date().toISOString();
       this.onFinish?.(view);
     });
     this.jobs.set(date, { view, done: settled });
     this.reserved.delete(date);
     return view;
+  }
+
+  /** The work of a job of `kind`, under its lease. */
+  private async work(ctx: JobContext, l: Lease, kind: JobKind, date: string): Promise<JobResult> {
+    const archive = kind === "cleanup" ? null : await archiveUnderLease(ctx, l, date);
+    const cleanup = kind === "archive" ? null : await cleanupPartition(ctx, l, date, this.cleanup);
+    return {
+      archived: archive && {
+        partWritten: archive.written?.part ?? null,
+        rowsWritten: archive.written?.eventCount ?? 0,
+        bytesWritten: archive.written?.fileSize ?? 0,
+        parts: archive.parts.length,
+        rows: archive.parts.reduce((n, p) => n + p.eventCount, 0),
+        note: archive.note ?? null,
+      },
+      cleanup,
+    };
   }
 
   /** Why a cleanup of `date` would refuse to start (no archive, or not verified), or null. */
@@ -159,6 +207,17 @@ export class JobRunner {
     return this.jobs.get(date)?.view;
   }
 
+  /**
+   * The latest job of `date` as any process of the service sees it: this process's own while
+   * it runs here (its progress is the freshest), else the one the ledger's record holds.
+   */
+  view(date: string, rec: PartitionRecord | null): JobView | null {
+    const local = this.get(date);
+    const shared = parseJob(rec?.job ?? null);
+    if (local && (local.state === "running" || local.id === shared?.id)) return local;
+    return shared ?? local ?? null;
+  }
+
   /** Resolves when the latest job of `date` has finished (at once if there is none). */
   async done(date: string): Promise<void> {
     await this.jobs.get(date)?.done;
@@ -173,4 +232,22 @@ export class JobRunner {
   async drain(): Promise<void> {
     await Promise.all([...this.jobs.values()].map((j) => j.done));
   }
+}
+
+/** A job as the ledger holds it; null for none or for text that is not one. */
+function parseJob(text: string | null): JobView | null {
+  if (text === null) return null;
+  try {
+    const job = JSON.parse(text) as JobView;
+    return typeof job?.id === "string" && typeof job.state === "string" ? job : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Eight hex digits: job ids of different processes never meet. */
+function randomTag(): string {
+  return Math.floor(Math.random() * 0x100000000)
+    .toString(16)
+    .padStart(8, "0");
 }

@@ -68,7 +68,11 @@ export function adminRoutes(o: AdminOptions): Hono<AppEnv> {
     const { ctx, runner } = pick(c);
     const date = parsePartitionDate(c.req.query("date"));
     const status = await partitionStatus(ctx, date);
-    return c.json({ ...status, job: runner.get(date) ?? null });
+    return c.json({
+      ...status,
+      record: withoutJob(status.record),
+      job: runner.view(date, status.record),
+    });
   });
 
   app.get("/partitions", async (c) => {
@@ -91,11 +95,18 @@ export function adminRoutes(o: AdminOptions): Hono<AppEnv> {
         lateRows: s.lateRows,
         lastError: r.lastError,
         leaseOwner: r.leaseOwner,
-        job: runner.get(r.date) ?? null,
+        job: runner.view(r.date, r),
       });
     }
     return c.json({ table: ctx.spec.table, tables: names, partitions });
   });
 
   return app;
+}
+
+/** The record as the API shows it: its job is the answer's own member, parsed. */
+function withoutJob<R extends { job: string | null }>(record: R | null): Omit<R, "job"> | null {
+  if (!record) return null;
+  const { job: _, ...rest } = record;
+  return rest;
 }

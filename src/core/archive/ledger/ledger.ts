@@ -103,6 +103,15 @@ export class Ledger extends PartWrites {
     if (res.changes !== 1) throw new LeaseLostError(lease.table, lease.date);
   }
 
+  /** @internal Write the partition's latest job (JSON) for every process to read. */
+  async recordJob(lease: Lease, job: string): Promise<void> {
+    const res = await this.db.execute(
+      `UPDATE ${this.t.meta} SET job = ? WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
+      [job, lease.table, lease.date, lease.owner],
+    );
+    if (res.changes !== 1) throw new LeaseLostError(lease.table, lease.date);
+  }
+
   /** @internal Record a restore of the partition's archive (rows inserted, and where). */
   async recordRestore(lease: Lease, rows: number, into: string): Promise<void> {
     const res = await this.db.execute(

@@ -103,6 +103,12 @@ const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE ${t.meta} ADD COLUMN restored_into VARCHAR(128)`,
     ],
   },
+  {
+    version: 4,
+    // The partition's latest service job as JSON (state, progress, outcome): every worker of
+    // the service answers for it, not only the one running it.
+    statements: (_d, t) => [`ALTER TABLE ${t.meta} ADD COLUMN job TEXT`],
+  },
 ];
 
 /** A migration statement another process already ran (it added the column first). */

@@ -34,6 +34,8 @@ export interface PartitionRecord {
   restoredAt: string | null;
   restoredRows: number;
   restoredInto: string | null;
+  /** The latest job a service ran on the partition, as its JobRunner wrote it (JSON). */
+  job: string | null;
 }
 
 export interface PartRecord {
@@ -97,6 +99,7 @@ export function toPartition(r: Row): PartitionRecord {
     restoredAt: strOrNull(r.restored_at),
     restoredRows: num(r.restored_rows),
     restoredInto: strOrNull(r.restored_into),
+    job: strOrNull(r.job),
   };
 }
 
