@@ -2,7 +2,7 @@ import { z } from "zod";
 import { BadInputError } from "../errors.js";
 import type { Row } from "../sql/source.js";
 
-/** The path-stats hot table's columns (DOMAINS.md), besides its key: what ingest inserts. */
+/** The page-view table's columns, besides its key: what ingest inserts. */
 export const TRAFFIC_COLUMNS = [
   "event_date",
   "ts",

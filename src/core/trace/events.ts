@@ -3,7 +3,7 @@ import type { RowPacer } from "./pacer.js";
 import { idBatches, placeholders, readSqlStreaming } from "./readers.js";
 import { DEFECT_RECORDS_COLUMNS, UPSTREAM_HISTORY_COLUMNS } from "./tables.js";
 
-/** The event domains and the columns the trace API returns for each (DOMAINS.md). */
+/** The event domains and the columns the trace API returns for each (README, "The MES tables"). */
 export const EVENT_DOMAINS = {
   upstream_history: UPSTREAM_HISTORY_COLUMNS,
   defect_records: DEFECT_RECORDS_COLUMNS,

@@ -1,5 +1,5 @@
 /**
- * The MES tables the trace reads (DOMAINS.md, "2. MES trace"). Column names are upper case, as
+ * The MES tables the trace reads (README, "The MES tables the trace routes read"). Column names are upper case, as
  * at the factory's site, and always quoted: PostgreSQL would fold unquoted names to lower case.
  * Table names are lower case, quoted too. Ids are strings (`C00012345`, `L0001234`),
  * timestamps ISO-8601 text `YYYY-MM-DDTHH:MM:SSZ` (portable, and sortable as text), quantities

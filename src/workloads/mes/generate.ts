@@ -22,7 +22,7 @@ import {
 
 /**
  * A generated semiconductor back-end factory for the MES trace tables, deterministic for a
- * given scale. Scale 1 is the largest case of DOMAINS.md: ~70K lots, ~525K lot_moves rows, ~114K containers,
+ * given scale. Scale 1 is the largest factory the trace is built for: ~70K lots, ~525K lot_moves rows, ~114K containers,
  * ~1M rows in each of upstream_history and defect_records. Everything is proportional to it.
  *
  * The story it tells:

@@ -6,7 +6,7 @@ import { MES_ROWS_PER_LOT, mesLots } from "./factory.js";
 import { generateMesFactory } from "./generate.js";
 import { mesSchema } from "./schema.js";
 
-/** Scale 1 is the largest case of DOMAINS.md; the CLI takes (0, 10]. */
+/** Scale 1: ~70K lots, ~2.6M rows (the largest factory the trace is built for); the CLI takes (0, 10]. */
 export const MES_MAX_SCALE = 10;
 
 export interface MesPrepareOptions {
