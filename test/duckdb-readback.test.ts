@@ -33,7 +33,9 @@ it("DuckDB reads the verified parts back: the same rows per day, the same sums, 
     sluice("archive", `--date=${date}`);
     sluice("cleanup", `--date=${date}`);
   }
-  expect((hot.prepare("SELECT COUNT(*) AS n FROM traffic_events").get() as { n: number }).n).toBe(0);
+  expect((hot.prepare("SELECT COUNT(*) AS n FROM traffic_events").get() as { n: number }).n).toBe(
+    0,
+  );
   // The recipe: the verified parts' keys from the ledger, read as JSON lines with the date
   // from the folder name.
   const keys = hot
