@@ -447,6 +447,16 @@ describe("the Worker on workerd with local D1 and R2", () => {
     expect(rec).toMatchObject({ state: "failed", d1_cleaned: 0, cleaned_count: 1950 });
     expect(rec?.last_error).toMatch(/deleted 1950 rows, 50 archived rows remain/);
     expect(await count(w, day)).toBe(50);
+    // /metrics, as on Node: the failed partition counted from the ledger, for an alert.
+    const gauge = async (name: string) => {
+      const res = await w.fetch("/metrics");
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
+      const m = new RegExp(`^${name}\\{table="traffic_events"\\} (\\S+)$`, "m").exec(await res.text());
+      return m ? Number(m[1]) : null;
+    };
+    expect(await gauge("sluice_failed_partitions")).toBe(1);
+    expect(await gauge("sluice_last_cleanup_timestamp_seconds")).toBeNull();
 
     await w.sql("DROP TRIGGER keep_some");
     await w.scheduled(now);
@@ -457,6 +467,9 @@ describe("the Worker on workerd with local D1 and R2", () => {
       ),
     ).toEqual([{ state: "cleaned", d1_cleaned: 1, cleaned_count: 2000 }]);
     expect(await count(w, day)).toBe(0);
+    expect(await gauge("sluice_failed_partitions")).toBe(0);
+    expect(await gauge("sluice_last_archive_timestamp_seconds")).toBeGreaterThan(1.7e9);
+    expect(await gauge("sluice_last_cleanup_timestamp_seconds")).toBeGreaterThan(1.7e9);
   });
 
   it("an ingest batch is all or nothing on D1 (one batch), and bad input is a 4xx", async () => {

@@ -11,6 +11,7 @@ import type { JobContext } from "../core/archive/context.js";
 import { dayCondition } from "../core/archive/days.js";
 import { hotDays } from "../core/archive/hot-days.js";
 import type { VerifyResult } from "../core/archive/jobs.js";
+import { type LedgerGauges, ledgerGauges } from "../core/archive/ledger-gauges.js";
 import { dayColumn } from "../core/archive/partition.js";
 import type { JobView } from "../core/archive/runner.js";
 import { type Row, toCount } from "../core/sql/source.js";
@@ -98,50 +99,49 @@ export function createMetrics(
     help: "Partitions whose stored archive failed a scheduled re-verification",
     registers: [registry],
   });
-  // From the ledger, so that they count what any process did (a CLI run, another worker).
+  // From the ledger, so that they count what any process did (a CLI run, another worker); the
+  // gauges of one scrape share one read of it.
   const table = { table: ctx.spec.table };
-  new Gauge({
-    name: "sluice_failed_partitions",
-    help: "Partitions of the table in state failed (last_error says why), from the ledger",
-    labelNames: ["table"] as const,
-    registers: [registry],
-    aggregator: "max",
-    async collect() {
-      const list = await ctx.ledger.list(ctx.spec.table);
-      this.set(table, list.filter((r) => r.state === "failed").length);
-    },
-  });
-  // Both gauges are collected in one scrape: they share one read of the ledger.
-  let reading: ReturnType<typeof ctx.ledger.lastDone> | null = null;
-  const lastDone = () => {
-    reading ??= ctx.ledger.lastDone(ctx.spec.table).finally(() => {
+  let reading: Promise<LedgerGauges> | null = null;
+  const gauges = () => {
+    reading ??= ledgerGauges(ctx.ledger, ctx.spec.table).finally(() => {
       reading = null;
     });
     return reading;
   };
   const seconds = (iso: string | null) => (iso === null ? null : Date.parse(iso) / 1000);
-  new Gauge({
-    name: "sluice_last_archive_timestamp_seconds",
-    help: "When a part of the table was last archived (Unix time), from the ledger",
-    labelNames: ["table"] as const,
-    registers: [registry],
-    aggregator: "max",
-    async collect() {
-      const at = seconds((await lastDone()).archivedAt);
-      if (at !== null) this.set(table, at);
-    },
-  });
-  new Gauge({
-    name: "sluice_last_cleanup_timestamp_seconds",
-    help: "When a part of the table last finished cleaning (Unix time), from the ledger",
-    labelNames: ["table"] as const,
-    registers: [registry],
-    aggregator: "max",
-    async collect() {
-      const at = seconds((await lastDone()).cleanedAt);
-      if (at !== null) this.set(table, at);
-    },
-  });
+  const fromLedger = (name: string, help: string, value: (g: LedgerGauges) => number | null) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["table"] as const,
+      registers: [registry],
+      aggregator: "max",
+      async collect() {
+        const v = value(await gauges());
+        if (v !== null) this.set(table, v);
+      },
+    });
+  fromLedger(
+    "sluice_failed_partitions",
+    "Partitions of the table in state failed (last_error says why), from the ledger",
+    (g) => g.failedPartitions,
+  );
+  fromLedger(
+    "sluice_running_jobs",
+    "Partitions of the table whose lease is held now (a job running), from the ledger",
+    (g) => g.runningJobs,
+  );
+  fromLedger(
+    "sluice_last_archive_timestamp_seconds",
+    "When a part of the table was last archived (Unix time), from the ledger",
+    (g) => seconds(g.lastArchivedAt),
+  );
+  fromLedger(
+    "sluice_last_cleanup_timestamp_seconds",
+    "When a part of the table last finished cleaning (Unix time), from the ledger",
+    (g) => seconds(g.lastCleanedAt),
+  );
   let hotCountedAt = 0;
   const { source, spec } = ctx;
   const q = source.dialect.quote;

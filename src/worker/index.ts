@@ -12,6 +12,7 @@ import { createApp } from "../http/app.js";
 import type { AppEnv } from "../http/env.js";
 import { ensureTrafficTable } from "../workloads/traffic/prepare.js";
 import { type WorkerConfig, loadWorkerConfig } from "./config.js";
+import { workerMetrics } from "./metrics.js";
 
 /** The bindings wrangler.toml declares: D1 as `DB`, R2 as `ARCHIVE`, plus string vars. */
 export interface Env {
@@ -37,8 +38,8 @@ interface WorkerState {
 const log = (fields: Record<string, unknown>, message: string) =>
   console.log(JSON.stringify({ msg: message, ...fields }));
 
-// One per isolate: requests and cron runs in it share the app, the ledger and the runner, so
-// that archive-status shows the jobs this isolate started. The ledger is the shared truth.
+// One per isolate: requests and cron runs in it share the app, the ledger and the runner. Jobs
+// are kept in the ledger too, so that every isolate's archive-status shows the same job.
 let state: Promise<WorkerState> | null = null;
 
 async function setUp(env: Env): Promise<WorkerState> {
@@ -88,6 +89,7 @@ async function setUp(env: Env): Promise<WorkerState> {
     maxBodyBytes: config.INGEST_MAX_BYTES,
     maxEvents: config.INGEST_MAX_EVENTS,
     pathColumn: config.SLUICE_PATH_COLUMN,
+    metrics: () => workerMetrics(ctx),
     log: { info: log, error: log },
     waitUntil: (c, work) => c.executionCtx.waitUntil(work),
   });
