@@ -452,7 +452,9 @@ describe("the Worker on workerd with local D1 and R2", () => {
       const res = await w.fetch("/metrics");
       expect(res.status).toBe(200);
       expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
-      const m = new RegExp(`^${name}\\{table="traffic_events"\\} (\\S+)$`, "m").exec(await res.text());
+      const m = new RegExp(`^${name}\\{table="traffic_events"\\} (\\S+)$`, "m").exec(
+        await res.text(),
+      );
       return m ? Number(m[1]) : null;
     };
     expect(await gauge("sluice_failed_partitions")).toBe(1);
