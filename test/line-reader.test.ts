@@ -60,12 +60,14 @@ describe("reading archived lines", () => {
         '{"id":-7,"event_date":"2025-10-14"}',
         '{"id":8}',
         '{"id":0,"path":"[1,2]","event_date":"2025-10-13"}',
+        '{"id":1234567890,"event_date":"2025-10-13"}',
       ]);
       expect(out).toEqual([
         { key: 42, inPartition: true },
         { key: -7, inPartition: false },
         { key: 8, inPartition: false },
         { key: 0, inPartition: true },
+        { key: 1234567890, inPartition: true },
       ]);
       expect(parsed).toBe(0);
     });

@@ -349,6 +349,109 @@ for (const maybe of dbs) {
       }
     });
 
+    it("a part half cleaned verifies again from its bytes alone: the rows deleted on its strength are not missed", async () => {
+      const a = await archived();
+      try {
+        const first = await cleanupDate(a.c.ctx, a.c.owner, DAY, { batchSize: 500, maxBatches: 1 });
+        expect(first).toMatchObject({ complete: false, deleted: 500 });
+        const [half] = await verifyDate(a.c.ctx, a.c.owner, DAY);
+        expect(half).toMatchObject({ cleanedCount: 500, cleanedAt: null });
+        expect(half?.verifiedAt).not.toBeNull();
+      } finally {
+        await a.c.close();
+      }
+    });
+
+    it("a part whose rows left the source by another hand (cleaned with none deleted) verifies from its bytes", async () => {
+      const a = await archived();
+      try {
+        await db.run(`DELETE FROM ${a.table} WHERE event_date = '${DAY}'`);
+        expect(await cleanupDate(a.c.ctx, a.c.owner, DAY)).toMatchObject({
+          complete: true,
+          deleted: 0,
+        });
+        const [gone] = await a.c.ctx.ledger.parts(a.table, DAY);
+        expect(gone).toMatchObject({ cleanedCount: 0 });
+        expect(gone?.cleanedAt).not.toBeNull();
+        const [again] = await verifyDate(a.c.ctx, a.c.owner, DAY);
+        expect(again?.verifiedAt).not.toBeNull();
+        // Damaged now: verify fails, and the part keeps its mark (its rows are gone: it is the
+        // only copy, never to be rewritten from a source that no longer has them).
+        await flipByte(a.c.ctx.store, a.part.objectKey, (n) => Math.floor(n / 2));
+        await expect(verifyDate(a.c.ctx, a.c.owner, DAY)).rejects.toBeInstanceOf(VerificationError);
+        const [kept] = await a.c.ctx.ledger.parts(a.table, DAY);
+        expect(kept?.verifiedAt).not.toBeNull();
+      } finally {
+        await a.c.close();
+      }
+    });
+
+    it("a failed partition becomes verified again only by a verify that reads its parts, with its error cleared", async () => {
+      const a = await archived();
+      try {
+        const manifest = await objectBytes(a.c.ctx.store, a.part.manifestKey);
+        await flipByte(a.c.ctx.store, a.part.manifestKey, () => 0);
+        await expect(verifyDate(a.c.ctx, a.c.owner, DAY)).rejects.toBeInstanceOf(VerificationError);
+        expect(await a.c.ctx.ledger.get(a.table, DAY)).toMatchObject({ state: "failed" });
+        // The manifest put back (a person restored it): verify reads the part again, and the
+        // partition is verified, its error gone.
+        await putBytes(a.c.ctx.store, a.part.manifestKey, manifest);
+        const [part] = await verifyDate(a.c.ctx, a.c.owner, DAY);
+        expect(part?.verifiedAt).not.toBeNull();
+        const rec = await a.c.ctx.ledger.get(a.table, DAY);
+        expect(rec).toMatchObject({ state: "verified", lastError: null });
+        expect(rec?.verifiedAt).not.toBeNull();
+      } finally {
+        await a.c.close();
+      }
+    });
+
+    it("a part recorded without chunk digests gets them from the read whose sha256 matched", async () => {
+      const a = await archived();
+      try {
+        await db.run(
+          `UPDATE archive_parts SET chunk_sha256 = NULL, chunk_bytes = NULL, verified_at = NULL WHERE source_table = '${a.table}'`,
+        );
+        const [part] = await verifyDate(a.c.ctx, a.c.owner, DAY);
+        expect(part).toMatchObject({
+          chunkSha256: a.part.chunkSha256,
+          chunkBytes: a.part.chunkBytes,
+        });
+        expect(part?.verifiedAt).not.toBeNull();
+      } finally {
+        await a.c.close();
+      }
+    });
+
+    it("a line repeated (the same key twice) is named as out of order, and verify reports its progress", async () => {
+      const a = await archived();
+      try {
+        await rewriteLines(db, a, (lines) => [
+          ...lines.slice(0, 10),
+          lines[9] as string,
+          ...lines.slice(10),
+        ]);
+        const err = await verifyDate(a.c.ctx, a.c.owner, DAY).catch((e: unknown) => e);
+        expect(String(err)).toMatch(/line 11: key \d+ out of order/);
+      } finally {
+        await a.c.close();
+      }
+      const b = await archived();
+      try {
+        const seen: { phase: string; done: number; total: number | null }[] = [];
+        b.c.ctx.onProgress = (p) => seen.push(p);
+        await verifyDate(b.c.ctx, b.c.owner, DAY);
+        const verify = seen.filter((p) => p.phase === "verify");
+        expect(verify.length).toBeGreaterThan(0);
+        expect(verify.at(-1)).toMatchObject({ done: ROWS, total: ROWS });
+        expect(verify.map((p) => p.done)).toEqual(
+          [...verify.map((p) => p.done)].sort((x, y) => x - y),
+        );
+      } finally {
+        await b.c.close();
+      }
+    });
+
     it("a part damaged after rows were deleted on its strength is never rewritten nor removed; no further row goes", async () => {
       const a = await archived();
       try {

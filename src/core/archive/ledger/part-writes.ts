@@ -12,11 +12,15 @@ export class PartWrites extends LedgerBase {
     await this.updatePart(lease, part, "verified_at = ?", [this.iso()]);
   }
 
-  /** @internal A part that failed verification before any delete: the next archive rewrites it. */
+  /**
+   * @internal A part that failed verification before any delete: the next archive rewrites it.
+   * A part cleaned (rows deleted on its strength, or marked cleaned with its rows gone) keeps
+   * its mark whatever the caller asks: it may be the only copy of those rows.
+   */
   async markPartUnverified(lease: Lease, part: number): Promise<void> {
     const fence = this.ours(lease);
     await this.db.execute(
-      `UPDATE ${this.t.parts} SET verified_at = NULL WHERE source_table = ? AND ${this.date} = ? AND part = ? AND cleaned_count = 0 AND ${fence.sql}`,
+      `UPDATE ${this.t.parts} SET verified_at = NULL WHERE source_table = ? AND ${this.date} = ? AND part = ? AND cleaned_count = 0 AND cleaned_at IS NULL AND ${fence.sql}`,
       [lease.table, lease.date, part, ...(fence.params ?? [])],
     );
   }
