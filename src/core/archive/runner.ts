@@ -142,9 +142,7 @@ export class JobRunner {
       try {
         result = await this.work(ctx, l, kind, date);
       } catch (err) {
-        const stopped =
-          err instanceof InterruptedError || ctx.signal?.reason instanceof InterruptedError;
-        await ended(stopped ? "interrupted" : "failed", null, describeError(err));
+        await ended(endState(err, ctx), null, describeError(err));
         throw err;
       }
       await ended("succeeded", result, null);
@@ -155,9 +153,7 @@ export class JobRunner {
         view.result = result;
       },
       (err: unknown) => {
-        const stopped =
-          err instanceof InterruptedError || ctx.signal?.reason instanceof InterruptedError;
-        view.state = stopped ? "interrupted" : "failed";
+        view.state = endState(err, ctx);
         view.error = describeError(err);
       },
     );
@@ -232,6 +228,12 @@ export class JobRunner {
   async drain(): Promise<void> {
     await Promise.all([...this.jobs.values()].map((j) => j.done));
   }
+}
+
+/** How a job that threw ended: stopped on request (Ctrl-C, a shutdown), or failed. */
+function endState(err: unknown, ctx: JobContext): "interrupted" | "failed" {
+  const stopped = err instanceof InterruptedError || ctx.signal?.reason instanceof InterruptedError;
+  return stopped ? "interrupted" : "failed";
 }
 
 /** A job as the ledger holds it; null for none or for text that is not one. */
