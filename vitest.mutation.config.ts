@@ -25,6 +25,7 @@ export default defineConfig({
       "test/server-sources.test.ts",
       "test/container-ids.test.ts",
       "test/trace-http.test.ts",
+      "test/qualified-tables.test.ts",
     ],
     testTimeout: 120_000,
     hookTimeout: 120_000,

@@ -7,7 +7,7 @@ import { SqliteSource } from "../src/adapters/sqlite/source.js";
 import type { Lease } from "../src/core/archive/ledger/lease.js";
 import { Ledger } from "../src/core/archive/ledger/ledger.js";
 import type { PartRecord } from "../src/core/archive/ledger/records.js";
-import { LeaseLostError } from "../src/core/errors.js";
+import { LeaseHeldError, LeaseLostError, SluiceError } from "../src/core/errors.js";
 import type { SqlSource } from "../src/core/sql/source.js";
 import { d1Shim } from "./d1-shim.js";
 
@@ -173,5 +173,65 @@ describe("the D1 cleanup batch", () => {
     expect(await w.ledger.deleteAndRecord(w.holder, 0, 6, del)).toBe(0);
     expect(await w.ledger.parts(T, D)).toMatchObject([{ cleanedCount: 5, cleanupCursor: 6 }]);
     expect(await w.ledger.get(T, D)).toMatchObject({ state: "cleaning", cleanedCount: 5 });
+  });
+});
+
+describe("recording a part, on SQLite and on D1", () => {
+  for (const kind of ["sqlite", "d1"] as const) {
+    it(`${kind}: refused to the holder outside 'archiving', writing no part row, as a state error`, async () => {
+      const w = await world(kind, "verified");
+      const before = await w.tables();
+      const err = await w.ledger.recordPart(w.holder, part(1)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SluiceError);
+      expect(err).not.toBeInstanceOf(LeaseLostError);
+      expect(String(err)).toMatch(/could not record the part/);
+      expect(await w.tables()).toEqual(before);
+    });
+
+    it(`${kind}: all or nothing: a part row the database refuses leaves the partition as it was`, async () => {
+      const w = await world(kind);
+      await w.source.execute(
+        "CREATE TRIGGER no_parts BEFORE INSERT ON archive_parts BEGIN SELECT RAISE(ABORT, 'no parts today'); END",
+      );
+      const before = await w.tables();
+      await expect(w.ledger.recordPart(w.holder, part(1))).rejects.toThrow(/no parts today/);
+      expect(await w.tables()).toEqual(before);
+    });
+  }
+});
+
+describe("lease expiry", () => {
+  it("a lease taken over from a dead holder, and one renewed, run a full lease from now", async () => {
+    const source = new SqliteSource(join(dir, `expiry-${++files}.db`), { create: true });
+    const ledger = new Ledger(source, {
+      leaseMs: 60_000,
+      isHolderGone: (h) => h === "host:1:dead",
+    });
+    await ledger.migrate();
+    await ledger.acquire(T, D, "host:1:dead");
+    const taken = await ledger.acquire(T, D, "host:3:next");
+    const at = (await ledger.get(T, D))?.leaseExpiresAt as number;
+    expect(at).toBeGreaterThan(Date.now() + 50_000);
+    await source.execute("UPDATE archive_metadata SET lease_expires_at = ?", [Date.now() + 1000]);
+    expect(await ledger.renew(T, D, taken.owner)).toBe(true);
+    expect((await ledger.get(T, D))?.leaseExpiresAt).toBeGreaterThan(Date.now() + 50_000);
+    await source.close();
+  });
+
+  it("a dead holder's lease that someone else takes first is not taken twice", async () => {
+    const source = new SqliteSource(join(dir, `race-${++files}.db`), { create: true });
+    // The other process takes the dead holder's lease between our read and our update.
+    const ledger = new Ledger(source, {
+      isHolderGone: (h) => {
+        if (h !== "host:1:dead") return false;
+        source.exec("UPDATE archive_metadata SET lease_owner = 'host:4:first'");
+        return true;
+      },
+    });
+    await ledger.migrate();
+    await ledger.acquire(T, D, "host:1:dead");
+    await expect(ledger.acquire(T, D, "host:3:late")).rejects.toBeInstanceOf(LeaseHeldError);
+    expect((await ledger.get(T, D))?.leaseOwner).toBe("host:4:first");
+    await source.close();
   });
 });
