@@ -26,6 +26,7 @@ export default defineConfig({
       "test/container-ids.test.ts",
       "test/trace-http.test.ts",
       "test/qualified-tables.test.ts",
+      "test/cleanup-resume.test.ts",
     ],
     testTimeout: 120_000,
     hookTimeout: 120_000,
