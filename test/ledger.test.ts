@@ -113,3 +113,60 @@ describe("SqliteSource.stream", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 });
+
+describe("the ledger's reads and the lease race", () => {
+  it("list() of every table in table and date order; lastDone() the newest archive and cleanup, or null", async () => {
+    source = new SqliteSource(":memory:", { create: true });
+    const ledger = new Ledger(source);
+    await ledger.migrate();
+    for (const [t, d] of [
+      ["b", "2025-10-14"],
+      ["a", "2025-10-15"],
+      ["b", "2025-10-13"],
+    ]) {
+      const lease = await ledger.acquire(t as string, d as string, `host:1:${t}${d}`);
+      await ledger.move(lease, "archiving");
+      await lease.release();
+    }
+    expect((await ledger.list()).map((r) => `${r.sourceTable} ${r.date}`)).toEqual([
+      "a 2025-10-15",
+      "b 2025-10-13",
+      "b 2025-10-14",
+    ]);
+    expect(await ledger.lastDone("b")).toEqual({ archivedAt: null, cleanedAt: null });
+    await source.execute(
+      `INSERT INTO archive_parts (source_table, date, part, object_key, manifest_key, event_count, raw_size, file_size, sha256, min_id, max_id, archived_at, cleaned_at)
+       VALUES ('b', '2025-10-13', 0, 'k0', 'm0', 1, 1, 1, 's', 1, 1, '2025-10-14T03:30:00.000Z', '2025-10-14T03:31:00.000Z'),
+              ('b', '2025-10-14', 0, 'k1', 'm1', 1, 1, 1, 's', 2, 2, '2025-10-15T03:30:00.000Z', NULL),
+              ('a', '2025-10-15', 0, 'k2', 'm2', 1, 1, 1, 's', 3, 3, '2025-10-16T03:30:00.000Z', '2025-10-16T03:31:00.000Z')`,
+    );
+    expect(await ledger.lastDone("b")).toEqual({
+      archivedAt: "2025-10-15T03:30:00.000Z",
+      cleanedAt: "2025-10-14T03:31:00.000Z",
+    });
+  });
+
+  it("a lease let go between the refused update and the read of its holder is taken on the second try", async () => {
+    source = new SqliteSource(":memory:", { create: true });
+    const db = source;
+    let raced = false;
+    // The holder lets go right after our update found the lease held.
+    class Racing extends Ledger {
+      override async get(table: string, date: string) {
+        if (!raced) {
+          raced = true;
+          await db.execute(
+            "UPDATE archive_metadata SET lease_owner = NULL, lease_expires_at = NULL",
+          );
+        }
+        return super.get(table, date);
+      }
+    }
+    const ledger = new Racing(source);
+    await ledger.migrate();
+    await new Ledger(source).acquire("t", "d", "host:2:first");
+    const lease = await ledger.acquire("t", "d", "host:3:second");
+    expect(lease.owner).toBe("host:3:second");
+    expect((await ledger.get("t", "d"))?.leaseOwner).toBe("host:3:second");
+  });
+});
