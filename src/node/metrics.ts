@@ -11,7 +11,7 @@ import type { JobContext } from "../core/archive/context.js";
 import { dayCondition } from "../core/archive/days.js";
 import { hotDays } from "../core/archive/hot-days.js";
 import type { VerifyResult } from "../core/archive/jobs.js";
-import { type LedgerGauges, ledgerGauges } from "../core/archive/ledger-gauges.js";
+import { LEDGER_GAUGES, type LedgerGauges, ledgerGauges } from "../core/archive/ledger-gauges.js";
 import { dayColumn } from "../core/archive/partition.js";
 import type { JobView } from "../core/archive/runner.js";
 import { type Row, toCount } from "../core/sql/source.js";
@@ -109,39 +109,19 @@ export function createMetrics(
     });
     return reading;
   };
-  const seconds = (iso: string | null) => (iso === null ? null : Date.parse(iso) / 1000);
-  const fromLedger = (name: string, help: string, value: (g: LedgerGauges) => number | null) =>
+  for (const g of LEDGER_GAUGES) {
     new Gauge({
-      name,
-      help,
+      name: g.name,
+      help: g.help,
       labelNames: ["table"] as const,
       registers: [registry],
       aggregator: "max",
       async collect() {
-        const v = value(await gauges());
+        const v = g.value(await gauges());
         if (v !== null) this.set(table, v);
       },
     });
-  fromLedger(
-    "sluice_failed_partitions",
-    "Partitions of the table in state failed (last_error says why), from the ledger",
-    (g) => g.failedPartitions,
-  );
-  fromLedger(
-    "sluice_running_jobs",
-    "Partitions of the table whose lease is held now (a job running), from the ledger",
-    (g) => g.runningJobs,
-  );
-  fromLedger(
-    "sluice_last_archive_timestamp_seconds",
-    "When a part of the table was last archived (Unix time), from the ledger",
-    (g) => seconds(g.lastArchivedAt),
-  );
-  fromLedger(
-    "sluice_last_cleanup_timestamp_seconds",
-    "When a part of the table last finished cleaning (Unix time), from the ledger",
-    (g) => seconds(g.lastCleanedAt),
-  );
+  }
   let hotCountedAt = 0;
   const { source, spec } = ctx;
   const q = source.dialect.quote;

@@ -24,3 +24,36 @@ export async function ledgerGauges(
     lastCleanedAt: done.cleanedAt,
   };
 }
+
+const seconds = (iso: string | null) => (iso === null ? null : Date.parse(iso) / 1000);
+
+/**
+ * The gauges both runtimes expose from {@link ledgerGauges}, by their Prometheus names, each
+ * with one `table` label; a null value is not exported.
+ */
+export const LEDGER_GAUGES: readonly {
+  name: string;
+  help: string;
+  value(g: LedgerGauges): number | null;
+}[] = [
+  {
+    name: "sluice_failed_partitions",
+    help: "Partitions of the table in state failed (last_error says why), from the ledger",
+    value: (g) => g.failedPartitions,
+  },
+  {
+    name: "sluice_running_jobs",
+    help: "Partitions of the table whose lease is held now (a job running), from the ledger",
+    value: (g) => g.runningJobs,
+  },
+  {
+    name: "sluice_last_archive_timestamp_seconds",
+    help: "When a part of the table was last archived (Unix time), from the ledger",
+    value: (g) => seconds(g.lastArchivedAt),
+  },
+  {
+    name: "sluice_last_cleanup_timestamp_seconds",
+    help: "When a part of the table last finished cleaning (Unix time), from the ledger",
+    value: (g) => seconds(g.lastCleanedAt),
+  },
+];
