@@ -421,7 +421,13 @@ describe("GET /api/stats", () => {
       ])}`,
     );
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ from: "2031-01-01", to: "2031-01-07", paths: [] });
+    const week = ["01", "02", "03", "04", "05", "06", "07"].map((d) => `2031-01-${d}`);
+    expect(res.body).toEqual({
+      from: "2031-01-01",
+      to: "2031-01-07",
+      paths: [],
+      coverage: { hot: [], archive: [], both: [], unanswered: [], missing: week },
+    });
   });
 
   it("path-daily: per-day counts equal SQL, in date order, only days with views", async () => {
@@ -444,7 +450,8 @@ describe("GET /api/stats", () => {
         ])}`,
       );
       expect(res.status).toBe(200);
-      expect(res.body).toEqual({ path, from, to, days: expected });
+      const days = expected.map((d) => ({ ...d, tier: "hot" }));
+      expect(res.body).toEqual({ path, from, to, days });
     }
   });
 

@@ -46,6 +46,7 @@ function part(n: number): PartRecord {
     chunkSha256: "b".repeat(64),
     changedCount: 0,
     changedKeys: null,
+    rollupRows: null,
   };
 }
 

@@ -133,16 +133,24 @@ describe("the ledger's reads and the lease race", () => {
       "b 2025-10-13",
       "b 2025-10-14",
     ]);
-    expect(await ledger.lastDone("b")).toEqual({ archivedAt: null, cleanedAt: null });
+    expect(await ledger.lastDone("b")).toEqual({
+      archivedAt: null,
+      cleanedAt: null,
+      rollupRows: 0,
+    });
     await source.execute(
       `INSERT INTO archive_parts (source_table, date, part, object_key, manifest_key, event_count, raw_size, file_size, sha256, min_id, max_id, archived_at, cleaned_at)
        VALUES ('b', '2025-10-13', 0, 'k0', 'm0', 1, 1, 1, 's', 1, 1, '2025-10-14T03:30:00.000Z', '2025-10-14T03:31:00.000Z'),
               ('b', '2025-10-14', 0, 'k1', 'm1', 1, 1, 1, 's', 2, 2, '2025-10-15T03:30:00.000Z', NULL),
               ('a', '2025-10-15', 0, 'k2', 'm2', 1, 1, 1, 's', 3, 3, '2025-10-16T03:30:00.000Z', '2025-10-16T03:31:00.000Z')`,
     );
+    await source.execute(
+      `UPDATE archive_parts SET rollup_rows = part + 1 + (CASE WHEN source_table = 'a' THEN 100 ELSE 0 END)`,
+    );
     expect(await ledger.lastDone("b")).toEqual({
       archivedAt: "2025-10-15T03:30:00.000Z",
       cleanedAt: "2025-10-14T03:31:00.000Z",
+      rollupRows: 2,
     });
   });
 

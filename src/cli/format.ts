@@ -49,7 +49,7 @@ export function describeStatus(s: PartitionStatus): string {
   if (r.lastError) lines.push(`  last error: ${r.lastError}`);
   for (const p of s.parts) {
     lines.push(
-      `  part ${p.part}  ${p.objectKey}  ${fmt(p.eventCount)} rows  ${bytes(p.fileSize)}  sha256 ${p.sha256}${p.cleanedAt ? "  cleaned" : ""}`,
+      `  part ${p.part}  ${p.objectKey}  ${fmt(p.eventCount)} rows  ${bytes(p.fileSize)}  sha256 ${p.sha256}${p.rollupRows === null ? "" : `  rollup ${fmt(p.rollupRows)} rows`}${p.cleanedAt ? "  cleaned" : ""}`,
     );
   }
   return lines.join("\n");
@@ -127,6 +127,12 @@ export function describeArchived(
 export function describeVerified(table: string, date: string, parts: PartRecord[]): string {
   const rows = parts.reduce((n, p) => n + p.eventCount, 0);
   return `verified ${plural(parts.length, "part")} of ${table} ${date}: ${fmt(rows)} rows, bytes and sha256 match`;
+}
+
+/** What `rollup` rebuilt. */
+export function describeRolledUp(table: string, date: string, parts: PartRecord[]): string {
+  const rows = parts.reduce((n, p) => n + (p.rollupRows ?? 0), 0);
+  return `rebuilt the rollups of ${plural(parts.length, "part")} of ${table} ${date} from the verified archive: ${fmt(rows)} rows counted, equal to the manifests`;
 }
 
 /** What `verify --all` found, a line per partition. */

@@ -116,6 +116,15 @@ program
   .action((_o, cmd) => runCli("verify", cmd.optsWithGlobals()));
 
 program
+  .command("rollup")
+  .description(
+    "rebuild a date's stats rollups (rows per path) from its stored archive, read back and verified again",
+  )
+  .requiredOption("--date <YYYY-MM-DD>", "the partition (required)")
+  .addHelpText("after", example("sluice rollup --date 2025-10-13"))
+  .action((_o, cmd) => runCli("rollup", cmd.optsWithGlobals()));
+
+program
   .command("restore")
   .description(
     "put a date's verified archive back into the table (or --into a table of the same columns); rows whose key is there are skipped",

@@ -75,6 +75,7 @@ export interface CommandOptions {
   "prepare-data": PrepareOptions;
   archive: DateOptions;
   verify: VerifyOptions;
+  rollup: DateOptions;
   restore: RestoreCliOptions;
   status: StatusOptions;
   cleanup: CleanupCliOptions;

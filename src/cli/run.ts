@@ -1,6 +1,6 @@
 import { type ErrorKind, InterruptedError, SluiceError, describeError } from "../core/errors.js";
 import { backlog, demo } from "./commands/backlog.js";
-import { archive, cleanup, restore, status, verify } from "./commands/partition.js";
+import { archive, cleanup, restore, rollup, status, verify } from "./commands/partition.js";
 import { prepareData } from "./commands/prepare.js";
 import { serve } from "./commands/serve.js";
 import { type Io, PrintedFailure } from "./io.js";
@@ -24,6 +24,7 @@ const COMMANDS: { [K in CommandName]: (opts: CommandOptions[K], io: Io) => Promi
   "prepare-data": prepareData,
   archive,
   verify,
+  rollup,
   restore,
   status,
   cleanup,

@@ -24,6 +24,8 @@ export const commonSettings = {
     .string()
     .regex(IDENT, "is not a plain identifier (letters, digits, _)")
     .default("path"),
+  /** Keep each verified part's rows counted by SLUICE_PATH_COLUMN, so stats outlive cleanup. */
+  SLUICE_ROLLUPS: z.enum(["on", "off"]).default("on"),
   SLUICE_PARTITION_TIME_ZONE: z
     .string()
     .default("UTC")

@@ -45,6 +45,8 @@ export interface AppOptions {
    * hot store's own connection. Node gives SQLite's to worker threads.
    */
   statsQuery?: StatsQuery;
+  /** The stats' small reads (coverage: index probes, the ledger), beside the admitted ones. */
+  statsProbe?: StatsQuery;
   /** GET /metrics: the runtime's metrics text (Prometheus exposition), when it has some. */
   metrics?: () => Promise<{ contentType: string; body: string }>;
   /** Told of every accepted ingest batch. */
@@ -157,7 +159,15 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
   app.route(
     "/api/stats",
     statsRoutes({
-      stats: statsReader(query, source.dialect, spec, pathColumn),
+      stats: statsReader(
+        query,
+        source.dialect,
+        spec,
+        pathColumn,
+        // Rollups count spec.rollupColumn: only that column's stats can be read from them.
+        spec.rollupColumn?.toLowerCase() === pathColumn.toLowerCase() ? ctx.ledger.tables : null,
+        o.statsProbe ?? query,
+      ),
       maxDays: o.maxStatsDays ?? 366,
     }),
   );

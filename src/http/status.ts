@@ -1,4 +1,5 @@
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { RollupMismatchError } from "../core/archive/rollup.js";
 import {
   BusyError,
   CleanupIncompleteError,
@@ -98,6 +99,18 @@ function classify(err: unknown): HttpError {
   // Refusing to delete from an unverified partition is about its state, not a crash.
   if (err instanceof NotVerifiedError) {
     return { status: 409, body: { error: "not_verified", message, state: err.state } };
+  }
+  if (err instanceof RollupMismatchError) {
+    return {
+      status: 409,
+      body: {
+        error: "rollup_mismatch",
+        message,
+        part: err.part,
+        rows: err.rows,
+        counted: err.counted,
+      },
+    };
   }
   if (err instanceof CleanupIncompleteError) {
     return {

@@ -22,6 +22,7 @@ export function specOf(config: Config): PartitionSpec {
     partitionColumn: config.SLUICE_PARTITION_COLUMN,
     keyColumn: config.SLUICE_KEY_COLUMN,
     timeZone: config.SLUICE_PARTITION_TIME_ZONE,
+    ...(config.SLUICE_ROLLUPS === "on" ? { rollupColumn: config.SLUICE_PATH_COLUMN } : {}),
   };
 }
 

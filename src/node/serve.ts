@@ -83,6 +83,7 @@ export async function startService(
     maxBodyBytes: config.INGEST_MAX_BYTES,
     maxEvents: config.INGEST_MAX_EVENTS,
     statsQuery: stats.query,
+    statsProbe: stats.read,
     pathColumn: config.SLUICE_PATH_COLUMN,
     metrics: metrics.render,
     onIngest: metrics.ingested,

@@ -25,6 +25,8 @@ const tableSchema = z
     api: z.boolean().optional(),
     /** The column the stats routes count views by (default `path`). */
     pathColumn: identifier.optional(),
+    /** Whether verified parts keep their rows counted by pathColumn (default true). */
+    rollups: z.boolean().optional(),
   })
   .strict();
 
@@ -118,6 +120,7 @@ export function tableOverrides(
     SLUICE_DELETE_BATCH: s.deleteBatch,
     SLUICE_CLEANUP_BUDGET_MS: s.cleanupBudgetMs,
     SLUICE_PATH_COLUMN: s.pathColumn,
+    SLUICE_ROLLUPS: s.rollups === undefined ? undefined : s.rollups ? "on" : "off",
   };
 }
 

@@ -64,6 +64,7 @@ async function setUp(env: Env): Promise<WorkerState> {
     partitionColumn: config.SLUICE_PARTITION_COLUMN,
     keyColumn: config.SLUICE_KEY_COLUMN,
     timeZone: config.SLUICE_PARTITION_TIME_ZONE,
+    ...(config.SLUICE_ROLLUPS === "on" ? { rollupColumn: config.SLUICE_PATH_COLUMN } : {}),
   });
   const ctx: JobContext = {
     source,

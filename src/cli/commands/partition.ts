@@ -5,6 +5,7 @@ import {
   cleanupDate,
   partitionStatus,
   restoreDate,
+  rollupDate,
   verifyAll,
   verifyDate,
 } from "../../core/archive/jobs.js";
@@ -18,6 +19,7 @@ import {
   describeCleanupPlan,
   describeList,
   describeRestored,
+  describeRolledUp,
   describeStatus,
   describeVerified,
   describeVerifiedAll,
@@ -82,6 +84,21 @@ export async function verify(opts: VerifyOptions, io: Io): Promise<void> {
     const parts = await verifyDate(ctx, owner, date);
     io.bar.done();
     print(opts, describeVerified(ctx.spec.table, date, parts), { ok: true, date, parts });
+  });
+}
+
+/** rollup: rebuild a date's stats counts from its stored archive, verified again. */
+export async function rollup(opts: DateOptions, io: Io): Promise<void> {
+  const config = configFrom(opts);
+  const date = parsePartitionDate(opts.date);
+  await withContext(config, io, async ({ ctx, owner }) => {
+    const parts = await rollupDate(ctx, owner, date);
+    io.bar.done();
+    print(opts, describeRolledUp(ctx.spec.table, date, parts), {
+      ok: true,
+      date,
+      parts: parts.map((p) => ({ part: p.part, rows: p.eventCount, rollupRows: p.rollupRows })),
+    });
   });
 }
 

@@ -143,6 +143,7 @@ export async function archivePartition(
     chunkSha256: chunks.finish(),
     changedCount: 0,
     changedKeys: null,
+    rollupRows: null,
   };
   const manifest = manifestText(part, spec, lines.columns, (t) =>
     source.dialect.columnEncoding?.(t),

@@ -13,6 +13,7 @@ import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
 import { cleanupBlock } from "./ledger/states.js";
 import { tableLines } from "./pages.js";
+import { checkRollups } from "./rollup.js";
 import { countInRange, scanPart } from "./verify.js";
 
 export interface CleanupOptions {
@@ -94,6 +95,7 @@ export async function cleanupPartition(
     throw new NotFoundError(`no archive of ${spec.table} for ${date}: run archive first`);
   }
   if (block) throw new NotVerifiedError(spec.table, date, block.state);
+  await checkRollups(ctx, date, parts);
 
   await source.pages.analyze(spec.table);
   const lines = await tableLines(ctx);

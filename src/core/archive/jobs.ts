@@ -1,4 +1,5 @@
 import {
+  BadInputError,
   InterruptedError,
   LeaseLostError,
   NotFoundError,
@@ -16,6 +17,7 @@ import type { Lease } from "./ledger/lease.js";
 import type { PartRecord, PartitionRecord } from "./ledger/records.js";
 import { dayColumn } from "./partition.js";
 import { type RestoreOptions, type RestoreOutcome, restorePartition } from "./restore.js";
+import { RollupMismatchError } from "./rollup.js";
 import { verifyPartition } from "./verify.js";
 
 /**
@@ -112,6 +114,31 @@ export function verifyDate(ctx: JobContext, owner: string, date: string): Promis
     if (parts.length === 0) throw new NotFoundError(`no archive of ${ctx.spec.table} for ${date}`);
     return verifyPartition(ctx, lease, date, { all: true });
   });
+}
+
+/**
+ * Rebuild `date`'s rollups from its stored archive: every part read back and verified again
+ * (so the counts describe the verified archive), each rollup's total checked against its part.
+ */
+export async function rollupDate(
+  ctx: JobContext,
+  owner: string,
+  date: string,
+): Promise<PartRecord[]> {
+  if (!ctx.spec.rollupColumn) {
+    throw new BadInputError(
+      `${ctx.spec.table} keeps no rollups: it needs a date partition column and the stats column (SLUICE_PATH_COLUMN), and rollups on (SLUICE_ROLLUPS)`,
+    );
+  }
+  const parts = await verifyDate(ctx, owner, date);
+  const counted = await ctx.ledger.rollupTotals(ctx.spec.table, date);
+  for (const p of parts) {
+    const n = counted.get(p.part) ?? null;
+    if (p.rollupRows !== p.eventCount || n !== p.eventCount) {
+      throw new RollupMismatchError(p.sourceTable, date, p.part, p.eventCount, n);
+    }
+  }
+  return parts;
 }
 
 /** Put `date`'s verified archive back into the table, or into `options.into`. */

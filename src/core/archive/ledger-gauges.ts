@@ -9,6 +9,8 @@ export interface LedgerGauges {
   /** When a part was last archived, and last finished cleaning (ISO), or null. */
   lastArchivedAt: string | null;
   lastCleanedAt: string | null;
+  /** Rows counted by the rollups written with verification (the stats kept past cleanup). */
+  rollupRows: number;
 }
 
 export async function ledgerGauges(
@@ -22,6 +24,7 @@ export async function ledgerGauges(
     runningJobs: list.filter((r) => r.leaseOwner !== null && (r.leaseExpiresAt ?? 0) > now).length,
     lastArchivedAt: done.archivedAt,
     lastCleanedAt: done.cleanedAt,
+    rollupRows: done.rollupRows,
   };
 }
 
@@ -55,5 +58,10 @@ export const LEDGER_GAUGES: readonly {
     name: "sluice_last_cleanup_timestamp_seconds",
     help: "When a part of the table last finished cleaning (Unix time), from the ledger",
     value: (g) => seconds(g.lastCleanedAt),
+  },
+  {
+    name: "sluice_rollup_rows",
+    help: "Rows of the table counted by the rollups written with verification (stats kept past cleanup), from the ledger",
+    value: (g) => g.rollupRows,
   },
 ];

@@ -15,6 +15,11 @@ export interface PartitionSpec {
   timeZone?: string;
   /** How the partition column holds its day, from its type (checkSpec); a text date if unset. */
   day?: DayColumn;
+  /**
+   * The column the stats count rows by (`path`): each verified part keeps its rows counted by
+   * it (archive/rollup.ts). Kept by checkSpec only on a table partitioned by date that has it.
+   */
+  rollupColumn?: string;
 }
 
 /** How the spec's partition column holds its day. */
@@ -49,7 +54,14 @@ export async function checkSpec(source: SqlSource, spec: PartitionSpec): Promise
   }
   const partition = named(spec.partitionColumn) as { name: string; type: string };
   const day = dayColumnOf(source.dialect.name, partition.name, partition.type, timeZone);
-  return { ...spec, timeZone, day };
+  const counted = spec.rollupColumn ? named(spec.rollupColumn) : undefined;
+  const { rollupColumn: _asked, ...rest } = spec;
+  return {
+    ...rest,
+    timeZone,
+    day,
+    ...(counted && day.kind === "date" ? { rollupColumn: counted.name } : {}),
+  };
 }
 
 /**

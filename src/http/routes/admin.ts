@@ -93,6 +93,16 @@ export function adminRoutes(o: AdminOptions): Hono<AppEnv> {
         cleanedCount: r.cleanedCount,
         hotRows: s.hotRows,
         lateRows: s.lateRows,
+        // Rows the verified parts' rollups count (the stats of the day once it is cleaned);
+        // null when the table keeps no rollups.
+        rollupRows: ctx.spec.rollupColumn
+          ? s.parts.reduce((n, p) => n + (p.rollupRows ?? 0), 0)
+          : null,
+        rollupParts: s.parts.map((p) => ({
+          part: p.part,
+          rows: p.eventCount,
+          rollupRows: p.rollupRows,
+        })),
         lastError: r.lastError,
         leaseOwner: r.leaseOwner,
         job: runner.view(r.date, r),

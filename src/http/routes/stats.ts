@@ -17,8 +17,8 @@ export function statsRoutes(o: StatsOptions): Hono<AppEnv> {
   app.get("/top-paths", async (c) => {
     const { from, to } = dateRange(c, o.maxDays);
     const limit = intParam(c, "limit", 10, 1, 1000);
-    const paths = await o.stats.topPaths(from, to, limit, c.req.raw.signal);
-    return c.json({ from, to, paths });
+    const { paths, coverage } = await o.stats.topPaths(from, to, limit, c.req.raw.signal);
+    return c.json({ from, to, paths, coverage });
   });
 
   app.get("/path-daily", async (c) => {

@@ -7,6 +7,7 @@ import {
   type PartitionFields,
   type PartitionRecord,
   fieldColumns,
+  num,
   toPart,
   toPartition,
 } from "./records.js";
@@ -49,6 +50,11 @@ export class LedgerBase {
     this.now = options.now ?? Date.now;
     this.isHolderGone = options.isHolderGone ?? (() => false);
     this.t = ledgerTables(db.dialect, options.schema ?? null);
+  }
+
+  /** The ledger's tables, as SQL names (the stats read the parts and rollups in their queries). */
+  get tables(): LedgerTables {
+    return this.t;
   }
 
   protected get d() {
@@ -135,14 +141,28 @@ export class LedgerBase {
     return rows.map(toPartition);
   }
 
-  /** When a part of `table` was last archived, and last finished cleaning (ISO), or null. */
-  async lastDone(table: string): Promise<{ archivedAt: string | null; cleanedAt: string | null }> {
+  /**
+   * When a part of `table` was last archived, and last finished cleaning (ISO), or null; and
+   * the rows its parts' rollups count.
+   */
+  async lastDone(
+    table: string,
+  ): Promise<{ archivedAt: string | null; cleanedAt: string | null; rollupRows: number }> {
     const [r] = await this.db.query(
-      `SELECT MAX(archived_at) AS a, MAX(cleaned_at) AS c FROM ${this.t.parts} WHERE source_table = ?`,
+      `SELECT MAX(archived_at) AS a, MAX(cleaned_at) AS c, SUM(rollup_rows) AS r FROM ${this.t.parts} WHERE source_table = ?`,
       [table],
     );
     const text = (v: unknown) => (v === null || v === undefined ? null : String(v));
-    return { archivedAt: text(r?.a), cleanedAt: text(r?.c) };
+    return { archivedAt: text(r?.a), cleanedAt: text(r?.c), rollupRows: num(r?.r) };
+  }
+
+  /** The rows each part's rollup counts, summed from its counts (a part without any: absent). */
+  async rollupTotals(table: string, date: string): Promise<Map<number, number>> {
+    const rows = await this.db.query(
+      `SELECT part, SUM(views) AS n FROM ${this.t.rollups} WHERE source_table = ? AND ${this.date} = ? GROUP BY part`,
+      [table, date],
+    );
+    return new Map(rows.map((r) => [num(r.part), num(r.n)]));
   }
 
   async parts(table: string, date: string, db: SqlExecutor = this.db): Promise<PartRecord[]> {

@@ -14,6 +14,8 @@ interface Migration {
 export interface LedgerTables {
   meta: string;
   parts: string;
+  /** Views per path of each verified part (see archive/rollup.ts). */
+  rollups: string;
   migrations: string;
   /** The schema the ledger lives in (SLUICE_LEDGER_SCHEMA), null: the connection's own. */
   schema: string | null;
@@ -25,6 +27,7 @@ export function ledgerTables(d: Dialect, schema: string | null = null): LedgerTa
   return {
     meta: name("archive_metadata"),
     parts: name("archive_parts"),
+    rollups: name("archive_rollups"),
     migrations: name("sluice_migrations"),
     schema,
   };
@@ -109,10 +112,30 @@ const MIGRATIONS: readonly Migration[] = [
     // the service answers for it, not only the one running it.
     statements: (_d, t) => [`ALTER TABLE ${t.meta} ADD COLUMN job TEXT`],
   },
+  {
+    version: 5,
+    // Per verified part, its rows counted by the stats column, so that the stats of a day stay
+    // answerable once its rows left the hot table. `rollup_rows` (the sum of the part's
+    // counts) is written in the same transaction as the counts; null: none kept.
+    statements: (d, t) => {
+      const bin = d.name === "mysql" ? " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" : "";
+      return [
+        `ALTER TABLE ${t.parts} ADD COLUMN rollup_rows BIGINT`,
+        `CREATE TABLE IF NOT EXISTS ${t.rollups} (
+          source_table VARCHAR(64)${bin} NOT NULL,
+          date VARCHAR(10) NOT NULL,
+          part INTEGER NOT NULL,
+          path TEXT${bin},
+          views BIGINT NOT NULL
+        )`,
+        `CREATE INDEX ${d.quote("archive_rollups_part")} ON ${t.rollups} (source_table, date, part)`,
+      ];
+    },
+  },
 ];
 
 /** A migration statement another process already ran (it added the column first). */
-const ALREADY_DONE = /duplicate column|already exists/i;
+const ALREADY_DONE = /duplicate column|duplicate key name|already exists/i;
 
 /**
  * Whether the ledger's tables exist at the latest version, asked without creating anything

@@ -2,14 +2,89 @@ import { LeaseLostError } from "../../errors.js";
 import { type BatchStatement, type SqlExecutor, batchesOf } from "../../sql/source.js";
 import { LedgerBase } from "./base.js";
 import type { Lease } from "./lease.js";
-import { num } from "./records.js";
+import { type PartRollup, num } from "./records.js";
 import { statesBefore } from "./states.js";
 
 /** The writes to one part's row: verification, chunk digests, and cleanup's progress. */
 export class PartWrites extends LedgerBase {
-  /** @internal Mark one part verified; the partition is verified when all its parts are. */
-  async markPartVerified(lease: Lease, part: number): Promise<void> {
-    await this.updatePart(lease, part, "verified_at = ?", [this.iso()]);
+  /**
+   * @internal Mark one part verified; the partition is verified when all its parts are. With
+   * `rollup`, the part's counts replace any it had, in the same transaction as the mark.
+   */
+  async markPartVerified(lease: Lease, part: number, rollup?: PartRollup): Promise<void> {
+    if (!rollup) {
+      await this.updatePart(lease, part, "verified_at = ?", [this.iso()]);
+      return;
+    }
+    await this.writeRollup(lease, part, rollup, "verified_at = ?, ", [this.iso()]);
+  }
+
+  /** @internal Replace a verified part's rollup (rebuilt from its stored archive). */
+  async recordRollup(lease: Lease, part: number, rollup: PartRollup): Promise<void> {
+    await this.writeRollup(lease, part, rollup, "", []);
+  }
+
+  /**
+   * The part's row gets `rollup_rows` (and `sets`), its old counts go and the new ones are
+   * inserted, all or nothing, and only while the lease is ours.
+   */
+  private async writeRollup(
+    lease: Lease,
+    part: number,
+    rollup: PartRollup,
+    sets: string,
+    params: readonly unknown[],
+  ): Promise<void> {
+    const fence = this.ours(lease);
+    const fp = fence.params ?? [];
+    const where = `source_table = ? AND ${this.date} = ? AND part = ?`;
+    const key = [lease.table, lease.date, part];
+    const mark: BatchStatement = {
+      sql: `UPDATE ${this.t.parts} SET ${sets}rollup_rows = ? WHERE ${where} AND ${fence.sql}`,
+      params: [...params, rollup.total, ...key, ...fp],
+    };
+    const clear: BatchStatement = {
+      sql: `DELETE FROM ${this.t.rollups} WHERE ${where} AND ${fence.sql}`,
+      params: [...key, ...fp],
+    };
+    const entries = [...rollup.counts];
+    const columns = `(source_table, ${this.date}, part, path, views)`;
+    const batch = batchesOf(this.db);
+    if (batch) {
+      // No interactive transaction (D1): one atomic batch, every statement fenced; the counts
+      // go as JSON text, a few statements however many values there are.
+      const inserts: BatchStatement[] = [];
+      for (const chunk of jsonChunks(entries)) {
+        inserts.push({
+          sql: `INSERT INTO ${this.t.rollups} ${columns}
+                SELECT ?, ?, ?, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]')
+                FROM json_each(?) j WHERE ${fence.sql}`,
+          params: [...key, chunk, ...fp],
+        });
+      }
+      const [marked] = await batch([mark, clear, ...inserts]);
+      if (marked?.changes !== 1) throw await this.whyNot(lease, `record part ${part}'s rollup`);
+      return;
+    }
+    const rowsPer = Math.max(1, Math.floor(this.d.maxParams / 5));
+    await this.db.transaction(async (tx) => {
+      // Locks the partition's row until commit: a takeover waits for this transaction.
+      const held = await tx.execute(
+        `UPDATE ${this.t.meta} SET updated_at = ? WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
+        [this.iso(), lease.table, lease.date, lease.owner],
+      );
+      if (held.changes !== 1) throw new LeaseLostError(lease.table, lease.date);
+      const marked = await tx.execute(mark.sql, [...(mark.params ?? [])]);
+      if (marked.changes !== 1) throw await this.whyNot(lease, `record part ${part}'s rollup`);
+      await tx.execute(clear.sql, [...(clear.params ?? [])]);
+      for (let i = 0; i < entries.length; i += rowsPer) {
+        const rows = entries.slice(i, i + rowsPer);
+        await tx.execute(
+          `INSERT INTO ${this.t.rollups} ${columns} VALUES ${rows.map(() => "(?, ?, ?, ?, ?)").join(", ")}`,
+          rows.flatMap(([path, views]) => [...key, path, views]),
+        );
+      }
+    });
   }
 
   /**
@@ -126,6 +201,23 @@ export class PartWrites extends LedgerBase {
   async markPartCleaned(lease: Lease, part: number, db: SqlExecutor = this.db): Promise<void> {
     await this.updatePart(lease, part, "cleaned_at = ?", [this.iso()], db);
   }
+}
+
+/** Rollup entries as JSON arrays of `[value, count]`, each text under 512 KB (D1: 2 MB a value). */
+function* jsonChunks(entries: readonly [string | null, number][]): Generator<string> {
+  let chunk: string[] = [];
+  let size = 0;
+  for (const e of entries) {
+    const text = JSON.stringify(e);
+    if (size + text.length > 512 * 1024 && chunk.length) {
+      yield `[${chunk.join(",")}]`;
+      chunk = [];
+      size = 0;
+    }
+    chunk.push(text);
+    size += text.length + 1;
+  }
+  if (chunk.length) yield `[${chunk.join(",")}]`;
 }
 
 export interface CleanupProgress {

@@ -67,6 +67,14 @@ export interface PartRecord {
   changedCount: number;
   /** The first few of their keys, comma-separated, for the error that reports them. */
   changedKeys: string | null;
+  /** Rows the part's rollup counts (archive_rollups), written with its verification; null: none. */
+  rollupRows: number | null;
+}
+
+/** One part's rows counted by the stats column's value (null for SQL NULL), and their sum. */
+export interface PartRollup {
+  counts: Map<string | null, number>;
+  total: number;
 }
 
 export const num = (v: unknown): number => toCount(v);
@@ -125,6 +133,7 @@ export function toPart(r: Row): PartRecord {
     chunkSha256: strOrNull(r.chunk_sha256),
     changedCount: num(r.changed_count),
     changedKeys: strOrNull(r.changed_keys),
+    rollupRows: numOrNull(r.rollup_rows),
   };
 }
 

@@ -1,0 +1,201 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { archiveDate, cleanupDate, rollupDate } from "../src/core/archive/jobs.js";
+import { RollupMismatchError } from "../src/core/archive/rollup.js";
+import { type StatsReader, statsReader } from "../src/core/stats/queries.js";
+import { loadConfig } from "../src/node/config.js";
+import { type NodeContext, openContext } from "../src/node/context.js";
+import { openSource } from "../src/node/open.js";
+import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
+import { type TestDb, mariaDb, postgresDb, sqliteDb } from "./servers.js";
+
+/**
+ * The stats routes answer across both tiers: whatever archive and cleanup have done to a range
+ * of days, top-paths and path-daily give the answer the table gave before anything was
+ * archived (plus rows that came since), with each day's tier said.
+ */
+const DAYS = ["2025-10-09", "2025-10-10", "2025-10-11", "2025-10-12", "2025-10-13"];
+const [FIRST, D1, D2, D3, LAST] = DAYS as [string, string, string, string, string];
+const PER_DAY = 2000;
+
+const dir = mkdtempSync(join(tmpdir(), "sluice-stats-tiers-"));
+const dbs = [sqliteDb(dir), await postgresDb(), await mariaDb()];
+afterAll(async () => {
+  for (const db of dbs) await db?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+type Answer = Map<string, number>;
+
+for (const server of dbs) {
+  describe.runIf(server !== null)(
+    `stats across tiers on ${server?.name ?? "a missing server"}`,
+    () => {
+      const db = server as TestDb;
+      const table = "te_tiers";
+
+      async function open(): Promise<{ c: NodeContext; stats: StatsReader }> {
+        const c = await openContext(
+          loadConfig({
+            SLUICE_DB: db.url,
+            SLUICE_STORE: `file:${join(dir, db.name)}`,
+            SLUICE_TABLE: table,
+          }),
+        );
+        const { source, spec, ledger } = c.ctx;
+        const query = (sql: string, params: readonly unknown[]) => source.query(sql, [...params]);
+        return { c, stats: statsReader(query, source.dialect, spec, "path", ledger.tables) };
+      }
+
+      /** What the table says per (date, path), by its own client: the answer to keep. */
+      async function groupBy(): Promise<Map<string, Answer>> {
+        const rows = await db.query(
+          `SELECT event_date AS d, path, COUNT(*) AS n FROM ${table} GROUP BY event_date, path`,
+        );
+        const out = new Map<string, Answer>();
+        for (const r of rows) {
+          const d = r.d instanceof Date ? r.d.toISOString().slice(0, 10) : String(r.d);
+          const day = out.get(d) ?? new Map<string, number>();
+          day.set(String(r.path), Number(r.n));
+          out.set(d, day);
+        }
+        return out;
+      }
+
+      function total(kept: Map<string, Answer>, from: string, to: string): Answer {
+        const sum: Answer = new Map();
+        for (const [d, day] of kept) {
+          if (d < from || d > to) continue;
+          for (const [p, n] of day) sum.set(p, (sum.get(p) ?? 0) + n);
+        }
+        return sum;
+      }
+
+      /** Both routes' answers over the whole range equal `kept`'s. */
+      async function expectAnswer(stats: StatsReader, kept: Map<string, Answer>, step: string) {
+        const top = await stats.topPaths(FIRST, LAST, 1000);
+        const got = new Map(top.paths.map((p) => [String(p.path), p.views]));
+        expect(got, step).toEqual(total(kept, FIRST, LAST));
+        const views = top.paths.map((p) => p.views);
+        expect(views, `${step}: most viewed first`).toEqual([...views].sort((a, b) => b - a));
+        const popular = String(top.paths[0]?.path);
+        const rare = String(top.paths.at(-1)?.path);
+        for (const path of [popular, rare]) {
+          const daily = await stats.pathDaily(path, FIRST, LAST);
+          const expected = DAYS.flatMap((d) => {
+            const n = kept.get(d)?.get(path);
+            return n ? [{ date: d, views: n }] : [];
+          });
+          expect(
+            daily.map(({ date, views }) => ({ date, views })),
+            `${step}: ${path} per day`,
+          ).toEqual(expected);
+        }
+        return top.coverage;
+      }
+
+      it("every step from hot to cleaned and back gives the answer kept aside, each day's tier said", async () => {
+        const source = openSource(db.url, { create: true });
+        await prepareTrafficData(source, { count: PER_DAY, date: LAST, days: 5, table });
+        await source.close();
+        const kept = await groupBy();
+        const { c, stats } = await open();
+        try {
+          const { ctx, owner } = c;
+          let cov = await expectAnswer(stats, kept, "before archive");
+          expect(cov).toEqual({ hot: DAYS, archive: [], both: [], unanswered: [], missing: [] });
+
+          for (const d of [FIRST, D1, D2]) await archiveDate(ctx, owner, d);
+          cov = await expectAnswer(stats, kept, "archived and verified");
+          expect(cov.both).toEqual([FIRST, D1, D2]);
+          const parts = await ctx.ledger.parts(table, D1);
+          expect(parts.map((p) => p.rollupRows)).toEqual([PER_DAY]);
+
+          // Half-way: one batch of 500 deleted, the rest of the day still hot.
+          const half = await cleanupDate(ctx, owner, FIRST, { batchSize: 500, maxBatches: 1 });
+          expect(half).toMatchObject({ complete: false, deleted: 500 });
+          await expectAnswer(stats, kept, "cleanup stopped half-way");
+
+          for (const d of [FIRST, D1, D2]) await cleanupDate(ctx, owner, d);
+          expect(await db.count(table, D1)).toBe(0);
+          cov = await expectAnswer(stats, kept, "cleaned");
+          expect(cov).toEqual({
+            hot: [D3, LAST],
+            archive: [FIRST, D1, D2],
+            both: [],
+            unanswered: [],
+            missing: [],
+          });
+          const daily = await stats.pathDaily(
+            String([...(kept.get(D1) ?? [])][0]?.[0]),
+            FIRST,
+            LAST,
+          );
+          expect(daily.map((d) => d.tier)).toEqual(["archive", "archive", "archive", "hot", "hot"]);
+
+          // Late rows of a cleaned day, under new keys.
+          await db.run(
+            `INSERT INTO ${table} (event_date, ts, path, referrer, country, user_agent, status, duration_ms) VALUES (?, 1, '/late', NULL, 'DE', 'x', 200, 5), (?, 2, '/late', NULL, 'DE', 'x', 200, 5), (?, 3, '/', NULL, 'FR', 'y', 200, 7)`.replace(
+              /\?/g,
+              `'${D1}'`,
+            ),
+          );
+          const withLate = await groupBy();
+          for (const d of [FIRST, D2, D3, LAST]) withLate.set(d, kept.get(d) as Answer);
+          const lateDay = new Map(kept.get(D1));
+          lateDay.set("/late", 2);
+          lateDay.set("/", (lateDay.get("/") ?? 0) + 1);
+          withLate.set(D1, lateDay);
+          cov = await expectAnswer(stats, withLate, "late rows after cleanup");
+          expect(cov.both).toEqual([D1]);
+
+          const late = await archiveDate(ctx, owner, D1);
+          expect(late.written?.part).toBe(1);
+          await expectAnswer(stats, withLate, "late part archived");
+          await cleanupDate(ctx, owner, D1);
+          cov = await expectAnswer(stats, withLate, "late part cleaned");
+          expect(cov.archive).toEqual([FIRST, D1, D2]);
+          expect((await ctx.ledger.parts(table, D1)).map((p) => p.rollupRows)).toEqual([
+            PER_DAY,
+            3,
+          ]);
+        } finally {
+          await c.close();
+        }
+      });
+
+      it("a rollup altered by hand makes cleanup refuse and delete nothing; sluice rollup rebuilds it", async () => {
+        const { c } = await open();
+        try {
+          const { ctx, owner } = c;
+          await archiveDate(ctx, owner, D3);
+          await db.run(
+            `UPDATE archive_rollups SET views = views + 1 WHERE source_table = '${table}' AND ${db.name === "MariaDB" ? "`date`" : '"date"'} = '${D3}' AND path = '/'`,
+          );
+          const err = await cleanupDate(ctx, owner, D3).catch((e: unknown) => e);
+          expect(err).toBeInstanceOf(RollupMismatchError);
+          expect(err).toMatchObject({ part: 0, rows: PER_DAY, counted: PER_DAY + 1 });
+          expect(await db.count(table, D3)).toBe(PER_DAY);
+          expect(await ctx.ledger.get(table, D3)).toMatchObject({
+            state: "failed",
+            lastError: expect.stringMatching(/rollup counts 2001.*sluice rollup --date/),
+          });
+          // A rollup missing altogether is refused too.
+          await db.run(`DELETE FROM archive_rollups WHERE source_table = '${table}'`);
+          const missing = await cleanupDate(ctx, owner, D3).catch((e: unknown) => e);
+          expect(missing).toMatchObject({ part: 0, counted: null });
+          expect(await db.count(table, D3)).toBe(PER_DAY);
+
+          const rebuilt = await rollupDate(ctx, owner, D3);
+          expect(rebuilt.map((p) => p.rollupRows)).toEqual([PER_DAY]);
+          await cleanupDate(ctx, owner, D3);
+          expect(await db.count(table, D3)).toBe(0);
+        } finally {
+          await c.close();
+        }
+      });
+    },
+  );
+}
