@@ -217,6 +217,62 @@ describe("the Worker on workerd with local D1 and R2", () => {
     ).toEqual([{ cleaned_count: 4000, d1_cleaned: 1 }]);
   });
 
+  it("stats answer across D1 and the archive's rollups: every step gives the answer kept aside", async () => {
+    const w = await open({ SLUICE_CLEANUP_MAX_BATCHES: "2", SLUICE_DELETE_BATCH: "300" });
+    const now = new Date("2026-11-20T03:30:00Z");
+    const days = [daysBefore(now, 8), daysBefore(now, 7), daysBefore(now, 6)];
+    const [from, mid, to] = days as [string, string, string];
+    for (const d of days) await ingestDay(w, d, 1500);
+    const keptRows = await w.sql<{ d: string; path: string; n: number }>(
+      "SELECT event_date AS d, path, COUNT(*) AS n FROM traffic_events GROUP BY event_date, path",
+    );
+    const kept = new Map<string, number>();
+    for (const r of keptRows) kept.set(r.path, (kept.get(r.path) ?? 0) + r.n);
+    const popular = [...kept].sort((a, b) => b[1] - a[1])[0]?.[0] as string;
+    const daily = keptRows
+      .filter((r) => r.path === popular)
+      .map((r) => ({ date: r.d, views: r.n }))
+      .sort((a, b) => a.date.localeCompare(b.date));
+
+    const expectAnswer = async (step: string) => {
+      const res = await w.fetch(`/api/stats/top-paths?from=${from}&to=${to}&limit=1000`);
+      expect(res.status, step).toBe(200);
+      const body = (await res.json()) as {
+        paths: { path: string; views: number }[];
+        coverage: Record<string, string[]>;
+      };
+      expect(new Map(body.paths.map((p) => [p.path, p.views])), step).toEqual(kept);
+      const one = await w.fetch(`/api/stats/path-daily?path=${popular}&from=${from}&to=${to}`);
+      const got = (await one.json()) as { days: { date: string; views: number; tier: string }[] };
+      expect(got.days.map(({ date, views }) => ({ date, views })), step).toEqual(daily);
+      return { coverage: body.coverage, tiers: got.days.map((d) => d.tier) };
+    };
+
+    await expectAnswer("hot");
+    expect((await runJob(w, "archive", mid)).record?.state).toBe("verified");
+    // The rollup D1 recorded (a JSON batch) counts the part's rows per path exactly.
+    const rolled = await w.sql<{ path: string; views: number }>(
+      "SELECT path, views FROM archive_rollups WHERE date = ? ORDER BY path",
+      mid,
+    );
+    const midRows = keptRows.filter((r) => r.d === mid);
+    expect(new Map(rolled.map((r) => [r.path, r.views]))).toEqual(
+      new Map(midRows.map((r) => [r.path, r.n])),
+    );
+    expect((await expectAnswer("archived")).coverage.both).toEqual([mid]);
+    // SLUICE_CLEANUP_MAX_BATCHES: the first run stops after 600 of the 1500 rows.
+    await runJob(w, "cleanup", mid);
+    expect(await count(w, mid)).toBe(900);
+    await expectAnswer("cleanup half-way");
+    for (let run = 0; run < 5 && (await count(w, mid)) !== 0; run++) {
+      await runJob(w, "cleanup", mid);
+    }
+    expect(await count(w, mid)).toBe(0);
+    const cleaned = await expectAnswer("cleaned");
+    expect(cleaned.coverage).toMatchObject({ hot: [from, to], archive: [mid], missing: [] });
+    expect(cleaned.tiers).toEqual(["hot", "archive", "hot"]);
+  });
+
   it("a cleanup stops at SLUICE_CLEANUP_MAX_BATCHES (D1's queries per invocation) and resumes", async () => {
     const w = await open({ SLUICE_CLEANUP_MAX_BATCHES: "3", SLUICE_DELETE_BATCH: "100" });
     const now = new Date("2026-11-20T03:30:00Z");
