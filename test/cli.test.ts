@@ -10,6 +10,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dateFolder, partPath } from "./helpers.js";
@@ -306,6 +307,44 @@ describe("sluice CLI", () => {
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stderr).toMatch(/failed verification: object \S+ is missing/);
+  });
+
+  it("cleanup refuses (exit 1, nothing deleted) a part whose rollup was altered; sluice rollup rebuilds it", () => {
+    const d = "2025-10-11";
+    expect(sluice(["prepare-data", "--count=700", `--date=${d}`]).code).toBe(0);
+    expect(sluice(["archive", `--date=${d}`]).code).toBe(0);
+    expect(sluice(["status", `--date=${d}`]).stdout).toMatch(
+      /part 0 .* 700 rows .* rollup 700 rows/,
+    );
+    const sql = new Database(db);
+    try {
+      sql
+        .prepare("UPDATE archive_rollups SET views = views - 1 WHERE date = ? AND path = '/'")
+        .run(d);
+      const refused = sluice(["cleanup", `--date=${d}`]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(
+        /part 0 holds 700 rows but its rollup counts 699: refusing to delete any row. Run 'sluice rollup --date 2025-10-11'/,
+      );
+      const hot = () =>
+        (
+          sql.prepare("SELECT COUNT(*) AS n FROM traffic_events WHERE event_date = ?").get(d) as {
+            n: number;
+          }
+        ).n;
+      expect(hot()).toBe(700);
+      const rebuilt = sluice(["--json", "rollup", `--date=${d}`]);
+      expect(rebuilt.code, rebuilt.stderr).toBe(0);
+      expect(JSON.parse(rebuilt.stdout)).toEqual({
+        ok: true,
+        date: d,
+        parts: [{ part: 0, rows: 700, rollupRows: 700 }],
+      });
+      expect(sluice(["cleanup", `--date=${d}`]).code).toBe(0);
+      expect(hot()).toBe(0);
+    } finally {
+      sql.close();
+    }
   });
 });
 

@@ -98,6 +98,13 @@ it("finds a corrupted and a deleted archive, records both, counts them, and chan
     expect(stamp("sluice_last_cleanup_timestamp_seconds")).toBe(
       Date.parse(cleanedPart?.cleanedAt as string) / 1000,
     );
+    // Rows the verified parts' rollups count, as the ledger has them.
+    const [rolled] = await c.ctx.source.query(
+      "SELECT SUM(rollup_rows) AS n FROM archive_parts WHERE source_table = ?",
+      [table],
+    );
+    expect(Number(rolled?.n)).toBeGreaterThan(0);
+    expect(stamp("sluice_rollup_rows")).toBe(Number(rolled?.n));
   } finally {
     await c.close();
   }
