@@ -128,6 +128,10 @@ for (const server of dbs) {
             unanswered: [],
             missing: [],
           });
+          // A day with no rows anywhere is named, not left out.
+          const wider = await stats.topPaths("2025-10-08", LAST, 5);
+          expect(wider.coverage.missing).toEqual(["2025-10-08"]);
+          expect(wider.coverage.archive).toEqual([FIRST, D1, D2]);
           const daily = await stats.pathDaily(
             String([...(kept.get(D1) ?? [])][0]?.[0]),
             FIRST,

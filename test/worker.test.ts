@@ -244,7 +244,10 @@ describe("the Worker on workerd with local D1 and R2", () => {
       expect(new Map(body.paths.map((p) => [p.path, p.views])), step).toEqual(kept);
       const one = await w.fetch(`/api/stats/path-daily?path=${popular}&from=${from}&to=${to}`);
       const got = (await one.json()) as { days: { date: string; views: number; tier: string }[] };
-      expect(got.days.map(({ date, views }) => ({ date, views })), step).toEqual(daily);
+      expect(
+        got.days.map(({ date, views }) => ({ date, views })),
+        step,
+      ).toEqual(daily);
       return { coverage: body.coverage, tiers: got.days.map((d) => d.tier) };
     };
 
