@@ -125,6 +125,26 @@ program
   .action((_o, cmd) => runCli("rollup", cmd.optsWithGlobals()));
 
 program
+  .command("query")
+  .description(
+    "run one SELECT with DuckDB over the verified archive (each table a view, date as a Hive partition); --hot adds the rows not archived yet",
+  )
+  .argument("<sql>", "one SELECT, over the tables by their names (e.g. traffic_events)")
+  .option("--hot", "add the hot rows no verified part holds: one query over both tiers")
+  .option("--from <YYYY-MM-DD>", "only parts of this day and after (fetches only those from S3/R2)")
+  .option("--to <YYYY-MM-DD>", "only parts of this day and before")
+  .option("--csv", "print CSV (--json prints NDJSON; a table by default)")
+  .option("--out <file.parquet>", "write the result to a Parquet file instead")
+  .addHelpText(
+    "after",
+    example(
+      `sluice query "SELECT date, COUNT(*) FROM traffic_events GROUP BY date ORDER BY date"`,
+      `sluice --json query --hot "SELECT path, COUNT(*) AS views FROM traffic_events WHERE date >= '2025-10-01' GROUP BY path ORDER BY views DESC LIMIT 10"`,
+    ),
+  )
+  .action((sql, _o, cmd) => runCli("query", { ...cmd.optsWithGlobals(), sql }));
+
+program
   .command("restore")
   .description(
     "put a date's verified archive back into the table (or --into a table of the same columns); rows whose key is there are skipped",

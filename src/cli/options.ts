@@ -52,6 +52,15 @@ export interface RestoreCliOptions extends DateOptions {
   into?: string;
 }
 
+export interface QueryCliOptions extends GlobalOptions {
+  sql: string;
+  hot?: boolean;
+  from?: string;
+  to?: string;
+  csv?: boolean;
+  out?: string;
+}
+
 export interface BacklogOptions extends GlobalOptions {
   dryRun?: boolean;
   retentionDays?: number;
@@ -76,6 +85,7 @@ export interface CommandOptions {
   archive: DateOptions;
   verify: VerifyOptions;
   rollup: DateOptions;
+  query: QueryCliOptions;
   restore: RestoreCliOptions;
   status: StatusOptions;
   cleanup: CleanupCliOptions;

@@ -2,6 +2,7 @@ import { type ErrorKind, InterruptedError, SluiceError, describeError } from "..
 import { backlog, demo } from "./commands/backlog.js";
 import { archive, cleanup, restore, rollup, status, verify } from "./commands/partition.js";
 import { prepareData } from "./commands/prepare.js";
+import { query } from "./commands/query.js";
 import { serve } from "./commands/serve.js";
 import { type Io, PrintedFailure } from "./io.js";
 import type { CommandName, CommandOptions } from "./options.js";
@@ -25,6 +26,7 @@ const COMMANDS: { [K in CommandName]: (opts: CommandOptions[K], io: Io) => Promi
   archive,
   verify,
   rollup,
+  query,
   restore,
   status,
   cleanup,

@@ -69,6 +69,8 @@ const schema = {
   TRACE_IDLE_TIMEOUT_MS: int(30_000, 100, 3_600_000),
   TRACE_JOBS_MAX: int(8, 1, 1000),
   TRACE_JOB_TTL: duration("24h", 1000, 365 * 86_400_000),
+  SLUICE_CACHE: z.string().min(1).default("./data/cache"),
+  SLUICE_CACHE_MB: int(2048, 1, 1 << 24),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   LOG_FORMAT: z.enum(["auto", "json", "pretty"]).default("auto"),
 };

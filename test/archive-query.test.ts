@@ -1,0 +1,199 @@
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { DuckDBInstance } from "@duckdb/node-api";
+import Database from "better-sqlite3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type S3Server, startS3rver } from "./s3rver.js";
+
+/**
+ * `sluice query`: SQL with DuckDB over exactly the verified parts, with --hot over both tiers
+ * (each row once, whatever cleanup has done), read-only and confined to the archive.
+ */
+const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
+const DAYS = ["2025-10-11", "2025-10-12", "2025-10-13"];
+const dir = mkdtempSync(join(tmpdir(), "sluice-query-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function sluice(env: Record<string, string>, ...args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    encoding: "utf8",
+    env: { ...process.env, ...env },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+const ndjson = (text: string) =>
+  text
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+const PER_DAY =
+  "SELECT CAST(date AS VARCHAR) AS date, COUNT(*) AS n, SUM(id) AS ids, SUM(duration_ms) AS ms FROM traffic_events GROUP BY date ORDER BY date";
+
+describe("sluice query on a folder store", () => {
+  const env = {
+    SLUICE_DB: `sqlite:${join(dir, "hot.db")}`,
+    SLUICE_STORE: `file:${join(dir, "archive")}`,
+  };
+  let before: Record<string, unknown>[] = [];
+  beforeAll(() => {
+    expect(existsSync(CLI), "run npm run build").toBe(true);
+    expect(sluice(env, "prepare-data", "--date=2025-10-13", "--days=3", "--count=4000").code).toBe(
+      0,
+    );
+    const hot = new Database(join(dir, "hot.db"), { readonly: true });
+    before = hot
+      .prepare(
+        "SELECT event_date AS date, COUNT(*) AS n, SUM(id) AS ids, SUM(duration_ms) AS ms FROM traffic_events GROUP BY event_date ORDER BY event_date",
+      )
+      .all() as Record<string, unknown>[];
+    hot.close();
+  });
+
+  it("reads exactly the verified parts; --hot adds the rest, each row once at every step of cleanup", () => {
+    expect(sluice(env, "archive", `--date=${DAYS[0]}`).code).toBe(0);
+    expect(sluice(env, "archive", `--date=${DAYS[1]}`).code).toBe(0);
+    const archived = sluice(env, "--json", "query", PER_DAY);
+    expect(archived.code, archived.stderr).toBe(0);
+    expect(ndjson(archived.stdout)).toEqual(before.slice(0, 2));
+    // Archived, not cleaned: the hot copies of archived rows are not counted twice.
+    const both = sluice(env, "--json", "query", "--hot", PER_DAY);
+    expect(ndjson(both.stdout)).toEqual(before);
+    // Half-way through a cleanup, and after it.
+    const half = sluice(env, "cleanup", `--date=${DAYS[0]}`, "--batch=1000", "--budget-ms=1");
+    expect(half.code, half.stderr).toBe(0);
+    expect(ndjson(sluice(env, "--json", "query", "--hot", PER_DAY).stdout)).toEqual(before);
+    expect(sluice(env, "cleanup", `--date=${DAYS[0]}`).code).toBe(0);
+    expect(sluice(env, "cleanup", `--date=${DAYS[1]}`).code).toBe(0);
+    expect(ndjson(sluice(env, "--json", "query", "--hot", PER_DAY).stdout)).toEqual(before);
+    // --from/--to take only those days' parts.
+    const one = sluice(env, "--json", "query", `--from=${DAYS[1]}`, `--to=${DAYS[1]}`, PER_DAY);
+    expect(ndjson(one.stdout)).toEqual([before[1]]);
+    // A table for a person, CSV for a spreadsheet.
+    const table = sluice(env, "query", PER_DAY);
+    expect(table.stdout).toMatch(/^date\s+n\s+ids\s+ms\n-+/);
+    expect(table.stdout).toMatch(/\(2 rows\)\n$/);
+    const csv = sluice(env, "query", "--csv", "SELECT 'a,b' AS x, 1 AS y");
+    expect(csv.stdout).toBe('x,y\n"a,b",1\n');
+  });
+
+  it("--out writes Parquet that DuckDB reads back as the same rows", async () => {
+    const file = join(dir, "per-day.parquet");
+    const r = sluice(env, "query", "--hot", "--out", file, PER_DAY);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/wrote 3 rows/);
+    const duck = await (await DuckDBInstance.create(":memory:")).connect();
+    const read = await duck.runAndReadAll(
+      `SELECT date, n::INTEGER AS n, ids::BIGINT AS ids, ms::BIGINT AS ms FROM '${file}' ORDER BY date`,
+    );
+    const rows = read.getRowObjects().map((x) => ({ ...x, ids: Number(x.ids), ms: Number(x.ms) }));
+    expect(rows).toEqual(before);
+  });
+
+  for (const [name, sql, message] of [
+    ["bad SQL", "SELEC 1", /Parser Error: syntax error at or near "SELEC"/],
+    ["an unknown table", "SELECT * FROM nope", /Table with name nope does not exist/],
+    ["a write", "CREATE TABLE t AS SELECT 1", /runs only a SELECT/],
+    ["two statements", "SELECT 1; SELECT 2", /exactly one SELECT statement \(found 2\)/],
+    ["ATTACH", "ATTACH '/tmp/x.db'", /runs only a SELECT/],
+    ["a file outside the archive", "SELECT * FROM read_csv('/etc/passwd')", /Permission Error/],
+    ["a setting changed", "SET enable_external_access = true", /runs only a SELECT/],
+  ] as const) {
+    it(`${name}: exits 2 with DuckDB's or sluice's own words, and nothing runs`, () => {
+      const r = sluice(env, "query", sql);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stdout).toBe("");
+    });
+  }
+});
+
+describe("sluice query on an S3-protocol store", () => {
+  let s3: S3Server;
+  const cache = join(dir, "cache");
+  let env: Record<string, string>;
+  beforeAll(async () => {
+    s3 = await startS3rver(["arch"]);
+    env = {
+      SLUICE_DB: `sqlite:${join(dir, "s3-hot.db")}`,
+      SLUICE_STORE: s3.storeUrl("arch", "pv"),
+      SLUICE_CACHE: cache,
+    };
+    expect(sluice(env, "prepare-data", "--date=2025-10-13", "--days=3", "--count=3000").code).toBe(
+      0,
+    );
+    for (const d of DAYS) expect(sluice(env, "archive", `--date=${d}`).code).toBe(0);
+  });
+  afterAll(() => s3?.stop());
+
+  const cached = () => {
+    const out: string[] = [];
+    const walk = (d: string) => {
+      if (!existsSync(d)) return;
+      for (const e of readdirSync(d, { withFileTypes: true })) {
+        if (e.isDirectory()) walk(join(d, e.name));
+        else out.push(join(d, e.name));
+      }
+    };
+    walk(cache);
+    return out.sort();
+  };
+
+  it("fetches only the days asked for into the cache, checked, and reads them from there next time", () => {
+    const one = sluice(env, "--json", "query", `--from=${DAYS[2]}`, PER_DAY);
+    expect(one.code, one.stderr).toBe(0);
+    expect(ndjson(one.stdout).map((r) => r.n)).toEqual([3000]);
+    expect(cached()).toHaveLength(1);
+    expect(cached()[0]).toMatch(/traffic_events\/date=2025-10-13\/part-0000-[0-9a-f]+\.jsonl\.gz$/);
+    const all = sluice(env, "--json", "query", PER_DAY);
+    expect(ndjson(all.stdout).map((r) => r.n)).toEqual([3000, 3000, 3000]);
+    expect(cached()).toHaveLength(3);
+  });
+
+  it("an object changed in the store fails the download's sha256 check: exit 1, not a wrong answer", async () => {
+    rmSync(cache, { recursive: true, force: true });
+    const hot = new Database(join(dir, "s3-hot.db"), { readonly: true });
+    const { object_key: key } = hot
+      .prepare("SELECT object_key FROM archive_parts WHERE date = ?")
+      .get(DAYS[0]) as { object_key: string };
+    hot.close();
+    await s3.client.send(
+      new PutObjectCommand({ Bucket: "arch", Key: `pv/${key}`, Body: Buffer.from("tampered") }),
+    );
+    const r = sluice(env, "query", `--to=${DAYS[0]}`, PER_DAY);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/downloaded 8 bytes with sha256 [0-9a-f]{64}; the ledger has/);
+    expect(cached()).toEqual([]);
+  });
+
+  it("past its cap the least recently used parts go, never the ones the query reads", async () => {
+    const { PartCache } = await import("../src/node/query/part-cache.js");
+    const { openStore } = await import("../src/node/open.js");
+    const store = await openStore(env.SLUICE_STORE as string);
+    const hot = new Database(join(dir, "s3-hot.db"), { readonly: true });
+    const { toPart } = await import("../src/core/archive/ledger/records.js");
+    const parts = (
+      hot
+        .prepare("SELECT * FROM archive_parts WHERE date > ? ORDER BY date")
+        .all(DAYS[0]) as Record<string, unknown>[]
+    ).map(toPart);
+    hot.close();
+    const small = new PartCache(
+      join(dir, "small-cache"),
+      Math.max(...parts.map((p) => p.fileSize)),
+    );
+    const [older, newer] = await Promise.all(parts.map((p) => small.local(store, p)));
+    // The older part is the least recently used, but the query reads it: it stays.
+    expect(await small.evict(new Set([older as string]))).toBe(1);
+    expect(existsSync(older as string)).toBe(true);
+    expect(existsSync(newer as string)).toBe(false);
+    // Read again: fetched again, whole.
+    expect(statSync(await small.local(store, parts[1] as (typeof parts)[0])).size).toBe(
+      parts[1]?.fileSize,
+    );
+  });
+});
