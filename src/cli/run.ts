@@ -1,9 +1,4 @@
 import { type ErrorKind, InterruptedError, SluiceError, describeError } from "../core/errors.js";
-import { backlog, demo } from "./commands/backlog.js";
-import { archive, cleanup, restore, rollup, status, verify } from "./commands/partition.js";
-import { prepareData } from "./commands/prepare.js";
-import { query } from "./commands/query.js";
-import { serve } from "./commands/serve.js";
 import { type Io, PrintedFailure } from "./io.js";
 import type { CommandName, CommandOptions } from "./options.js";
 import { progressLine } from "./progress.js";
@@ -21,18 +16,24 @@ const EXIT: Record<ErrorKind, number> = {
   interrupted: 130,
 };
 
-const COMMANDS: { [K in CommandName]: (opts: CommandOptions[K], io: Io) => Promise<void> } = {
-  "prepare-data": prepareData,
-  archive,
-  verify,
-  rollup,
-  query,
-  restore,
-  status,
-  cleanup,
-  backlog,
-  serve,
-  demo,
+type Command<K extends CommandName> = (opts: CommandOptions[K], io: Io) => Promise<void>;
+
+/**
+ * Each command's module, loaded when it runs: `sluice archive` never loads the service (the
+ * HTTP app, metrics) nor DuckDB, which would only add to its memory.
+ */
+const COMMANDS: { [K in CommandName]: () => Promise<Command<K>> } = {
+  "prepare-data": async () => (await import("./commands/prepare.js")).prepareData,
+  archive: async () => (await import("./commands/partition.js")).archive,
+  verify: async () => (await import("./commands/partition.js")).verify,
+  rollup: async () => (await import("./commands/partition.js")).rollup,
+  query: async () => (await import("./commands/query.js")).query,
+  restore: async () => (await import("./commands/partition.js")).restore,
+  status: async () => (await import("./commands/partition.js")).status,
+  cleanup: async () => (await import("./commands/partition.js")).cleanup,
+  backlog: async () => (await import("./commands/backlog.js")).backlog,
+  serve: async () => (await import("./commands/serve.js")).serve,
+  demo: async () => (await import("./commands/backlog.js")).demo,
 };
 
 /** Run one command; prints one clear line and sets the exit code on failure. */
@@ -51,7 +52,8 @@ export async function runCli<K extends CommandName>(
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   try {
-    await COMMANDS[command](opts, { bar, signal: abort.signal });
+    const run = (await COMMANDS[command]()) as Command<K>;
+    await run(opts, { bar, signal: abort.signal });
   } catch (err) {
     bar.done();
     const why = abort.signal.aborted ? abort.signal.reason : err;

@@ -1,5 +1,5 @@
 import type { Connection as CallbackConnection } from "mysql2";
-import mysql from "mysql2/promise";
+import type mysql from "mysql2/promise";
 import { splitTableName } from "../../core/sql/ident.js";
 import type {
   Atomicity,
@@ -13,6 +13,7 @@ import type {
 import { DEFAULT_FETCH_SIZE } from "../../core/sql/source.js";
 import { sameInBinary } from "./binary.js";
 import { mysqlDialect } from "./dialect.js";
+import { mysqlDriver } from "./driver.js";
 
 type Conn = mysql.Pool | mysql.PoolConnection;
 
@@ -65,7 +66,7 @@ export class MysqlSource implements SqlSource {
     private readonly url: string,
     options: { statementTimeoutMs?: number } = {},
   ) {
-    this.pool = mysql.createPool({
+    this.pool = mysqlDriver().createPool({
       uri: url,
       connectionLimit: 4,
       // BIGINT as numbers while they are exact; larger ones as strings, never rounded.

@@ -1,5 +1,4 @@
-import pg from "pg";
-import Cursor from "pg-cursor";
+import type pg from "pg";
 import type {
   Atomicity,
   Column,
@@ -13,6 +12,7 @@ import type {
 import { DEFAULT_FETCH_SIZE } from "../../core/sql/source.js";
 import { unavailable, watch } from "./connection.js";
 import { postgresDialect } from "./dialect.js";
+import { postgresDriver as driver } from "./driver.js";
 import { postgresDayPartitions } from "./partitions.js";
 import { toDollarParams } from "./placeholders.js";
 
@@ -27,7 +27,7 @@ const types = {
         return Number.isSafeInteger(n) ? n : v;
       };
     }
-    return pg.types.getTypeParser(oid, format);
+    return driver().pg.types.getTypeParser(oid, format);
   },
 };
 
@@ -68,7 +68,7 @@ export class PostgresSource implements SqlSource {
     private readonly url: string,
     options: { statementTimeoutMs?: number; max?: number } = {},
   ) {
-    this.pool = new pg.Pool({
+    this.pool = new (driver().pg.Pool)({
       connectionString: url,
       max: options.max ?? 4,
       types,
@@ -113,7 +113,10 @@ export class PostgresSource implements SqlSource {
    * statements being stopped. A cancel that arrives after the statement ended does nothing.
    */
   private async cancelBackend(pid: number): Promise<void> {
-    const c = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 5000 });
+    const c = new (driver().pg.Client)({
+      connectionString: this.url,
+      connectionTimeoutMillis: 5000,
+    });
     c.on("error", () => undefined);
     try {
       await c.connect();
@@ -134,7 +137,7 @@ export class PostgresSource implements SqlSource {
     const signal = options.signal;
     const client = await this.connect();
     const health = watch(client);
-    const cursor = client.query(new Cursor(toDollarParams(sql), params as unknown[]));
+    const cursor = client.query(new (driver().Cursor)(toDollarParams(sql), params as unknown[]));
     let reading = false;
     let cancelled: Promise<void> | null = null;
     // Aborted while a fetch runs: the statement is stopped on the server, not just left.
