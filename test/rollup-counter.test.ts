@@ -1,0 +1,40 @@
+import { expect, it } from "vitest";
+import { RollupCounter, RollupTooLargeError } from "../src/core/archive/rollup.js";
+
+/** What a line's stats value is, read as the counter reads it, against JSON.parse's answer. */
+const where = { table: "t", date: "2025-10-13" };
+
+it("counts each line by its own member's value, whatever the line's shape, as JSON.parse reads it", () => {
+  const lines = [
+    '{"id":1,"path":"/a","n":2}', // PostgreSQL, SQLite: no spaces
+    '{"id": 2, "path": "/a", "n": 2}', // MySQL's JSON_OBJECT
+    '{"path":"/b","id":3}', // the member first
+    '{"id":4,"note":"\\"path\\":\\"/x\\"","path":"/b"}', // the member's text inside a string first
+    '{"id":5,"path":"/c\\"q\\""}', // an escape in the value: parsed
+    '{"id":6,"meta":{"path":"/nested"},"path":"/d"}', // a nested object with the same member
+    '{"id":7,"path":null}',
+    '{"id":8,"path":42}',
+    '{"id":9,"path":"/\\u00e9"}',
+    '{"id":10,"path":"/é"}',
+  ];
+  const c = new RollupCounter("path", where);
+  for (const l of lines) c.add(l);
+  const expected = new Map<string | null, number>();
+  for (const l of lines) {
+    const v = (JSON.parse(l) as { path: unknown }).path;
+    const k = v === null ? null : typeof v === "string" ? v : JSON.stringify(v);
+    expected.set(k, (expected.get(k) ?? 0) + 1);
+  }
+  expect(c.rollup()).toEqual({ counts: expected, total: lines.length });
+  expect(c.counts.get("/é")).toBe(2);
+  expect(c.counts.get("42")).toBe(1);
+});
+
+it("refuses more distinct values than a rollup keeps, naming the table and the way out", () => {
+  const c = new RollupCounter("path", where, 3);
+  for (const p of ["/a", "/b", "/c", "/a"]) c.add(`{"id":1,"path":"${p}"}`);
+  expect(() => c.add('{"id":2,"path":"/d"}')).toThrow(RollupTooLargeError);
+  expect(() => c.add('{"id":2,"path":"/d"}')).toThrow(
+    /more than 3 distinct values of 'path'.*SLUICE_ROLLUPS=off/,
+  );
+});
