@@ -50,6 +50,16 @@ function part(n: number): PartRecord {
   };
 }
 
+/** A part's rows counted by path: what verification writes beside its mark. */
+const ROLLUP = {
+  counts: new Map<string | null, number>([
+    ["/a", 6],
+    ["/b", 3],
+    [null, 1],
+  ]),
+  total: 10,
+};
+
 interface World {
   source: SqlSource;
   ledger: Ledger;
@@ -92,6 +102,7 @@ async function world(kind: "sqlite" | "d1", state = "archiving"): Promise<World>
         lease_expires_at: null,
       })),
       parts: await source.query("SELECT * FROM archive_parts ORDER BY part"),
+      rollups: await source.query("SELECT * FROM archive_rollups ORDER BY part, path"),
       hot: await source.query("SELECT * FROM hot ORDER BY id"),
     }),
   };
@@ -103,6 +114,8 @@ const writes: [string, (w: World, l: Lease) => Promise<unknown>, string?][] = [
   ["setPendingObject", (w, l) => w.ledger.setPendingObject(l, `${T}/x.jsonl.gz`)],
   ["recordPart", (w, l) => w.ledger.recordPart(l, part(1))],
   ["markPartVerified", (w, l) => w.ledger.markPartVerified(l, 0)],
+  ["markPartVerified with its rollup", (w, l) => w.ledger.markPartVerified(l, 0, ROLLUP)],
+  ["recordRollup", (w, l) => w.ledger.recordRollup(l, 0, ROLLUP)],
   ["recordChunkDigests", (w, l) => w.ledger.recordChunkDigests(l, 0, 1024, "c".repeat(64))],
   [
     "addCleaned",
@@ -175,6 +188,37 @@ describe("the D1 cleanup batch", () => {
     expect(await w.ledger.parts(T, D)).toMatchObject([{ cleanedCount: 5, cleanupCursor: 6 }]);
     expect(await w.ledger.get(T, D)).toMatchObject({ state: "cleaning", cleanedCount: 5 });
   });
+});
+
+describe("a part's rollup, on SQLite and on D1", () => {
+  for (const kind of ["sqlite", "d1"] as const) {
+    it(`${kind}: written with the verified mark, replacing the part's old counts`, async () => {
+      const w = await world(kind);
+      await w.ledger.markPartVerified(w.holder, 0, ROLLUP);
+      await w.ledger.markPartVerified(w.holder, 0, ROLLUP);
+      expect(await w.ledger.rollupTotals(T, D)).toEqual(new Map([[0, 10]]));
+      const rows = await w.source.query("SELECT path, views FROM archive_rollups ORDER BY views");
+      expect(rows).toEqual([
+        { path: null, views: 1 },
+        { path: "/b", views: 3 },
+        { path: "/a", views: 6 },
+      ]);
+      expect((await w.ledger.parts(T, D))[0]).toMatchObject({ rollupRows: 10 });
+    });
+
+    it(`${kind}: all or nothing: counts the database refuses leave the part unverified, with none`, async () => {
+      const w = await world(kind);
+      await w.source.execute(
+        "CREATE TRIGGER no_counts BEFORE INSERT ON archive_rollups WHEN NEW.path = '/b' BEGIN SELECT RAISE(ABORT, 'no counts today'); END",
+      );
+      const before = await w.tables();
+      await expect(w.ledger.markPartVerified(w.holder, 0, ROLLUP)).rejects.toThrow(
+        /no counts today/,
+      );
+      expect(await w.tables()).toEqual(before);
+      expect((await w.ledger.parts(T, D))[0]).toMatchObject({ verifiedAt: null, rollupRows: null });
+    });
+  }
 });
 
 describe("recording a part, on SQLite and on D1", () => {
