@@ -346,6 +346,32 @@ describe("sluice CLI", () => {
       sql.close();
     }
   });
+
+  it("rollup --all rebuilds the rollups of every cleaned date archived before rollups were kept, only those", () => {
+    const d = "2025-10-09";
+    expect(sluice(["prepare-data", "--count=900", `--date=${d}`]).code).toBe(0);
+    expect(sluice(["archive", `--date=${d}`]).code).toBe(0);
+    expect(sluice(["cleanup", `--date=${d}`]).code).toBe(0);
+    const sql = new Database(db);
+    try {
+      // As an archive written before rollups: no counts, no rollup_rows; its rows long deleted.
+      sql.prepare("UPDATE archive_parts SET rollup_rows = NULL WHERE date = ?").run(d);
+      sql.prepare("DELETE FROM archive_rollups WHERE date = ?").run(d);
+      const r = sluice(["--json", "rollup", "--all"]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toEqual({
+        ok: true,
+        partitions: [{ date: d, ok: true, parts: 1, rows: 900 }],
+      });
+      const [n] = sql
+        .prepare("SELECT SUM(views) AS n FROM archive_rollups WHERE date = ?")
+        .all(d) as { n: number }[];
+      expect(n?.n).toBe(900);
+      expect(sluice(["rollup", "--all"]).stdout).toMatch(/every archived part has its rollup/);
+    } finally {
+      sql.close();
+    }
+  });
 });
 
 const server = await postgresDb();

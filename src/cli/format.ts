@@ -135,6 +135,15 @@ export function describeRolledUp(table: string, date: string, parts: PartRecord[
   return `rebuilt the rollups of ${plural(parts.length, "part")} of ${table} ${date} from the verified archive: ${fmt(rows)} rows counted, equal to the manifests`;
 }
 
+/** What `rollup --all` rebuilt, a line per partition. */
+export function describeRolledUpAll(table: string, results: readonly VerifyResult[]): string {
+  if (results.length === 0) return `${table}: every archived part has its rollup`;
+  return describeVerifiedAll(table, results).replace(
+    /verified, (\d+) failed$/,
+    "rolled up, $1 failed",
+  );
+}
+
 /** What `verify --all` found, a line per partition. */
 export function describeVerifiedAll(table: string, results: readonly VerifyResult[]): string {
   if (results.length === 0) return `${table}: no archived partitions to verify`;

@@ -120,8 +120,9 @@ program
   .description(
     "rebuild a date's stats rollups (rows per path) from its stored archive, read back and verified again",
   )
-  .requiredOption("--date <YYYY-MM-DD>", "the partition (required)")
-  .addHelpText("after", example("sluice rollup --date 2025-10-13"))
+  .option("--date <YYYY-MM-DD>", "the partition")
+  .option("--all", "every partition with a part that has no rollup (archived before rollups)")
+  .addHelpText("after", example("sluice rollup --date 2025-10-13", "sluice rollup --all"))
   .action((_o, cmd) => runCli("rollup", cmd.optsWithGlobals()));
 
 program

@@ -84,7 +84,7 @@ export interface CommandOptions {
   "prepare-data": PrepareOptions;
   archive: DateOptions;
   verify: VerifyOptions;
-  rollup: DateOptions;
+  rollup: VerifyOptions;
   query: QueryCliOptions;
   restore: RestoreCliOptions;
   status: StatusOptions;

@@ -5,6 +5,7 @@ import {
   cleanupDate,
   partitionStatus,
   restoreDate,
+  rollupAll,
   rollupDate,
   verifyAll,
   verifyDate,
@@ -20,6 +21,7 @@ import {
   describeList,
   describeRestored,
   describeRolledUp,
+  describeRolledUpAll,
   describeStatus,
   describeVerified,
   describeVerifiedAll,
@@ -87,9 +89,29 @@ export async function verify(opts: VerifyOptions, io: Io): Promise<void> {
   });
 }
 
-/** rollup: rebuild a date's stats counts from its stored archive, verified again. */
-export async function rollup(opts: DateOptions, io: Io): Promise<void> {
+/** rollup: rebuild a date's stats counts from its stored archive (every date's lacking them with --all). */
+export async function rollup(opts: VerifyOptions, io: Io): Promise<void> {
+  if ((opts.date === undefined) === !opts.all) {
+    throw new BadInputError("give either --date YYYY-MM-DD or --all");
+  }
   const config = configFrom(opts);
+  if (opts.all) {
+    await withContext(config, io, async ({ ctx, owner }) => {
+      const results = await rollupAll(ctx, owner, io.signal);
+      io.bar.done();
+      const failed = results.filter((r) => !r.ok);
+      print(opts, describeRolledUpAll(ctx.spec.table, results), {
+        ok: failed.length === 0,
+        partitions: results,
+      });
+      if (failed.length) {
+        throw new PrintedFailure(
+          `${failed.length} of ${results.length} partitions' rollups could not be rebuilt (${failed.map((r) => r.date).join(", ")}); each is recorded in the ledger`,
+        );
+      }
+    });
+    return;
+  }
   const date = parsePartitionDate(opts.date);
   await withContext(config, io, async ({ ctx, owner }) => {
     const parts = await rollupDate(ctx, owner, date);

@@ -166,17 +166,45 @@ export interface VerifyResult {
  * whose lease another job holds) is reported and, by verifyDate, recorded in the ledger; the
  * others go on. An unreachable database stops it all.
  */
-export async function verifyAll(
+export function verifyAll(
   ctx: JobContext,
   owner: string,
   signal?: AbortSignal,
 ): Promise<VerifyResult[]> {
+  return eachArchivedDate(ctx, signal, (date) => verifyDate(ctx, owner, date));
+}
+
+/**
+ * Rebuild the rollups of every partition with a part that has none (archived before rollups
+ * were kept), each as rollupDate does; failures are reported and the others go on.
+ */
+export function rollupAll(
+  ctx: JobContext,
+  owner: string,
+  signal?: AbortSignal,
+): Promise<VerifyResult[]> {
+  return eachArchivedDate(
+    ctx,
+    signal,
+    (date) => rollupDate(ctx, owner, date),
+    async (date) =>
+      (await ctx.ledger.parts(ctx.spec.table, date)).some((p) => p.rollupRows === null),
+  );
+}
+
+/** `job` for each partition with parts (that `wanted` picks), each outcome reported. */
+async function eachArchivedDate(
+  ctx: JobContext,
+  signal: AbortSignal | undefined,
+  job: (date: string) => Promise<PartRecord[]>,
+  wanted: (date: string) => Promise<boolean> = async () => true,
+): Promise<VerifyResult[]> {
   const results: VerifyResult[] = [];
   for (const rec of await ctx.ledger.list(ctx.spec.table)) {
-    if (rec.partCount === 0) continue;
+    if (rec.partCount === 0 || !(await wanted(rec.date))) continue;
     signal?.throwIfAborted();
     try {
-      const parts = await verifyDate(ctx, owner, rec.date);
+      const parts = await job(rec.date);
       const rows = parts.reduce((n, p) => n + p.eventCount, 0);
       results.push({ date: rec.date, ok: true, parts: parts.length, rows });
     } catch (err) {
