@@ -27,6 +27,8 @@ export default defineConfig({
       "test/trace-http.test.ts",
       "test/qualified-tables.test.ts",
       "test/cleanup-resume.test.ts",
+      "test/rollup-counter.test.ts",
+      "test/stats-tiers.test.ts",
     ],
     testTimeout: 120_000,
     hookTimeout: 120_000,
