@@ -1,6 +1,7 @@
 import type { JobContext } from "../../core/archive/context.js";
 import { planArchive, planCleanup } from "../../core/archive/dry-run.js";
 import {
+  type VerifyResult,
   archiveDate,
   cleanupDate,
   partitionStatus,
@@ -58,69 +59,75 @@ export async function archive(opts: DateOptions, io: Io): Promise<void> {
 }
 
 /** verify: read every part of the date (or of every archived date) back and prove it. */
-export async function verify(opts: VerifyOptions, io: Io): Promise<void> {
-  if ((opts.date === undefined) === !opts.all) {
-    throw new BadInputError("give either --date YYYY-MM-DD or --all");
-  }
-  const config = configFrom(opts);
-  if (opts.all) {
-    await withContext(config, io, async ({ ctx, owner }) => {
-      const results = await verifyAll(ctx, owner, io.signal);
-      io.bar.done();
-      const failed = results.filter((r) => !r.ok);
-      print(opts, describeVerifiedAll(ctx.spec.table, results), {
-        ok: failed.length === 0,
-        partitions: results,
-      });
-      if (failed.length) {
-        // Already printed in full; the exit code and one line say it failed.
-        throw new PrintedFailure(
-          `${failed.length} of ${results.length} partitions failed verification (${failed.map((r) => r.date).join(", ")}); each is recorded in the ledger`,
-        );
-      }
-    });
-    return;
-  }
-  const date = parsePartitionDate(opts.date);
-  await withContext(config, io, async ({ ctx, owner }) => {
-    const parts = await verifyDate(ctx, owner, date);
-    io.bar.done();
-    print(opts, describeVerified(ctx.spec.table, date, parts), { ok: true, date, parts });
+export function verify(opts: VerifyOptions, io: Io): Promise<void> {
+  return dateOrAll(opts, io, {
+    all: verifyAll,
+    describeAll: describeVerifiedAll,
+    failed: "failed verification",
+    one: async (ctx, owner, date) => {
+      const parts = await verifyDate(ctx, owner, date);
+      return [describeVerified(ctx.spec.table, date, parts), { ok: true, date, parts }];
+    },
   });
 }
 
-/** rollup: rebuild a date's stats counts from its stored archive (every date's lacking them with --all). */
-export async function rollup(opts: VerifyOptions, io: Io): Promise<void> {
+/** rollup: rebuild a date's stats counts from its stored archive (every date lacking them with --all). */
+export function rollup(opts: VerifyOptions, io: Io): Promise<void> {
+  return dateOrAll(opts, io, {
+    all: rollupAll,
+    describeAll: describeRolledUpAll,
+    failed: "could not have their rollups rebuilt",
+    one: async (ctx, owner, date) => {
+      const parts = await rollupDate(ctx, owner, date);
+      const json = parts.map((p) => ({
+        part: p.part,
+        rows: p.eventCount,
+        rollupRows: p.rollupRows,
+      }));
+      return [describeRolledUp(ctx.spec.table, date, parts), { ok: true, date, parts: json }];
+    },
+  });
+}
+
+/**
+ * A command on one --date, or with --all on many partitions: each reported, and the exit code
+ * and one line say when any failed (each failure is recorded in the ledger).
+ */
+async function dateOrAll(
+  opts: VerifyOptions,
+  io: Io,
+  run: {
+    all(ctx: JobContext, owner: string, signal: AbortSignal): Promise<VerifyResult[]>;
+    describeAll(table: string, results: readonly VerifyResult[]): string;
+    failed: string;
+    one(ctx: JobContext, owner: string, date: string): Promise<[string, unknown]>;
+  },
+): Promise<void> {
   if ((opts.date === undefined) === !opts.all) {
     throw new BadInputError("give either --date YYYY-MM-DD or --all");
   }
   const config = configFrom(opts);
-  if (opts.all) {
-    await withContext(config, io, async ({ ctx, owner }) => {
-      const results = await rollupAll(ctx, owner, io.signal);
-      io.bar.done();
-      const failed = results.filter((r) => !r.ok);
-      print(opts, describeRolledUpAll(ctx.spec.table, results), {
-        ok: failed.length === 0,
-        partitions: results,
-      });
-      if (failed.length) {
-        throw new PrintedFailure(
-          `${failed.length} of ${results.length} partitions' rollups could not be rebuilt (${failed.map((r) => r.date).join(", ")}); each is recorded in the ledger`,
-        );
-      }
-    });
-    return;
-  }
-  const date = parsePartitionDate(opts.date);
+  const date = opts.all ? null : parsePartitionDate(opts.date);
   await withContext(config, io, async ({ ctx, owner }) => {
-    const parts = await rollupDate(ctx, owner, date);
+    if (date !== null) {
+      const [human, json] = await run.one(ctx, owner, date);
+      io.bar.done();
+      print(opts, human, json);
+      return;
+    }
+    const results = await run.all(ctx, owner, io.signal);
     io.bar.done();
-    print(opts, describeRolledUp(ctx.spec.table, date, parts), {
-      ok: true,
-      date,
-      parts: parts.map((p) => ({ part: p.part, rows: p.eventCount, rollupRows: p.rollupRows })),
+    const failed = results.filter((r) => !r.ok);
+    print(opts, run.describeAll(ctx.spec.table, results), {
+      ok: failed.length === 0,
+      partitions: results,
     });
+    if (failed.length) {
+      // Already printed in full; the exit code and one line say it failed.
+      throw new PrintedFailure(
+        `${failed.length} of ${results.length} partitions ${run.failed} (${failed.map((r) => r.date).join(", ")}); each is recorded in the ledger`,
+      );
+    }
   });
 }
 
