@@ -67,6 +67,19 @@ describe("the day of a rendered value", () => {
     expect(dayOfValue(berlin, "2025-10-12 18:00:00-04:00")).toBe("2025-10-13");
   });
 
+  it("reads offsets with minutes, with or without a colon, either side of UTC", () => {
+    const utc = { kind: "timestamp", aware: true, timeZone: "UTC" } as const;
+    // 05:29 at +05:30 is 23:59 the day before in UTC; 05:30 is midnight.
+    expect(dayOfValue(utc, "2025-10-13T05:29:00+05:30")).toBe("2025-10-12");
+    expect(dayOfValue(utc, "2025-10-13T05:30:00+0530")).toBe("2025-10-13");
+    // 19:29 at -04:30 is 23:59 in UTC; 19:30 is the next midnight.
+    expect(dayOfValue(utc, "2025-10-12T19:29:59-04:30")).toBe("2025-10-12");
+    expect(dayOfValue(utc, "2025-10-12T19:30:00-0430")).toBe("2025-10-13");
+    // Hours only: -05 is 5 hours behind.
+    expect(dayOfValue(utc, "2025-10-12 19:00:00-05")).toBe("2025-10-13");
+    expect(dayOfValue(utc, "2025-10-12 18:59:59.999999-05")).toBe("2025-10-12");
+  });
+
   it("reads wall-clock times by their date part, and refuses a non-UTC offset on them", () => {
     expect(dayOfValue(wall, "2025-10-13T23:59:59.999999")).toBe("2025-10-13");
     expect(dayOfValue(wall, "2025-10-13 00:00:00")).toBe("2025-10-13");
@@ -109,6 +122,19 @@ describe("the condition that reads one day", () => {
     expect(of("sqlite", "TIMESTAMP", "UTC")).toMatchObject({ kind: "timestamp", aware: false });
     expect(() => of("sqlite", "DATETIME")).toThrow(/SLUICE_PARTITION_TIME_ZONE=UTC/);
     expect(() => of("postgres", "bigint")).toThrow(BadInputError);
+    // A timestamp only at the start of the type's name: integers named so are refused.
+    expect(() => of("sqlite", "EPOCH_TIMESTAMP", "UTC")).toThrow(BadInputError);
+    expect(() => of("sqlite", "UNIX_DATETIME", "UTC")).toThrow(BadInputError);
+    expect(of("postgres", "timestamptz(3)")).toMatchObject({ kind: "timestamp", aware: true });
+    expect(of("postgres", "timestamp(3) without time zone")).toMatchObject({ aware: false });
+    expect(of("mysql", "datetime")).toMatchObject({ aware: false });
+    // SQLite's wall-clock text in another zone is refused, naming the column and its type.
+    expect(() => of("sqlite", "DATETIME")).toThrow(
+      "partition column 'c' is DATETIME in SQLite, read as UTC text: days in 'Europe/Berlin' need a time zone in the values",
+    );
+    expect(() => of("postgres", "bigint")).toThrow(
+      "partition column 'c' is bigint: sluice partitions by a DATE, a YYYY-MM-DD text or a timestamp column",
+    );
   });
 });
 
