@@ -28,6 +28,7 @@ export default defineConfig({
       "test/qualified-tables.test.ts",
       "test/cleanup-resume.test.ts",
       "test/rollup-counter.test.ts",
+      "test/row-lines.test.ts",
       "test/stats-tiers.test.ts",
     ],
     testTimeout: 120_000,
