@@ -31,6 +31,16 @@ it("renders the key first, then the table's order, every kind of value as restor
   expect(lines.line(row)).toBe(
     '{"id":9007199254740993,"payload":"AP8Q","2":7,"at":"2025-10-13T01:02:03.004Z","note":null}',
   );
+  // The same with nothing to convert: a JS object would still put "2" before "id".
+  const plain = rowLines(
+    mysqlDialect,
+    [
+      { name: "id", type: "int" },
+      { name: "2", type: "int" },
+    ],
+    "id",
+  );
+  expect(plain.line({ id: 1, 2: 7 })).toBe('{"id":1,"2":7}');
   expect(lines.key({ id: 5 })).toBe(5);
   expect(lines.select("SELECT 1", true)).toBe("SELECT 1");
 });
