@@ -251,3 +251,33 @@ describe("SQLite: partitions by timestamp text", () => {
     ).toThrow(/SLUICE_PARTITION_TIME_ZONE/);
   });
 });
+
+/**
+ * A delete batch binds its keys and the day's condition: two bounds for a timestamp day, one
+ * for a date. A batch asked larger than the database's parameter limit must still fit both
+ * (SQLite binds at most 32,766; mysql2 writes MariaDB's values into the statement's text).
+ */
+describe("a delete batch as large as the parameter limit allows, on a timestamp day", () => {
+  it("SQLite (a key list where the range holds a row no part holds): 32,770 rows with --batch-size 100000", async () => {
+    const db = sqliteDb(mkdtempSync(join(dir, "sqlite-big-")));
+    try {
+      await db.run("CREATE TABLE sbig (id INTEGER PRIMARY KEY, at TIMESTAMP NOT NULL)");
+      await db.run(
+        "INSERT INTO sbig WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 32771) SELECT i, '2025-10-13 12:00:00' FROM s WHERE i <> 100",
+      );
+      const c = await open(db, "sbig", "at");
+      try {
+        await archiveDate(c.ctx, c.owner, "2025-10-13");
+        // A key inside the archived range that no part holds: the delete names its keys.
+        await db.run("INSERT INTO sbig VALUES (100, '2025-10-13 13:00:00')");
+        const out = await cleanupDate(c.ctx, c.owner, "2025-10-13", { batchSize: 100_000 });
+        expect(out).toMatchObject({ complete: true, deleted: 32_770 });
+        expect(await db.query("SELECT id FROM sbig")).toEqual([{ id: 100 }]);
+      } finally {
+        await c.close();
+      }
+    } finally {
+      await db.close();
+    }
+  });
+});

@@ -8,11 +8,13 @@ import {
 import { CHUNK_BYTES } from "./chunks.js";
 import { type Archived, d1Batch, txBatch } from "./cleanup-batch.js";
 import type { JobContext } from "./context.js";
+import { dayCondition } from "./days.js";
 import { dropArchivedPartition } from "./drop-partition.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
 import { cleanupBlock } from "./ledger/states.js";
 import { tableLines } from "./pages.js";
+import { dayColumn } from "./partition.js";
 import { checkRollups } from "./rollup.js";
 import { countInRange, scanPart } from "./verify.js";
 
@@ -101,12 +103,13 @@ export async function cleanupPartition(
   const lines = await tableLines(ctx);
   const d1 = source.atomicity.kind === "batches";
   const deleteBatch = d1 ? d1Batch(ctx, lines, date) : txBatch(ctx, lines, date);
-  // Keys bound per statement: an IN-list of them besides the date, where one is used.
+  // Keys bound per statement: an IN-list of them besides the day's bounds, where one is used.
+  const dayParams = dayCondition("", dayColumn(spec), date).params.length;
   const batchSize = Math.max(
     1,
     d1 || source.dialect.keyIn
       ? (options.batchSize ?? DEFAULT_DELETE_BATCH)
-      : Math.min(options.batchSize ?? DEFAULT_DELETE_BATCH, source.dialect.maxParams - 1),
+      : Math.min(options.batchSize ?? DEFAULT_DELETE_BATCH, source.dialect.maxParams - dayParams),
   );
   const total = parts.reduce((n, p) => n + p.eventCount, 0);
   let deleted = 0;
