@@ -5,7 +5,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import Database from "better-sqlite3";
 import { afterAll, expect, it } from "vitest";
 import { archiveDate, cleanupDate } from "../src/core/archive/jobs.js";
-import { CleanupIncompleteError, VerificationError } from "../src/core/errors.js";
+import { CleanupIncompleteError, RowsChangedError, VerificationError } from "../src/core/errors.js";
 import { putBytes } from "../src/core/store.js";
 import { loadConfig } from "../src/node/config.js";
 import { type NodeContext, openContext } from "../src/node/context.js";
@@ -100,6 +100,53 @@ it("a part without chunk digests whose object changed since it was verified: no 
     );
     expect(hot(db)).toBe(500);
     expect((await c.ctx.ledger.parts("traffic_events", DAY))[0]?.chunkSha256).toBeNull();
+  } finally {
+    db.close();
+    await c.close();
+  }
+});
+
+it("rows changed since the archive, over two runs: every one counted and left, the first 20 keys named", async () => {
+  const { c, db } = await archived(300);
+  try {
+    // 25 rows changed: 20 in the first batch, 5 in the last.
+    db.exec(
+      "UPDATE traffic_events SET path = path || '?changed' WHERE id BETWEEN 11 AND 30 OR id BETWEEN 281 AND 285",
+    );
+    const stopped = await cleanupDate(c.ctx, c.owner, DAY, { batchSize: 40, maxBatches: 1 });
+    expect(stopped).toMatchObject({ complete: false, deleted: 20 });
+    const err = await cleanupDate(c.ctx, c.owner, DAY, { batchSize: 40 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RowsChangedError);
+    const keys = Array.from({ length: 20 }, (_, i) => String(11 + i));
+    expect(err).toMatchObject({ changed: 25, keys, deleted: 275 });
+    expect(String(err)).toContain(`(keys ${keys.join(", ")}, ...)`);
+    const [part] = await c.ctx.ledger.parts("traffic_events", DAY);
+    expect(part).toMatchObject({ changedCount: 25, changedKeys: keys.join(",") });
+    expect(hot(db)).toBe(25);
+    expect(await c.ctx.ledger.get("traffic_events", DAY)).toMatchObject({ state: "failed" });
+  } finally {
+    db.close();
+    await c.close();
+  }
+});
+
+it("rows changed in two parts of a day: all counted, 20 keys named in all", async () => {
+  const { c, db } = await archived(100);
+  try {
+    // A late part: rows copied from the first ones under new keys, archived as part 1.
+    db.exec(
+      "INSERT INTO traffic_events SELECT id + 1000, event_date, ts, path, referrer, country, user_agent, status, duration_ms FROM traffic_events",
+    );
+    await archiveDate(c.ctx, c.owner, DAY);
+    expect(await c.ctx.ledger.parts("traffic_events", DAY)).toHaveLength(2);
+    db.exec(
+      "UPDATE traffic_events SET path = path || '?changed' WHERE id BETWEEN 1 AND 15 OR id BETWEEN 1001 AND 1015",
+    );
+    const err = await cleanupDate(c.ctx, c.owner, DAY).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RowsChangedError);
+    expect(err).toMatchObject({ changed: 30, deleted: 170 });
+    expect((err as RowsChangedError).keys).toHaveLength(20);
+    expect(hot(db)).toBe(30);
   } finally {
     db.close();
     await c.close();

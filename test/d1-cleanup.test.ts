@@ -64,6 +64,21 @@ describe("cleanup on D1 (one comparing DELETE per batch)", () => {
     expect(await ctx.ledger.get("ev", DAY)).toMatchObject({ cleaned: false, cleanedCount: 0 });
   });
 
+  it("a batch carries at most about 1 MiB of archived lines, whatever its row count (D1's 2 MB per value)", async () => {
+    const { ctx, db } = await d1(10);
+    db.prepare("UPDATE ev SET path = ? || path").run("x".repeat(300_000));
+    await archiveDate(ctx, "w:1:a", DAY);
+    // Four lines of 300 KB pass 1 MiB: the first batch stops there, not at 1000 rows.
+    const first = await cleanupDate(ctx, "w:1:b", DAY, { maxBatches: 1 });
+    expect(first).toMatchObject({ complete: false, deleted: 4, remaining: 6 });
+    expect(await cleanupDate(ctx, "w:1:b", DAY)).toMatchObject({
+      complete: true,
+      deleted: 6,
+      deletedTotal: 10,
+    });
+    expect(count(db)).toBe(0);
+  });
+
   it("deletes every archived row in batches, counts them exactly, and leaves the other date", async () => {
     const { ctx, db } = await d1(1000);
     await archiveDate(ctx, "w:1:a", DAY);
