@@ -44,7 +44,7 @@ it("rows the database kept are tried again by the next run: the cursor stops bef
     );
     // Stopped by its batch limit after the batch that kept row 7: the saved cursor is before it.
     const stopped = await cleanupDate(c.ctx, c.owner, DAY, { batchSize: 40, maxBatches: 2 });
-    expect(stopped).toMatchObject({ complete: false, deleted: 79 });
+    expect(stopped).toMatchObject({ complete: false, deleted: 79, remaining: 221 });
     const [mid] = await c.ctx.ledger.parts("traffic_events", DAY);
     expect(mid?.cleanupCursor ?? 0).toBeLessThan(7);
     const err = await cleanupDate(c.ctx, c.owner, DAY, { batchSize: 40 }).catch((e: unknown) => e);
@@ -147,6 +147,26 @@ it("rows changed in two parts of a day: all counted, 20 keys named in all", asyn
     expect(err).toMatchObject({ changed: 30, deleted: 170 });
     expect((err as RowsChangedError).keys).toHaveLength(20);
     expect(hot(db)).toBe(30);
+  } finally {
+    db.close();
+    await c.close();
+  }
+});
+
+it("a late part is cleaned on its own: the day's cleaned part is not read again (its object may be gone)", async () => {
+  const { c, db } = await archived(100);
+  try {
+    expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({ complete: true, deleted: 100 });
+    const [first] = await c.ctx.ledger.parts("traffic_events", DAY);
+    await c.ctx.store.delete(first?.objectKey as string);
+    await prepareTrafficData(c.ctx.source, { date: DAY, count: 50 });
+    await archiveDate(c.ctx, c.owner, DAY);
+    expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({
+      complete: true,
+      deleted: 50,
+      deletedTotal: 150,
+    });
+    expect(hot(db)).toBe(0);
   } finally {
     db.close();
     await c.close();
