@@ -1,4 +1,4 @@
-import { expect, it } from "vitest";
+import { afterEach, expect, it, vi } from "vitest";
 import { RollupCounter, RollupTooLargeError } from "../src/core/archive/rollup.js";
 
 /** What a line's stats value is, read as the counter reads it, against JSON.parse's answer. */
@@ -37,4 +37,49 @@ it("refuses more distinct values than a rollup keeps, naming the table and the w
   expect(() => c.add('{"id":2,"path":"/d"}')).toThrow(
     /more than 3 distinct values of 'path'.*SLUICE_ROLLUPS=off/,
   );
+});
+
+afterEach(() => vi.restoreAllMocks());
+
+it("reads a string or null member from the line's text, and parses every other line", () => {
+  const c = new RollupCounter("path", where);
+  const parse = vi.spyOn(JSON, "parse");
+  const simple = [
+    '{"id":1,"path":"/a","n":2}',
+    '{"id": 2, "path": "/a", "n": 2}',
+    '{"path":"/b","id":3}',
+    '{"id":4,"path":null}',
+    '{"id": 5, "path": null}',
+    '{"id":6,"path":"/é[1]"}',
+    '{"id":12,"xpath":"/no","path":"/a"}', // another member's name ends with the column's
+  ];
+  for (const l of simple) c.add(l);
+  expect(parse).not.toHaveBeenCalled();
+  const others = [
+    '{"id":7,"path":42}', // a number: as JSON.parse writes it back
+    '{"id":8,"path":1.50}',
+    '{"id":9,"path":true}',
+    '{"id":10,"path":"/q\\"x"}',
+    '{"id":11,"m":{"a":1},"path":"/a"}',
+    '{"id":13,"path" :"/a"}',
+  ];
+  for (const l of others) c.add(l);
+  expect(parse).toHaveBeenCalledTimes(others.length);
+  expect(Object.fromEntries(c.counts)).toEqual({
+    "/a": 5,
+    "/b": 1,
+    null: 2,
+    "/é[1]": 1,
+    "42": 1,
+    "1.5": 1,
+    true: 1,
+    '/q"x': 1,
+  });
+  expect(c.total).toBe(simple.length + others.length);
+});
+
+it("a line cut inside its value is parsed, and so refused", () => {
+  const c = new RollupCounter("path", where);
+  expect(() => c.add('{"id":1,"path":"/a}')).toThrow(SyntaxError);
+  expect(c.total).toBe(0);
 });
