@@ -333,6 +333,56 @@ describe.runIf(servers[0] !== null)("PostgreSQL declarative partitions", () => {
     }
   });
 
+  // The partition is read beside the archive 5,000 rows a page: these rows sit on later pages.
+  const keyAt = async (table: string, nth: number) =>
+    (
+      await db()
+        .rows(table, DAY)
+        .then((rows) => rows.map((r) => Number(r.id)).sort((a, b) => a - b))
+    )[nth - 1] as number;
+
+  it("drops a partition whose archived rows were partly deleted already, on any page", async () => {
+    const c = await partitioned("tp_gaps", "LIST (event_date)", [
+      `tp_gaps_a PARTITION OF tp_gaps FOR VALUES IN ('${DAY}')`,
+      `tp_gaps_b PARTITION OF tp_gaps FOR VALUES IN ('${OTHER}')`,
+    ]);
+    try {
+      await archiveDate(c.ctx, c.owner, DAY);
+      const gone = [await keyAt("tp_gaps", 5_000), await keyAt("tp_gaps", 12_000)];
+      await db().run(`DELETE FROM tp_gaps WHERE id IN (${gone.join(", ")})`);
+      expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({
+        method: "drop-partition",
+        deleted: 19_998,
+        complete: true,
+      });
+      expect(await exists("tp_gaps_a")).toBe(false);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("never drops a partition with a row changed on a later page; deletes the rest row by row", async () => {
+    const c = await partitioned("tp_late_page", "LIST (event_date)", [
+      `tp_late_page_a PARTITION OF tp_late_page FOR VALUES IN ('${DAY}')`,
+      `tp_late_page_b PARTITION OF tp_late_page FOR VALUES IN ('${OTHER}')`,
+    ]);
+    try {
+      await archiveDate(c.ctx, c.owner, DAY);
+      const gone = await keyAt("tp_late_page", 5_000);
+      const changed = await keyAt("tp_late_page", 15_000);
+      await db().run(`DELETE FROM tp_late_page WHERE id = ${gone}`);
+      await db().run(`UPDATE tp_late_page SET path = '/changed' WHERE id = ${changed}`);
+      const err = await cleanupDate(c.ctx, c.owner, DAY).catch((e: unknown) => e);
+      expect(String(err)).toMatch(
+        new RegExp(`changed since it was archived \\(keys ${changed}\\)`),
+      );
+      expect(await exists("tp_late_page_a")).toBe(true);
+      expect((await db().rows("tp_late_page", DAY)).map((r) => r.path)).toEqual(["/changed"]);
+    } finally {
+      await c.close();
+    }
+  });
+
   it("compares and drops the partition it finds under the lock, not one found before it", async () => {
     await db().run(`CREATE TABLE tp_swap (id BIGINT NOT NULL, event_date VARCHAR(10) NOT NULL,
       path VARCHAR(100) NOT NULL, PRIMARY KEY (event_date, id)) PARTITION BY LIST (event_date)`);
