@@ -42,6 +42,14 @@ describe("ContainerIds", () => {
     expect(ids.indexOf("批次-4")).toBe(-1);
   });
 
+  it("makes room for an id longer than the buffer doubled, given a capacity too small", () => {
+    const ids = new ContainerIds({ ids: 1, chars: 1 });
+    const long = ["x".repeat(100), "y".repeat(300), "批".repeat(700), "z"];
+    for (const id of long) ids.add(id);
+    expect([...ids]).toEqual(long);
+    for (const [i, id] of long.entries()) expect(ids.indexOf(id)).toBe(i);
+  });
+
   it("holds 200K ids outside V8's heap (invariant 1: a trace request's state is not heap objects)", () => {
     const gc = fullGc() as () => void;
     const n = 200_000;
@@ -144,6 +152,8 @@ describe("ContainerIds under hostile ids (invariant 10: no unseeded hash of requ
     const h = new KeyedHash();
     expect(h.string("C-1")).toBe(h.string("C-1"));
     expect(h.codes(new Uint8Array([67, 45, 49]), 0, 3)).toBe(h.string("C-1"));
+    // Only the code units in [start, end) count, not those around them in the buffer.
+    expect(h.codes(new Uint8Array([76, 67, 45, 49, 50]), 1, 4)).toBe(h.string("C-1"));
   });
 
   it("uses every character of a long id: keys grow past the first 64 positions, drawn in chunks", () => {
