@@ -73,6 +73,12 @@ for (const server of dbs) {
         return sum;
       }
 
+      /** The views of the last day, every path. */
+      async function dayTotal(stats: StatsReader): Promise<number> {
+        const top = await stats.topPaths(LAST, LAST, 10_000);
+        return top.paths.reduce((n, p) => n + p.views, 0);
+      }
+
       /** Both routes' answers over the whole range equal `kept`'s. */
       async function expectAnswer(stats: StatsReader, kept: Map<string, Answer>, step: string) {
         const top = await stats.topPaths(FIRST, LAST, 1000);
@@ -196,6 +202,41 @@ for (const server of dbs) {
           expect(rebuilt.map((p) => p.rollupRows)).toEqual([PER_DAY]);
           await cleanupDate(ctx, owner, D3);
           expect(await db.count(table, D3)).toBe(0);
+        } finally {
+          await c.close();
+        }
+      });
+
+      it("an archived row updated before cleanup counts once until it is archived again", async () => {
+        const { c, stats } = await open();
+        try {
+          const { ctx, owner } = c;
+          await archiveDate(ctx, owner, LAST);
+          const keys = await db.query(
+            `SELECT MIN(id) AS lo FROM ${table} WHERE event_date = '${LAST}'`,
+          );
+          await db.run(
+            `UPDATE ${table} SET path = '/updated' WHERE id = ${Number(keys[0]?.lo) + 7}`,
+          );
+          expect(await dayTotal(stats), "updated, not yet cleaned").toBe(PER_DAY);
+          const changed = await cleanupDate(ctx, owner, LAST).catch((e: unknown) => e);
+          expect(changed).toMatchObject({ name: "RowsChangedError" });
+          expect(await db.count(table, LAST), "the updated row is kept").toBe(1);
+          expect(await dayTotal(stats), "cleaned but for the updated row").toBe(PER_DAY);
+          // The next part takes the updated row as it is now.
+          const late = await archiveDate(ctx, owner, LAST);
+          expect(late.written).toMatchObject({ part: 1, eventCount: 1 });
+        } finally {
+          await c.close();
+        }
+      });
+
+      // A known defect of the rollups: the old version stays counted by part 0's rollup and
+      // the new one is counted by part 1's. When fixed, this test fails: make it a plain it().
+      it.fails("known defect: that row, archived again, is counted twice", async () => {
+        const { c, stats } = await open();
+        try {
+          expect(await dayTotal(stats)).toBe(PER_DAY);
         } finally {
           await c.close();
         }
