@@ -1,0 +1,347 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { serve } from "@hono/node-server";
+import type Database from "better-sqlite3";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FsStore } from "../src/adapters/fs/store.js";
+import type { JobContext } from "../src/core/archive/context.js";
+import type { JobRunner } from "../src/core/archive/runner.js";
+import { BusyError } from "../src/core/errors.js";
+import { Semaphore } from "../src/core/semaphore.js";
+import type { Row, SqlSource } from "../src/core/sql/source.js";
+import { TraceJobs } from "../src/core/trace/trace-jobs.js";
+import { createApp } from "../src/http/app.js";
+import { CONSOLE_CSP } from "../src/http/routes/console.js";
+import { zlibCodec } from "../src/node/codec.js";
+import { consoleFiles, consoleFolder } from "../src/node/console-files.js";
+import { openSource } from "../src/node/open.js";
+import { prepareMesData } from "../src/workloads/mes/prepare.js";
+import { type WatchedPage, browserAvailable, launch, openPage, screenshots } from "./browser.js";
+import {
+  TOKEN,
+  type TestServer,
+  WRONG_TOKEN,
+  bearer,
+  call,
+  startServer,
+  waitForJob,
+} from "./http-helpers.js";
+import { type TestDb, postgresDb } from "./servers.js";
+
+/**
+ * The console in real headless Chromium: the archive and stats pages on a real `sluice serve`
+ * (SQLite + folder store), the trace page on the machine's PostgreSQL with a generated
+ * factory. What the page shows is compared with what the API answers for the same request.
+ */
+const RUN = browserAvailable("test/console.test.ts");
+
+/** What the tests read of an element in the page (the tests compile without the DOM's types). */
+interface El {
+  dataset: Record<string, string | undefined>;
+  textContent: string | null;
+  classList: { contains(name: string): boolean };
+  querySelectorAll(selector: string): ArrayLike<El>;
+}
+
+/** Chrome's own console line for a response it was given with an error status. */
+const refusedLine = (status: number) =>
+  new RegExp(`^Failed to load resource: the server responded with a status of ${status}`);
+
+/** Nothing went wrong on the page except the refusals the test asked for. */
+function expectClean(w: WatchedPage, expected: number[] = []): void {
+  const errors = w.errors.filter((e) => !expected.some((s) => refusedLine(s).test(e)));
+  expect(errors, "console errors").toEqual([]);
+  const failed = w.failed.filter((f) => !expected.some((s) => f.startsWith(`${s} `)));
+  expect(failed, "failed requests").toEqual([]);
+}
+
+async function enterToken(page: Page, token: string): Promise<void> {
+  await page.fill("#token-admin", token);
+  await page.click("form.token button[type=submit]");
+}
+
+describe.runIf(RUN)("console: archive and stats pages on sluice serve (SQLite)", () => {
+  /** Archived and cleaned through the API before the page opens. */
+  const CLEANED = "2025-05-20";
+  /** Archived and cleaned from the page. */
+  const FROM_PAGE = "2025-05-21";
+  /** Archived through the API, then marked failed in the ledger (a re-verification's find). */
+  const FAILED = "2025-05-22";
+  /** Never archived: what the page without a token is asked to archive. */
+  const UNTOUCHED = "2025-05-23";
+  const STATS_DAYS = ["2025-06-01", "2025-06-02", "2025-06-03"];
+  let srv: TestServer;
+  let sql: Database.Database;
+  let browser: Browser;
+
+  const api = async <T>(path: string, init: RequestInit = {}): Promise<T> => {
+    const res = await call(`${srv.url}${path}`, { ...init, headers: bearer() });
+    expect(res.status, `${path}: ${res.text}`).toBeLessThan(300);
+    return res.body as T;
+  };
+  const runJob = async (kind: "archive" | "cleanup", date: string) => {
+    await api(`/admin/trigger-${kind}?date=${date}`, { method: "POST" });
+    const s = await waitForJob(srv.url, date);
+    expect(s.job?.state, s.job?.error ?? "").toBe("succeeded");
+  };
+
+  beforeAll(async () => {
+    srv = await startServer({
+      seed: [
+        { date: CLEANED, count: 3_000 },
+        { date: FROM_PAGE, count: 30_000 },
+        { date: FAILED, count: 1_000 },
+        { date: UNTOUCHED, count: 500 },
+        { date: STATS_DAYS[2] as string, count: 2_000, days: 3 },
+      ],
+    });
+    sql = srv.sql();
+    await runJob("archive", CLEANED);
+    await runJob("cleanup", CLEANED);
+    await runJob("archive", FAILED);
+    sql
+      .prepare("UPDATE archive_metadata SET state = 'failed', last_error = ? WHERE date = ?")
+      .run("re-verification: part 0 is missing from the store", FAILED);
+    browser = await launch();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await srv?.stop();
+  });
+
+  /** The partitions table as the page shows it, by the raw values its cells carry. */
+  async function pageTable(page: Page): Promise<Row[]> {
+    return page.$$eval("table[data-testid=partitions] tbody tr", (trs) =>
+      (trs as unknown as El[]).map((tr) => {
+        const row: Record<string, string> = { date: tr.dataset.date ?? "" };
+        for (const td of Array.from(tr.querySelectorAll("td[data-field]"))) {
+          const field = td.dataset.field as string;
+          row[field] = td.dataset.value ?? td.textContent?.trim() ?? "";
+        }
+        row.failedClass = tr.classList.contains("failed") ? "yes" : "no";
+        return row;
+      }),
+    );
+  }
+
+  it("serves / with a CSP that forbids inline scripts; the page has none, and one injected does not run", async () => {
+    const res = await fetch(`${srv.url}/`);
+    expect(res.status).toBe(200);
+    const csp = res.headers.get("content-security-policy") ?? "";
+    expect(csp).toBe(CONSOLE_CSP);
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).not.toContain("unsafe-inline");
+    const html = await res.text();
+    expect(html.match(/<script\b[^>]*>/g)).toEqual([
+      '<script type="module" src="/console/console.js">',
+    ]);
+    expect(html).not.toMatch(/\sstyle=|\son[a-z]+=/);
+    for (const f of ["console.js", "console.css"]) {
+      const r = await fetch(`${srv.url}/console/${f}`);
+      expect(r.status, f).toBe(200);
+      expect(r.headers.get("content-security-policy")).toBe(CONSOLE_CSP);
+    }
+    expect((await fetch(`${srv.url}/console/..%2Fpackage.json`)).status).toBe(404);
+
+    const w = await openPage(browser, srv.url);
+    await w.page.goto("/");
+    await w.page.waitForSelector("h2#archive-h");
+    await w.page.evaluate(
+      'const s = document.createElement("script"); s.textContent = "window.injected = true"; document.body.append(s)',
+    );
+    expect(await w.page.evaluate("window.injected")).toBe(undefined);
+    expect(w.errors.some((e) => /Content Security Policy/.test(e))).toBe(true);
+    await w.close();
+  });
+
+  it("without a token the page says so, and pressing Archive starts nothing and sends nothing", async () => {
+    const w = await openPage(browser, srv.url);
+    const admin: string[] = [];
+    w.page.on("request", (r) => {
+      if (new URL(r.url()).pathname.startsWith("/admin")) admin.push(r.url());
+    });
+    await w.page.goto("/#archive");
+    await expect.poll(() => w.page.textContent("output.notice")).toContain("enter the admin token");
+    await w.page.fill("#job-date", UNTOUCHED);
+    await w.page.click("form.row button[type=submit]");
+    expect(await w.page.textContent("[data-testid=archive-message]")).toMatch(
+      /admin token is needed.*nothing was started/,
+    );
+    expect(admin).toEqual([]);
+    const status = await api<{ record: unknown; job: unknown }>(
+      `/admin/archive-status?date=${UNTOUCHED}`,
+    );
+    expect(status).toMatchObject({ record: null, job: null });
+    expectClean(w);
+    await w.close();
+  });
+
+  it("a wrong token is shown as refused (401) and forgotten; the right one shows the table", async () => {
+    const w = await openPage(browser, srv.url);
+    await w.page.goto("/#archive");
+    await enterToken(w.page, WRONG_TOKEN);
+    await expect
+      .poll(() => w.page.textContent("[data-testid=archive-message]"))
+      .toMatch(/token was refused \(401\)/);
+    // Asked again: the refused token is no longer kept, nor anywhere in the URL.
+    expect(await w.page.evaluate('sessionStorage.getItem("sluice.token.admin")')).toBeNull();
+    expect(w.page.url()).not.toContain(WRONG_TOKEN);
+    await enterToken(w.page, TOKEN);
+    await w.page.waitForSelector(`tr[data-date="${CLEANED}"]`);
+    expectClean(w, [401]);
+    await w.close();
+  });
+
+  it("the partitions table equals /admin/partitions; the failed day stands out; the chart's cleaned rows are the ledger's", async () => {
+    const w = await openPage(browser, srv.url);
+    await w.page.goto("/#archive");
+    await enterToken(w.page, TOKEN);
+    await w.page.waitForSelector(`tr[data-date="${FAILED}"]`);
+    const { partitions } = await api<{ partitions: Row[] }>("/admin/partitions");
+    expect(partitions.map((p) => p.date).sort()).toEqual([CLEANED, FAILED]);
+    const expected = [...partitions]
+      .sort((a, b) => String(b.date).localeCompare(String(a.date)))
+      .map((p) => ({
+        date: p.date,
+        state: p.state,
+        rows: String(p.rows),
+        parts: String(p.parts),
+        bytes: String(p.bytes ?? ""),
+        verifiedAt: String(p.verifiedAt ?? ""),
+        cleaned: p.cleaned ? "true" : "false",
+        lateRows: String(p.lateRows),
+        lastError: String(p.lastError ?? ""),
+        failedClass: p.state === "failed" ? "yes" : "no",
+      }));
+    expect(await pageTable(w.page)).toEqual(expected);
+    expect(await w.page.textContent(".failed-note")).toContain(FAILED);
+    const cleaned = partitions.find((p) => p.date === CLEANED) as Row;
+    expect(cleaned).toMatchObject({ state: "cleaned", cleanedCount: 3_000 });
+    expect(
+      await w.page.getAttribute(
+        `g.day[data-date="${CLEANED}"] rect[data-tier=cleaned]`,
+        "data-value",
+      ),
+    ).toBe("3000");
+    expectClean(w);
+    await w.close();
+  });
+
+  it("Archive then Clean up from the page, with the token: progress shows, and the day ends cleaned on the page and in the store", async () => {
+    const w = await openPage(browser, srv.url);
+    await w.page.goto("/#archive");
+    await enterToken(w.page, TOKEN);
+    await w.page.waitForSelector(`tr[data-date="${CLEANED}"]`);
+    await w.page.fill("#job-date", FROM_PAGE);
+    await w.page.click("form.row button[type=submit]");
+    await w.page.waitForSelector("[data-testid=job-progress]", { timeout: 10_000 });
+    await expect
+      .poll(() => w.page.textContent(`tr[data-date="${FROM_PAGE}"] td[data-field=state]`), {
+        timeout: 60_000,
+      })
+      .toBe("verified");
+    await w.page.click("form.row button[type=button]");
+    await expect
+      .poll(() => w.page.textContent(`tr[data-date="${FROM_PAGE}"] td[data-field=state]`), {
+        timeout: 60_000,
+      })
+      .toBe("cleaned");
+    expect(await w.page.textContent("[data-testid=archive-message]")).toContain(
+      `cleanup of ${FROM_PAGE}: succeeded`,
+    );
+    const { partitions } = await api<{ partitions: Row[] }>("/admin/partitions");
+    expect(partitions.find((p) => p.date === FROM_PAGE)).toMatchObject({
+      state: "cleaned",
+      rows: 30_000,
+      cleanedCount: 30_000,
+      hotRows: 0,
+    });
+    const left = sql
+      .prepare("SELECT COUNT(*) AS n FROM traffic_events WHERE event_date = ?")
+      .get(FROM_PAGE) as { n: number };
+    expect(left.n).toBe(0);
+    // The token stays in the tab's sessionStorage only: never in the URL.
+    expect(w.page.url()).not.toContain(TOKEN);
+    expect(await w.page.evaluate('sessionStorage.getItem("sluice.token.admin")')).toBe(TOKEN);
+    await screenshots(w.page, "archive");
+    expectClean(w);
+    await w.close();
+  });
+
+  it("the stats page's top paths and one path's days equal the stats routes, with each day's tier", async () => {
+    const [from, , to] = STATS_DAYS as [string, string, string];
+    const w = await openPage(browser, srv.url);
+    await w.page.goto("/#stats");
+    await w.page.fill("#stats-from", from);
+    await w.page.fill("#stats-to", to);
+    await w.page.click("form.row button[type=submit]");
+    await w.page.waitForSelector(`text=Top paths, ${from} to ${to}`);
+    const top = await api<{
+      paths: { path: string; views: number }[];
+      coverage: { hot: string[] };
+    }>(`/api/stats/top-paths?from=${from}&to=${to}&limit=20`);
+    expect(top.paths.length).toBeGreaterThan(1);
+    const bars = await w.page.$$eval("svg[data-chart=bars] g.bar", (gs) =>
+      (gs as unknown as El[]).map((g) => ({
+        path: g.dataset.label,
+        views: Number(g.dataset.value),
+      })),
+    );
+    expect(bars).toEqual(top.paths);
+    const rows = await w.page.$$eval("table[data-testid=top-paths] tbody tr", (trs) =>
+      (trs as unknown as El[]).map((tr) =>
+        Array.from(tr.querySelectorAll("td")).map((td) => td.textContent?.trim()),
+      ),
+    );
+    expect(rows).toEqual(top.paths.map((p) => [p.path, p.views.toLocaleString("en")]));
+    expect(await w.page.textContent("[data-testid=coverage]")).toContain(
+      "3 days from the hot table",
+    );
+    const path = top.paths[0]?.path as string;
+    await w.page.click(`table[data-testid=top-paths] button >> text="${path}"`);
+    await w.page.waitForSelector("table[data-testid=path-daily]");
+    const daily = await api<{ days: { date: string; views: number; tier: string }[] }>(
+      `/api/stats/path-daily?${new URLSearchParams({ path, from, to })}`,
+    );
+    const points = await w.page.$$eval("g.point", (gs) =>
+      (gs as unknown as El[]).map((g) => ({
+        date: g.dataset.date,
+        views: Number(g.dataset.value),
+        tier: g.dataset.tier,
+      })),
+    );
+    expect(points).toEqual(daily.days);
+    expect(daily.days.map((d) => d.tier)).toEqual(["hot", "hot", "hot"]);
+    await screenshots(w.page, "stats");
+    expectClean(w);
+    await w.close();
+  });
+
+  it("every control of the archive page is reached with the keyboard", async () => {
+    const w = await openPage(browser, srv.url);
+    await w.page.goto("/#archive");
+    await w.page.waitForSelector("#token-admin");
+    const reached: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      await w.page.keyboard.press("Tab");
+      reached.push(
+        String(
+          await w.page.evaluate(
+            "(() => { const el = document.activeElement; return `${el?.tagName.toLowerCase()}:${el?.id || el?.textContent?.trim() || ''}` })()",
+          ),
+        ),
+      );
+    }
+    for (const want of ["a:Archive", "a:Stats", "input:token-admin", "input:job-date"]) {
+      expect(reached).toContain(want);
+    }
+    expect(reached.some((r) => r === "button:Archive")).toBe(true);
+    expect(reached.some((r) => r === "button:Clean up")).toBe(true);
+    expectClean(w);
+    await w.close();
+  });
+});
