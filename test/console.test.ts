@@ -345,3 +345,236 @@ describe.runIf(RUN)("console: archive and stats pages on sluice serve (SQLite)",
     await w.close();
   });
 });
+
+const pgdb = RUN ? await postgresDb() : null;
+
+describe.runIf(RUN && pgdb !== null)(
+  "console: trace page on PostgreSQL (generated factory)",
+  () => {
+    const db = pgdb as TestDb;
+    /** TRACE_EVENTS_CID_LIMIT here: the station's query_tool trace is over it. */
+    const LIMIT = 40;
+    let source: SqlSource;
+    let url = "";
+    let close: () => Promise<void>;
+    let browser: Browser;
+    /** While set, each event statement stops after its first batch until it resolves. */
+    let hold: Promise<void> | null = null;
+    const jobsDir = mkdtempSync(join(tmpdir(), "sluice-console-jobs-"));
+    const jobs = new TraceJobs(new FsStore(jobsDir), zlibCodec, { heartbeatMs: 200 });
+    const FILTER = { workcenter: "TMTT", from: "2000-01-01", to: "2100-01-01" };
+
+    beforeAll(async () => {
+      source = openSource(db.url, { poolSize: 8 });
+      await prepareMesData(source, { scale: 0.01 });
+      // The source, except that event statements can be held after their first batch: the
+      // response has begun and cannot end until the test lets them go on.
+      const holding: SqlSource = Object.assign(Object.create(source), {
+        stream(sql: string, params?: readonly unknown[], options?: object) {
+          const inner = source.stream(sql, params, options);
+          if (!/upstream_history|defect_records/.test(sql)) return inner;
+          return (async function* () {
+            let first = true;
+            for await (const batch of inner) {
+              yield batch;
+              if (first && hold) await hold;
+              first = false;
+            }
+          })();
+        },
+      });
+      const folder = consoleFolder();
+      if (!folder) throw new Error("the console is not built: npm run build");
+      const app = createApp({
+        ctx: {
+          source,
+          spec: { table: "traffic_events", partitionColumn: "event_date", keyColumn: "id" },
+        } as unknown as JobContext,
+        runner: {} as JobRunner,
+        maxBodyBytes: 1 << 20,
+        maxEvents: 10,
+        console: consoleFiles(folder),
+        trace: {
+          source: holding,
+          slots: new Semaphore(4, {
+            maxQueued: 8,
+            refuse: () => new BusyError("trace slots busy: try again shortly", 5),
+          }),
+          cidLimit: LIMIT,
+          workersPerDomain: 2,
+          fetchSize: 100,
+          maxBodyBytes: 8 << 20,
+          jobs,
+          codec: zlibCodec,
+        },
+      });
+      const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" });
+      await new Promise((r) => server.once("listening", r));
+      url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      close = () => new Promise((r) => server.close(() => r()));
+      browser = await launch();
+    }, 300_000);
+
+    afterAll(async () => {
+      await browser?.close();
+      await jobs.stop();
+      rmSync(jobsDir, { recursive: true, force: true });
+      await close?.();
+      await source?.close();
+      await db.close();
+    });
+
+    const post = async <T>(path: string, body: unknown): Promise<T> => {
+      const res = await fetch(`${url}${path}`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      expect(res.status, path).toBe(200);
+      return (await res.json()) as T;
+    };
+
+    /** The containers the page traces for a profile: the station's seeds, then their lineage. */
+    async function lineageOf(profile: string): Promise<string[]> {
+      const seeds = await post<{ containers: string[] }>("/api/trace/seed-resolve", {
+        profile,
+        filter: FILTER,
+      });
+      return (
+        await post<{ containers: string[] }>("/api/trace/lineage", {
+          profile,
+          containers: seeds.containers,
+        })
+      ).containers;
+    }
+
+    async function fillForm(page: Page, profile: string): Promise<void> {
+      await page.goto("/#trace");
+      await page.check(`input[name=profile][value=${profile}]`);
+      await page.fill("#trace-wc", FILTER.workcenter);
+      await page.fill("#trace-from", FILTER.from);
+      await page.fill("#trace-to", FILTER.to);
+    }
+
+    const eventsState = (page: Page) =>
+      page.getAttribute("[data-testid=events-state]", "data-state").catch(() => null);
+
+    it("mid_section_defect: rows are on the page before the response ends, then the pareto drawn equals POST /api/trace/pareto", async () => {
+      const containers = await lineageOf("mid_section_defect");
+      expect(containers.length).toBeGreaterThan(LIMIT);
+      const expected = await post<{ msd: { pareto: Row[] } }>("/api/trace/pareto", {
+        profile: "mid_section_defect",
+        containers,
+      });
+      expect(expected.msd.pareto.length).toBeGreaterThan(1);
+
+      const w = await openPage(browser, url);
+      await fillForm(w.page, "mid_section_defect");
+      let release = () => undefined as void;
+      hold = new Promise<void>((r) => {
+        release = r;
+      });
+      try {
+        await w.page.click(".trace-form button[type=submit]");
+        // Held: the events response has begun and cannot end, yet rows are drawn.
+        await w.page.waitForSelector("tr.event-row", { timeout: 60_000 });
+        expect(await eventsState(w.page)).toBe("streaming");
+        expect(await w.page.$("[data-chart=pareto]")).toBeNull();
+        expect(await w.page.textContent("[data-testid=lineage]")).toContain(
+          `${containers.length.toLocaleString("en")} containers`,
+        );
+      } finally {
+        hold = null;
+        release();
+      }
+      await expect.poll(() => eventsState(w.page), { timeout: 60_000 }).toBe("complete");
+      const bars = await w.page.$$eval("[data-chart=pareto] g.pareto-bar", (gs) =>
+        (gs as unknown as El[]).map((g) => ({
+          workcenter: g.dataset.workcenter,
+          equipment: g.dataset.equipment,
+          defectQty: Number(g.dataset.defectQty),
+          cumulativePercent: Number(g.dataset.cumulativePercent),
+          defectShare: Number(g.dataset.defectShare),
+        })),
+      );
+      expect(bars).toEqual(
+        expected.msd.pareto.map((b) => ({
+          workcenter: b.workcenter,
+          equipment: b.equipment,
+          defectQty: b.defectQty,
+          cumulativePercent: b.cumulativePercent,
+          defectShare: b.defectShare,
+        })),
+      );
+      const table = await w.page.$$eval("table[data-testid=pareto-table] tbody tr", (trs) =>
+        (trs as unknown as El[]).map((tr) =>
+          Array.from(tr.querySelectorAll("td")).map((td) => td.textContent),
+        ),
+      );
+      expect(table).toEqual(
+        expected.msd.pareto.map((b) => [
+          b.workcenter,
+          b.equipment,
+          Number(b.defectQty).toLocaleString("en"),
+          Number(b.containers).toLocaleString("en"),
+          String(b.percent),
+          String(b.cumulativePercent),
+          String(b.defectShare),
+        ]),
+      );
+      // The cumulative-percent line ends at 100%.
+      expect(await w.page.$("[data-chart=pareto] path.cumulative")).not.toBeNull();
+      expect(Number(bars.at(-1)?.cumulativePercent)).toBeCloseTo(100, 0);
+      await screenshots(w.page, "trace-msd");
+      expectClean(w);
+      await w.close();
+    });
+
+    it("query_tool over the limit: the 413 with limit and count, then a background job runs to a download of the whole result", async () => {
+      const containers = await lineageOf("query_tool");
+      expect(containers.length).toBeGreaterThan(LIMIT);
+      const w = await openPage(browser, url);
+      await fillForm(w.page, "query_tool");
+      await w.page.click(".trace-form button[type=submit]");
+      await w.page.waitForSelector("[data-testid=refused]", { timeout: 60_000 });
+      const refused = (await w.page.textContent("[data-testid=refused]")) ?? "";
+      expect(refused).toContain(`${containers.length.toLocaleString("en")} containers`);
+      expect(refused).toContain(`limit of ${LIMIT}`);
+      expect(refused).toContain("(413)");
+      await w.page.click("[data-testid=refused] button");
+      await w.page.waitForSelector("[data-testid=trace-job][data-state=succeeded]", {
+        timeout: 60_000,
+      });
+      const [download] = await Promise.all([
+        w.page.waitForEvent("download"),
+        w.page.click("[data-testid=job-download]"),
+      ]);
+      const file = await download.path();
+      const result = JSON.parse(readFileSync(file, "utf8")) as {
+        results: Record<string, { data: Row[]; count: number }>;
+      };
+      // The whole result: every container's events, as /events would stream them under a
+      // limit that let them through (the job's own status counts the same rows).
+      const status = (await (await fetch(`${url}/api/trace/jobs`)).json()) as {
+        jobs: { id: string; containers: number }[];
+      };
+      expect(status.jobs[0]?.containers).toBe(containers.length);
+      const job = (await (await fetch(`${url}/api/trace/jobs/${status.jobs[0]?.id}`)).json()) as {
+        rows: Record<string, number>;
+      };
+      expect(result.results.upstream_history?.count).toBeGreaterThan(0);
+      const ids = new Set(containers);
+      for (const [domain, r] of Object.entries(result.results)) {
+        expect(r.data.length, domain).toBe(r.count);
+        expect(job.rows[domain], domain).toBe(r.count);
+        expect(
+          r.data.filter((row) => !ids.has(String(row.CONTAINERID))),
+          domain,
+        ).toEqual([]);
+      }
+      await screenshots(w.page, "trace-413-job");
+      expectClean(w, [413]);
+      await w.close();
+    });
+  },
+);
