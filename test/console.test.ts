@@ -470,7 +470,7 @@ describe.runIf(RUN && pgdb !== null)(
 
       const w = await openPage(browser, url);
       await fillForm(w.page, "mid_section_defect");
-      let release = () => undefined as void;
+      let release: () => void = () => undefined;
       hold = new Promise<void>((r) => {
         release = r;
       });
