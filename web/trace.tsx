@@ -1,4 +1,4 @@
-import { useRef, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, call, callJson, describe, fmt, setToken } from "./api.js";
 import { type ParetoBar, ParetoChart } from "./charts.js";
 import { TraceJob } from "./job.js";
@@ -320,6 +320,8 @@ async function readEvents(
   draw: () => void,
 ): Promise<void> {
   let res: Response;
+  // Marks for bench/console.mjs: when the events request left, its first row, its end.
+  performance.mark("sluice:events-start");
   try {
     res = await call("trace", "/api/trace/events", {
       method: "POST",
@@ -361,6 +363,9 @@ async function readEvents(
 
 function Pareto(props: { msd: Msd }) {
   const { msd } = props;
+  useEffect(() => {
+    performance.mark("sluice:pareto-drawn");
+  }, []);
   return (
     <>
       <h3>Mid-section defect pareto</h3>
