@@ -24,30 +24,32 @@ export function BarChart(props: {
   const h = Math.max(1, props.bars.length) * rowH + 8;
   const max = niceMax(Math.max(0, ...props.bars.map((b) => b.value)));
   return (
-    <svg
-      class="chart"
-      viewBox={`0 0 ${W} ${h}`}
-      role="img"
-      aria-label={props.label}
-      data-chart="bars"
-    >
-      {props.bars.map((b, i) => {
-        const w = ((W - left - 70) * b.value) / max;
-        const y = 4 + i * rowH;
-        return (
-          <g key={b.label} class="bar" data-label={b.label} data-value={b.value}>
-            <title>{`${b.label}: ${fmt.format(b.value)}`}</title>
-            <text x={left - 6} y={y + 15} class="axis" text-anchor="end">
-              {b.label.length > 26 ? `${b.label.slice(0, 25)}…` : b.label}
-            </text>
-            <rect x={left} y={y + 3} width={Math.max(1, w)} height={rowH - 6} class="fill-0" />
-            <text x={left + w + 4} y={y + 15} class="axis">
-              {fmt.format(b.value)}
-            </text>
-          </g>
-        );
-      })}
-    </svg>
+    <div class="chart-wrap">
+      <svg
+        class="chart"
+        viewBox={`0 0 ${W} ${h}`}
+        role="img"
+        aria-label={props.label}
+        data-chart="bars"
+      >
+        {props.bars.map((b, i) => {
+          const w = ((W - left - 70) * b.value) / max;
+          const y = 4 + i * rowH;
+          return (
+            <g key={b.label} class="bar" data-label={b.label} data-value={b.value}>
+              <title>{`${b.label}: ${fmt.format(b.value)}`}</title>
+              <text x={left - 6} y={y + 15} class="axis" text-anchor="end">
+                {b.label.length > 26 ? `${b.label.slice(0, 25)}…` : b.label}
+              </text>
+              <rect x={left} y={y + 3} width={Math.max(1, w)} height={rowH - 6} class="fill-0" />
+              <text x={left + w + 4} y={y + 15} class="axis">
+                {fmt.format(b.value)}
+              </text>
+            </g>
+          );
+        })}
+      </svg>
+    </div>
   );
 }
 
@@ -70,7 +72,7 @@ export function StackedDays(props: {
   );
   const y = (v: number) => top + (h - top - bottom) * (1 - v / max);
   return (
-    <figure>
+    <figure class="chart-wrap">
       <svg class="chart" viewBox={`0 0 ${W} ${h}`} role="img" aria-label={props.label}>
         <text x={left - 6} y={top + 8} class="axis" text-anchor="end">
           {fmt.format(max)}
@@ -148,12 +150,12 @@ export function DayLine(props: {
   const bottom = 36;
   const n = props.points.length;
   const max = niceMax(Math.max(0, ...props.points.map((p) => p.value)));
-  const x = (i: number) => left + (n <= 1 ? (W - left) / 2 : ((W - left - 12) * i) / (n - 1));
+  const x = (i: number) => left + (n <= 1 ? (W - left) / 2 : ((W - left - 24) * i) / (n - 1));
   const y = (v: number) => top + (h - top - bottom) * (1 - v / max);
   const path = props.points.map((p, i) => `${i ? "L" : "M"}${x(i)},${y(p.value)}`).join("");
   const tiers = [...new Set(props.points.map((p) => p.tier))];
   return (
-    <figure>
+    <figure class="chart-wrap">
       <svg class="chart" viewBox={`0 0 ${W} ${h}`} role="img" aria-label={props.label}>
         <text x={left - 6} y={top + 8} class="axis" text-anchor="end">
           {fmt.format(max)}
@@ -204,57 +206,59 @@ export function ParetoChart(props: { bars: ParetoBar[] }) {
     .map((b, i) => `${i ? "L" : "M"}${left + (i + 0.5) * colW},${yp(b.cumulativePercent)}`)
     .join("");
   return (
-    <svg
-      class="chart"
-      viewBox={`0 0 ${W} ${h}`}
-      role="img"
-      aria-label="Defect quantity by station and equipment, with the cumulative percent"
-      data-chart="pareto"
-    >
-      <text x={left - 6} y={top + 8} class="axis" text-anchor="end">
-        {fmt.format(max)}
-      </text>
-      <text x={W - right + 4} y={top + 8} class="axis">
-        100%
-      </text>
-      <line x1={left} x2={W - right} y1={h - bottom} y2={h - bottom} class="rule" />
-      {props.bars.map((b, i) => {
-        const x = left + i * colW;
-        const name = `${b.workcenter} / ${b.equipment}`;
-        return (
-          <g
-            key={name}
-            class="pareto-bar"
-            data-workcenter={b.workcenter}
-            data-equipment={b.equipment}
-            data-defect-qty={b.defectQty}
-            data-cumulative-percent={b.cumulativePercent}
-            data-defect-share={b.defectShare}
-          >
-            <rect
-              x={x + colW * 0.1}
-              width={Math.max(1, colW * 0.8)}
-              y={y(b.defectQty)}
-              height={Math.max(1, h - bottom - y(b.defectQty))}
-              class="fill-0"
+    <div class="chart-wrap">
+      <svg
+        class="chart"
+        viewBox={`0 0 ${W} ${h}`}
+        role="img"
+        aria-label="Defect quantity by station and equipment, with the cumulative percent"
+        data-chart="pareto"
+      >
+        <text x={left - 6} y={top + 8} class="axis" text-anchor="end">
+          {fmt.format(max)}
+        </text>
+        <text x={W - right + 4} y={top + 8} class="axis">
+          100%
+        </text>
+        <line x1={left} x2={W - right} y1={h - bottom} y2={h - bottom} class="rule" />
+        {props.bars.map((b, i) => {
+          const x = left + i * colW;
+          const name = `${b.workcenter} / ${b.equipment}`;
+          return (
+            <g
+              key={name}
+              class="pareto-bar"
+              data-workcenter={b.workcenter}
+              data-equipment={b.equipment}
+              data-defect-qty={b.defectQty}
+              data-cumulative-percent={b.cumulativePercent}
+              data-defect-share={b.defectShare}
             >
-              <title>{`${name}: ${fmt.format(b.defectQty)} defects, ${b.cumulativePercent.toFixed(1)}% cumulative, defect share ${b.defectShare}%`}</title>
-            </rect>
-            {n <= 24 ? (
-              <text
-                x={x + colW / 2}
-                y={h - bottom + 12}
-                class="axis"
-                text-anchor="end"
-                transform={`rotate(-45 ${x + colW / 2} ${h - bottom + 12})`}
+              <rect
+                x={x + colW * 0.1}
+                width={Math.max(1, colW * 0.8)}
+                y={y(b.defectQty)}
+                height={Math.max(1, h - bottom - y(b.defectQty))}
+                class="fill-0"
               >
-                {name.length > 16 ? `${name.slice(0, 15)}…` : name}
-              </text>
-            ) : null}
-          </g>
-        );
-      })}
-      {props.bars.length > 1 ? <path d={line} class="line cumulative" /> : null}
-    </svg>
+                <title>{`${name}: ${fmt.format(b.defectQty)} defects, ${b.cumulativePercent.toFixed(1)}% cumulative, defect share ${b.defectShare}%`}</title>
+              </rect>
+              {n <= 24 ? (
+                <text
+                  x={x + colW / 2}
+                  y={h - bottom + 12}
+                  class="axis"
+                  text-anchor="end"
+                  transform={`rotate(-45 ${x + colW / 2} ${h - bottom + 12})`}
+                >
+                  {name.length > 16 ? `${name.slice(0, 15)}…` : name}
+                </text>
+              ) : null}
+            </g>
+          );
+        })}
+        {props.bars.length > 1 ? <path d={line} class="line cumulative" /> : null}
+      </svg>
+    </div>
   );
 }

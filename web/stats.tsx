@@ -1,4 +1,4 @@
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, callJson, describe, fmt, setToken } from "./api.js";
 import { BarChart, DayLine } from "./charts.js";
 import { TokenForm } from "./token.js";
@@ -40,25 +40,34 @@ export function StatsPage() {
     setMessage(describe(err));
   };
 
+  // Only the latest request's answer is drawn: an earlier one that arrives late is dropped.
+  const latest = useRef(0);
+
   const load = async () => {
+    const mine = ++latest.current;
     setMessage(null);
     setDaily(null);
     try {
-      setTop(
-        await callJson<TopPaths>("stats", `/api/stats/top-paths?from=${from}&to=${to}&limit=20`),
+      const body = await callJson<TopPaths>(
+        "stats",
+        `/api/stats/top-paths?from=${from}&to=${to}&limit=20`,
       );
+      if (mine === latest.current) setTop(body);
     } catch (err) {
+      if (mine !== latest.current) return;
       setTop(null);
       failed(err);
     }
   };
 
   const open = async (path: string) => {
+    const mine = ++latest.current;
     try {
       const q = new URLSearchParams({ path, from, to });
-      setDaily(await callJson<PathDaily>("stats", `/api/stats/path-daily?${q}`));
+      const body = await callJson<PathDaily>("stats", `/api/stats/path-daily?${q}`);
+      if (mine === latest.current) setDaily(body);
     } catch (err) {
-      failed(err);
+      if (mine === latest.current) failed(err);
     }
   };
 

@@ -374,7 +374,7 @@ function Pareto(props: { msd: Msd }) {
         containers; a defect counts for every station it went through (defect share).
       </p>
       <ParetoChart bars={msd.pareto} />
-      <div class="scroll">
+      <div class="scroll tall">
         <table data-testid="pareto-table">
           <thead>
             <tr>
