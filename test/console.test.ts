@@ -72,6 +72,8 @@ describe.runIf(RUN)("console: archive and stats pages on sluice serve (SQLite)",
   const FAILED = "2025-05-22";
   /** Never archived: what the page without a token is asked to archive. */
   const UNTOUCHED = "2025-05-23";
+  /** Archived, then its lease taken by another process (written into the ledger). */
+  const LOCKED = "2025-05-24";
   const STATS_DAYS = ["2025-06-01", "2025-06-02", "2025-06-03"];
   let srv: TestServer;
   let sql: Database.Database;
@@ -95,6 +97,7 @@ describe.runIf(RUN)("console: archive and stats pages on sluice serve (SQLite)",
         { date: FROM_PAGE, count: 30_000 },
         { date: FAILED, count: 1_000 },
         { date: UNTOUCHED, count: 500 },
+        { date: LOCKED, count: 500 },
         { date: STATS_DAYS[2] as string, count: 2_000, days: 3 },
       ],
     });
@@ -228,6 +231,32 @@ describe.runIf(RUN)("console: archive and stats pages on sluice serve (SQLite)",
       ),
     ).toBe("3000");
     expectClean(w);
+    await w.close();
+  });
+
+  it("a day another process holds is a 409 shown as who holds it and until when, and nothing runs", async () => {
+    await runJob("archive", LOCKED);
+    const until = Date.now() + 600_000;
+    sql
+      .prepare("UPDATE archive_metadata SET lease_owner = ?, lease_expires_at = ? WHERE date = ?")
+      .run("host-b:4242:job7", until, LOCKED);
+    const w = await openPage(browser, srv.url);
+    await w.page.goto("/#archive");
+    await enterToken(w.page, TOKEN);
+    await w.page.waitForSelector(`tr[data-date="${LOCKED}"]`);
+    await w.page.fill("#job-date", LOCKED);
+    await w.page.click("form.row button[type=button]");
+    await expect
+      .poll(() => w.page.textContent("[data-testid=archive-message]"))
+      .toBe(
+        `Another process (host-b:4242:job7) holds ${LOCKED} until ${new Date(until).toISOString()}: try again then (409).`,
+      );
+    expect(await w.page.$("[data-testid=job-progress]")).toBeNull();
+    const status = await api<{ record: { state: string; cleaned: boolean } }>(
+      `/admin/archive-status?date=${LOCKED}`,
+    );
+    expect(status.record).toMatchObject({ state: "verified", cleaned: false });
+    expectClean(w, [409]);
     await w.close();
   });
 
