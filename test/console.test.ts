@@ -376,6 +376,10 @@ describe.runIf(RUN)("console: archive and stats pages on sluice serve (SQLite)",
 });
 
 const pgdb = RUN ? await postgresDb() : null;
+// Here rather than in the suite: a run filtered to other tests (-t) drops the schema too.
+afterAll(async () => {
+  await pgdb?.close();
+});
 
 describe.runIf(RUN && pgdb !== null)(
   "console: trace page on PostgreSQL (generated factory)",
@@ -450,7 +454,6 @@ describe.runIf(RUN && pgdb !== null)(
       rmSync(jobsDir, { recursive: true, force: true });
       await close?.();
       await source?.close();
-      await db.close();
     });
 
     const post = async <T>(path: string, body: unknown): Promise<T> => {
