@@ -168,7 +168,9 @@ describe.runIf(RUN)("console: archive and stats pages on sluice serve (SQLite)",
       if (new URL(r.url()).pathname.startsWith("/admin")) admin.push(r.url());
     });
     await w.page.goto("/#archive");
-    await expect.poll(() => w.page.textContent("output.notice")).toContain("enter the admin token");
+    await expect
+      .poll(() => w.page.textContent("output.notice"), { timeout: 30_000 })
+      .toContain("enter the admin token");
     await w.page.fill("#job-date", UNTOUCHED);
     await w.page.click("form.row button[type=submit]");
     expect(await w.page.textContent("[data-testid=archive-message]")).toMatch(
@@ -188,7 +190,7 @@ describe.runIf(RUN)("console: archive and stats pages on sluice serve (SQLite)",
     await w.page.goto("/#archive");
     await enterToken(w.page, WRONG_TOKEN);
     await expect
-      .poll(() => w.page.textContent("[data-testid=archive-message]"))
+      .poll(() => w.page.textContent("[data-testid=archive-message]"), { timeout: 30_000 })
       .toMatch(/token was refused \(401\)/);
     // Asked again: the refused token is no longer kept, nor anywhere in the URL.
     expect(await w.page.evaluate('sessionStorage.getItem("sluice.token.admin")')).toBeNull();
@@ -247,7 +249,7 @@ describe.runIf(RUN)("console: archive and stats pages on sluice serve (SQLite)",
     await w.page.fill("#job-date", LOCKED);
     await w.page.click("form.row button[type=button]");
     await expect
-      .poll(() => w.page.textContent("[data-testid=archive-message]"))
+      .poll(() => w.page.textContent("[data-testid=archive-message]"), { timeout: 30_000 })
       .toBe(
         `Another process (host-b:4242:job7) holds ${LOCKED} until ${new Date(until).toISOString()}: try again then (409).`,
       );
