@@ -496,7 +496,10 @@ describe.runIf(RUN && pgdb !== null)(
     it("mid_section_defect: rows are on the page before the response ends, then the pareto drawn equals POST /api/trace/pareto", async () => {
       const containers = await lineageOf("mid_section_defect");
       expect(containers.length).toBeGreaterThan(LIMIT);
-      const expected = await post<{ msd: { pareto: Row[] } }>("/api/trace/pareto", {
+      const expected = await post<{
+        rows: Record<string, number>;
+        msd: { pareto: Row[] };
+      }>("/api/trace/pareto", {
         profile: "mid_section_defect",
         containers,
       });
@@ -522,6 +525,11 @@ describe.runIf(RUN && pgdb !== null)(
         release();
       }
       await expect.poll(() => eventsState(w.page), { timeout: 60_000 }).toBe("complete");
+      // Every row counted (past the kept window rows are counted, not parsed), per domain.
+      expect(await w.page.textContent("[data-testid=events-state]")).toBe(
+        `defect_records: ${expected.rows.defect_records?.toLocaleString("en")}, upstream_history: ${expected.rows.upstream_history?.toLocaleString("en")} (complete)`,
+      );
+      expect(expected.rows.upstream_history).toBeGreaterThan(2000);
       const bars = await w.page.$$eval("[data-chart=pareto] g.pareto-bar", (gs) =>
         (gs as unknown as El[]).map((g) => ({
           workcenter: g.dataset.workcenter,

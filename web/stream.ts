@@ -4,10 +4,8 @@
  * one partial line, whatever the size of the answer.
  */
 
-/** Each complete line of an NDJSON body, parsed, in batches (one per chunk read). */
-export async function* ndjsonBatches(
-  body: ReadableStream<Uint8Array>,
-): AsyncGenerator<Record<string, unknown>[]> {
+/** Each complete, non-empty line of an NDJSON body, in batches (one per chunk read). */
+export async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncGenerator<string[]> {
   const reader = body.getReader();
   const decoder = new TextDecoder();
   let rest = "";
@@ -17,8 +15,7 @@ export async function* ndjsonBatches(
       const text = rest + (done ? decoder.decode() : decoder.decode(value, { stream: true }));
       const lines = text.split("\n");
       rest = done ? "" : (lines.pop() ?? "");
-      const batch: Record<string, unknown>[] = [];
-      for (const line of lines) if (line !== "") batch.push(JSON.parse(line));
+      const batch = lines.filter((l) => l !== "");
       if (batch.length) yield batch;
       if (done) return;
     }

@@ -3,7 +3,7 @@ import { ApiError, call, callJson, describe, fmt, setToken } from "./api.js";
 import { type ParetoBar, ParetoChart } from "./charts.js";
 import { TraceJob } from "./job.js";
 import { RowWindow, VirtualTable } from "./rows.js";
-import { LineageScanner, ndjsonBatches } from "./stream.js";
+import { LineageScanner, ndjsonLines } from "./stream.js";
 import { TokenForm } from "./token.js";
 
 const PROFILES = ["query_tool", "query_tool_reverse", "mid_section_defect"] as const;
@@ -28,7 +28,7 @@ interface Msd {
 /** What the events request left: the limit it hit, or the rows it streamed. */
 type EventsView =
   | { kind: "refused"; limit: number; count: number; message: string }
-  | { kind: "rows"; state: "streaming" | "complete" | "stopped"; rows: RowWindow };
+  | { kind: "rows"; state: "streaming" | "complete" | "incomplete" | "stopped"; rows: RowWindow };
 
 /** Redraws while rows stream are paced, not one per chunk. */
 const DRAW_MS = 100;
@@ -346,7 +346,7 @@ async function readEvents(
   show({ kind: "rows", state: "streaming", rows });
   let drawn = 0;
   let first = true;
-  for await (const batch of ndjsonBatches(res.body)) {
+  for await (const batch of ndjsonLines(res.body)) {
     for (const line of batch) rows.add(line);
     if (first && rows.total() > 0) {
       performance.mark("sluice:first-row");
@@ -358,7 +358,8 @@ async function readEvents(
     }
   }
   performance.mark("sluice:events-end");
-  show({ kind: "rows", state: "complete", rows });
+  // A body cut short (the server stopped mid-stream) ends without its domains' end lines.
+  show({ kind: "rows", state: rows.whole() ? "complete" : "incomplete", rows });
 }
 
 function Pareto(props: { msd: Msd }) {
