@@ -572,6 +572,51 @@ describe.runIf(RUN && pgdb !== null)(
       await w.close();
     });
 
+    it("query_tool from lot ids under the limit: the events' counts equal /events, the table draws only the rows in view", async () => {
+      const lots = (
+        await source.query(`SELECT DISTINCT "LOTID" AS l FROM lot_moves ORDER BY "LOTID" LIMIT 3`)
+      ).map((r) => String(r.l));
+      const seeds = await post<{ containers: string[] }>("/api/trace/seed-resolve", {
+        profile: "query_tool",
+        filter: { lotIds: lots },
+      });
+      const { containers } = await post<{ containers: string[] }>("/api/trace/lineage", {
+        profile: "query_tool",
+        containers: seeds.containers,
+      });
+      expect(containers.length).toBeLessThanOrEqual(LIMIT);
+      const expected = await post<{ results: Record<string, { count: number }> }>(
+        "/api/trace/events",
+        { profile: "query_tool", containers },
+      );
+      const upstream = expected.results.upstream_history?.count ?? 0;
+      expect(upstream).toBeGreaterThan(20);
+
+      const w = await openPage(browser, url);
+      await w.page.goto("/#trace");
+      await w.page.check("input[name=profile][value=query_tool]");
+      await w.page.check("input[name=by] >> nth=1");
+      await w.page.fill("#trace-lots", lots.join("\n"));
+      await w.page.click(".trace-form button[type=submit]");
+      await expect.poll(() => eventsState(w.page), { timeout: 60_000 }).toBe("complete");
+      const counts = Object.entries(expected.results)
+        .filter(([, r]) => r.count > 0)
+        .map(([d, r]) => `${d}: ${r.count.toLocaleString("en")}`)
+        .join(", ");
+      expect(await w.page.textContent("[data-testid=events-state]")).toBe(`${counts} (complete)`);
+      await w.page.click("button[role=tab] >> text=upstream_history");
+      expect(await w.page.textContent("[data-testid=window-note]")).toContain(
+        `${upstream.toLocaleString("en")} rows`,
+      );
+      // Virtualised: the rows in view are in the page, not all of them.
+      const drawn = await w.page.$$eval("tr.event-row", (trs) => trs.length);
+      expect(drawn).toBeGreaterThan(0);
+      expect(drawn).toBeLessThan(Math.min(upstream, 20));
+      await screenshots(w.page, "trace-query-tool");
+      expectClean(w);
+      await w.close();
+    });
+
     it("query_tool over the limit: the 413 with limit and count, then a background job runs to a download of the whole result", async () => {
       const containers = await lineageOf("query_tool");
       expect(containers.length).toBeGreaterThan(LIMIT);
