@@ -1,7 +1,10 @@
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { daysBefore } from "../src/core/dates.js";
 import type { Row } from "../src/core/sql/source.js";
+import { CONSOLE_CSP } from "../src/http/routes/console.js";
 import { mulberry32 } from "../src/workloads/random.js";
 import { generateTrafficDay } from "../src/workloads/traffic/generate.js";
 import {
@@ -83,6 +86,32 @@ function expectSameRows(archived: Row[], hot: Row[]): void {
 }
 
 describe("the Worker on workerd with local D1 and R2", () => {
+  it("serves the console at / and its files, with the CSP that forbids inline scripts", async () => {
+    const w = await open();
+    const page = await w.fetch("/");
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toContain("text/html");
+    const csp = page.headers.get("content-security-policy") ?? "";
+    expect(csp).toBe(CONSOLE_CSP);
+    expect(csp).toContain("script-src 'self'");
+    const html = await page.text();
+    // The same page `npm run build` wrote to dist/console, bundled into the Worker.
+    expect(html).toBe(
+      readFileSync(join(import.meta.dirname, "..", "dist", "console", "index.html"), "utf8"),
+    );
+    for (const [file, type] of [
+      ["console.js", "text/javascript"],
+      ["console.css", "text/css"],
+    ] as const) {
+      const res = await w.fetch(`/console/${file}`);
+      expect(res.status, file).toBe(200);
+      expect(res.headers.get("content-type")).toContain(type);
+      expect(res.headers.get("content-security-policy")).toBe(CONSOLE_CSP);
+      expect((await res.text()).length, file).toBeGreaterThan(100);
+    }
+    expect((await w.fetch("/console/secrets.txt")).status).toBe(404);
+  });
+
   it("ingest -> archive -> verify -> cleanup through its own routes; the archive round-trips", async () => {
     const w = await open();
     const day = "2026-10-01";

@@ -11,6 +11,7 @@ import { optionalBearer } from "./bearer.js";
 import type { AppEnv, RequestLog } from "./env.js";
 import { refuseNulInQuery } from "./query-nul.js";
 import { adminRoutes } from "./routes/admin.js";
+import { type ConsoleAssets, consoleRoutes } from "./routes/console.js";
 import { ingestRoutes } from "./routes/ingest.js";
 import { statsRoutes } from "./routes/stats.js";
 import { type TraceOptions, traceRoutes } from "./routes/trace.js";
@@ -60,6 +61,8 @@ export interface AppOptions {
    * needs nothing).
    */
   waitUntil?: (c: Context<AppEnv>, work: Promise<void>) => void;
+  /** The console's built files, served at `/` and `/console/*`; without them, no page. */
+  console?: ConsoleAssets;
 }
 
 /** The sluice HTTP API: ingest, stats and admin, on any runtime Hono runs on. */
@@ -171,6 +174,7 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
       maxDays: o.maxStatsDays ?? 366,
     }),
   );
+  if (o.console) app.route("/", consoleRoutes(o.console));
   app.route(
     "/admin",
     adminRoutes({

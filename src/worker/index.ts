@@ -12,6 +12,7 @@ import { createApp } from "../http/app.js";
 import type { AppEnv } from "../http/env.js";
 import { ensureTrafficTable } from "../workloads/traffic/prepare.js";
 import { type WorkerConfig, loadWorkerConfig } from "./config.js";
+import { workerConsole } from "./console-bundle.js";
 import { workerMetrics } from "./metrics.js";
 
 /** The bindings wrangler.toml declares: D1 as `DB`, R2 as `ARCHIVE`, plus string vars. */
@@ -93,6 +94,7 @@ async function setUp(env: Env): Promise<WorkerState> {
     metrics: () => workerMetrics(ctx),
     log: { info: log, error: log },
     waitUntil: (c, work) => c.executionCtx.waitUntil(work),
+    console: workerConsole,
   });
   return { config, ctx, runner, app };
 }

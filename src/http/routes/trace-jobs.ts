@@ -16,7 +16,7 @@ export function traceJobRoutes(o: TraceOptions, jobs: TraceJobs): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.post("/", async (c) => {
-    const r = await eventsRequest(o, c);
+    const r = await eventsRequest(o, c, false);
     let summary: () => Record<string, unknown> = () => ({});
     const job = await jobs.start(
       { profile: r.profile, containers: r.cids.size, domains: r.domains },

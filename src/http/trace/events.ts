@@ -44,8 +44,17 @@ export interface EventsRequest {
   domains: EventDomain[];
 }
 
-/** An events request's body, checked and admitted. */
-export async function eventsRequest(o: TraceOptions, c: Context<AppEnv>): Promise<EventsRequest> {
+/**
+ * An events request's body, checked and admitted. `interactive: false` (a background job) skips
+ * TRACE_EVENTS_CID_LIMIT: that limit keeps a streamed answer short for someone waiting on it,
+ * and a job is what a 413 offers instead; jobs are bounded by TRACE_JOBS_MAX, by the slots
+ * they wait for, and by the ids a body may hold.
+ */
+export async function eventsRequest(
+  o: TraceOptions,
+  c: Context<AppEnv>,
+  interactive = true,
+): Promise<EventsRequest> {
   const body = await jsonBody(c);
   const profile = checkProfile(body.profile);
   const cids = containersOf(o, body.containers);
@@ -53,7 +62,7 @@ export async function eventsRequest(o: TraceOptions, c: Context<AppEnv>): Promis
   if (!Array.isArray(requested) || requested.length === 0 || !requested.every(isEventDomain)) {
     throw new BadInputError(`domains must be a list of ${Object.keys(EVENT_DOMAINS).join(", ")}`);
   }
-  admit(o, c, profile, cids.size);
+  if (interactive) admit(o, c, profile, cids.size);
   const domains = [...new Set(requested as EventDomain[])];
   if (profile === "mid_section_defect") {
     domains.sort((a, b) => MSD_DOMAIN_ORDER.indexOf(a) - MSD_DOMAIN_ORDER.indexOf(b));

@@ -1,0 +1,69 @@
+import { Hono } from "hono";
+import type { AppEnv } from "../env.js";
+
+/** One of the console's built files, as the runtime holds it. */
+export interface ConsoleAsset {
+  body: string | Uint8Array;
+  type: string;
+}
+
+/**
+ * The console's files by name (`index.html`, `console.js`, `console.css`): Node reads them from
+ * dist/console, the Worker has them bundled as strings. Passed in, so that this folder stays
+ * free of `node:` imports.
+ */
+export interface ConsoleAssets {
+  get(name: string): ConsoleAsset | null | Promise<ConsoleAsset | null>;
+}
+
+/** The names a request may ask for; anything else is a 404 without touching the assets. */
+export const CONSOLE_FILES = ["index.html", "console.js", "console.css"] as const;
+
+/**
+ * Only the page's own files run or style it: no inline script or style, no other origin, and
+ * calls back to this service only. A token kept by the page can leave only towards it.
+ */
+export const CONSOLE_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join("; ");
+
+const HEADERS = {
+  "Content-Security-Policy": CONSOLE_CSP,
+  "X-Content-Type-Options": "nosniff",
+  "Referrer-Policy": "no-referrer",
+};
+
+/** GET / (the page) and GET /console/<file> (its script and style). */
+export function consoleRoutes(assets: ConsoleAssets): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  const send = async (name: string, cache: string) => {
+    const asset = await assets.get(name);
+    if (!asset) return null;
+    return new Response(asset.body, {
+      headers: { ...HEADERS, "Content-Type": asset.type, "Cache-Control": cache },
+    });
+  };
+  const missing = (name: string) =>
+    Response.json(
+      { error: "not_found", message: `the console's ${name} is not built: run npm run build` },
+      { status: 404, headers: HEADERS },
+    );
+
+  // The page is small and names its files without a hash: each load checks for a new build.
+  app.get("/", async () => (await send("index.html", "no-cache")) ?? missing("index.html"));
+  app.get("/console/:name", async (c) => {
+    const name = c.req.param("name");
+    if (!(CONSOLE_FILES as readonly string[]).includes(name) || name === "index.html") {
+      return c.json({ error: "not_found", message: `no console file ${name}` }, 404);
+    }
+    return (await send(name, "no-cache")) ?? missing(name);
+  });
+  return app;
+}
