@@ -172,3 +172,113 @@ it("a late part is cleaned on its own: the day's cleaned part is not read again 
     await c.close();
   }
 });
+
+it("the saved cursor is the end of the last batch every row of which went, and never past a kept row", async () => {
+  // Row 50 kept, in the second batch: the cursor stays at the end of the first.
+  const one = await archived(300);
+  try {
+    one.db.exec(
+      "CREATE TRIGGER keep BEFORE DELETE ON traffic_events WHEN old.id = 50 BEGIN SELECT RAISE(IGNORE); END",
+    );
+    await cleanupDate(one.c.ctx, one.c.owner, DAY, { batchSize: 40, maxBatches: 2 });
+    const [part] = await one.c.ctx.ledger.parts("traffic_events", DAY);
+    expect(part?.cleanupCursor).toBe(40);
+  } finally {
+    one.db.close();
+    await one.c.close();
+  }
+  // Row 7 kept, in the first batch: no batch after it moves the cursor past it.
+  for (const maxBatches of [1, 3]) {
+    const two = await archived(300);
+    try {
+      two.db.exec(
+        "CREATE TRIGGER keep BEFORE DELETE ON traffic_events WHEN old.id = 7 BEGIN SELECT RAISE(IGNORE); END",
+      );
+      const out = await cleanupDate(two.c.ctx, two.c.owner, DAY, { batchSize: 40, maxBatches });
+      expect(out).toMatchObject({ complete: false, deleted: 40 * maxBatches - 1 });
+      const [part] = await two.c.ctx.ledger.parts("traffic_events", DAY);
+      expect(part?.cleanupCursor ?? null, `after ${maxBatches} batches`).toBeNull();
+    } finally {
+      two.db.close();
+      await two.c.close();
+    }
+  }
+});
+
+it("a time budget not yet spent lets every batch run; the progress counts to the day's archived rows", async () => {
+  const { c, db } = await archived(300);
+  try {
+    const seen: { done: number; total: number }[] = [];
+    c.ctx.onProgress = (p) => {
+      if (p.phase === "cleanup") seen.push({ done: p.done, total: p.total ?? -1 });
+    };
+    const out = await cleanupDate(c.ctx, c.owner, DAY, { batchSize: 40, budgetMs: 600_000 });
+    expect(out).toMatchObject({ complete: true, deleted: 300, deletedTotal: 300 });
+    expect(seen.at(-1)).toEqual({ done: 300, total: 300 });
+    expect(seen.length).toBe(8);
+    expect(hot(db)).toBe(0);
+    // A day never archived: said so, in words a person can act on.
+    const none = await cleanupDate(c.ctx, c.owner, "2025-10-12").catch((e: unknown) => e);
+    expect(String(none)).toContain(
+      "no archive of traffic_events for 2025-10-12: run archive first",
+    );
+  } finally {
+    db.close();
+    await c.close();
+  }
+});
+
+it("stopped in a late part: the rows left are that part's, not an earlier part's changed row", async () => {
+  const { c, db } = await archived(300);
+  try {
+    await prepareTrafficData(c.ctx.source, { date: DAY, count: 100 });
+    await archiveDate(c.ctx, c.owner, DAY);
+    const parts = await c.ctx.ledger.parts("traffic_events", DAY);
+    expect(parts.map((p) => p.eventCount)).toEqual([300, 100]);
+    db.exec("UPDATE traffic_events SET path = '/changed' WHERE id = 5");
+    // Part 0 takes 8 batches of 40 (299 deleted, 1 changed); the 9th is part 1's first.
+    const out = await cleanupDate(c.ctx, c.owner, DAY, { batchSize: 40, maxBatches: 9 });
+    expect(out).toMatchObject({ complete: false, deleted: 339, remaining: 60 });
+  } finally {
+    db.close();
+    await c.close();
+  }
+});
+
+it("a part without chunk digests whose object differs only in its gzip header's time: no row goes", async () => {
+  const { c, db } = await archived(200);
+  try {
+    const [part] = await c.ctx.ledger.parts("traffic_events", DAY);
+    const key = part?.objectKey as string;
+    const bytes = new Uint8Array(await new Response(await c.ctx.store.get(key)).arrayBuffer());
+    // MTIME (bytes 4-7): the same size and the same lines, but not the bytes verified.
+    bytes[4] = (bytes[4] ?? 0) ^ 0xff;
+    expect(gunzipSync(bytes).length).toBe(part?.rawSize);
+    await putBytes(c.ctx.store, key, bytes);
+    db.exec("UPDATE archive_parts SET chunk_sha256 = NULL, chunk_bytes = NULL");
+    const err = await cleanupDate(c.ctx, c.owner, DAY).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(VerificationError);
+    expect(String(err)).toContain(`bytes; verified ${part?.sha256}, ${part?.fileSize} bytes)`);
+    expect(hot(db)).toBe(200);
+  } finally {
+    db.close();
+    await c.close();
+  }
+});
+
+it("a day cleaned before rollups were kept: the late part's verification counts the old part from its archive, then cleanup goes on", async () => {
+  const { c, db } = await archived(100);
+  try {
+    await cleanupDate(c.ctx, c.owner, DAY);
+    db.exec("UPDATE archive_parts SET rollup_rows = NULL; DELETE FROM archive_rollups");
+    await prepareTrafficData(c.ctx.source, { date: DAY, count: 30 });
+    await archiveDate(c.ctx, c.owner, DAY);
+    const parts = await c.ctx.ledger.parts("traffic_events", DAY);
+    expect(parts.map((p) => p.rollupRows)).toEqual([100, 30]);
+    expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({ complete: true, deleted: 30 });
+    expect(hot(db)).toBe(0);
+  } finally {
+    db.close();
+    await c.close();
+  }
+});

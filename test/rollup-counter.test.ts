@@ -16,18 +16,25 @@ it("counts each line by its own member's value, whatever the line's shape, as JS
     '{"id":8,"path":42}',
     '{"id":9,"path":"/\\u00e9"}',
     '{"id":10,"path":"/é"}',
+    '{"id":11,"path":42,"ref":"r"}', // a number before another string member
+    '{"id":12,"a\\"path":"/x","path":"/y"}', // a member whose name ends in the member's text
+    '{"id":13,",\\"path":"/x","path":"/z"}', // ... and holds a comma before it
+    '{"id":14,"meta":{"a":1},"path":null}', // null, parsed
+    '{"id":15}', // no such member: null
   ];
   const c = new RollupCounter("path", where);
   for (const l of lines) c.add(l);
   const expected = new Map<string | null, number>();
   for (const l of lines) {
     const v = (JSON.parse(l) as { path: unknown }).path;
-    const k = v === null ? null : typeof v === "string" ? v : JSON.stringify(v);
+    const k = v === null || v === undefined ? null : typeof v === "string" ? v : JSON.stringify(v);
     expected.set(k, (expected.get(k) ?? 0) + 1);
   }
   expect(c.rollup()).toEqual({ counts: expected, total: lines.length });
   expect(c.counts.get("/é")).toBe(2);
-  expect(c.counts.get("42")).toBe(1);
+  expect(c.counts.get("42")).toBe(2);
+  expect(c.counts.get(null)).toBe(3);
+  expect([c.counts.get("/y"), c.counts.get("/z"), c.counts.get("/x")]).toEqual([1, 1, undefined]);
 });
 
 it("refuses more distinct values than a rollup keeps, naming the table and the way out", () => {
