@@ -1,0 +1,285 @@
+import { ByteWriter, ParquetWriter } from "hyparquet-writer";
+import {
+  type RenderKind,
+  type StoredValue,
+  keyPrefixes,
+  renderKindOf,
+  renderValue,
+  utf8Length,
+} from "./line.js";
+import { LineSyntaxError, parseLine } from "./parse.js";
+import { FORMAT_KEY, FORMAT_VERSION, type PlannedColumn, RAW_JSON_KEY } from "./schema.js";
+
+/**
+ * A line the Parquet part could not give back byte for byte. The caller writes the part as
+ * JSONL instead; nothing of the Parquet bytes already emitted may be kept.
+ */
+export class NotExactError extends Error {
+  override readonly name = "NotExactError";
+  constructor(
+    /** 1-based number of the line in the part. */
+    readonly lineNumber: number,
+    /** The column whose value did not roundtrip, or undefined for the line's shape. */
+    readonly column: string | undefined,
+    /** The text in the line (the value's, or the whole line's). */
+    readonly expected: string,
+    /** The text the Parquet part would decode to. */
+    readonly actual: string,
+  ) {
+    super(
+      `line ${lineNumber}${column === undefined ? "" : `, column '${column}'`}: Parquet would give ${JSON.stringify(actual)} for ${JSON.stringify(expected)}`,
+    );
+  }
+}
+
+export interface ParquetEncodeOptions {
+  /** Rows per row group: what the encoder holds at most (default 20,000). */
+  rowGroupRows?: number;
+}
+
+/** What the manifest needs of a part, final once its bytes have all been read. */
+export interface ParquetTotals {
+  rows: number;
+  /** The JSONL size of the same lines: UTF-8 bytes plus one newline each. */
+  rawBytes: number;
+  rowGroups: number;
+  /** Bytes of the Parquet file emitted. */
+  bytes: number;
+}
+
+export const DEFAULT_ROW_GROUP_ROWS = 20_000;
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const JSON_NUMBER = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$/;
+/** An unpaired surrogate: UTF-8 cannot hold it, so Parquet would give back U+FFFD. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/**
+ * Encodes the lines of one part (pages of lines, in order) as a Parquet file, yielding its bytes
+ * as each row group is encoded and the footer at the end; `totals` is final when the iteration
+ * ends. Throws {@link NotExactError} on the first line that would not decode to itself.
+ */
+export function encodeParquet(
+  pages: AsyncIterable<readonly string[]> | Iterable<readonly string[]>,
+  plan: readonly PlannedColumn[],
+  options: ParquetEncodeOptions = {},
+): { chunks: AsyncGenerator<Uint8Array>; totals: ParquetTotals } {
+  const totals: ParquetTotals = { rows: 0, rawBytes: 0, rowGroups: 0, bytes: 0 };
+  return {
+    chunks: chunksOf(pages, plan, options.rowGroupRows ?? DEFAULT_ROW_GROUP_ROWS, totals),
+    totals,
+  };
+}
+
+/** {@link encodeParquet} as a Web stream, pulled: a row group is encoded only when read. */
+export function encodeParquetStream(
+  pages: AsyncIterable<readonly string[]> | Iterable<readonly string[]>,
+  plan: readonly PlannedColumn[],
+  options: ParquetEncodeOptions = {},
+): { stream: ReadableStream<Uint8Array>; totals: ParquetTotals } {
+  const { chunks, totals } = encodeParquet(pages, plan, options);
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const next = await chunks.next();
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
+    },
+    async cancel() {
+      await chunks.return(undefined);
+    },
+  });
+  return { stream, totals };
+}
+
+async function* chunksOf(
+  pages: AsyncIterable<readonly string[]> | Iterable<readonly string[]>,
+  plan: readonly PlannedColumn[],
+  groupRows: number,
+  totals: ParquetTotals,
+): AsyncGenerator<Uint8Array> {
+  if (!(Number.isInteger(groupRows) && groupRows > 0)) {
+    throw new RangeError(`rowGroupRows must be a positive integer, not ${groupRows}`);
+  }
+  const names = plan.map((c) => c.name);
+  const prefixes = keyPrefixes(names);
+  // Decimals: undefined until the part's first non-null value says number (raw) or string.
+  const rawDecimal: (boolean | undefined)[] = plan.map((c) =>
+    c.kind === "json" ? true : undefined,
+  );
+  const out: Uint8Array[] = [];
+  const writer: ByteWriter & { flush?: () => void } = new ByteWriter(1 << 16);
+  // Each row group leaves the writer as soon as it is encoded, so it holds one group at most.
+  const flushBytes = () => {
+    out.push(new Uint8Array(writer.buffer.slice(0, writer.index)));
+    writer.index = 0;
+  };
+  writer.flush = flushBytes;
+  writer.finish = flushBytes;
+  let pq: ParquetWriter | undefined;
+  let columns: StoredValue[][] = plan.map(() => []);
+  let n = 0;
+
+  const flushGroup = () => {
+    if (n === 0) return;
+    pq ??= new ParquetWriter({
+      writer,
+      schema: schemaOf(plan, rawDecimal),
+      codec: "SNAPPY",
+      statistics: true,
+      createdBy: "sluice",
+    });
+    pq.write({
+      columnData: plan.map((c, i) => ({ name: c.name, data: columns[i] as StoredValue[] })),
+      rowGroupSize: n,
+    });
+    totals.rowGroups++;
+    columns = plan.map(() => []);
+    n = 0;
+  };
+  const drain = function* () {
+    for (const chunk of out.splice(0)) {
+      totals.bytes += chunk.byteLength;
+      yield chunk;
+    }
+  };
+
+  for await (const page of pages) {
+    for (const line of page) {
+      const number = totals.rows + 1;
+      const values = valuesOf(line, number, plan, names, rawDecimal);
+      // The roundtrip check: the line as the decoder will write it must be the line.
+      let again = "";
+      for (let i = 0; i < plan.length; i++) {
+        const c = plan[i] as PlannedColumn;
+        const kind = renderKindOf(c.kind, rawDecimal[i] === true);
+        again += `${prefixes[i]}${renderValue(kind, values[i] as StoredValue)}`;
+      }
+      again += plan.length ? "}" : "{}";
+      if (again !== line) throw new NotExactError(number, undefined, line, again);
+      for (let i = 0; i < plan.length; i++)
+        (columns[i] as StoredValue[]).push(values[i] as StoredValue);
+      totals.rows++;
+      totals.rawBytes += utf8Length(line) + 1;
+      if (++n === groupRows) {
+        flushGroup();
+        yield* drain();
+      }
+    }
+  }
+  flushGroup();
+  // The schema is fixed by the first row group; an empty part still needs one.
+  pq ??= new ParquetWriter({
+    writer,
+    schema: schemaOf(plan, rawDecimal),
+    codec: "SNAPPY",
+    statistics: true,
+    createdBy: "sluice",
+  });
+  pq.kvMetadata = [
+    { key: FORMAT_KEY, value: FORMAT_VERSION },
+    {
+      key: RAW_JSON_KEY,
+      value: JSON.stringify(plan.filter((_, i) => rawDecimal[i] === true).map((c) => c.name)),
+    },
+  ];
+  pq.finish();
+  yield* drain();
+}
+
+/** The line's values as they will be stored, each checked against its column's kind. */
+function valuesOf(
+  line: string,
+  number: number,
+  plan: readonly PlannedColumn[],
+  names: readonly string[],
+  rawDecimal: (boolean | undefined)[],
+): StoredValue[] {
+  let parsed: ReturnType<typeof parseLine>;
+  try {
+    parsed = parseLine(line);
+  } catch (err) {
+    if (err instanceof LineSyntaxError)
+      throw new NotExactError(number, undefined, line, err.message);
+    throw err;
+  }
+  const { names: got, raws } = parsed;
+  if (got.length !== names.length || got.some((g, i) => g !== names[i])) {
+    throw new NotExactError(number, undefined, JSON.stringify(got), JSON.stringify(names));
+  }
+  const values: StoredValue[] = [];
+  for (let i = 0; i < plan.length; i++) {
+    const c = plan[i] as PlannedColumn;
+    const raw = raws[i] as string;
+    const refuse = (why: string) => new NotExactError(number, c.name, raw, why);
+    if (raw === "null") {
+      values.push(null);
+      continue;
+    }
+    switch (c.kind) {
+      case "int64": {
+        if (!/^-?(0|[1-9][0-9]*)$/.test(raw)) throw refuse("not an integer");
+        const v = BigInt(raw);
+        if (v < INT64_MIN || v > INT64_MAX) throw refuse("outside INT64");
+        values.push(v);
+        break;
+      }
+      case "boolean":
+        if (raw !== "true" && raw !== "false") throw refuse("not a boolean");
+        values.push(raw === "true");
+        break;
+      case "double":
+        if (!JSON_NUMBER.test(raw)) throw refuse("not a number");
+        values.push(Number(raw));
+        break;
+      case "string":
+        values.push(stringOf(raw, refuse));
+        break;
+      case "json":
+        values.push(raw);
+        break;
+      case "decimal": {
+        const isString = raw.startsWith('"');
+        rawDecimal[i] ??= !isString;
+        if (rawDecimal[i] === isString) throw refuse("a number and a string in one column");
+        values.push(isString ? stringOf(raw, refuse) : raw);
+        break;
+      }
+    }
+  }
+  return values;
+}
+
+function stringOf(raw: string, refuse: (why: string) => Error): string {
+  if (!raw.startsWith('"')) throw refuse("not a string");
+  const v = JSON.parse(raw) as string;
+  if (LONE_SURROGATE.test(v)) throw refuse("an unpaired surrogate UTF-8 cannot hold");
+  return v;
+}
+
+type SchemaElement = ConstructorParameters<typeof ParquetWriter>[0]["schema"][number];
+
+/** The file schema: every column OPTIONAL (a null is always possible in a line). */
+function schemaOf(
+  plan: readonly PlannedColumn[],
+  rawDecimal: readonly (boolean | undefined)[],
+): SchemaElement[] {
+  const physical = (kind: RenderKind): SchemaElement["type"] =>
+    kind === "int64"
+      ? "INT64"
+      : kind === "boolean"
+        ? "BOOLEAN"
+        : kind === "double"
+          ? "DOUBLE"
+          : "BYTE_ARRAY";
+  return [
+    { name: "root", num_children: plan.length },
+    ...plan.map((c, i): SchemaElement => {
+      const kind = renderKindOf(c.kind, rawDecimal[i] === true);
+      const type = physical(kind);
+      return type === "BYTE_ARRAY"
+        ? { name: c.name, type, converted_type: "UTF8", repetition_type: "OPTIONAL" }
+        : { name: c.name, type, repetition_type: "OPTIONAL" };
+    }),
+  ];
+}

@@ -1,0 +1,25 @@
+/** Parquet parts that decode back to exactly the lines of their JSONL parts. */
+export {
+  type ColumnKind,
+  type PlannedColumn,
+  PlanError,
+  planColumns,
+  kindOf,
+  FORMAT_KEY,
+  FORMAT_VERSION,
+  RAW_JSON_KEY,
+} from "./schema.js";
+export {
+  encodeParquet,
+  encodeParquetStream,
+  NotExactError,
+  DEFAULT_ROW_GROUP_ROWS,
+  type ParquetEncodeOptions,
+  type ParquetTotals,
+} from "./encode.js";
+export {
+  decodeParquetLines,
+  bytesAsyncBuffer,
+  ParquetPartError,
+  type AsyncBuffer,
+} from "./decode.js";

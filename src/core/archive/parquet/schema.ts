@@ -1,0 +1,67 @@
+import type { Column } from "../../sql/source.js";
+
+/**
+ * How each column of a table is stored in a Parquet part. The kind decides both the Parquet
+ * type and how the decoder writes the value back into the line, so that a Parquet part
+ * decodes to exactly the text its JSONL part would hold.
+ *
+ * - `int64`: JSON integer digits, stored as INT64 (read back as a BigInt, written as digits).
+ * - `boolean`: `true` / `false`, stored as BOOLEAN.
+ * - `double`: a JSON number, stored as DOUBLE, written back as JavaScript writes the number.
+ * - `string`: a JSON string, stored unquoted as UTF8; written back with JSON.stringify.
+ * - `json`: any JSON value (json/jsonb), stored as its raw text; written back unquoted.
+ * - `decimal`: exact numerics; databases render them as JSON numbers (PostgreSQL) or as
+ *   strings (the MariaDB driver's text): the part's first value decides which, the file's
+ *   metadata records it, and any later value of the other shape refuses the part.
+ */
+export type ColumnKind = "int64" | "boolean" | "double" | "string" | "json" | "decimal";
+
+export interface PlannedColumn {
+  readonly name: string;
+  readonly kind: ColumnKind;
+}
+
+/** The file-level marker the decoder checks before it trusts the layout. */
+export const FORMAT_KEY = "sluice.format";
+export const FORMAT_VERSION = "sluice-lines-1";
+/** Key-value metadata naming (as a JSON array) the columns stored as raw JSON text. */
+export const RAW_JSON_KEY = "sluice.raw_json";
+
+/** A plan that cannot be made (duplicate names): the part is written as JSONL instead. */
+export class PlanError extends Error {
+  override readonly name = "PlanError";
+}
+
+/** The Parquet representation of each column, in line order (the key first). */
+export function planColumns(columns: readonly Column[]): PlannedColumn[] {
+  const seen = new Set<string>();
+  return columns.map((c) => {
+    // A line with two equal keys cannot be told apart from its columns; never guess.
+    if (seen.has(c.name)) throw new PlanError(`column '${c.name}' appears twice`);
+    seen.add(c.name);
+    return { name: c.name, kind: kindOf(c.type) };
+  });
+}
+
+/** The kind for a type as the database names it (case and size suffixes ignored). */
+export function kindOf(declared: string): ColumnKind {
+  const t = declared.trim().toLowerCase();
+  const base = t
+    .replace(/\(.*$/, "")
+    .replace(/\s+(unsigned|signed|zerofill)\b.*$/, "")
+    .trim();
+  // SQLite's `tinyint(1)` affinity, MariaDB's BOOLEAN alias and PostgreSQL's `boolean` all hold
+  // numbers in MariaDB/SQLite lines, so only PostgreSQL's type is a JSON boolean.
+  if (base === "boolean" || base === "bool") return "boolean";
+  if (
+    /^(tinyint|smallint|mediumint|int|integer|bigint|int2|int4|int8|serial|bigserial|smallserial)$/.test(
+      base,
+    )
+  ) {
+    return "int64";
+  }
+  if (/^(double precision|double|float|float4|float8|real)$/.test(base)) return "double";
+  if (/^(numeric|decimal|dec|fixed|number)$/.test(base)) return "decimal";
+  if (base === "json" || base === "jsonb") return "json";
+  return "string";
+}
