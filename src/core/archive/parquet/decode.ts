@@ -1,6 +1,6 @@
 import { type AsyncBuffer, parquetMetadataAsync, parquetRead } from "hyparquet";
 import { type RenderKind, type StoredValue, keyPrefixes, renderValue } from "./line.js";
-import { FORMAT_KEY, FORMAT_VERSION, RAW_JSON_KEY } from "./schema.js";
+import { FORMAT_KEY, FORMAT_VERSION, QUOTED_BIG_INTS_KEY, RAW_JSON_KEY } from "./schema.js";
 
 export type { AsyncBuffer } from "hyparquet";
 
@@ -33,23 +33,15 @@ export async function* decodeParquetLines(file: AsyncBuffer): AsyncGenerator<str
       `not a sluice part: ${FORMAT_KEY} is ${JSON.stringify(kv.get(FORMAT_KEY) ?? null)}`,
     );
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(kv.get(RAW_JSON_KEY) ?? "[]");
-  } catch {
-    raw = undefined;
-  }
-  if (!Array.isArray(raw) || raw.some((r) => typeof r !== "string")) {
-    throw new ParquetPartError(`${RAW_JSON_KEY} is not a list of column names`);
-  }
-  const rawSet = new Set(raw as string[]);
+  const rawSet = nameList(kv.get(RAW_JSON_KEY));
+  const quotedSet = nameList(kv.get(QUOTED_BIG_INTS_KEY));
   const [root, ...leaves] = metadata.schema;
   if (!root || root.num_children !== leaves.length || leaves.some((l) => l.num_children)) {
     throw new ParquetPartError("nested schema: not a sluice part");
   }
   const names = leaves.map((l) => l.name);
   const kinds = leaves.map((l): RenderKind => {
-    if (l.type === "INT64") return "int64";
+    if (l.type === "INT64") return quotedSet.has(l.name) ? "int64-quoted" : "int64";
     if (l.type === "BOOLEAN") return "boolean";
     if (l.type === "DOUBLE") return "double";
     if (l.type === "BYTE_ARRAY" && l.converted_type === "UTF8")
@@ -98,4 +90,18 @@ export async function* decodeParquetLines(file: AsyncBuffer): AsyncGenerator<str
   if (BigInt(start) !== BigInt(metadata.num_rows)) {
     throw new ParquetPartError(`row groups hold ${start} rows, footer says ${metadata.num_rows}`);
   }
+}
+
+/** A metadata value that must be a JSON array of column names. */
+function nameList(text: string | undefined): Set<string> {
+  let list: unknown;
+  try {
+    list = JSON.parse(text ?? "");
+  } catch {
+    list = undefined;
+  }
+  if (!Array.isArray(list) || list.some((r) => typeof r !== "string")) {
+    throw new ParquetPartError(`metadata ${JSON.stringify(text)} is not a list of column names`);
+  }
+  return new Set(list as string[]);
 }

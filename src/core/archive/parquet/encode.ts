@@ -5,10 +5,17 @@ import {
   keyPrefixes,
   renderKindOf,
   renderValue,
+  unsafeInteger,
   utf8Length,
 } from "./line.js";
 import { LineSyntaxError, parseLine } from "./parse.js";
-import { FORMAT_KEY, FORMAT_VERSION, type PlannedColumn, RAW_JSON_KEY } from "./schema.js";
+import {
+  FORMAT_KEY,
+  FORMAT_VERSION,
+  type PlannedColumn,
+  QUOTED_BIG_INTS_KEY,
+  RAW_JSON_KEY,
+} from "./schema.js";
 
 /**
  * A line the Parquet part could not give back byte for byte. The caller writes the part as
@@ -104,9 +111,7 @@ async function* chunksOf(
   const names = plan.map((c) => c.name);
   const prefixes = keyPrefixes(names);
   // Decimals: undefined until the part's first non-null value says number (raw) or string.
-  const rawDecimal: (boolean | undefined)[] = plan.map((c) =>
-    c.kind === "json" ? true : undefined,
-  );
+  const alt: (boolean | undefined)[] = plan.map((c) => (c.kind === "json" ? true : undefined));
   const out: Uint8Array[] = [];
   const writer: ByteWriter & { flush?: () => void } = new ByteWriter(1 << 16);
   // Each row group leaves the writer as soon as it is encoded, so it holds one group at most.
@@ -124,7 +129,7 @@ async function* chunksOf(
     if (n === 0) return;
     pq ??= new ParquetWriter({
       writer,
-      schema: schemaOf(plan, rawDecimal),
+      schema: schemaOf(plan, alt),
       codec: "SNAPPY",
       statistics: true,
       createdBy: "sluice",
@@ -147,12 +152,12 @@ async function* chunksOf(
   for await (const page of pages) {
     for (const line of page) {
       const number = totals.rows + 1;
-      const values = valuesOf(line, number, plan, names, rawDecimal);
+      const values = valuesOf(line, number, plan, names, alt);
       // The roundtrip check: the line as the decoder will write it must be the line.
       let again = "";
       for (let i = 0; i < plan.length; i++) {
         const c = plan[i] as PlannedColumn;
-        const kind = renderKindOf(c.kind, rawDecimal[i] === true);
+        const kind = renderKindOf(c.kind, alt[i] === true);
         again += `${prefixes[i]}${renderValue(kind, values[i] as StoredValue)}`;
       }
       again += plan.length ? "}" : "{}";
@@ -171,17 +176,15 @@ async function* chunksOf(
   // The schema is fixed by the first row group; an empty part still needs one.
   pq ??= new ParquetWriter({
     writer,
-    schema: schemaOf(plan, rawDecimal),
+    schema: schemaOf(plan, alt),
     codec: "SNAPPY",
     statistics: true,
     createdBy: "sluice",
   });
   pq.kvMetadata = [
     { key: FORMAT_KEY, value: FORMAT_VERSION },
-    {
-      key: RAW_JSON_KEY,
-      value: JSON.stringify(plan.filter((_, i) => rawDecimal[i] === true).map((c) => c.name)),
-    },
+    { key: RAW_JSON_KEY, value: namesWhere(plan, alt, (k) => k === "json" || k === "decimal") },
+    { key: QUOTED_BIG_INTS_KEY, value: namesWhere(plan, alt, (k) => k === "int64") },
   ];
   pq.finish();
   yield* drain();
@@ -193,7 +196,7 @@ function valuesOf(
   number: number,
   plan: readonly PlannedColumn[],
   names: readonly string[],
-  rawDecimal: (boolean | undefined)[],
+  alt: (boolean | undefined)[],
 ): StoredValue[] {
   let parsed: ReturnType<typeof parseLine>;
   try {
@@ -218,9 +221,18 @@ function valuesOf(
     }
     switch (c.kind) {
       case "int64": {
-        if (!/^-?(0|[1-9][0-9]*)$/.test(raw)) throw refuse("not an integer");
-        const v = BigInt(raw);
+        const quoted = raw.startsWith('"');
+        const digits = quoted ? raw.slice(1, -1) : raw;
+        if (!/^-?(0|[1-9][0-9]*)$/.test(digits) || (quoted && !raw.endsWith('"'))) {
+          throw refuse("not an integer");
+        }
+        const v = BigInt(digits);
         if (v < INT64_MIN || v > INT64_MAX) throw refuse("outside INT64");
+        // Only integers past 2^53 may be quoted, and all of them alike within a part.
+        if (unsafeInteger(v)) {
+          alt[i] ??= quoted;
+          if (alt[i] !== quoted) throw refuse("big integers both quoted and not in one column");
+        } else if (quoted) throw refuse("a quoted integer JavaScript holds exactly");
         values.push(v);
         break;
       }
@@ -240,8 +252,8 @@ function valuesOf(
         break;
       case "decimal": {
         const isString = raw.startsWith('"');
-        rawDecimal[i] ??= !isString;
-        if (rawDecimal[i] === isString) throw refuse("a number and a string in one column");
+        alt[i] ??= !isString;
+        if (alt[i] === isString) throw refuse("a number and a string in one column");
         values.push(isString ? stringOf(raw, refuse) : raw);
         break;
       }
@@ -257,12 +269,20 @@ function stringOf(raw: string, refuse: (why: string) => Error): string {
   return v;
 }
 
+function namesWhere(
+  plan: readonly PlannedColumn[],
+  alt: readonly (boolean | undefined)[],
+  kind: (k: PlannedColumn["kind"]) => boolean,
+): string {
+  return JSON.stringify(plan.filter((c, i) => alt[i] === true && kind(c.kind)).map((c) => c.name));
+}
+
 type SchemaElement = ConstructorParameters<typeof ParquetWriter>[0]["schema"][number];
 
 /** The file schema: every column OPTIONAL (a null is always possible in a line). */
 function schemaOf(
   plan: readonly PlannedColumn[],
-  rawDecimal: readonly (boolean | undefined)[],
+  alt: readonly (boolean | undefined)[],
 ): SchemaElement[] {
   const physical = (kind: RenderKind): SchemaElement["type"] =>
     kind === "int64"
@@ -275,7 +295,7 @@ function schemaOf(
   return [
     { name: "root", num_children: plan.length },
     ...plan.map((c, i): SchemaElement => {
-      const kind = renderKindOf(c.kind, rawDecimal[i] === true);
+      const kind = renderKindOf(c.kind, alt[i] === true);
       const type = physical(kind);
       return type === "BYTE_ARRAY"
         ? { name: c.name, type, converted_type: "UTF8", repetition_type: "OPTIONAL" }

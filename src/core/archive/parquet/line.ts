@@ -7,14 +7,28 @@ import type { ColumnKind } from "./schema.js";
  */
 export type StoredValue = bigint | boolean | number | string | null;
 
-/** How a stored value is written into a line; `raw`: a BYTE_ARRAY holding JSON text. */
-export type RenderKind = "int64" | "boolean" | "double" | "string" | "raw";
+/**
+ * How a stored value is written into a line; `raw`: a BYTE_ARRAY holding JSON text;
+ * `int64-quoted`: digits, quoted beyond 2^53 (what mysql2 gives for big BIGINTs: a string).
+ */
+export type RenderKind = "int64" | "int64-quoted" | "boolean" | "double" | "string" | "raw";
 
-/** The render kind a column of `kind` uses, given whether the part stores it as raw JSON. */
-export function renderKindOf(kind: ColumnKind, raw: boolean): RenderKind {
+/**
+ * The render kind a column of `kind` uses, given the part's choices: `alt` is true where the
+ * part stores a decimal as raw JSON, or quotes integers beyond 2^53.
+ */
+export function renderKindOf(kind: ColumnKind, alt: boolean): RenderKind {
   if (kind === "json") return "raw";
-  if (kind === "decimal") return raw ? "raw" : "string";
+  if (kind === "decimal") return alt ? "raw" : "string";
+  if (kind === "int64") return alt ? "int64-quoted" : "int64";
   return kind;
+}
+
+const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** True for an integer JavaScript numbers cannot hold exactly. */
+export function unsafeInteger(v: bigint): boolean {
+  return v > SAFE || v < -SAFE;
 }
 
 /** One value as JSON text, or undefined when the value does not fit the kind (corruption). */
@@ -23,6 +37,9 @@ export function renderValue(kind: RenderKind, v: StoredValue): string | undefine
   switch (kind) {
     case "int64":
       return typeof v === "bigint" ? v.toString() : undefined;
+    case "int64-quoted":
+      if (typeof v !== "bigint") return undefined;
+      return unsafeInteger(v) ? `"${v}"` : v.toString();
     case "boolean":
       return typeof v === "boolean" ? (v ? "true" : "false") : undefined;
     case "double":

@@ -6,6 +6,8 @@ import type { Column } from "../../sql/source.js";
  * decodes to exactly the text its JSONL part would hold.
  *
  * - `int64`: JSON integer digits, stored as INT64 (read back as a BigInt, written as digits).
+ *   The MariaDB driver gives integers past 2^53 as strings (`"9007199254740993"`): the part's
+ *   first such value decides whether they are quoted, recorded in the file's metadata.
  * - `boolean`: `true` / `false`, stored as BOOLEAN.
  * - `double`: a JSON number, stored as DOUBLE, written back as JavaScript writes the number.
  * - `string`: a JSON string, stored unquoted as UTF8; written back with JSON.stringify.
@@ -26,6 +28,9 @@ export const FORMAT_KEY = "sluice.format";
 export const FORMAT_VERSION = "sluice-lines-1";
 /** Key-value metadata naming (as a JSON array) the columns stored as raw JSON text. */
 export const RAW_JSON_KEY = "sluice.raw_json";
+
+/** Key-value metadata naming (as a JSON array) the INT64 columns quoted beyond 2^53. */
+export const QUOTED_BIG_INTS_KEY = "sluice.quoted_big_ints";
 
 /** A plan that cannot be made (duplicate names): the part is written as JSONL instead. */
 export class PlanError extends Error {
