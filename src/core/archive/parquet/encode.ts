@@ -10,6 +10,7 @@ import {
 } from "./line.js";
 import { LineSyntaxError, parseLine } from "./parse.js";
 import {
+  type ColumnKind,
   FORMAT_KEY,
   FORMAT_VERSION,
   type PlannedColumn,
@@ -111,7 +112,7 @@ async function* chunksOf(
   const names = plan.map((c) => c.name);
   const prefixes = keyPrefixes(names);
   // Decimals: undefined until the part's first non-null value says number (raw) or string.
-  const alt: (boolean | undefined)[] = plan.map((c) => (c.kind === "json" ? true : undefined));
+  const alt: (boolean | undefined)[] = plan.map(() => undefined);
   const out: Uint8Array[] = [];
   const writer: ByteWriter & { flush?: () => void } = new ByteWriter(1 << 16);
   // Each row group leaves the writer as soon as it is encoded, so it holds one group at most.
@@ -129,7 +130,7 @@ async function* chunksOf(
     if (n === 0) return;
     pq ??= new ParquetWriter({
       writer,
-      schema: schemaOf(plan, alt),
+      schema: schemaOf(plan),
       codec: "SNAPPY",
       statistics: true,
       createdBy: "sluice",
@@ -176,7 +177,7 @@ async function* chunksOf(
   // The schema is fixed by the first row group; an empty part still needs one.
   pq ??= new ParquetWriter({
     writer,
-    schema: schemaOf(plan, alt),
+    schema: schemaOf(plan),
     codec: "SNAPPY",
     statistics: true,
     createdBy: "sluice",
@@ -248,12 +249,10 @@ function valuesOf(
         values.push(stringOf(raw, refuse));
         break;
       case "json":
-        values.push(raw);
-        break;
       case "decimal": {
         const isString = raw.startsWith('"');
         alt[i] ??= !isString;
-        if (alt[i] === isString) throw refuse("a number and a string in one column");
+        if (alt[i] === isString) throw refuse("JSON text and a string in one column");
         values.push(isString ? stringOf(raw, refuse) : raw);
         break;
       }
@@ -279,24 +278,24 @@ function namesWhere(
 
 type SchemaElement = ConstructorParameters<typeof ParquetWriter>[0]["schema"][number];
 
-/** The file schema: every column OPTIONAL (a null is always possible in a line). */
-function schemaOf(
-  plan: readonly PlannedColumn[],
-  alt: readonly (boolean | undefined)[],
-): SchemaElement[] {
-  const physical = (kind: RenderKind): SchemaElement["type"] =>
-    kind === "int64"
-      ? "INT64"
-      : kind === "boolean"
-        ? "BOOLEAN"
-        : kind === "double"
-          ? "DOUBLE"
-          : "BYTE_ARRAY";
+/**
+ * The file schema: every column OPTIONAL (a null is always possible in a line). The physical
+ * type follows the plan alone, so the part's later choices (quoting, raw JSON) cannot change
+ * a schema the first row group already used.
+ */
+function schemaOf(plan: readonly PlannedColumn[]): SchemaElement[] {
+  const physical: Record<ColumnKind, SchemaElement["type"]> = {
+    int64: "INT64",
+    boolean: "BOOLEAN",
+    double: "DOUBLE",
+    string: "BYTE_ARRAY",
+    json: "BYTE_ARRAY",
+    decimal: "BYTE_ARRAY",
+  };
   return [
     { name: "root", num_children: plan.length },
-    ...plan.map((c, i): SchemaElement => {
-      const kind = renderKindOf(c.kind, alt[i] === true);
-      const type = physical(kind);
+    ...plan.map((c): SchemaElement => {
+      const type = physical[c.kind];
       return type === "BYTE_ARRAY"
         ? { name: c.name, type, converted_type: "UTF8", repetition_type: "OPTIONAL" }
         : { name: c.name, type, repetition_type: "OPTIONAL" };

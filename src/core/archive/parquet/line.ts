@@ -15,11 +15,10 @@ export type RenderKind = "int64" | "int64-quoted" | "boolean" | "double" | "stri
 
 /**
  * The render kind a column of `kind` uses, given the part's choices: `alt` is true where the
- * part stores a decimal as raw JSON, or quotes integers beyond 2^53.
+ * part stores a decimal or a json value as raw JSON, or quotes integers beyond 2^53.
  */
 export function renderKindOf(kind: ColumnKind, alt: boolean): RenderKind {
-  if (kind === "json") return "raw";
-  if (kind === "decimal") return alt ? "raw" : "string";
+  if (kind === "json" || kind === "decimal") return alt ? "raw" : "string";
   if (kind === "int64") return alt ? "int64-quoted" : "int64";
   return kind;
 }

@@ -11,10 +11,13 @@ import type { Column } from "../../sql/source.js";
  * - `boolean`: `true` / `false`, stored as BOOLEAN.
  * - `double`: a JSON number, stored as DOUBLE, written back as JavaScript writes the number.
  * - `string`: a JSON string, stored unquoted as UTF8; written back with JSON.stringify.
- * - `json`: any JSON value (json/jsonb), stored as its raw text; written back unquoted.
  * - `decimal`: exact numerics; databases render them as JSON numbers (PostgreSQL) or as
- *   strings (the MariaDB driver's text): the part's first value decides which, the file's
- *   metadata records it, and any later value of the other shape refuses the part.
+ *   strings (the MariaDB driver's text): the part's first non-null value decides which, the
+ *   file's metadata lists the columns stored as raw JSON text (written back unquoted), and a
+ *   later value of the other shape refuses the part.
+ * - `json`: json/jsonb, decided the same way: the adapters read them as text, so lines hold
+ *   them as JSON strings (stored unquoted, so readers see the JSON text itself); a line that
+ *   nests the value itself is stored as its raw text.
  */
 export type ColumnKind = "int64" | "boolean" | "double" | "string" | "json" | "decimal";
 
