@@ -14,7 +14,7 @@ import {
   encodeParquetStream,
   planColumns,
 } from "../src/core/archive/parquet/index.js";
-import type { Column } from "../src/core/sql/source.js";
+import type { Column, Dialect } from "../src/core/sql/source.js";
 import { loadConfig } from "../src/node/config.js";
 import { type NodeContext, openContext } from "../src/node/context.js";
 import { type TestDb, mariaDb, postgresDb } from "./servers.js";
@@ -42,7 +42,7 @@ const lease = { keepAlive: async () => undefined } as unknown as Lease;
 async function archiveLines(
   url: string,
   table: string,
-): Promise<{ lines: string[][]; columns: readonly Column[] }> {
+): Promise<{ lines: string[][]; columns: readonly Column[]; dialect: Dialect["name"] }> {
   const c: NodeContext = await openContext(
     loadConfig({ SLUICE_DB: url, SLUICE_STORE: `file:${join(dir, "store")}`, SLUICE_TABLE: table }),
   );
@@ -51,7 +51,7 @@ async function archiveLines(
     const rows = await tableLines(ctx);
     const lines: string[][] = [];
     for await (const page of pagesByKey(ctx, rows, DAY, null, lease)) lines.push(page.lines);
-    return { lines, columns: rows.columns };
+    return { lines, columns: rows.columns, dialect: ctx.source.dialect.name };
   } finally {
     await c.close();
   }
@@ -61,8 +61,9 @@ async function encodeAll(
   pages: Iterable<readonly string[]>,
   columns: readonly Column[],
   rowGroupRows = GROUP,
+  dialect?: Dialect["name"],
 ) {
-  const { chunks, totals } = encodeParquet(pages, planColumns(columns), { rowGroupRows });
+  const { chunks, totals } = encodeParquet(pages, planColumns(columns, dialect), { rowGroupRows });
   const parts: Uint8Array[] = [];
   for await (const c of chunks) parts.push(c);
   const bytes = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
@@ -102,10 +103,10 @@ async function roundtrip(
   table: string,
   want: { types: Record<string, string>; values: string[]; rows: number },
 ) {
-  const { lines, columns } = await archiveLines(url, table);
+  const { lines, columns, dialect } = await archiveLines(url, table);
   const flat = lines.flat();
   expect(flat).toHaveLength(want.rows);
-  const { bytes, totals, chunkCount } = await encodeAll(lines, columns);
+  const { bytes, totals, chunkCount } = await encodeAll(lines, columns, GROUP, dialect);
   const groups = Math.ceil(want.rows / GROUP);
   // Bytes leave as each row group is encoded: one chunk per group, then the footer.
   expect(chunkCount).toBe(groups + 1);
@@ -185,8 +186,8 @@ describe("SQLite", () => {
     const file = join(dir, "hot.db");
     const db = new Database(file);
     db.exec(`CREATE TABLE ty (id INTEGER PRIMARY KEY, event_date TEXT NOT NULL, big INTEGER,
-      neg INTEGER, txt TEXT, vc VARCHAR(64), r REAL, num NUMERIC, bl BLOB, ts TEXT)`);
-    const insert = db.prepare("INSERT INTO ty VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      neg INTEGER, txt TEXT, vc VARCHAR(64), r REAL, num NUMERIC, bl BLOB, ts TEXT, flag BOOLEAN)`);
+    const insert = db.prepare("INSERT INTO ty VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     for (let i = 1; i <= ROWS; i++) {
       insert.run(
         i,
@@ -199,6 +200,7 @@ describe("SQLite", () => {
         i % 6 ? i * 100 + 25 : null,
         i % 2 ? Buffer.from([0, i, 255]) : null,
         `2025-10-13 12:${String(i).padStart(2, "0")}:00`,
+        i % 3 === 0 ? null : i % 2,
       );
     }
     db.close();
@@ -211,8 +213,9 @@ describe("SQLite", () => {
         txt: "VARCHAR",
         r: "DOUBLE",
         ts: "VARCHAR",
+        flag: "BIGINT",
       },
-      values: ["id", "big", "neg", "txt", "vc", "r", "ts"],
+      values: ["id", "big", "neg", "txt", "vc", "r", "ts", "flag"],
     });
   });
 });
@@ -424,6 +427,20 @@ describe("lines that cannot be exact are refused", () => {
     await expect(encodeAll([['{"id":1,"j":"{}"}', '{"id":2,"j":{}}']], cols)).rejects.toThrow(
       NotExactError,
     );
+  });
+
+  it("a BOOLEAN column holds JSON booleans on PostgreSQL and 0/1 on SQLite: planned for each", async () => {
+    const cols: Column[] = [
+      { name: "id", type: "integer" },
+      { name: "b", type: "BOOLEAN" },
+    ];
+    const pgLines = ['{"id":1,"b":true}'];
+    const sqliteLines = ['{"id":1,"b":1}'];
+    const pgPart = await encodeAll([pgLines], cols, GROUP, "postgres");
+    expect((await decodeAll(pgPart.bytes)).flat()).toEqual(pgLines);
+    const sqlitePart = await encodeAll([sqliteLines], cols, GROUP, "sqlite");
+    expect((await decodeAll(sqlitePart.bytes)).flat()).toEqual(sqliteLines);
+    await expect(encodeAll([sqliteLines], cols, GROUP, "postgres")).rejects.toThrow(NotExactError);
   });
 
   it("a table with two columns of one name cannot be planned", () => {

@@ -1,4 +1,4 @@
-import type { Column } from "../../sql/source.js";
+import type { Column, Dialect } from "../../sql/source.js";
 
 /**
  * How each column of a table is stored in a Parquet part. The kind decides both the Parquet
@@ -40,14 +40,22 @@ export class PlanError extends Error {
   override readonly name = "PlanError";
 }
 
-/** The Parquet representation of each column, in line order (the key first). */
-export function planColumns(columns: readonly Column[]): PlannedColumn[] {
+/**
+ * The Parquet representation of each column, in line order (the key first). `dialect`: where
+ * the lines come from; SQLite and D1 hold a BOOLEAN column's values as 0 and 1.
+ */
+export function planColumns(
+  columns: readonly Column[],
+  dialect?: Dialect["name"],
+): PlannedColumn[] {
+  const numericBooleans = dialect === "sqlite" || dialect === "d1" || dialect === "mysql";
   const seen = new Set<string>();
   return columns.map((c) => {
     // A line with two equal keys cannot be told apart from its columns; never guess.
     if (seen.has(c.name)) throw new PlanError(`column '${c.name}' appears twice`);
     seen.add(c.name);
-    return { name: c.name, kind: kindOf(c.type) };
+    const kind = kindOf(c.type);
+    return { name: c.name, kind: kind === "boolean" && numericBooleans ? "int64" : kind };
   });
 }
 
@@ -58,8 +66,8 @@ export function kindOf(declared: string): ColumnKind {
     .replace(/\(.*$/, "")
     .replace(/\s+(unsigned|signed|zerofill)\b.*$/, "")
     .trim();
-  // SQLite's `tinyint(1)` affinity, MariaDB's BOOLEAN alias and PostgreSQL's `boolean` all hold
-  // numbers in MariaDB/SQLite lines, so only PostgreSQL's type is a JSON boolean.
+  // PostgreSQL's boolean is a JSON boolean in its lines; MariaDB reports its BOOLEAN as
+  // tinyint(1) (an integer), and SQLite's is planned as one by planColumns.
   if (base === "boolean" || base === "bool") return "boolean";
   if (
     /^(tinyint|smallint|mediumint|int|integer|bigint|int2|int4|int8|serial|bigserial|smallserial)$/.test(
