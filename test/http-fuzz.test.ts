@@ -960,6 +960,10 @@ describe("routes that do not exist", () => {
       "POST /api/events",
       "GET /api/stats/top-paths",
       "GET /api/stats/path-daily",
+      // The console's page and files (sluice serve finds them in dist/console).
+      "GET /",
+      "GET /console/console.js",
+      "GET /console/console.css",
     ]);
     const prefix = fc.constantFrom(
       "/",

@@ -3,6 +3,7 @@
  * (gone with the tab), are sent only as `Authorization: Bearer`, never in a URL, and are
  * never logged.
  */
+import { byteSize } from "../src/core/bytes/size.js";
 
 export type TokenGroup = "admin" | "stats" | "trace";
 
@@ -115,14 +116,5 @@ export function describe(err: unknown): string {
 export const fmt = new Intl.NumberFormat("en");
 
 export function bytes(n: number | null | undefined): string {
-  if (n === null || n === undefined) return "–";
-  if (n < 1024) return `${n} B`;
-  const units = ["KiB", "MiB", "GiB", "TiB"];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i]}`;
+  return n === null || n === undefined ? "–" : byteSize(n);
 }

@@ -3,6 +3,7 @@
  * every mark is an element with its figures in data-* attributes and a <title>, which screen
  * readers, tooltips and the browser tests read alike.
  */
+import type { ParetoEntry } from "../src/core/trace/msd.js";
 import { fmt } from "./api.js";
 
 const W = 640;
@@ -180,15 +181,8 @@ export function DayLine(props: {
   );
 }
 
-export interface ParetoBar {
-  workcenter: string;
-  equipment: string;
-  defectQty: number;
-  containers: number;
-  percent: number;
-  cumulativePercent: number;
-  defectShare: number;
-}
+/** One bar of the pareto, as `POST /api/trace/pareto` and the MSD trailer send it. */
+export type ParetoBar = ParetoEntry;
 
 /** The MSD pareto: defect quantity per station/equipment, and the cumulative-percent line. */
 export function ParetoChart(props: { bars: ParetoBar[] }) {

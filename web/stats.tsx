@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, callJson, describe, fmt, setToken } from "./api.js";
 import { BarChart, DayLine } from "./charts.js";
+import { DateField } from "./date-field.js";
 import { TokenForm } from "./token.js";
 
 interface Coverage {
@@ -87,20 +88,8 @@ export function StatsPage() {
           void load();
         }}
       >
-        <label for="stats-from">From</label>
-        <input
-          id="stats-from"
-          type="date"
-          value={from}
-          onInput={(e) => setFrom((e.currentTarget as HTMLInputElement).value)}
-        />
-        <label for="stats-to">To</label>
-        <input
-          id="stats-to"
-          type="date"
-          value={to}
-          onInput={(e) => setTo((e.currentTarget as HTMLInputElement).value)}
-        />
+        <DateField id="stats-from" label="From" value={from} onChange={setFrom} />
+        <DateField id="stats-to" label="To" value={to} onChange={setTo} />
         <button type="submit">Show</button>
       </form>
       {message ? (

@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, call, callJson, describe, fmt, setToken } from "./api.js";
 import { type ParetoBar, ParetoChart } from "./charts.js";
+import { DateField } from "./date-field.js";
 import { TraceJob } from "./job.js";
 import { RowWindow, VirtualTable } from "./rows.js";
 import { LineageScanner, ndjsonLines } from "./stream.js";
@@ -161,20 +162,8 @@ export function TracePage() {
                 value={workcenter}
                 onInput={(e) => setWorkcenter((e.currentTarget as HTMLInputElement).value)}
               />
-              <label for="trace-from">From</label>
-              <input
-                id="trace-from"
-                type="date"
-                value={from}
-                onInput={(e) => setFrom((e.currentTarget as HTMLInputElement).value)}
-              />
-              <label for="trace-to">To</label>
-              <input
-                id="trace-to"
-                type="date"
-                value={to}
-                onInput={(e) => setTo((e.currentTarget as HTMLInputElement).value)}
-              />
+              <DateField id="trace-from" label="From" value={from} onChange={setFrom} />
+              <DateField id="trace-to" label="To" value={to} onChange={setTo} />
             </div>
           )}
         </fieldset>

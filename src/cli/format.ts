@@ -3,21 +3,10 @@ import type { ArchivePlan, CleanupPlan } from "../core/archive/dry-run.js";
 import type { ArchiveOutcome, PartitionStatus, VerifyResult } from "../core/archive/jobs.js";
 import type { PartRecord, PartitionRecord } from "../core/archive/ledger/records.js";
 import type { RestoreOutcome } from "../core/archive/restore.js";
+import { byteSize as bytes } from "../core/bytes/size.js";
 import { wasInterrupted } from "../core/errors.js";
 
 export const fmt = (n: number) => n.toLocaleString("en-US");
-
-export function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ["KiB", "MiB", "GiB", "TiB"];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i]}`;
-}
 
 /** A person's view of one partition. */
 export function describeStatus(s: PartitionStatus): string {
