@@ -15,7 +15,7 @@ import type { TraceOptions } from "../http/routes/trace.js";
 import { ensureTrafficTable } from "../workloads/traffic/prepare.js";
 import { zlibCodec } from "./codec.js";
 import type { Config } from "./config.js";
-import { consoleFiles, consoleFolder } from "./console-files.js";
+import { builtConsole } from "./console-files.js";
 import { openContext } from "./context.js";
 import { fullGc } from "./full-gc.js";
 import { GcPacer } from "./gc-pacer.js";
@@ -71,10 +71,10 @@ export async function startService(
   const others = await Promise.all(
     (options.others ?? []).map((o) => serveTable(o, signal, logger)),
   );
-  const consoleDir = consoleFolder();
-  if (!consoleDir) log("the console is not built (npm run build): / answers 404");
+  const page = builtConsole();
+  if (!page) log("the console is not built (npm run build): / answers 404");
   const app = createApp({
-    console: consoleDir ? consoleFiles(consoleDir) : undefined,
+    console: page,
     others,
     trace: trace?.options,
     ctx: c.ctx,

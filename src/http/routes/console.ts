@@ -2,10 +2,7 @@ import { Hono } from "hono";
 import type { AppEnv } from "../env.js";
 
 /** One of the console's built files, as the runtime holds it. */
-export interface ConsoleAsset {
-  body: string | Uint8Array;
-  type: string;
-}
+export type ConsoleAsset = string | Uint8Array;
 
 /**
  * The console's files by name (`index.html`, `console.js`, `console.css`): Node reads them from
@@ -16,8 +13,15 @@ export interface ConsoleAssets {
   get(name: string): ConsoleAsset | null | Promise<ConsoleAsset | null>;
 }
 
-/** The names a request may ask for; anything else is a 404 without touching the assets. */
-export const CONSOLE_FILES = ["index.html", "console.js", "console.css"] as const;
+/** The files a request may ask for, with their types; anything else is a 404 without touching the assets. */
+const CONSOLE_TYPES: Record<string, string> = {
+  "index.html": "text/html; charset=utf-8",
+  "console.js": "text/javascript; charset=utf-8",
+  "console.css": "text/css; charset=utf-8",
+};
+
+/** Whether `name` is one of the console's files. */
+export const isConsoleFile = (name: string): boolean => Object.hasOwn(CONSOLE_TYPES, name);
 
 /**
  * Only the page's own files run or style it: no inline script or style, no other origin, and
@@ -44,10 +48,14 @@ const HEADERS = {
 export function consoleRoutes(assets: ConsoleAssets): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const send = async (name: string, cache: string) => {
-    const asset = await assets.get(name);
-    if (!asset) return null;
-    return new Response(asset.body, {
-      headers: { ...HEADERS, "Content-Type": asset.type, "Cache-Control": cache },
+    const body = await assets.get(name);
+    if (body === null) return null;
+    return new Response(body, {
+      headers: {
+        ...HEADERS,
+        "Content-Type": CONSOLE_TYPES[name] as string,
+        "Cache-Control": cache,
+      },
     });
   };
   const missing = (name: string) =>
@@ -60,7 +68,7 @@ export function consoleRoutes(assets: ConsoleAssets): Hono<AppEnv> {
   app.get("/", async () => (await send("index.html", "no-cache")) ?? missing("index.html"));
   app.get("/console/:name", async (c) => {
     const name = c.req.param("name");
-    if (!(CONSOLE_FILES as readonly string[]).includes(name) || name === "index.html") {
+    if (!isConsoleFile(name) || name === "index.html") {
       return c.json({ error: "not_found", message: `no console file ${name}` }, 404);
     }
     return (await send(name, "no-cache")) ?? missing(name);

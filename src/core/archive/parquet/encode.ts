@@ -126,15 +126,17 @@ async function* chunksOf(
   let columns: StoredValue[][] = plan.map(() => []);
   let n = 0;
 
-  const flushGroup = () => {
-    if (n === 0) return;
-    pq ??= new ParquetWriter({
+  const open = () =>
+    new ParquetWriter({
       writer,
       schema: schemaOf(plan),
       codec: "SNAPPY",
       statistics: true,
       createdBy: "sluice",
     });
+  const flushGroup = () => {
+    if (n === 0) return;
+    pq ??= open();
     pq.write({
       columnData: plan.map((c, i) => ({ name: c.name, data: columns[i] as StoredValue[] })),
       rowGroupSize: n,
@@ -175,13 +177,7 @@ async function* chunksOf(
   }
   flushGroup();
   // The schema is fixed by the first row group; an empty part still needs one.
-  pq ??= new ParquetWriter({
-    writer,
-    schema: schemaOf(plan),
-    codec: "SNAPPY",
-    statistics: true,
-    createdBy: "sluice",
-  });
+  pq ??= open();
   pq.kvMetadata = [
     { key: FORMAT_KEY, value: FORMAT_VERSION },
     { key: RAW_JSON_KEY, value: namesWhere(plan, alt, (k) => k === "json" || k === "decimal") },
