@@ -42,12 +42,29 @@ async function d1(rows: number): Promise<{ ctx: JobContext; db: Database.Databas
     source,
     store: new FsStore(join(dir, name)),
     ledger,
-    spec: { table: "ev", partitionColumn: "event_date", keyColumn: "id" },
+    spec: { table: "ev", partitionColumn: "event_date", keyColumn: "id", rollupColumn: "path" },
     sha256: nodeSha256,
     codec: zlibCodec,
   };
   return { ctx, db };
 }
+
+/** The deleted rows' counts the stats read (each row here has a path of its own). */
+const deletedPaths = (db: Database.Database) =>
+  (
+    db.prepare("SELECT path, views FROM archive_deleted_rollups ORDER BY path").all() as {
+      path: string;
+      views: number;
+    }[]
+  ).map((r) => `${r.path} ${r.views}`);
+
+const paths = (ids: number[], except: number[] = []) =>
+  ids
+    .filter((id) => !except.includes(id))
+    .map((id) => `/p${id} 1`)
+    .sort();
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
 const count = (db: Database.Database, date = DAY) =>
   (db.prepare("SELECT COUNT(*) AS c FROM ev WHERE event_date = ?").get(date) as { c: number }).c;
@@ -102,6 +119,8 @@ describe("cleanup on D1 (one comparing DELETE per batch)", () => {
     const err = await cleanupDate(ctx, "w:1:b", DAY, { batchSize: 30 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RowsChangedError);
     expect(err).toMatchObject({ changed: 1, keys: ["120"], deleted: 198 });
+    // Counted as deleted: exactly the rows the DELETE removed (not the late 50, not 120).
+    expect(deletedPaths(db)).toEqual(paths(range(200), [50, 120]));
     expect(db.prepare("SELECT id, path FROM ev WHERE event_date = ? ORDER BY id").all(DAY)).toEqual(
       [
         { id: 50, path: "/late" },
@@ -112,6 +131,10 @@ describe("cleanup on D1 (one comparing DELETE per batch)", () => {
     await archiveDate(ctx, "w:1:c", DAY);
     expect(await cleanupDate(ctx, "w:1:d", DAY)).toMatchObject({ complete: true, deleted: 2 });
     expect(count(db)).toBe(0);
+    // The updated row counts once, as it was when deleted.
+    expect(deletedPaths(db)).toEqual(
+      [...paths(range(200), [50, 120]), "/changed 1", "/late 1"].sort(),
+    );
   });
 
   it("a row SQLite keeps (a trigger) fails the cleanup with it counted; a rerun finishes", async () => {
@@ -127,13 +150,17 @@ describe("cleanup on D1 (one comparing DELETE per batch)", () => {
       cleanedCount: 298,
       cleanupCursor: null,
       cleanedAt: null,
+      deletedRollupRows: 298,
     });
+    // The rows the trigger kept were matched by the DELETE but are not counted as deleted.
+    expect(deletedPaths(db)).toEqual(paths(range(300), [7, 250]));
     db.exec("DROP TRIGGER keep");
     expect(await cleanupDate(ctx, "w:1:c", DAY, { batchSize: 40 })).toMatchObject({
       complete: true,
       deleted: 2,
       deletedTotal: 300,
     });
+    expect(deletedPaths(db)).toEqual(paths(range(300)));
   });
 
   it("stops at its batch limit with progress saved, and resumes where it stopped", async () => {

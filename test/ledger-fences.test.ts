@@ -47,6 +47,7 @@ function part(n: number): PartRecord {
     changedCount: 0,
     changedKeys: null,
     rollupRows: null,
+    deletedRollupRows: 0,
   };
 }
 

@@ -12,6 +12,7 @@ import { archiveDate, cleanupDate, verifyDate } from "../src/core/archive/jobs.j
 import { Ledger } from "../src/core/archive/ledger/ledger.js";
 import { SluiceError } from "../src/core/errors.js";
 import type { Row, SqlExecutor, SqlSource } from "../src/core/sql/source.js";
+import { statsReader } from "../src/core/stats/queries.js";
 import type { ObjectStore } from "../src/core/store.js";
 import { zlibCodec } from "../src/node/codec.js";
 import { openSource } from "../src/node/open.js";
@@ -27,7 +28,8 @@ import { type TestDb, postgresDb, sqliteDb } from "./servers.js";
  * commits after an archive, and a partitioned table whose day partition cleanup may drop.
  *
  * After every step: each live row version is in the hot table with its content, or in a
- * verified part with exactly that content; no recorded part's object ever changes. At the
+ * verified part with exactly that content; no recorded part's object ever changes; the stats
+ * of each day count each live version once. At the
  * end, runs without faults finish every date: cleaned, or failing loudly, never stuck.
  *
  * CI runs a fixed seed; `npm run test:model` runs longer (SLUICE_MODEL_RUNS, SLUICE_MODEL_SEED).
@@ -244,6 +246,22 @@ async function check(model: Model, real: Real): Promise<void> {
     const inCold = cold.has(`${v.id} ${v.date} ${v.path}`);
     expect(inHot || inCold, `row ${v.id} ${v.date} ${v.path} is lost`).toBe(true);
   }
+  // The stats of a day count its live versions, each once (each has a path of its own):
+  // what the table would answer had cleanup deleted nothing.
+  const stats = statsReader(
+    (sql, params) => ctx.source.query(sql, [...params]),
+    ctx.source.dialect,
+    ctx.spec,
+    "path",
+    ctx.ledger.tables,
+  );
+  for (const d of DAYS) {
+    const { paths } = await stats.topPaths(d, d, 100_000);
+    const want = [...model.live.values()].filter((v) => v.date === d).map((v) => v.path);
+    expect(paths.map((p) => `${String(p.path)} ${p.views}`).sort(), `the stats of ${d}`).toEqual(
+      want.map((p) => `${p} 1`).sort(),
+    );
+  }
 }
 
 /** Is `id` in the hot table now? */
@@ -452,7 +470,7 @@ for (const maybe of dbs) {
           source,
           store: new FsStore(join(dir, db.name, table)),
           ledger,
-          spec: { table, partitionColumn: "event_date", keyColumn: "id" },
+          spec: { table, partitionColumn: "event_date", keyColumn: "id", rollupColumn: "path" },
           fetchSize: 4,
           sha256: nodeSha256,
           codec: zlibCodec,

@@ -10,7 +10,9 @@ import { type TestDb, postgresDb, sqliteDb } from "./servers.js";
 /**
  * A rollup is written with the verification that proves its part, in one transaction: a
  * sluice killed (SIGKILL) at any instant of `archive` (write, verify, rollup) leaves either no
- * rollup or the whole one, and the rerun's rollups equal the table's GROUP BY kept aside.
+ * rollup or the whole one, and the rerun's rollups equal the table's GROUP BY kept aside. The
+ * deleted rows' counts are written in each delete's transaction: killed at any instant of
+ * `cleanup`, the hot rows plus those counts are still that GROUP BY.
  */
 const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
 const DAY = "2025-10-13";
@@ -121,6 +123,77 @@ for (const server of dbs) {
         // Where the kills landed, for the log; the aimed ones must have reached the verify.
         console.log(`${db.name}: killed in ${hit.join(", ")}`);
         expect(hit.filter((h, i) => i % 2 === 1 && h === "archived")).toHaveLength(TRIALS / 2);
+      });
+
+      it(`${TRIALS} kills during cleanup: the hot rows plus the deleted rows' counts equal the GROUP BY, after each kill and each rerun`, async () => {
+        const kept = new Map<string, number>();
+        for (const r of await db.query(
+          "SELECT path, COUNT(*) AS n FROM te_rk_whole GROUP BY path",
+        )) {
+          kept.set(String(r.path), Number(r.n));
+        }
+        /** What the stats read, by the database's own client: hot GROUP BY + deleted counts. */
+        const answer = async (table: string) =>
+          new Map(
+            (
+              await db.query(
+                `SELECT path, SUM(n) AS n FROM (
+                   SELECT path, COUNT(*) AS n FROM ${table} GROUP BY path
+                   UNION ALL SELECT path, SUM(views) AS n FROM archive_deleted_rollups
+                   WHERE source_table = '${table}' GROUP BY path) t GROUP BY path`,
+              )
+            ).map((r) => [String(r.path), Number(r.n)]),
+          );
+        const cleanup = ["cleanup", `--date=${DAY}`, "--batch=1000"];
+        const timed = Date.now();
+        const whole = spawnSync(process.execPath, [CLI, ...cleanup], {
+          env: env("te_rk_whole"),
+          encoding: "utf8",
+        });
+        expect(whole.status, whole.stderr).toBe(0);
+        const runMs = Date.now() - timed;
+        expect(await answer("te_rk_whole")).toEqual(kept);
+        const hit: string[] = [];
+        for (let t = 0; t < TRIALS; t++) {
+          // The tables the test above archived and verified, with the same rows.
+          const table = `te_rk_${t}`;
+          const child: ChildProcess = spawn(process.execPath, [CLI, ...cleanup], {
+            env: env(table),
+            stdio: "ignore",
+          });
+          const exited = new Promise<void>((r) => child.once("exit", () => r()));
+          // Half at a random instant of the run, half once deletes have begun (the ledger
+          // says 'cleaning') and a little after.
+          const aimed = t % 2 === 1;
+          const started = Date.now();
+          const at = Math.random() * runMs;
+          let seen = "none";
+          for (;;) {
+            if (child.exitCode !== null) break;
+            seen = await state(table);
+            if (aimed ? seen === "cleaning" : Date.now() - started >= at) break;
+            await new Promise((r) => setTimeout(r, 5));
+          }
+          if (aimed) await new Promise((r) => setTimeout(r, Math.random() * 100));
+          child.kill("SIGKILL");
+          await exited;
+          hit.push(`${seen}${child.signalCode === "SIGKILL" ? "" : " (finished first)"}`);
+          expect(await answer(table), `trial ${t}, killed`).toEqual(kept);
+
+          const rerun = spawnSync(process.execPath, [CLI, ...cleanup], {
+            env: env(table),
+            encoding: "utf8",
+          });
+          expect(rerun.status, rerun.stderr).toBe(0);
+          expect(await db.count(table, DAY)).toBe(0);
+          expect(await answer(table), `trial ${t}, rerun`).toEqual(kept);
+          const [sums] = await db.query(
+            `SELECT SUM(cleaned_count) AS c, SUM(deleted_rollup_rows) AS d FROM archive_parts WHERE source_table = '${table}'`,
+          );
+          expect([Number(sums?.c), Number(sums?.d)]).toEqual([ROWS, ROWS]);
+        }
+        console.log(`${db.name}: cleanup killed in ${hit.join(", ")}`);
+        expect(hit.filter((h, i) => i % 2 === 1 && h === "cleaning")).toHaveLength(TRIALS / 2);
       });
     },
   );

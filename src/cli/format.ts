@@ -38,7 +38,7 @@ export function describeStatus(s: PartitionStatus): string {
   if (r.lastError) lines.push(`  last error: ${r.lastError}`);
   for (const p of s.parts) {
     lines.push(
-      `  part ${p.part}  ${p.objectKey}  ${fmt(p.eventCount)} rows  ${bytes(p.fileSize)}  sha256 ${p.sha256}${p.rollupRows === null ? "" : `  rollup ${fmt(p.rollupRows)} rows`}${p.cleanedAt ? "  cleaned" : ""}`,
+      `  part ${p.part}  ${p.objectKey}  ${fmt(p.eventCount)} rows  ${bytes(p.fileSize)}  sha256 ${p.sha256}${p.rollupRows === null ? "" : `  rollup ${fmt(p.rollupRows)} rows`}${p.cleanedCount > 0 ? `  deleted ${fmt(p.cleanedCount)} (${fmt(p.deletedRollupRows)} counted)` : ""}${p.cleanedAt ? "  cleaned" : ""}`,
     );
   }
   return lines.join("\n");

@@ -144,6 +144,7 @@ export async function archivePartition(
     changedCount: 0,
     changedKeys: null,
     rollupRows: null,
+    deletedRollupRows: 0,
   };
   const manifest = manifestText(part, spec, lines.columns, (t) =>
     source.dialect.columnEncoding?.(t),

@@ -4,7 +4,9 @@ import type { JobContext } from "./context.js";
 import { dayCondition } from "./days.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
+import type { PartRollup } from "./ledger/records.js";
 import { dayColumn } from "./partition.js";
+import { RollupCounter } from "./rollup.js";
 import type { RowLines } from "./rows.js";
 
 /** One archived row: its key and its line, as the verified bytes hold them. */
@@ -95,10 +97,29 @@ export function txBatch(ctx: JobContext, lines: RowLines, date: string): DeleteB
       }
       const result = { deleted, refused: same.length - deleted, changed };
       const { cursor, changedKeys } = progress(result);
+      let counted: PartRollup | undefined;
+      if (spec.rollupColumn) {
+        // The rows this transaction deleted: `same`, less any the database kept (a trigger).
+        let gone = same;
+        if (deleted < same.length) {
+          const where = keyIn(d, key, same);
+          const kept = new Set(
+            (
+              await tx.query(`SELECT ${key} AS k FROM ${table} WHERE ${where.sql}`, [
+                ...where.params,
+              ])
+            ).map((r) => Number(r.k)),
+          );
+          gone = same.filter((k) => !kept.has(k));
+        }
+        const counter = new RollupCounter(spec.rollupColumn, { table: spec.table, date });
+        for (const k of gone) counter.add(hot.get(k) as string);
+        counted = counter.rollup();
+      }
       await ledger.addCleaned(
         lease,
         part.part,
-        { deleted, cursor, changed: changed.length, changedKeys },
+        { deleted, cursor, changed: changed.length, changedKeys, ...(counted ? { counted } : {}) },
         tx,
       );
       return result;
@@ -123,6 +144,9 @@ export function d1Batch(ctx: JobContext, lines: RowLines, date: string): DeleteB
   const day = dayCondition(q(spec.partitionColumn), dayColumn(spec), date);
   const where = `${day.sql} AND ${q(spec.keyColumn)} BETWEEN ? AND ?`;
   const columns = lines.selectList;
+  // The stats column's value as the deleted rows' counts keep it (rollups on).
+  const counted =
+    spec.rollupColumn && (source.dialect.asText?.(q(spec.rollupColumn)) ?? q(spec.rollupColumn));
   return async (lease, part, rows, progress) => {
     if (!json) {
       throw new SluiceError(
@@ -134,10 +158,20 @@ export function d1Batch(ctx: JobContext, lines: RowLines, date: string): DeleteB
     const last = (rows.at(-1) as Archived).key;
     // Recorded as if every row went; corrected below when some did not.
     const before = progress({ deleted: 0, refused: 0, changed: [] });
-    const deleted = await ledger.deleteAndRecord(lease, part.part, before.cursor, {
-      sql: `DELETE FROM ${table} WHERE ${where} AND ${json} IN (SELECT value FROM json_each(?))`,
-      params: [...day.params, first, last, JSON.stringify(rows.map((r) => r.line))],
-    });
+    const archived = `${where} AND ${json} IN (SELECT value FROM json_each(?))`;
+    const params = [...day.params, first, last, JSON.stringify(rows.map((r) => r.line))];
+    const deleted = await ledger.deleteAndRecord(
+      lease,
+      part.part,
+      before.cursor,
+      { sql: `DELETE FROM ${table} WHERE ${archived}`, params },
+      counted === null
+        ? undefined
+        : {
+            sql: `SELECT ${counted} AS p, COUNT(*) AS n FROM ${table} WHERE ${archived} GROUP BY ${counted}`,
+            params,
+          },
+    );
     if (deleted === rows.length) return { deleted, refused: 0, changed: [] };
     const hot = new Map<unknown, string>();
     for (const row of await source.query(

@@ -1,8 +1,9 @@
 import type { Row } from "../sql/source.js";
 import type { JobContext } from "./context.js";
 import type { Lease } from "./ledger/lease.js";
-import type { PartRecord } from "./ledger/records.js";
+import type { PartRecord, PartRollup } from "./ledger/records.js";
 import { dayColumn } from "./partition.js";
+import { RollupCounter } from "./rollup.js";
 import type { RowLines } from "./rows.js";
 import { scanPart } from "./verify.js";
 
@@ -70,8 +71,13 @@ export async function dropArchivedPartition(
         return page[0];
       };
       const held = new Map<number, number>();
+      const counted = new Map<number, PartRollup>();
       for (const part of pending) {
         let n = 0;
+        // The rows dropped, counted by the stats column as cleanup's row deletes count them.
+        const counter = spec.rollupColumn
+          ? new RollupCounter(spec.rollupColumn, { table: spec.table, date })
+          : null;
         const problems: string[] = [];
         await scanPart(ctx, part, problems, async (keys, text) => {
           for (let i = 0; i < keys.length; i++) {
@@ -82,6 +88,7 @@ export async function dropArchivedPartition(
             if (k < (keys[i] as number)) throw new Mismatch(); // a row no part holds
             if (k > (keys[i] as number)) continue; // this archived row was deleted earlier
             if (lines.line(row) !== text[i]) throw new Mismatch(); // changed since archived
+            counter?.add(text[i] as string);
             n++;
             at++;
           }
@@ -89,16 +96,24 @@ export async function dropArchivedPartition(
         // Stryker disable next-line ConditionalExpression: defense in depth; lines of bytes that fail their digest never arrive, their rows stay unmatched, and the last peek refuses
         if (problems.length) throw new Mismatch();
         held.set(part.part, n);
+        if (counter) counted.set(part.part, counter.rollup());
       }
       if ((await peek()) !== undefined) throw new Mismatch(); // rows above every archived key
       let all = 0;
       for (const p of pending) {
         const n = held.get(p.part) ?? 0;
+        const rollup = counted.get(p.part);
         all += n;
         await ledger.addCleaned(
           lease,
           p.part,
-          { deleted: n, cursor: p.maxId, changed: 0, changedKeys: p.changedKeys },
+          {
+            deleted: n,
+            cursor: p.maxId,
+            changed: 0,
+            changedKeys: p.changedKeys,
+            ...(rollup ? { counted: rollup } : {}),
+          },
           tx,
         );
         await ledger.markPartCleaned(lease, p.part, tx);

@@ -3,18 +3,18 @@ import { nextDay } from "../dates.js";
 import { type Dialect, toCount } from "../sql/source.js";
 import type { StatsQuery } from "./admission.js";
 
-/** Where a day's answer came from: rows in the hot table, rollups of its archive, or both. */
+/** Where a day's answer came from: rows in the hot table, counts of its deleted rows, or both. */
 export type Tier = "hot" | "archive" | "both";
 
 /** Which days of a range an answer covers, and from where; every day of the range is in one list. */
 export interface Coverage {
-  /** Days with rows in the hot table (and no verified archive). */
+  /** Days answered from rows in the hot table only (archived or not, none deleted yet). */
   hot: string[];
-  /** Days answered from the rollups of their verified archive only. */
+  /** Days whose rows cleanup deleted, answered from the counts kept as it deleted them. */
   archive: string[];
-  /** Days answered from both: archived, and rows (late, or not yet deleted) in the hot table. */
+  /** Days answered from both: rows deleted and counted, and rows (late, or not yet deleted) hot. */
   both: string[];
-  /** Days with archived rows deleted from the hot table and no rollup kept: not in the answer. */
+  /** Days with rows deleted from the hot table and not counted (rollups off): not in the answer. */
   unanswered: string[];
   /** Days with no rows anywhere. */
   missing: string[];
@@ -38,17 +38,18 @@ export interface StatsReader {
   ): Promise<{ date: string; views: number; tier: Tier }[]>;
 }
 
-/** The ledger's tables (SQL names) where the archive's rollups are kept. */
+/** The ledger's tables (SQL names) that the stats read: the parts and their deleted rows' counts. */
 export interface RollupTables {
   parts: string;
-  rollups: string;
+  deleted: string;
 }
 
 /**
  * The stats of `spec`'s table, whose views are counted by `pathColumn` (checked identifier).
- * With `rollups`, a day is the hot rows no verified part holds plus the verified parts'
- * rollups, read in one statement (one snapshot), so that a day being cleaned is counted once:
- * a row leaves the hot count exactly when it is in a verified part, whose rollup counts it.
+ * With `rollups`, a day is every hot row plus the counts of the rows cleanup deleted (written
+ * in each delete's own transaction), read in one statement (one snapshot): what the table
+ * would answer had cleanup deleted nothing. A row counts once whatever became of it: updated
+ * and archived again, deleted half-way through a cleanup, or its key used again.
  */
 export function statsReader(
   query: StatsQuery,
@@ -63,20 +64,12 @@ export function statsReader(
   const text = (expr: string) => dialect.asText?.(expr) ?? expr;
   const table = q(spec.table);
   const day = `h.${q(spec.partitionColumn)}`;
-  const key = `h.${q(spec.keyColumn)}`;
   const counted = `h.${q(pathColumn)}`;
   const date = q("date");
-  // A verified part with its rollup: its rows are counted from the rollup, never from the table.
-  const rolled = "p.verified_at IS NOT NULL AND p.rollup_rows IS NOT NULL";
-  const notHeld = rollups
-    ? ` AND NOT EXISTS (SELECT 1 FROM ${rollups.parts} p WHERE p.source_table = ? AND p.${date} = ${text(day)} AND ${rolled} AND ${key} BETWEEN p.min_id AND p.max_id)`
-    : "";
-  const heldParams = rollups ? [spec.table] : [];
-  const fromRollups = (select: string, where: string, groupBy: string) =>
+  const fromDeleted = (select: string, where: string, groupBy: string) =>
     rollups
-      ? ` UNION ALL SELECT ${select} FROM ${rollups.rollups} r JOIN ${rollups.parts} p
-            ON p.source_table = r.source_table AND p.${date} = r.${date} AND p.part = r.part
-          WHERE r.source_table = ? AND r.${date} BETWEEN ? AND ? AND ${rolled}${where} GROUP BY ${groupBy}`
+      ? ` UNION ALL SELECT ${select} FROM ${rollups.deleted} r
+          WHERE r.source_table = ? AND r.${date} BETWEEN ? AND ?${where} GROUP BY ${groupBy}`
       : "";
 
   /** Days of `from..to` with rows in the hot table: one MIN probe per day, by index. */
@@ -100,17 +93,17 @@ export function statsReader(
     const unanswered = new Set<string>();
     if (!rollups) return { answered, unanswered };
     const rows = await probe(
-      `SELECT ${date} AS d, MAX(CASE WHEN verified_at IS NOT NULL AND rollup_rows IS NOT NULL THEN 1 ELSE 0 END) AS rolled,
-              SUM(CASE WHEN rollup_rows IS NULL AND (cleaned_count > 0 OR cleaned_at IS NOT NULL) THEN 1 ELSE 0 END) AS lost
+      `SELECT ${date} AS d, SUM(deleted_rollup_rows) AS rolled,
+              SUM(CASE WHEN cleaned_count > deleted_rollup_rows THEN 1 ELSE 0 END) AS lost
        FROM ${rollups.parts} WHERE source_table = ? AND ${date} BETWEEN ? AND ? GROUP BY ${date}`,
       [spec.table, from, to],
       signal,
     );
     for (const r of rows) {
-      // A part with its rollup answers for its rows; one without, whose rows were deleted,
-      // leaves them out of the answer. A part not yet verified has all its rows still hot.
+      // Rows deleted and counted answer for themselves; rows deleted uncounted (cleaned with
+      // rollups off, or before they were kept) leave the day's answer short, and it says so.
       if (toCount(r.lost) > 0) unanswered.add(String(r.d));
-      else if (toCount(r.rolled) === 1) answered.add(String(r.d));
+      else if (toCount(r.rolled) > 0) answered.add(String(r.d));
     }
     return { answered, unanswered };
   }
@@ -120,10 +113,10 @@ export function statsReader(
       const rows = await query(
         `SELECT path, SUM(views) AS views FROM (
            SELECT ${text(counted)} AS path, COUNT(*) AS views FROM ${table} h
-           WHERE ${day} BETWEEN ? AND ?${notHeld} GROUP BY ${counted}
-           ${fromRollups("r.path AS path, SUM(r.views) AS views", "", "r.path")}
+           WHERE ${day} BETWEEN ? AND ? GROUP BY ${counted}
+           ${fromDeleted("r.path AS path, SUM(r.views) AS views", "", "r.path")}
          ) t GROUP BY path ORDER BY views DESC, path LIMIT ?`,
-        [from, to, ...heldParams, ...(rollups ? [spec.table, from, to] : []), limit],
+        [from, to, ...(rollups ? [spec.table, from, to] : []), limit],
         signal,
       );
       const paths = rows.map((r) => ({ path: r.path, views: toCount(r.views) }));
@@ -137,10 +130,10 @@ export function statsReader(
       const rows = await query(
         `SELECT d, tier, SUM(views) AS views FROM (
            SELECT ${text(day)} AS d, 'hot' AS tier, COUNT(*) AS views FROM ${table} h
-           WHERE ${day} BETWEEN ? AND ? AND ${counted} = ?${notHeld} GROUP BY ${day}
-           ${fromRollups(`r.${date} AS d, 'archive' AS tier, SUM(r.views) AS views`, " AND r.path = ?", `r.${date}`)}
+           WHERE ${day} BETWEEN ? AND ? AND ${counted} = ? GROUP BY ${day}
+           ${fromDeleted(`r.${date} AS d, 'archive' AS tier, SUM(r.views) AS views`, " AND r.path = ?", `r.${date}`)}
          ) t GROUP BY d, tier ORDER BY d`,
-        [from, to, path, ...heldParams, ...(rollups ? [spec.table, from, to, path] : [])],
+        [from, to, path, ...(rollups ? [spec.table, from, to, path] : [])],
         signal,
       );
       const days = new Map<string, { date: string; views: number; tier: Tier }>();

@@ -102,6 +102,9 @@ export function adminRoutes(o: AdminOptions): Hono<AppEnv> {
           part: p.part,
           rows: p.eventCount,
           rollupRows: p.rollupRows,
+          // Rows cleanup deleted and counted for the stats; below cleanedCount: some uncounted.
+          deletedRollupRows: p.deletedRollupRows,
+          cleanedCount: p.cleanedCount,
         })),
         lastError: r.lastError,
         leaseOwner: r.leaseOwner,

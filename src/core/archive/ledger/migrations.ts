@@ -1,4 +1,4 @@
-import type { Dialect, SqlExecutor, SqlSource } from "../../sql/source.js";
+import { type Dialect, type SqlSource, batchesOf } from "../../sql/source.js";
 import { num } from "./records.js";
 
 /**
@@ -8,6 +8,11 @@ import { num } from "./records.js";
 interface Migration {
   version: number;
   statements(d: Dialect, t: LedgerTables): readonly string[];
+  /**
+   * Rows to write after the statements: run once, in the transaction (or batch) that records
+   * the version, so that processes migrating at once never write them twice.
+   */
+  data?(d: Dialect, t: LedgerTables): readonly string[];
 }
 
 /** The ledger's tables as SQL names (quoted, with the ledger's schema if it has one). */
@@ -16,6 +21,8 @@ export interface LedgerTables {
   parts: string;
   /** Views per path of each verified part (see archive/rollup.ts). */
   rollups: string;
+  /** Views per path of the rows cleanup deleted, per part, written in the delete's transaction. */
+  deleted: string;
   migrations: string;
   /** The schema the ledger lives in (SLUICE_LEDGER_SCHEMA), null: the connection's own. */
   schema: string | null;
@@ -28,6 +35,7 @@ export function ledgerTables(d: Dialect, schema: string | null = null): LedgerTa
     meta: name("archive_metadata"),
     parts: name("archive_parts"),
     rollups: name("archive_rollups"),
+    deleted: name("archive_deleted_rollups"),
     migrations: name("sluice_migrations"),
     schema,
   };
@@ -132,6 +140,41 @@ const MIGRATIONS: readonly Migration[] = [
       ];
     },
   },
+  {
+    version: 6,
+    // The rows cleanup deleted, counted by the stats column in the delete's own transaction:
+    // the stats of a day are its hot rows plus these, so a row counts once whatever became of
+    // it (updated and archived again, its key used again). `deleted_rollup_rows` is their sum
+    // per part; below `cleaned_count`, some deleted rows are not counted and the day says so.
+    // A part cleaned whole before this step deleted exactly the rows its verified rollup
+    // counts: those counts are its deleted rows'.
+    statements: (d, t) => {
+      const bin = d.name === "mysql" ? " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" : "";
+      return [
+        `ALTER TABLE ${t.parts} ADD COLUMN deleted_rollup_rows BIGINT NOT NULL DEFAULT 0`,
+        `CREATE TABLE IF NOT EXISTS ${t.deleted} (
+          source_table VARCHAR(64)${bin} NOT NULL,
+          date VARCHAR(10) NOT NULL,
+          part INTEGER NOT NULL,
+          path TEXT${bin},
+          views BIGINT NOT NULL
+        )`,
+        `CREATE INDEX ${d.quote("archive_deleted_rollups_part")} ON ${t.deleted} (source_table, date, part)`,
+      ];
+    },
+    data: (d, t) => {
+      const date = d.quote("date");
+      const whole = "p.cleaned_count = p.event_count AND p.rollup_rows = p.event_count";
+      return [
+        `INSERT INTO ${t.deleted} (source_table, ${date}, part, path, views)
+         SELECT r.source_table, r.${date}, r.part, r.path, r.views FROM ${t.rollups} r
+         JOIN ${t.parts} p ON p.source_table = r.source_table AND p.${date} = r.${date} AND p.part = r.part
+         WHERE ${whole}`,
+        `UPDATE ${t.parts} SET deleted_rollup_rows = cleaned_count
+         WHERE cleaned_count = event_count AND rollup_rows = event_count`,
+      ];
+    },
+  },
 ];
 
 /** A migration statement another process already ran (it added the column first). */
@@ -152,7 +195,7 @@ export async function ledgerIsCurrent(db: SqlSource, t: LedgerTables): Promise<b
 
 /** Create or upgrade the ledger tables. Safe to run from several processes at once. */
 export async function migrateLedger(
-  db: SqlExecutor,
+  db: SqlSource,
   t: LedgerTables,
   now: () => string,
 ): Promise<void> {
@@ -176,6 +219,41 @@ export async function migrateLedger(
         if (!ALREADY_DONE.test((err as Error).message)) throw err;
       }
     }
-    await db.execute(d.insertIgnore(t.migrations, ["version", "applied_at"]), [m.version, now()]);
+    if (m.data) await migrateData(db, t, m.version, m.data(d, t), now());
+    else {
+      await db.execute(d.insertIgnore(t.migrations, ["version", "applied_at"]), [m.version, now()]);
+    }
+  }
+}
+
+/**
+ * The version's row and its data statements, all or nothing: a process that finds the row
+ * already written (another one migrated first) leaves the data as that one wrote it.
+ */
+async function migrateData(
+  db: SqlSource,
+  t: LedgerTables,
+  version: number,
+  data: readonly string[],
+  at: string,
+): Promise<void> {
+  const claim = {
+    sql: `INSERT INTO ${t.migrations} (version, applied_at) VALUES (?, ?)`,
+    params: [version, at],
+  };
+  try {
+    const batch = batchesOf(db);
+    if (batch) await batch([claim, ...data.map((sql) => ({ sql }))]);
+    else {
+      await db.transaction(async (tx) => {
+        await tx.execute(claim.sql, claim.params);
+        for (const sql of data) await tx.execute(sql);
+      });
+    }
+  } catch (err) {
+    const [done] = await db.query(`SELECT version FROM ${t.migrations} WHERE version = ?`, [
+      version,
+    ]);
+    if (!done) throw err;
   }
 }

@@ -1,4 +1,4 @@
-import { LeaseLostError } from "../../errors.js";
+import { LeaseLostError, SluiceError } from "../../errors.js";
 import { type BatchStatement, type SqlExecutor, batchesOf } from "../../sql/source.js";
 import { LedgerBase } from "./base.js";
 import type { Lease } from "./lease.js";
@@ -124,13 +124,27 @@ export class PartWrites extends LedgerBase {
     progress: CleanupProgress,
     db: SqlExecutor,
   ): Promise<void> {
+    const counted = progress.counted;
+    if (counted && counted.total !== progress.deleted) {
+      throw new SluiceError(
+        "failed",
+        `${lease.table} ${lease.date} part ${part}: ${counted.total} deleted rows counted for ${progress.deleted}; rolled back`,
+      );
+    }
     await this.updatePart(
       lease,
       part,
-      "cleaned_count = cleaned_count + ?, cleanup_cursor = ?, changed_count = changed_count + ?, changed_keys = ?",
-      [progress.deleted, progress.cursor, progress.changed, progress.changedKeys],
+      "cleaned_count = cleaned_count + ?, cleanup_cursor = ?, changed_count = changed_count + ?, changed_keys = ?, deleted_rollup_rows = deleted_rollup_rows + ?",
+      [
+        progress.deleted,
+        progress.cursor,
+        progress.changed,
+        progress.changedKeys,
+        counted?.total ?? 0,
+      ],
       db,
     );
+    if (counted) await this.addDeletedCounts(lease, part, counted.counts, db);
     const [sum] = await db.query(
       `SELECT COALESCE(SUM(cleaned_count), 0) AS n FROM ${this.t.parts} WHERE source_table = ? AND ${this.date} = ?`,
       [lease.table, lease.date],
@@ -139,15 +153,65 @@ export class PartWrites extends LedgerBase {
   }
 
   /**
+   * The part's deleted-row counts plus `counts`, on `db` (the delete's transaction, whose
+   * fenced writes roll these back with it): each value's row read, removed and written again
+   * with the sum, so that a value has one row however many batches counted it.
+   */
+  private async addDeletedCounts(
+    lease: Lease,
+    part: number,
+    counts: ReadonlyMap<string | null, number>,
+    db: SqlExecutor,
+  ): Promise<void> {
+    const where = `source_table = ? AND ${this.date} = ? AND part = ?`;
+    const key = [lease.table, lease.date, part];
+    const values = [...counts.keys()];
+    const per = Math.max(1, this.d.maxParams - key.length - 1);
+    for (let i = 0; i < values.length; i += per) {
+      const chunk = values.slice(i, i + per);
+      const named = chunk.filter((v): v is string => v !== null);
+      const which = [
+        ...(named.length ? [`path IN (${named.map(() => "?").join(", ")})`] : []),
+        ...(named.length < chunk.length ? ["path IS NULL"] : []),
+      ].join(" OR ");
+      const sums = new Map(chunk.map((v) => [v, counts.get(v) ?? 0]));
+      for (const r of await db.query(
+        `SELECT path, views FROM ${this.t.deleted} WHERE ${where} AND (${which})`,
+        [...key, ...named],
+      )) {
+        const v = r.path === null ? null : String(r.path);
+        sums.set(v, (sums.get(v) ?? 0) + num(r.views));
+      }
+      await db.execute(`DELETE FROM ${this.t.deleted} WHERE ${where} AND (${which})`, [
+        ...key,
+        ...named,
+      ]);
+      const rows = [...sums];
+      const rowsPer = Math.max(1, Math.floor(this.d.maxParams / 5));
+      for (let j = 0; j < rows.length; j += rowsPer) {
+        const some = rows.slice(j, j + rowsPer);
+        await db.execute(
+          `INSERT INTO ${this.t.deleted} (source_table, ${this.date}, part, path, views) VALUES ${some.map(() => "(?, ?, ?, ?, ?)").join(", ")}`,
+          some.flatMap(([path, views]) => [...key, path, views]),
+        );
+      }
+    }
+  }
+
+  /**
    * @internal One cleanup batch where the database has no interactive transactions (D1): the
    * delete and the record of it go as one atomic batch. Each statement runs only while the
    * lease is ours, and SQLite's changes() carries the delete's count into the part's row.
+   * With `count` (`SELECT p, n`: the stats column's value and its rows, over exactly the rows
+   * the delete matches), the part's deleted-row counts gain what the delete removed: the
+   * matched rows counted before it, less those still matched after it (a trigger kept them).
    */
   async deleteAndRecord(
     lease: Lease,
     part: number,
     cursor: number | null,
     del: BatchStatement,
+    count?: BatchStatement,
   ): Promise<number> {
     const batch = batchesOf(this.db);
     if (!batch) throw new Error("deleteAndRecord needs a source whose writes go as batches");
@@ -155,12 +219,43 @@ export class PartWrites extends LedgerBase {
     const fence = this.ours(lease);
     const fp = fence.params ?? [];
     const from = statesBefore("cleaning");
-    const [deleted, , moved] = await batch([
+    const key = [lease.table, lease.date, part];
+    const mine = `source_table = ? AND ${q} = ? AND part = ?`;
+    const cp = count?.params ?? [];
+    const d = this.t.deleted;
+    // SQLite's `IS` matches NULL to NULL: a value's one row, whatever its value.
+    const adjust = (sign: "+" | "-"): BatchStatement => ({
+      sql: `UPDATE ${d} SET views = views ${sign} c.n FROM (${count?.sql}) c
+            WHERE ${d}.source_table = ? AND ${d}.${q} = ? AND ${d}.part = ? AND ${d}.path IS c.p AND ${fence.sql}`,
+      params: [...cp, ...key, ...fp],
+    });
+    const before: BatchStatement[] = count
+      ? [
+          adjust("+"),
+          {
+            sql: `INSERT INTO ${d} (source_table, ${q}, part, path, views)
+                  SELECT ?, ?, ?, c.p, c.n FROM (${count.sql}) c
+                  WHERE NOT EXISTS (SELECT 1 FROM ${d} x WHERE x.source_table = ? AND x.${q} = ? AND x.part = ? AND x.path IS c.p) AND ${fence.sql}`,
+            params: [...key, ...cp, ...key, ...fp],
+          },
+        ]
+      : [];
+    const after: BatchStatement[] = count
+      ? [
+          adjust("-"),
+          {
+            sql: `DELETE FROM ${d} WHERE ${mine} AND views = 0 AND ${fence.sql}`,
+            params: [...key, ...fp],
+          },
+        ]
+      : [];
+    const results = await batch([
+      ...before,
       { sql: `${del.sql} AND ${fence.sql}`, params: [...(del.params ?? []), ...fp] },
       {
-        sql: `UPDATE ${this.t.parts} SET cleaned_count = cleaned_count + changes(), cleanup_cursor = ?
-              WHERE source_table = ? AND ${q} = ? AND part = ? AND ${fence.sql}`,
-        params: [cursor, lease.table, lease.date, part, ...fp],
+        sql: `UPDATE ${this.t.parts} SET cleaned_count = cleaned_count + changes(), cleanup_cursor = ?${count ? ", deleted_rollup_rows = deleted_rollup_rows + changes()" : ""}
+              WHERE ${mine} AND ${fence.sql}`,
+        params: [cursor, ...key, ...fp],
       },
       {
         sql: `UPDATE ${this.t.meta} SET state = 'cleaning', updated_at = ?,
@@ -168,7 +263,10 @@ export class PartWrites extends LedgerBase {
               WHERE source_table = ? AND ${q} = ? AND lease_owner = ? AND state IN (${from.map(() => "?").join(", ")})`,
         params: [this.iso(), lease.table, lease.date, ...fp, ...from],
       },
+      ...after,
     ]);
+    const deleted = results[before.length];
+    const moved = results[before.length + 2];
     if (moved?.changes !== 1) throw new LeaseLostError(lease.table, lease.date);
     return deleted?.changes ?? 0;
   }
@@ -228,6 +326,8 @@ export interface CleanupProgress {
   changed: number;
   /** The part's first few changed keys so far, or null. */
   changedKeys: string | null;
+  /** The deleted rows counted by the stats column (rollups on): `total` must be `deleted`. */
+  counted?: PartRollup;
 }
 
 /** Parameters deleteAndRecord adds to a DELETE to run it only while the lease is ours. */

@@ -69,6 +69,8 @@ export interface PartRecord {
   changedKeys: string | null;
   /** Rows the part's rollup counts (archive_rollups), written with its verification; null: none. */
   rollupRows: number | null;
+  /** Rows cleanup deleted that archive_deleted_rollups counts (the stats of the day keep them). */
+  deletedRollupRows: number;
 }
 
 /** One part's rows counted by the stats column's value (null for SQL NULL), and their sum. */
@@ -134,6 +136,7 @@ export function toPart(r: Row): PartRecord {
     changedCount: num(r.changed_count),
     changedKeys: strOrNull(r.changed_keys),
     rollupRows: numOrNull(r.rollup_rows),
+    deletedRollupRows: num(r.deleted_rollup_rows),
   };
 }
 
