@@ -2,6 +2,10 @@
 // cleanup that deletes by archived keys without comparing, in one run.
 //
 //   npm run build && node bench/cleanup.mjs --baseline=DIR [--rows=1000000] [--dbs=sqlite,postgres,pg-partitioned] [--repeat=1]
+//   npm run build && node bench/cleanup.mjs --rollups [...]
+//
+// --rollups: this checkout with SLUICE_ROLLUPS=on (each batch counts the rows it deleted, in
+// its transaction, for the stats) beside =off, instead of a baseline checkout.
 //
 // DIR is another sluice checkout, built (DIR/dist/cli/main.js exists), whose cleanup does not
 // compare: the main of 2026-12-01 (3962434) is the one measured in the README:
@@ -28,17 +32,28 @@ const arg = (name, def) => {
   return a ? a.slice(name.length + 3) : def;
 };
 const baseline = arg("baseline", "");
+const rollups = process.argv.includes("--rollups");
 const rows = Number(arg("rows", "1000000"));
 const dbs = arg("dbs", "sqlite,postgres").split(",");
 const repeat = Number(arg("repeat", "1"));
 const PG = process.env.SLUICE_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-if (!baseline || !existsSync(join(baseline, "dist", "cli", "main.js"))) {
+if (!rollups && (!baseline || !existsSync(join(baseline, "dist", "cli", "main.js")))) {
   throw new Error("--baseline=DIR must be a built sluice checkout (see the head of this file)");
 }
-const contenders = [
-  { name: "sluice: compare each row, then delete", cli: join(ROOT, "dist", "cli", "main.js") },
-  { name: "baseline: delete archived keys", cli: join(baseline, "dist", "cli", "main.js") },
-];
+const here = join(ROOT, "dist", "cli", "main.js");
+const contenders = rollups
+  ? [
+      { name: "rollups on: deleted rows counted", cli: here, env: { SLUICE_ROLLUPS: "on" } },
+      { name: "rollups off", cli: here, env: { SLUICE_ROLLUPS: "off" } },
+    ]
+  : [
+      { name: "sluice: compare each row, then delete", cli: here, env: {} },
+      {
+        name: "baseline: delete archived keys",
+        cli: join(baseline, "dist", "cli", "main.js"),
+        env: {},
+      },
+    ];
 
 const pgUrl = (schema) =>
   `${PG}${PG.includes("?") ? "&" : "?"}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
@@ -76,7 +91,7 @@ for (let r = 0; r < repeat; r++) {
   for (const kind of dbs) {
     for (const [i, c] of contenders.entries()) {
       const where = await fresh(kind, i);
-      const env = { SLUICE_DB: where.db, SLUICE_STORE: where.store };
+      const env = { SLUICE_DB: where.db, SLUICE_STORE: where.store, ...c.env };
       process.stderr.write(`${kind}: ${c.name}: preparing ${rows.toLocaleString()} rows ...\n`);
       const run = (args) =>
         execFileSync(process.execPath, [c.cli, ...args], { env: { ...process.env, ...env } });
@@ -106,5 +121,6 @@ for (const kind of dbs) {
   const med = (name) =>
     median(results.filter((x) => x.kind === kind && x.contender === name).map((x) => x.secs));
   const ratio = med(contenders[0].name) / med(contenders[1].name);
-  console.log(`${kind}: compare / baseline wall (median) = ${ratio.toFixed(2)}x`);
+  const what = rollups ? "rollups on / off" : "compare / baseline";
+  console.log(`${kind}: ${what} wall (median) = ${ratio.toFixed(2)}x`);
 }

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { archiveDate, cleanupDate, restoreDate } from "../src/core/archive/jobs.js";
+import { statsReader } from "../src/core/stats/queries.js";
 import { loadConfig } from "../src/node/config.js";
 import { type NodeContext, openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
@@ -65,10 +66,27 @@ for (const maybe of dbs) {
       await source.close();
       await copyOf(db, "rs", "rs_before", true);
       const c = await open(db, "rs");
+      // The stats of the day: each row counted once, hot or deleted, restored or not.
+      const src = c.ctx.source;
+      const stats = statsReader(
+        (sql, params) => src.query(sql, [...params]),
+        src.dialect,
+        c.ctx.spec,
+        "path",
+        c.ctx.ledger.tables,
+      );
+      const views = async () => (await stats.topPaths(DAY, DAY, 1)).paths[0]?.views;
+      const total = async () =>
+        (await stats.topPaths(DAY, DAY, 10_000)).paths.reduce((n, p) => n + p.views, 0);
       try {
         await archiveDate(c.ctx, c.owner, DAY);
+        // One row deleted by hand between archive and cleanup: gone from the stats, as from
+        // the table, until the restore brings it back with the others.
+        const [low] = await db.query(`SELECT MIN(id) AS id FROM rs WHERE event_date = '${DAY}'`);
+        await db.run(`DELETE FROM rs WHERE id = ${Number(low?.id)}`);
         expect((await cleanupDate(c.ctx, c.owner, DAY)).complete).toBe(true);
         expect(await db.count("rs", DAY)).toBe(0);
+        expect(await total()).toBe(4_999);
 
         const seen: number[] = [];
         c.ctx.onProgress = (p) => {
@@ -85,9 +103,17 @@ for (const maybe of dbs) {
           restoredInto: "rs",
         });
 
+        expect(await total(), "restored rows count once").toBe(5_000);
+        const top = await views();
+        expect((await c.ctx.ledger.parts("rs", DAY))[0]).toMatchObject({
+          cleanedCount: 0,
+          deletedRollupRows: 0,
+        });
+
         const again = await restoreDate(c.ctx, c.owner, DAY);
         expect(again).toMatchObject({ read: 5_000, inserted: 0, skipped: 5_000 });
         expect(await differ(db, "rs", "rs_before")).toBe(0);
+        expect(await total()).toBe(5_000);
 
         // Ordinary rows again: archived as a new part, then cleaned like any late rows.
         const next = await archiveDate(c.ctx, c.owner, DAY);
@@ -95,6 +121,8 @@ for (const maybe of dbs) {
         expect((await cleanupDate(c.ctx, c.owner, DAY)).complete).toBe(true);
         expect(await db.count("rs", DAY)).toBe(0);
         expect(await db.count("rs", "2025-10-14")).toBe(10);
+        expect(await total(), "archived and cleaned again").toBe(5_000);
+        expect(await views()).toBe(top);
       } finally {
         await c.close();
       }

@@ -1,11 +1,12 @@
-import { BadInputError, NotFoundError, VerificationError } from "../errors.js";
+import { BadInputError, NotFoundError, SluiceError, VerificationError } from "../errors.js";
 import { checkTableName } from "../sql/ident.js";
-import type { Column } from "../sql/source.js";
+import { type Column, type SqlExecutor, keyIn } from "../sql/source.js";
 import { getText } from "../store.js";
 import type { JobContext } from "./context.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
 import { manifestColumns } from "./manifest.js";
+import { RollupCounter } from "./rollup.js";
 import { scanPart, verifyPart } from "./verify.js";
 
 /** What a restore did: lines read from the archive, rows inserted, rows whose key was there. */
@@ -66,6 +67,11 @@ export async function restorePartition(
     );
   }
   const out: RestoreOutcome = { date, into, parts: parts.length, read: 0, inserted: 0, skipped: 0 };
+  // Rows put back where they were archived from are hot again: the stats count them there.
+  const uncount =
+    into === spec.table && spec.rollupColumn
+      ? restoreUncounted(ctx, lease, date, spec.rollupColumn)
+      : null;
   const total = parts.reduce((n, p) => n + p.eventCount, 0);
   const limit = options.batchBytes ?? 512 * 1024;
   for (const part of [...parts].reverse()) {
@@ -77,23 +83,29 @@ export async function restorePartition(
     // Bytes read before they are checked (a part without chunk digests) are proven first.
     if (part.chunkSha256 === null) await verifyPart(ctx, part);
     let batch: string[] = [];
+    let keys: number[] = [];
     let bytes = 0;
     const flush = async () => {
       if (batch.length === 0) return;
-      const { changes } = await source.execute(sql, [`[${batch.join(",")}]`]);
+      const rows = `[${batch.join(",")}]`;
+      const changes = uncount
+        ? await source.transaction((tx) => uncount(tx, part, sql, rows, batch, keys))
+        : (await source.execute(sql, [rows])).changes;
       out.inserted += changes;
       out.skipped += batch.length - changes;
       out.read += batch.length;
       batch = [];
+      keys = [];
       bytes = 0;
       ctx.onProgress?.({ phase: "restore", table: spec.table, date, done: out.read, total });
       await lease.keepAlive();
       ctx.signal?.throwIfAborted();
     };
     const problems: string[] = [];
-    await scanPart(ctx, part, problems, async (_keys, lines) => {
-      for (const line of lines) {
+    await scanPart(ctx, part, problems, async (lineKeys, lines) => {
+      for (const [i, line] of lines.entries()) {
         batch.push(line);
+        keys.push(lineKeys[i] as number);
         bytes += line.length;
         if (bytes >= limit) await flush();
       }
@@ -103,6 +115,47 @@ export async function restorePartition(
   }
   await ledger.recordRestore(lease, out.inserted, into);
   return out;
+}
+
+/**
+ * One restore batch in a transaction with its stats: the keys already there are read, the
+ * INSERT adds the others, and those rows leave the part's deleted-row counts (the stats count
+ * them hot now). A row that arrived between the read and the INSERT rolls it all back.
+ */
+function restoreUncounted(ctx: JobContext, lease: Lease, date: string, column: string) {
+  const { source, spec, ledger } = ctx;
+  const d = source.dialect;
+  const key = d.quote(spec.keyColumn);
+  return async (
+    tx: SqlExecutor,
+    part: PartRecord,
+    sql: string,
+    rows: string,
+    lines: readonly string[],
+    keys: readonly number[],
+  ): Promise<number> => {
+    const where = keyIn(d, key, keys);
+    const present = new Set(
+      (
+        await tx.query(`SELECT ${key} AS k FROM ${d.quote(spec.table)} WHERE ${where.sql}`, [
+          ...where.params,
+        ])
+      ).map((r) => Number(r.k)),
+    );
+    const { changes } = await tx.execute(sql, [rows]);
+    const counter = new RollupCounter(column, { table: spec.table, date });
+    for (const [i, line] of lines.entries()) {
+      if (!present.has(keys[i] as number)) counter.add(line);
+    }
+    if (counter.total !== changes) {
+      throw new SluiceError(
+        "failed",
+        `restore of ${spec.table} ${date}: ${changes} rows inserted where ${counter.total} keys were free; rows arrived meanwhile, nothing of this batch kept: run restore again`,
+      );
+    }
+    await ledger.subtractDeletedCounts(lease, part.part, counter.rollup(), tx);
+    return changes;
+  };
 }
 
 /** The columns a part's lines hold, from its manifest (null: a manifest without them). */

@@ -144,7 +144,7 @@ export class PartWrites extends LedgerBase {
       ],
       db,
     );
-    if (counted) await this.addDeletedCounts(lease, part, counted.counts, db);
+    if (counted) await this.changeDeletedCounts(lease, part, counted.counts, 1, db);
     const [sum] = await db.query(
       `SELECT COALESCE(SUM(cleaned_count), 0) AS n FROM ${this.t.parts} WHERE source_table = ? AND ${this.date} = ?`,
       [lease.table, lease.date],
@@ -153,16 +153,41 @@ export class PartWrites extends LedgerBase {
   }
 
   /**
-   * The part's deleted-row counts plus `counts`, on `db` (the delete's transaction, whose
-   * fenced writes roll these back with it): each value's row read, removed and written again
-   * with the sum, so that a value has one row however many batches counted it.
+   * @internal Rows restored into the table they were archived from: they are hot again, so
+   * the part's deleted-row counts lose them, on `db` (the restore's transaction), only while
+   * the lease is ours. A value the part never counted as deleted (a row deleted by hand before
+   * cleanup, brought back by the restore) loses nothing: the counts never go below zero.
    */
-  private async addDeletedCounts(
+  async subtractDeletedCounts(
+    lease: Lease,
+    part: number,
+    restored: PartRollup,
+    db: SqlExecutor,
+  ): Promise<void> {
+    const taken = await this.changeDeletedCounts(lease, part, restored.counts, -1, db);
+    await this.updatePart(
+      lease,
+      part,
+      "cleaned_count = cleaned_count - ?, deleted_rollup_rows = deleted_rollup_rows - ?",
+      [taken, taken],
+      db,
+    );
+  }
+
+  /**
+   * The part's deleted-row counts plus (`sign` 1) or less (-1, never below zero) `counts`, on
+   * `db` (a transaction whose fenced writes roll these back with it): each value's row read,
+   * removed and written again, so that a value has one row however many batches counted it.
+   * Returns how many rows the counts gained or lost.
+   */
+  private async changeDeletedCounts(
     lease: Lease,
     part: number,
     counts: ReadonlyMap<string | null, number>,
+    sign: 1 | -1,
     db: SqlExecutor,
-  ): Promise<void> {
+  ): Promise<number> {
+    let changed = 0;
     const where = `source_table = ? AND ${this.date} = ? AND part = ?`;
     const key = [lease.table, lease.date, part];
     const values = [...counts.keys()];
@@ -174,13 +199,20 @@ export class PartWrites extends LedgerBase {
         ...(named.length ? [`path IN (${named.map(() => "?").join(", ")})`] : []),
         ...(named.length < chunk.length ? ["path IS NULL"] : []),
       ].join(" OR ");
-      const sums = new Map(chunk.map((v) => [v, counts.get(v) ?? 0]));
+      const had = new Map<string | null, number>();
       for (const r of await db.query(
         `SELECT path, views FROM ${this.t.deleted} WHERE ${where} AND (${which})`,
         [...key, ...named],
       )) {
         const v = r.path === null ? null : String(r.path);
-        sums.set(v, (sums.get(v) ?? 0) + num(r.views));
+        had.set(v, (had.get(v) ?? 0) + num(r.views));
+      }
+      const sums = new Map<string | null, number>();
+      for (const v of chunk) {
+        const before = had.get(v) ?? 0;
+        const after = Math.max(0, before + sign * (counts.get(v) ?? 0));
+        changed += Math.abs(after - before);
+        if (after > 0) sums.set(v, after);
       }
       await db.execute(`DELETE FROM ${this.t.deleted} WHERE ${where} AND (${which})`, [
         ...key,
@@ -196,6 +228,7 @@ export class PartWrites extends LedgerBase {
         );
       }
     }
+    return changed;
   }
 
   /**
