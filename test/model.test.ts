@@ -253,7 +253,7 @@ async function check(model: Model, real: Real): Promise<void> {
     ctx.source.dialect,
     ctx.spec,
     "path",
-    ctx.ledger.tables,
+    { ...ctx.ledger.tables, counted: true },
   );
   for (const d of DAYS) {
     const { paths } = await stats.topPaths(d, d, 100_000);

@@ -73,7 +73,7 @@ for (const maybe of dbs) {
         src.dialect,
         c.ctx.spec,
         "path",
-        c.ctx.ledger.tables,
+        { ...c.ctx.ledger.tables, counted: true },
       );
       const views = async () => (await stats.topPaths(DAY, DAY, 1)).paths[0]?.views;
       const total = async () =>

@@ -47,7 +47,13 @@ for (const server of dbs) {
         );
         const { source, spec, ledger } = c.ctx;
         const query = (sql: string, params: readonly unknown[]) => source.query(sql, [...params]);
-        return { c, stats: statsReader(query, source.dialect, spec, "path", ledger.tables) };
+        return {
+          c,
+          stats: statsReader(query, source.dialect, spec, "path", {
+            ...ledger.tables,
+            counted: true,
+          }),
+        };
       }
 
       /** What the table says per (date, path), by its own client: the answer to keep. */
@@ -136,6 +142,19 @@ for (const server of dbs) {
             both: [],
             unanswered: [],
             missing: [],
+          });
+          // Counts of another column than the one asked for answer nothing: the days whose rows
+          // were deleted say so.
+          const other = statsReader(
+            (sql, params) => ctx.source.query(sql, [...params]),
+            ctx.source.dialect,
+            ctx.spec,
+            "country",
+            { ...ctx.ledger.tables, counted: false },
+          );
+          expect((await other.topPaths(FIRST, LAST, 5)).coverage).toMatchObject({
+            hot: [D3, LAST],
+            unanswered: [FIRST, D1, D2],
           });
           // A day with no rows anywhere is named, not left out.
           const wider = await stats.topPaths("2025-10-08", LAST, 5);

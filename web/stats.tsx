@@ -167,8 +167,8 @@ export function StatsPage() {
 
 const TIER_WORDS: Record<string, string> = {
   hot: "hot table",
-  archive: "archive rollups",
-  both: "archive rollups + hot rows",
+  archive: "counts of the archived rows cleanup deleted",
+  both: "hot rows + counts of the rows cleanup deleted",
 };
 
 /** Where the range's days were answered from; days left out are named, never silent. */
@@ -176,9 +176,9 @@ function CoverageNote(props: { coverage: Coverage }) {
   const c = props.coverage;
   const parts: [string, string[]][] = [
     ["from the hot table", c.hot],
-    ["from archive rollups", c.archive],
+    ["from the counts of the rows cleanup deleted", c.archive],
     ["from both", c.both],
-    ["not answerable (archived without rollups)", c.unanswered],
+    ["not answerable (rows deleted without rollups)", c.unanswered],
     ["with no rows", c.missing],
   ];
   return (

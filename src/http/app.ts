@@ -167,8 +167,12 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
         source.dialect,
         spec,
         pathColumn,
-        // Rollups count spec.rollupColumn: only that column's stats can be read from them.
-        spec.rollupColumn?.toLowerCase() === pathColumn.toLowerCase() ? ctx.ledger.tables : null,
+        // Cleanup counts spec.rollupColumn: only that column's stats can be read from the
+        // counts; for another, a day with rows deleted says it is unanswered.
+        {
+          ...ctx.ledger.tables,
+          counted: spec.rollupColumn?.toLowerCase() === pathColumn.toLowerCase(),
+        },
         o.statsProbe ?? query,
       ),
       maxDays: o.maxStatsDays ?? 366,

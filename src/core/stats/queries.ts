@@ -42,6 +42,11 @@ export interface StatsReader {
 export interface RollupTables {
   parts: string;
   deleted: string;
+  /**
+   * Whether the deleted rows were counted by this reader's path column. False: the answer is
+   * the hot rows only, and a day with rows deleted says it is unanswered.
+   */
+  counted: boolean;
 }
 
 /**
@@ -67,7 +72,7 @@ export function statsReader(
   const counted = `h.${q(pathColumn)}`;
   const date = q("date");
   const fromDeleted = (select: string, where: string, groupBy: string) =>
-    rollups
+    rollups?.counted
       ? ` UNION ALL SELECT ${select} FROM ${rollups.deleted} r
           WHERE r.source_table = ? AND r.${date} BETWEEN ? AND ?${where} GROUP BY ${groupBy}`
       : "";
@@ -94,7 +99,7 @@ export function statsReader(
     if (!rollups) return { answered, unanswered };
     const rows = await probe(
       `SELECT ${date} AS d, SUM(deleted_rollup_rows) AS rolled,
-              SUM(CASE WHEN cleaned_count > deleted_rollup_rows THEN 1 ELSE 0 END) AS lost
+              SUM(CASE WHEN cleaned_count > ${rollups.counted ? "deleted_rollup_rows" : "0"} THEN 1 ELSE 0 END) AS lost
        FROM ${rollups.parts} WHERE source_table = ? AND ${date} BETWEEN ? AND ? GROUP BY ${date}`,
       [spec.table, from, to],
       signal,
@@ -116,7 +121,7 @@ export function statsReader(
            WHERE ${day} BETWEEN ? AND ? GROUP BY ${counted}
            ${fromDeleted("r.path AS path, SUM(r.views) AS views", "", "r.path")}
          ) t GROUP BY path ORDER BY views DESC, path LIMIT ?`,
-        [from, to, ...(rollups ? [spec.table, from, to] : []), limit],
+        [from, to, ...(rollups?.counted ? [spec.table, from, to] : []), limit],
         signal,
       );
       const paths = rows.map((r) => ({ path: r.path, views: toCount(r.views) }));
@@ -133,7 +138,7 @@ export function statsReader(
            WHERE ${day} BETWEEN ? AND ? AND ${counted} = ? GROUP BY ${day}
            ${fromDeleted(`r.${date} AS d, 'archive' AS tier, SUM(r.views) AS views`, " AND r.path = ?", `r.${date}`)}
          ) t GROUP BY d, tier ORDER BY d`,
-        [from, to, path, ...(rollups ? [spec.table, from, to, path] : [])],
+        [from, to, path, ...(rollups?.counted ? [spec.table, from, to, path] : [])],
         signal,
       );
       const days = new Map<string, { date: string; views: number; tier: Tier }>();
