@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import type { Lease } from "../src/core/archive/ledger/lease.js";
 import { pagesByKey, tableLines } from "../src/core/archive/pages.js";
@@ -392,6 +393,97 @@ describe("lines that cannot be exact are refused", () => {
     ];
     const { bytes } = await encodeAll([lines], columns);
     expect((await decodeAll(bytes)).flat()).toEqual(lines);
+  });
+
+  it("any line, canonical or not: encoded only when it decodes to itself, and every canonical line is encoded", async () => {
+    // Value texts of each kind, canonical or not, and the key shapes around them.
+    const ints = [
+      "0",
+      "7",
+      "-12",
+      "123456789012345",
+      "9007199254740993",
+      "-0",
+      "01",
+      "1.0",
+      '"3"',
+      "null",
+      "1e3",
+    ];
+    const doubles = [
+      "1.5",
+      "-0",
+      "0",
+      "1e+300",
+      "1e300",
+      "1.50",
+      "2",
+      ".5",
+      "NaN",
+      "null",
+      "-1.25e-7",
+    ];
+    const strings = [
+      '"a"',
+      '""',
+      '"\\"',
+      '"\u0001"',
+      '"\u00e9"',
+      '"é😀"',
+      '"\ud800"',
+      '"tab\t"',
+      '"tab\\t"',
+      '"\\u0001"',
+      '"\\u00e9"',
+      '"\\/"',
+      "null",
+      "3",
+      '"\u2028"',
+    ];
+    const separators = [",", ", "];
+    const lines = fc.sample(
+      fc
+        .tuple(
+          fc.constantFrom(...ints),
+          fc.constantFrom(...doubles),
+          fc.constantFrom(...strings),
+          fc.constantFrom(...separators),
+          fc.boolean(),
+        )
+        .map(
+          ([i, v, t, sep, swap]) =>
+            `{"id":${i}${sep}${swap ? `"s":${t},"v":${v}` : `"v":${v},"s":${t}`}}`,
+        ),
+      { numRuns: 400, seed: 20261204 },
+    );
+    let encoded = 0;
+    for (const line of lines) {
+      const canonical = (() => {
+        try {
+          const o = JSON.parse(line) as Record<string, unknown>;
+          const again = `{"id":${o.id === null ? "null" : String(o.id)},"v":${Object.is(o.v, -0) ? "-0" : JSON.stringify(o.v)},"s":${JSON.stringify(o.s)}}`;
+          return (
+            again === line &&
+            (o.id === null || Number.isSafeInteger(o.id)) &&
+            typeof o.s !== "number"
+          );
+        } catch {
+          return false;
+        }
+      })();
+      const got = await encodeAll([[line]], columns).then(
+        async ({ bytes }) => (await decodeAll(bytes)).flat(),
+        (e: unknown) => e,
+      );
+      if (Array.isArray(got)) {
+        expect(got, line).toEqual([line]);
+        encoded++;
+      } else {
+        expect(got, line).toBeInstanceOf(NotExactError);
+        expect(canonical, `a canonical line refused: ${line}`).toBe(false);
+      }
+    }
+    expect(encoded).toBeGreaterThan(20);
   });
 
   it("integers past 2^53 quoted and bare in one part, decimals as numbers and strings: refused", async () => {

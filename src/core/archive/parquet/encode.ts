@@ -152,8 +152,20 @@ async function* chunksOf(
     }
   };
 
+  const scratch: StoredValue[] = plan.map(() => null);
   for await (const page of pages) {
     for (const line of page) {
+      if (exactValues(line, plan, prefixes, scratch)) {
+        for (let i = 0; i < plan.length; i++)
+          (columns[i] as StoredValue[]).push(scratch[i] as StoredValue);
+        totals.rows++;
+        totals.rawBytes += utf8Length(line) + 1;
+        if (++n === groupRows) {
+          flushGroup();
+          yield* drain();
+        }
+        continue;
+      }
       const number = totals.rows + 1;
       const values = valuesOf(line, number, plan, names, alt);
       // The roundtrip check: the line as the decoder will write it must be the line.
@@ -185,6 +197,89 @@ async function* chunksOf(
   ];
   pq.finish();
   yield* drain();
+}
+
+/** Text JSON.stringify would escape inside a string, or UTF-8 cannot hold. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the characters JSON.stringify escapes
+const ESCAPED = /[\u0000-\u001f]|\p{Cs}/u;
+const NUMBER_CHAR = /[-+.0-9eE]/;
+
+/**
+ * The common line read in one pass, into `out`: every property where the plan puts it, each
+ * value in the one text the renderer writes for it (a string with no escape, an integer
+ * JavaScript holds exactly, a boolean, a number as JSON.stringify writes it, null). Then the
+ * line is exactly its render, with no second rendering to compare. False for anything else,
+ * which the full parse and roundtrip check decide; `out` is then garbage.
+ */
+function exactValues(
+  line: string,
+  plan: readonly PlannedColumn[],
+  prefixes: readonly string[],
+  out: StoredValue[],
+): boolean {
+  let at = 0;
+  for (let i = 0; i < plan.length; i++) {
+    const prefix = prefixes[i] as string;
+    if (!line.startsWith(prefix, at)) return false;
+    const from = at + prefix.length;
+    const c = line.charCodeAt(from);
+    if (c === 110 /* n */) {
+      if (!line.startsWith("null", from)) return false;
+      out[i] = null;
+      at = from + 4;
+      continue;
+    }
+    switch ((plan[i] as PlannedColumn).kind) {
+      case "string": {
+        if (c !== 34) return false;
+        const end = line.indexOf('"', from + 1);
+        if (end === -1) return false;
+        const text = line.slice(from + 1, end);
+        if (text.includes("\\") || ESCAPED.test(text)) return false;
+        out[i] = text;
+        at = end + 1;
+        break;
+      }
+      case "int64": {
+        let end = c === 45 /* - */ ? from + 1 : from;
+        const first = end;
+        while (end < line.length) {
+          const d = line.charCodeAt(end);
+          if (d < 48 || d > 57) break;
+          end++;
+        }
+        const digits = end - first;
+        // Canonical and below 2^53: no leading zero, no -0, at most 15 digits.
+        if (digits === 0 || digits > 15) return false;
+        if (line.charCodeAt(first) === 48 && (digits > 1 || first !== from)) return false;
+        out[i] = BigInt(Number(line.slice(from, end)));
+        at = end;
+        break;
+      }
+      case "double": {
+        let end = from;
+        while (end < line.length && NUMBER_CHAR.test(line.charAt(end))) end++;
+        const text = line.slice(from, end);
+        const v = Number(text);
+        if (text === "" || !Number.isFinite(v) || renderValue("double", v) !== text) return false;
+        out[i] = v;
+        at = end;
+        break;
+      }
+      case "boolean":
+        if (line.startsWith("true", from)) {
+          out[i] = true;
+          at = from + 4;
+        } else if (line.startsWith("false", from)) {
+          out[i] = false;
+          at = from + 5;
+        } else return false;
+        break;
+      default:
+        return false;
+    }
+  }
+  return plan.length > 0 && at === line.length - 1 && line.charCodeAt(at) === 125 /* } */;
 }
 
 /** The line's values as they will be stored, each checked against its column's kind. */
@@ -259,7 +354,12 @@ function valuesOf(
 
 function stringOf(raw: string, refuse: (why: string) => Error): string {
   if (!raw.startsWith('"')) throw refuse("not a string");
-  const v = JSON.parse(raw) as string;
+  let v: string;
+  try {
+    v = JSON.parse(raw) as string;
+  } catch {
+    throw refuse("not a JSON string");
+  }
   if (LONE_SURROGATE.test(v)) throw refuse("an unpaired surrogate UTF-8 cannot hold");
   return v;
 }
