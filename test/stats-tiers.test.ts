@@ -366,6 +366,40 @@ for (const server of dbs) {
           await c.close();
         }
       });
+
+      it("paths of any length are counted once per part, one row each, across many batches", async () => {
+        const long = "te_tiers_long";
+        const source = openSource(db.url, { create: true });
+        await prepareTrafficData(source, { count: 300, date: LAST, days: 1, table: long });
+        await source.close();
+        const [lo] = await db.query(`SELECT MIN(id) AS id FROM ${long}`);
+        const low = Number(lo?.id);
+        // 200 characters is the longest kept as its own key; longer ones are hashed.
+        const paths = [`/${"a".repeat(199)}`, `/${"b".repeat(200)}`, `/${"é".repeat(400)}`];
+        for (const [i, p] of paths.entries()) {
+          await db.run(`UPDATE ${long} SET path = '${p}' WHERE MOD(id - ${low}, 4) = ${i}`);
+        }
+        const kept = (await groupBy(long)).get(LAST) as Answer;
+        const { c, stats } = await open(long);
+        try {
+          const { ctx, owner } = c;
+          await archiveDate(ctx, owner, LAST);
+          expect(await cleanupDate(ctx, owner, LAST, { batchSize: 40 })).toMatchObject({
+            complete: true,
+          });
+          const got = new Map(
+            (await stats.topPaths(LAST, LAST, 1000)).paths.map((p) => [String(p.path), p.views]),
+          );
+          expect(got).toEqual(kept);
+          const rows = await db.query(
+            `SELECT path, COUNT(*) AS n FROM archive_deleted_rollups WHERE source_table = '${long}' GROUP BY path`,
+          );
+          expect(rows.map((r) => Number(r.n))).toEqual(rows.map(() => 1));
+          expect(rows.length).toBe(kept.size);
+        } finally {
+          await c.close();
+        }
+      });
     },
   );
 }

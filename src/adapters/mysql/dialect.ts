@@ -1,3 +1,4 @@
+import { valueRows } from "../../core/sql/insert.js";
 import type { Column, Dialect } from "../../core/sql/source.js";
 
 /** Column types mysql2 reads as bytes: archived as base64 text. */
@@ -15,6 +16,10 @@ export const mysqlDialect: Dialect = {
   maxParams: 65535,
   insertIgnore: (table, columns) =>
     `INSERT IGNORE INTO ${table} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`,
+  insertAdding: (table, columns, _keys, rows) => {
+    const add = columns.at(-1);
+    return `INSERT INTO ${table} (${columns.join(", ")}) VALUES ${valueRows(columns.length, rows)} ON DUPLICATE KEY UPDATE ${add} = ${add} + VALUES(${add})`;
+  },
   // No jsonRow: JSON_OBJECT reorders keys (MySQL) and spaces them; rows are rendered in JS
   // from values the driver returns as the server's own text (dates, decimals, JSON).
   columnEncoding: (type) => (isBinaryType(type) ? "base64" : undefined),

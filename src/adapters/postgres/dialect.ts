@@ -1,3 +1,4 @@
+import { upsertAdding } from "../../core/sql/insert.js";
 import type { Column, Dialect } from "../../core/sql/source.js";
 
 // Names are checked plain identifiers, so a dot can only be schema.table's.
@@ -15,6 +16,7 @@ export const postgresDialect: Dialect = {
   maxParams: 65535,
   insertIgnore: (table, columns) =>
     `INSERT INTO ${table} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")}) ON CONFLICT DO NOTHING`,
+  insertAdding: (table, columns, keys, rows) => upsertAdding(table, columns, keys, rows),
   // row_to_json writes every type as PostgreSQL's own text (exact numerics, dates, times
   // with all their digits), compactly; the derived table puts the key first.
   jsonRow: (_columns, alias) => `row_to_json(${alias})::text`,

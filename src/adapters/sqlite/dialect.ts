@@ -1,3 +1,4 @@
+import { upsertAdding } from "../../core/sql/insert.js";
 import type { Column, Dialect } from "../../core/sql/source.js";
 
 /**
@@ -53,4 +54,5 @@ export const sqliteDialect: Dialect = {
   deletesByRange: true,
   insertIgnore: (table, columns) =>
     `INSERT INTO ${table} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")}) ON CONFLICT DO NOTHING`,
+  insertAdding: (table, columns, keys, rows) => upsertAdding(table, columns, keys, rows),
 };

@@ -56,3 +56,20 @@ export async function insertAtomically(
   const results = await batch([...insertStatements(source, table, columns, rows)]);
   return results.reduce((n, r) => n + r.changes, 0);
 }
+
+/** `(?, ?), (?, ?)`: `rows` tuples of `columns` placeholders. */
+export function valueRows(columns: number, rows: number): string {
+  const tuple = `(${Array(columns).fill("?").join(", ")})`;
+  return Array(rows).fill(tuple).join(", ");
+}
+
+/** Insert-or-add with `ON CONFLICT ... DO UPDATE` (PostgreSQL, SQLite): see Dialect.insertAdding. */
+export function upsertAdding(
+  table: string,
+  columns: readonly string[],
+  keys: readonly string[],
+  rows: number,
+): string {
+  const add = columns.at(-1);
+  return `INSERT INTO ${table} (${columns.join(", ")}) VALUES ${valueRows(columns.length, rows)} ON CONFLICT (${keys.join(", ")}) DO UPDATE SET ${add} = ${table}.${add} + excluded.${add}`;
+}

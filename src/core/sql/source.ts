@@ -17,6 +17,16 @@ export interface Dialect {
   /** An INSERT of one row that does nothing when the primary key already exists. */
   insertIgnore(table: string, columns: readonly string[]): string;
   /**
+   * An INSERT of `rows` rows whose last column, where the unique key (`keys`) already holds a
+   * row, is added to that row's instead (one statement, however many rows exist).
+   */
+  insertAdding(
+    table: string,
+    columns: readonly string[],
+    keys: readonly string[],
+    rows: number,
+  ): string;
+  /**
    * An SQL expression over the derived table `alias` rendering its row as one JSON object
    * text, its columns in the order given, in the database's own text for every type (exact
    * numbers, dates and times as stored). Undefined where rows are rendered in JS instead.

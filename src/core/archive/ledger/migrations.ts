@@ -152,22 +152,25 @@ const MIGRATIONS: readonly Migration[] = [
       const bin = d.name === "mysql" ? " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" : "";
       return [
         `ALTER TABLE ${t.parts} ADD COLUMN deleted_rollup_rows BIGINT NOT NULL DEFAULT 0`,
+        // path_key (see records.ts pathKey) makes a path's row unique per part, so that a
+        // batch adds its counts in one statement; null only where SQL could not compute it.
         `CREATE TABLE IF NOT EXISTS ${t.deleted} (
           source_table VARCHAR(64)${bin} NOT NULL,
           date VARCHAR(10) NOT NULL,
           part INTEGER NOT NULL,
           path TEXT${bin},
+          path_key VARCHAR(255)${bin},
           views BIGINT NOT NULL
         )`,
-        `CREATE INDEX ${d.quote("archive_deleted_rollups_part")} ON ${t.deleted} (source_table, date, part)`,
+        `CREATE UNIQUE INDEX ${d.quote("archive_deleted_rollups_path")} ON ${t.deleted} (source_table, date, part, path_key)`,
       ];
     },
     data: (d, t) => {
       const date = d.quote("date");
       const whole = "p.cleaned_count = p.event_count AND p.rollup_rows = p.event_count";
       return [
-        `INSERT INTO ${t.deleted} (source_table, ${date}, part, path, views)
-         SELECT r.source_table, r.${date}, r.part, r.path, r.views FROM ${t.rollups} r
+        `INSERT INTO ${t.deleted} (source_table, ${date}, part, path, path_key, views)
+         SELECT r.source_table, r.${date}, r.part, r.path, ${pathKeySql(d, "r.path")}, r.views FROM ${t.rollups} r
          JOIN ${t.parts} p ON p.source_table = r.source_table AND p.${date} = r.${date} AND p.part = r.part
          WHERE ${whole}`,
         `UPDATE ${t.parts} SET deleted_rollup_rows = cleaned_count
@@ -176,6 +179,22 @@ const MIGRATIONS: readonly Migration[] = [
     },
   },
 ];
+
+/**
+ * A stats value's key in archive_deleted_rollups, as SQL over `expr`: what pathKey gives,
+ * except for values longer than it keeps whole, which get null (their rows are not unique,
+ * and every reader sums a value's rows).
+ */
+export function pathKeySql(d: Dialect, expr: string): string {
+  const [len, keyed] =
+    d.name === "mysql"
+      ? [`CHAR_LENGTH(${expr})`, `CONCAT('s:', ${expr})`]
+      : [`LENGTH(${expr})`, `'s:' || ${expr}`];
+  return `CASE WHEN ${expr} IS NULL THEN 'n' WHEN ${len} <= ${PATH_KEY_TEXT} THEN ${keyed} END`;
+}
+
+/** Stats values up to this many characters are their own key; longer ones are hashed. */
+export const PATH_KEY_TEXT = 200;
 
 /** A migration statement another process already ran (it added the column first). */
 const ALREADY_DONE = /duplicate column|duplicate key name|already exists/i;

@@ -1,7 +1,10 @@
+import { portableSha256 } from "../../bytes/hash.js";
 import { LeaseLostError, SluiceError } from "../../errors.js";
+import { valueRows } from "../../sql/insert.js";
 import { type BatchStatement, type SqlExecutor, batchesOf } from "../../sql/source.js";
 import { LedgerBase } from "./base.js";
 import type { Lease } from "./lease.js";
+import { PATH_KEY_TEXT, pathKeySql } from "./migrations.js";
 import { type PartRollup, num } from "./records.js";
 import { statesBefore } from "./states.js";
 
@@ -187,9 +190,30 @@ export class PartWrites extends LedgerBase {
     sign: 1 | -1,
     db: SqlExecutor,
   ): Promise<number> {
-    let changed = 0;
     const where = `source_table = ? AND ${this.date} = ? AND part = ?`;
     const key = [lease.table, lease.date, part];
+    const columns = ["source_table", this.date, "part", "path", "path_key", "views"];
+    if (sign === 1) {
+      // One statement adds a chunk's counts, each to its value's row or as a new one.
+      const entries = [...counts];
+      const per = Math.max(1, Math.floor(this.d.maxParams / columns.length));
+      let added = 0;
+      for (let i = 0; i < entries.length; i += per) {
+        const some = entries.slice(i, i + per);
+        await db.execute(
+          this.d.insertAdding(
+            this.t.deleted,
+            columns,
+            ["source_table", this.date, "part", "path_key"],
+            some.length,
+          ),
+          some.flatMap(([path, views]) => [...key, path, pathKey(path), views]),
+        );
+        for (const [, views] of some) added += views;
+      }
+      return added;
+    }
+    let changed = 0;
     const values = [...counts.keys()];
     const per = Math.max(1, this.d.maxParams - key.length - 1);
     for (let i = 0; i < values.length; i += per) {
@@ -219,12 +243,12 @@ export class PartWrites extends LedgerBase {
         ...named,
       ]);
       const rows = [...sums];
-      const rowsPer = Math.max(1, Math.floor(this.d.maxParams / 5));
+      const rowsPer = Math.max(1, Math.floor(this.d.maxParams / columns.length));
       for (let j = 0; j < rows.length; j += rowsPer) {
         const some = rows.slice(j, j + rowsPer);
         await db.execute(
-          `INSERT INTO ${this.t.deleted} (source_table, ${this.date}, part, path, views) VALUES ${some.map(() => "(?, ?, ?, ?, ?)").join(", ")}`,
-          some.flatMap(([path, views]) => [...key, path, views]),
+          `INSERT INTO ${this.t.deleted} (${columns.join(", ")}) VALUES ${valueRows(columns.length, some.length)}`,
+          some.flatMap(([path, views]) => [...key, path, pathKey(path), views]),
         );
       }
     }
@@ -266,8 +290,8 @@ export class PartWrites extends LedgerBase {
       ? [
           adjust("+"),
           {
-            sql: `INSERT INTO ${d} (source_table, ${q}, part, path, views)
-                  SELECT ?, ?, ?, c.p, c.n FROM (${count.sql}) c
+            sql: `INSERT INTO ${d} (source_table, ${q}, part, path, path_key, views)
+                  SELECT ?, ?, ?, c.p, ${pathKeySql(this.d, "c.p")}, c.n FROM (${count.sql}) c
                   WHERE NOT EXISTS (SELECT 1 FROM ${d} x WHERE x.source_table = ? AND x.${q} = ? AND x.part = ? AND x.path IS c.p) AND ${fence.sql}`,
             params: [...key, ...cp, ...key, ...fp],
           },
@@ -332,6 +356,18 @@ export class PartWrites extends LedgerBase {
   async markPartCleaned(lease: Lease, part: number, db: SqlExecutor = this.db): Promise<void> {
     await this.updatePart(lease, part, "cleaned_at = ?", [this.iso()], db);
   }
+}
+
+/**
+ * A stats value's key in archive_deleted_rollups: `n` for null, the value after `s:` up to
+ * PATH_KEY_TEXT characters, else `h:` and its sha256, so that a key fits a unique index.
+ */
+export function pathKey(value: string | null): string {
+  if (value === null) return "n";
+  if (value.length <= PATH_KEY_TEXT) return `s:${value}`;
+  const h = portableSha256();
+  h.update(new TextEncoder().encode(value));
+  return `h:${h.hex()}`;
 }
 
 /** Rollup entries as JSON arrays of `[value, count]`, each text under 512 KB (D1: 2 MB a value). */
