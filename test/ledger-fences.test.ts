@@ -91,6 +91,11 @@ async function world(kind: "sqlite" | "d1", state = "archiving"): Promise<World>
   // Where the holder's own write may happen, and a cleanup in progress to resume.
   await source.execute("UPDATE archive_metadata SET state = ?", [state]);
   await source.execute("UPDATE archive_parts SET cleanup_cursor = 3");
+  // Rows of a path cleanup deleted and counted before.
+  await source.execute(
+    "INSERT INTO archive_deleted_rollups (source_table, date, part, path, path_key, views) VALUES (?, ?, 0, '/a', 's:/a', 5)",
+    [T, D],
+  );
   return {
     source,
     ledger,
@@ -104,6 +109,7 @@ async function world(kind: "sqlite" | "d1", state = "archiving"): Promise<World>
       })),
       parts: await source.query("SELECT * FROM archive_parts ORDER BY part"),
       rollups: await source.query("SELECT * FROM archive_rollups ORDER BY part, path"),
+      deleted: await source.query("SELECT * FROM archive_deleted_rollups ORDER BY part, path"),
       hot: await source.query("SELECT * FROM hot ORDER BY id"),
     }),
   };
@@ -125,6 +131,38 @@ const writes: [string, (w: World, l: Lease) => Promise<unknown>, string?][] = [
         w.ledger.addCleaned(l, 0, { deleted: 3, cursor: 3, changed: 1, changedKeys: "2" }, tx),
       ),
     "verified",
+  ],
+  [
+    "addCleaned with the deleted rows counted",
+    (w, l) =>
+      w.source.transaction((tx) =>
+        w.ledger.addCleaned(
+          l,
+          0,
+          {
+            deleted: 3,
+            cursor: 3,
+            changed: 0,
+            changedKeys: null,
+            counted: {
+              counts: new Map([
+                ["/a", 2],
+                [null, 1],
+              ]),
+              total: 3,
+            },
+          },
+          tx,
+        ),
+      ),
+    "verified",
+  ],
+  [
+    "subtractDeletedCounts",
+    (w, l) =>
+      w.source.transaction((tx) =>
+        w.ledger.subtractDeletedCounts(l, 0, { counts: new Map([["/a", 2]]), total: 2 }, tx),
+      ),
   ],
   ["addChanged", (w, l) => w.ledger.addChanged(l, 0, 1, "7", 5)],
   ["resetCleanupCursor", (w, l) => w.ledger.resetCleanupCursor(l, 0)],

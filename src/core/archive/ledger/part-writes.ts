@@ -167,6 +167,12 @@ export class PartWrites extends LedgerBase {
     restored: PartRollup,
     db: SqlExecutor,
   ): Promise<void> {
+    // The lease first, so that a holder whose lease was taken writes nothing at all.
+    const [held] = await db.query(
+      `SELECT 1 AS held FROM ${this.t.meta} WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
+      [lease.table, lease.date, lease.owner],
+    );
+    if (!held) throw new LeaseLostError(lease.table, lease.date);
     const taken = await this.changeDeletedCounts(lease, part, restored.counts, -1, db);
     await this.updatePart(
       lease,
