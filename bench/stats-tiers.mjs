@@ -10,8 +10,8 @@
 //       times, its answer kept;
 //   (2) sluice backlog: every day but the last `hot` archived, verified (rollups written) and
 //       cleaned (timed once, for the record);
-//   (3) top-paths over the same range through sluice's stats reader: hot rows no verified
-//       part holds plus the rollups, `requests` times: p50 and p99, and its answer compared
+//   (3) top-paths over the same range through sluice's stats reader: every hot row plus the
+//       counts of the rows cleanup deleted, `requests` times: p50 and p99, and its answer compared
 //       with (1)'s: they must be identical.
 // Then (SQLite) one day of `per-day` rows archived with SLUICE_ROLLUPS=on and =off, taking
 // turns `rounds` times under /usr/bin/time -v: wall and peak RSS side by side.
@@ -72,7 +72,12 @@ for (const name of DBS) {
   if (name !== "sqlite") {
     const s = openSource(url);
     await s.execute(`DROP TABLE IF EXISTS ${table}`);
-    for (const t of ["archive_rollups", "archive_parts", "archive_metadata"]) {
+    for (const t of [
+      "archive_rollups",
+      "archive_deleted_rollups",
+      "archive_parts",
+      "archive_metadata",
+    ]) {
       await s.execute(`DELETE FROM ${t} WHERE source_table = '${table}'`).catch(() => undefined);
     }
     await s.close();
@@ -92,7 +97,10 @@ for (const name of DBS) {
   const { source, spec, ledger } = c.ctx;
   const query = (sql, params) => source.query(sql, [...params]);
   const hotOnly = statsReader(query, source.dialect, spec, "path", null);
-  const tiered = statsReader(query, source.dialect, spec, "path", ledger.tables);
+  const tiered = statsReader(query, source.dialect, spec, "path", {
+    ...ledger.tables,
+    counted: true,
+  });
   const limit = 100;
 
   process.stderr.write(`${name}: (1) top-paths over ${DAYS} days, all hot ...\n`);
