@@ -26,11 +26,21 @@ describe("ContainerIds", () => {
     expect(ids.indexOf("LOT-")).toBe(-1);
     expect(ids.indexOf("LOT-100")).toBe(-1);
     expect(ids.has("")).toBe(true);
+    expect(ids.has("LOT-1")).toBe(true);
     expect(ids.has("LOT-10")).toBe(true);
     expect(ids.has("LOT-100")).toBe(false);
     expect(ids.has("LOT-")).toBe(false);
     expect(() => ids.at(3)).toThrow(new RangeError("no container 3 of 3"));
     expect(() => ids.at(-1)).toThrow(new RangeError("no container -1 of 3"));
+  });
+
+  it("never takes an id for a longer one it is the start of, however the slots collide", () => {
+    // 300 ids, each the start of the next: with 512 slots, probes pass many of the others.
+    const chain = Array.from({ length: 300 }, (_, i) => "k".repeat(i + 1));
+    const ids = ContainerIds.from(chain);
+    expect(ids.size).toBe(300);
+    for (const [i, id] of chain.entries()) expect(ids.indexOf(id)).toBe(i);
+    expect(ids.indexOf("k".repeat(301))).toBe(-1);
   });
 
   it("keeps ids beyond Latin-1 once one arrives, and the ones before it", () => {
@@ -167,6 +177,9 @@ describe("ContainerIds under hostile ids (invariant 10: no unseeded hash of requ
       expect(h.codes(one, 2, one.length), `length ${n}`).not.toBe(h.codes(two, 2, two.length));
       expect(h.string(`${a}1`)).toBe(h.codes(one, 2, one.length));
       expect(h.string(`${a}1`)).not.toBe(h.string(`${a}2`));
+      // And through string() first on a fresh hash, which grows the keys itself too.
+      const fresh = new KeyedHash();
+      expect(fresh.string(`${a}1`), `length ${n}`).not.toBe(fresh.string(`${a}2`));
     }
   });
 });

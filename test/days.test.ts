@@ -57,6 +57,36 @@ describe("UTC, the default", () => {
   });
 });
 
+describe("the day kind of a partition column", () => {
+  it("instants where the database holds them, wall-clock times elsewhere", () => {
+    const kind = (d: "postgres" | "mysql" | "sqlite", type: string) =>
+      dayColumnOf(d, "c", type, "UTC");
+    expect(kind("postgres", "timestamp with time zone")).toMatchObject({ aware: true });
+    expect(kind("postgres", "timestamptz")).toMatchObject({ aware: true });
+    expect(kind("postgres", "timestamp without time zone")).toMatchObject({ aware: false });
+    expect(kind("postgres", "timestamp")).toMatchObject({ aware: false });
+    expect(kind("mysql", "timestamp")).toMatchObject({ aware: true });
+    expect(kind("mysql", "datetime(3)")).toMatchObject({ aware: false });
+    expect(kind("sqlite", "DATETIME")).toMatchObject({ kind: "timestamp", aware: false });
+    for (const type of ["date", "DATE", "", "TEXT", "varchar(10)", "character(10)", "CLOB"]) {
+      expect(kind("sqlite", type), type).toEqual({ kind: "date" });
+    }
+    expect(() => kind("postgres", "integer")).toThrow(BadInputError);
+  });
+
+  it("a SQLite timestamp in a zone other than UTC is refused: its text holds no zone", () => {
+    expect(() => dayColumnOf("sqlite", "c", "DATETIME", "Europe/Berlin")).toThrow(
+      /SLUICE_PARTITION_TIME_ZONE=UTC/,
+    );
+    expect(() => dayColumnOf("d1", "c", "timestamp", "Asia/Tokyo")).toThrow(BadInputError);
+    expect(dayColumnOf("postgres", "c", "timestamp", "Asia/Tokyo")).toEqual({
+      kind: "timestamp",
+      aware: false,
+      timeZone: "Asia/Tokyo",
+    });
+  });
+});
+
 describe("the day of a rendered value", () => {
   it("reads instants as PostgreSQL and MySQL render them, in the partition's zone", () => {
     expect(dayOfValue(berlin, "2025-10-12T22:00:00+00:00")).toBe("2025-10-13");
@@ -85,6 +115,16 @@ describe("the day of a rendered value", () => {
     expect(dayOfValue(wall, "2025-10-13 00:00:00")).toBe("2025-10-13");
     expect(dayOfValue(wall, "2025-10-13T23:00:00Z")).toBe("2025-10-13");
     expect(dayOfValue(wall, "2025-10-13T23:00:00+02:00")).toBeNull();
+  });
+
+  it("reads an aware value with no offset as UTC, a date alone as its midnight, and refuses a day that does not exist", () => {
+    const tokyo = { kind: "timestamp", aware: true, timeZone: "Asia/Tokyo" } as const;
+    expect(dayOfValue(tokyo, "2025-10-12 14:59:59")).toBe("2025-10-12");
+    expect(dayOfValue(tokyo, "2025-10-12 15:00:00")).toBe("2025-10-13");
+    expect(dayOfValue(tokyo, "2025-10-12T15:00:00Z")).toBe("2025-10-13");
+    expect(dayOfValue(tokyo, "2025-10-13")).toBe("2025-10-13");
+    expect(dayOfValue(wall, "2025-10-13")).toBe("2025-10-13");
+    expect(dayOfValue(tokyo, "2025-13-45 00:00:00")).toBeNull();
   });
 
   it("refuses what is not a date or a timestamp", () => {

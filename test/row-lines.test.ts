@@ -41,6 +41,15 @@ it("renders the key first, then the table's order, every kind of value as restor
     "id",
   );
   expect(plain.line({ id: 1, 2: 7 })).toBe('{"id":1,"2":7}');
+  const ten = rowLines(
+    mysqlDialect,
+    [
+      { name: "id", type: "int" },
+      { name: "10", type: "int" },
+    ],
+    "id",
+  );
+  expect(ten.line({ id: 1, 10: 7 })).toBe('{"id":1,"10":7}');
   expect(lines.key({ id: 5 })).toBe(5);
   expect(lines.select("SELECT 1", true)).toBe("SELECT 1");
 });

@@ -32,9 +32,11 @@ export class KeyedHash {
   /** The hash of a string's UTF-16 code units. */
   string(s: string): number {
     const n = s.length;
+    // Stryker disable next-line EqualityOperator: equivalent; growing at 2n = length too keeps the keys it has (a condition always true is too, and survives)
     const keys = 2 * n > this.keys.length ? this.grow(n) : this.keys;
     let low = this.bLow;
     let high = this.bHigh;
+    // Stryker disable next-line EqualityOperator: equivalent; a step past the end reads NaN, and Math.imul(NaN, key) adds 0
     for (let i = 0, k = 0; i < n; i++, k += 2) {
       const x = s.charCodeAt(i) + 1;
       low = (low + Math.imul(x, keys[k] as number)) | 0;
@@ -45,7 +47,9 @@ export class KeyedHash {
 
   /** The hash of `codes[start..end)`: equal to string() of the same code units. */
   codes(codes: Uint8Array | Uint16Array, start: number, end: number): number {
+    // Stryker disable next-line ArithmeticOperator: equivalent; a larger n only grows the keys sooner
     const n = end - start;
+    // Stryker disable next-line EqualityOperator: equivalent, as in string()
     const keys = 2 * n > this.keys.length ? this.grow(n) : this.keys;
     let low = this.bLow;
     let high = this.bHigh;
@@ -60,6 +64,7 @@ export class KeyedHash {
   /** Keys for strings of `n` characters: the ones so far, and fresh random ones after them. */
   private grow(n: number): Int32Array {
     let size = this.keys.length;
+    // Stryker disable next-line EqualityOperator: equivalent; a table twice as large keeps every key
     while (size < 2 * n) size *= 2;
     const keys = new Int32Array(size);
     keys.set(this.keys);
@@ -71,6 +76,7 @@ export class KeyedHash {
 
 /** crypto.getRandomValues fills at most 65536 bytes per call. */
 function fillRandom(into: Int32Array): void {
+  // Stryker disable next-line EqualityOperator: equivalent; one more call fills nothing
   for (let at = 0; at < into.length; at += 16384) {
     crypto.getRandomValues(into.subarray(at, Math.min(into.length, at + 16384)));
   }

@@ -93,18 +93,20 @@ export function dayOfValue(day: DayColumn, value: unknown): string | null {
   const m = STAMP.exec(value);
   if (!m) return null;
   const date = m[1] as string;
-  const [hh = "00", mi = "00", ss = "00", frac = "", zone] = m.slice(2);
+  // The fraction of a second is left out: a zone's days start on a whole minute.
+  const [hh = "00", mi = "00", ss = "00", , zone] = m.slice(2);
   if (day.kind === "date") return zone || m[2] !== undefined ? null : date;
   let offsetMin = 0;
+  // Stryker disable next-line StringLiteral: equivalent; "Z" read as an offset is 0 minutes
   if (zone && zone !== "Z") {
     const digits = zone.slice(1).replace(":", "");
+    // Stryker disable next-line StringLiteral: equivalent; Number("") is 0 as Number("0") is
     offsetMin = Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || "0");
     if (zone[0] === "-") offsetMin = -offsetMin;
   }
   // Wall-clock text is its own day; one that names a zone must name UTC's (SQLite's `...Z`).
   if (!day.aware) return offsetMin === 0 ? date : null;
-  const ms =
-    Date.parse(`${date}T${hh}:${mi}:${ss}Z`) + Number(`0.${frac || "0"}`.slice(0, 5)) * 1000;
+  const ms = Date.parse(`${date}T${hh}:${mi}:${ss}Z`);
   if (Number.isNaN(ms)) return null;
-  return dayInZone(Math.floor(ms) - offsetMin * 60_000, day.timeZone);
+  return dayInZone(ms - offsetMin * 60_000, day.timeZone);
 }

