@@ -30,6 +30,7 @@ export default defineConfig({
       "test/rollup-counter.test.ts",
       "test/row-lines.test.ts",
       "test/stats-tiers.test.ts",
+      "test/restore.test.ts",
     ],
     testTimeout: 120_000,
     hookTimeout: 120_000,
