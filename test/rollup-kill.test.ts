@@ -46,6 +46,35 @@ for (const server of dbs) {
           return "none";
         }
       };
+      /**
+       * Runs sluice `args` on `table` and SIGKILLs it at a random instant of `runMs`, or (aimed)
+       * once the ledger says `aim.at` and up to `aim.lateMs` later. Returns the state it was in.
+       */
+      const killed = async (
+        table: string,
+        args: string[],
+        runMs: number,
+        aim: { at: string; lateMs: number } | null,
+      ): Promise<string> => {
+        const child: ChildProcess = spawn(process.execPath, [CLI, ...args], {
+          env: env(table),
+          stdio: "ignore",
+        });
+        const exited = new Promise<void>((r) => child.once("exit", () => r()));
+        const started = Date.now();
+        const at = Math.random() * runMs;
+        let seen = "none";
+        for (;;) {
+          if (child.exitCode !== null) break;
+          seen = await state(table);
+          if (aim ? seen === aim.at : Date.now() - started >= at) break;
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        if (aim) await new Promise((r) => setTimeout(r, Math.random() * aim.lateMs));
+        child.kill("SIGKILL");
+        await exited;
+        return `${seen}${child.signalCode === "SIGKILL" ? "" : " (finished first)"}`;
+      };
 
       it(`${TRIALS} kills during archive, verify and the rollup's write: each rerun's rollups equal the GROUP BY`, async () => {
         expect(existsSync(CLI), `${CLI} is missing: run 'npm run build'`).toBe(true);
@@ -77,25 +106,8 @@ for (const server of dbs) {
             await prepare(table);
             // Half the kills at a random instant of the whole run, half aimed at the verify
             // (the part recorded, state 'archived'), which ends with the rollup's write.
-            const aimed = t % 2 === 1;
-            const child: ChildProcess = spawn(process.execPath, [CLI, "archive", `--date=${DAY}`], {
-              env: env(table),
-              stdio: "ignore",
-            });
-            const exited = new Promise<void>((r) => child.once("exit", () => r()));
-            const started = Date.now();
-            const at = Math.random() * runMs;
-            let seen = "none";
-            for (;;) {
-              if (child.exitCode !== null) break;
-              seen = await state(table);
-              if (aimed ? seen === "archived" : Date.now() - started >= at) break;
-              await new Promise((r) => setTimeout(r, 5));
-            }
-            if (aimed) await new Promise((r) => setTimeout(r, Math.random() * 150));
-            child.kill("SIGKILL");
-            await exited;
-            hit.push(`${seen}${child.signalCode === "SIGKILL" ? "" : " (finished first)"}`);
+            const aim = t % 2 === 1 ? { at: "archived", lateMs: 150 } : null;
+            hit.push(await killed(table, ["archive", `--date=${DAY}`], runMs, aim));
 
             const rerun = spawnSync(process.execPath, [CLI, "archive", `--date=${DAY}`], {
               env: env(table),
@@ -157,27 +169,10 @@ for (const server of dbs) {
         for (let t = 0; t < TRIALS; t++) {
           // The tables the test above archived and verified, with the same rows.
           const table = `te_rk_${t}`;
-          const child: ChildProcess = spawn(process.execPath, [CLI, ...cleanup], {
-            env: env(table),
-            stdio: "ignore",
-          });
-          const exited = new Promise<void>((r) => child.once("exit", () => r()));
           // Half at a random instant of the run, half once deletes have begun (the ledger
           // says 'cleaning') and a little after.
-          const aimed = t % 2 === 1;
-          const started = Date.now();
-          const at = Math.random() * runMs;
-          let seen = "none";
-          for (;;) {
-            if (child.exitCode !== null) break;
-            seen = await state(table);
-            if (aimed ? seen === "cleaning" : Date.now() - started >= at) break;
-            await new Promise((r) => setTimeout(r, 5));
-          }
-          if (aimed) await new Promise((r) => setTimeout(r, Math.random() * 100));
-          child.kill("SIGKILL");
-          await exited;
-          hit.push(`${seen}${child.signalCode === "SIGKILL" ? "" : " (finished first)"}`);
+          const aim = t % 2 === 1 ? { at: "cleaning", lateMs: 100 } : null;
+          hit.push(await killed(table, cleanup, runMs, aim));
           expect(await answer(table), `trial ${t}, killed`).toEqual(kept);
 
           const rerun = spawnSync(process.execPath, [CLI, ...cleanup], {

@@ -152,15 +152,20 @@ async function* chunksOf(
     }
   };
 
+  /** The line's values into the columns; true when that fills the row group. */
+  const take = (line: string, values: readonly StoredValue[]): boolean => {
+    for (let i = 0; i < plan.length; i++)
+      (columns[i] as StoredValue[]).push(values[i] as StoredValue);
+    totals.rows++;
+    totals.rawBytes += utf8Length(line) + 1;
+    return ++n === groupRows;
+  };
+
   const scratch: StoredValue[] = plan.map(() => null);
   for await (const page of pages) {
     for (const line of page) {
       if (exactValues(line, plan, prefixes, scratch)) {
-        for (let i = 0; i < plan.length; i++)
-          (columns[i] as StoredValue[]).push(scratch[i] as StoredValue);
-        totals.rows++;
-        totals.rawBytes += utf8Length(line) + 1;
-        if (++n === groupRows) {
+        if (take(line, scratch)) {
           flushGroup();
           yield* drain();
         }
@@ -177,11 +182,7 @@ async function* chunksOf(
       }
       again += plan.length ? "}" : "{}";
       if (again !== line) throw new NotExactError(number, undefined, line, again);
-      for (let i = 0; i < plan.length; i++)
-        (columns[i] as StoredValue[]).push(values[i] as StoredValue);
-      totals.rows++;
-      totals.rawBytes += utf8Length(line) + 1;
-      if (++n === groupRows) {
+      if (take(line, values)) {
         flushGroup();
         yield* drain();
       }
