@@ -168,11 +168,14 @@ export function createApp(o: AppOptions): Hono<AppEnv> {
         spec,
         pathColumn,
         // Cleanup counts spec.rollupColumn: only that column's stats can be read from the
-        // counts; for another, a day with rows deleted says it is unanswered.
-        {
-          ...ctx.ledger.tables,
-          counted: spec.rollupColumn?.toLowerCase() === pathColumn.toLowerCase(),
-        },
+        // counts; for another, a day with rows deleted says it is unanswered. An app over
+        // tables with no ledger (the trace routes alone) answers from the hot table.
+        ctx.ledger
+          ? {
+              ...ctx.ledger.tables,
+              counted: spec.rollupColumn?.toLowerCase() === pathColumn.toLowerCase(),
+            }
+          : null,
         o.statsProbe ?? query,
       ),
       maxDays: o.maxStatsDays ?? 366,
