@@ -24,7 +24,10 @@ const dir = mkdtempSync(join(tmpdir(), "sluice-d1-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let n = 0;
 
-async function d1(rows: number): Promise<{ ctx: JobContext; db: Database.Database }> {
+async function d1(
+  rows: number,
+  rollups = true,
+): Promise<{ ctx: JobContext; db: Database.Database }> {
   const name = `d1-${++n}`;
   const { binding, db } = d1Shim(join(dir, `${name}.db`));
   db.exec(
@@ -42,7 +45,12 @@ async function d1(rows: number): Promise<{ ctx: JobContext; db: Database.Databas
     source,
     store: new FsStore(join(dir, name)),
     ledger,
-    spec: { table: "ev", partitionColumn: "event_date", keyColumn: "id", rollupColumn: "path" },
+    spec: {
+      table: "ev",
+      partitionColumn: "event_date",
+      keyColumn: "id",
+      ...(rollups ? { rollupColumn: "path" } : {}),
+    },
     sha256: nodeSha256,
     codec: zlibCodec,
   };
@@ -107,6 +115,19 @@ describe("cleanup on D1 (one comparing DELETE per batch)", () => {
       state: "cleaned",
       cleaned: true,
       cleanedCount: 1000,
+    });
+  });
+
+  it("with rollups off, deletes the same and counts nothing", async () => {
+    const { ctx, db } = await d1(300, false);
+    await archiveDate(ctx, "w:1:a", DAY);
+    const out = await cleanupDate(ctx, "w:1:b", DAY, { batchSize: 64 });
+    expect(out).toMatchObject({ complete: true, deleted: 300 });
+    expect(count(db)).toBe(0);
+    expect(deletedPaths(db)).toEqual([]);
+    expect((await ctx.ledger.parts("ev", DAY))[0]).toMatchObject({
+      cleanedCount: 300,
+      deletedRollupRows: 0,
     });
   });
 

@@ -3,8 +3,7 @@ import { keyIn } from "../sql/source.js";
 import type { JobContext } from "./context.js";
 import { dayCondition } from "./days.js";
 import type { Lease } from "./ledger/lease.js";
-import type { PartRecord } from "./ledger/records.js";
-import type { PartRollup } from "./ledger/records.js";
+import type { PartRecord, PartRollup } from "./ledger/records.js";
 import { dayColumn } from "./partition.js";
 import { RollupCounter } from "./rollup.js";
 import type { RowLines } from "./rows.js";
@@ -145,8 +144,9 @@ export function d1Batch(ctx: JobContext, lines: RowLines, date: string): DeleteB
   const where = `${day.sql} AND ${q(spec.keyColumn)} BETWEEN ? AND ?`;
   const columns = lines.selectList;
   // The stats column's value as the deleted rows' counts keep it (rollups on).
-  const counted =
-    spec.rollupColumn && (source.dialect.asText?.(q(spec.rollupColumn)) ?? q(spec.rollupColumn));
+  const counted = spec.rollupColumn
+    ? (source.dialect.asText?.(q(spec.rollupColumn)) ?? q(spec.rollupColumn))
+    : null;
   return async (lease, part, rows, progress) => {
     if (!json) {
       throw new SluiceError(
