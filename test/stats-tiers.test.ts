@@ -56,6 +56,13 @@ for (const server of dbs) {
         };
       }
 
+      /** A table of its own: `days` days of `count` generated page views up to `date`. */
+      async function prepared(name: string, count: number, date: string, days: number) {
+        const source = openSource(db.url, { create: true });
+        await prepareTrafficData(source, { count, date, days, table: name });
+        await source.close();
+      }
+
       /** What the table says per (date, path), by its own client: the answer to keep. */
       async function groupBy(name = table): Promise<Map<string, Answer>> {
         const rows = await db.query(
@@ -279,9 +286,7 @@ for (const server of dbs) {
 
       it("a row the database keeps is not counted as deleted; a key cleanup deleted, used again, counts as a new row", async () => {
         const other = "te_tiers_keep";
-        const source = openSource(db.url, { create: true });
-        await prepareTrafficData(source, { count: 600, date: LAST, days: 1, table: other });
-        await source.close();
+        await prepared(other, 600, LAST, 1);
         const kept = (await groupBy(other)).get(LAST) as Answer;
         const { c, stats } = await open(other);
         const answer = async () =>
@@ -324,9 +329,7 @@ for (const server of dbs) {
       it("a ledger from before deleted rows were counted: a part cleaned whole is answered, one cleaned in part says unanswered; two processes migrate it once", async () => {
         const legacy = "te_tiers_legacy";
         const [whole, half] = [D1, D2];
-        const source = openSource(db.url, { create: true });
-        await prepareTrafficData(source, { count: 400, date: half, days: 2, table: legacy });
-        await source.close();
+        await prepared(legacy, 400, half, 2);
         const kept = await groupBy(legacy);
         const { c, stats } = await open(legacy);
         try {
@@ -369,9 +372,7 @@ for (const server of dbs) {
 
       it("paths of any length are counted once per part, one row each, across many batches", async () => {
         const long = "te_tiers_long";
-        const source = openSource(db.url, { create: true });
-        await prepareTrafficData(source, { count: 300, date: LAST, days: 1, table: long });
-        await source.close();
+        await prepared(long, 300, LAST, 1);
         const [lo] = await db.query(`SELECT MIN(id) AS id FROM ${long}`);
         const low = Number(lo?.id);
         // 200 characters is the longest kept as its own key; longer ones are hashed.
