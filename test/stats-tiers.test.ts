@@ -117,9 +117,7 @@ for (const server of dbs) {
       }
 
       it("every step from hot to cleaned and back gives the answer kept aside, each day's tier said", async () => {
-        const source = openSource(db.url, { create: true });
-        await prepareTrafficData(source, { count: PER_DAY, date: LAST, days: 5, table });
-        await source.close();
+        await prepared(table, PER_DAY, LAST, 5);
         const kept = await groupBy();
         const { c, stats } = await open();
         try {
