@@ -93,7 +93,7 @@ export function adminRoutes(o: AdminOptions): Hono<AppEnv> {
         cleanedCount: r.cleanedCount,
         hotRows: s.hotRows,
         lateRows: s.lateRows,
-        // Rows the verified parts' rollups count (the stats of the day once it is cleaned);
+        // Rows the verified parts' rollups count (what cleanup checks before it deletes);
         // null when the table keeps no rollups.
         rollupRows: ctx.spec.rollupColumn
           ? s.parts.reduce((n, p) => n + (p.rollupRows ?? 0), 0)
