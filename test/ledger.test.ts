@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import { afterEach, describe, expect, it } from "vitest";
 import { SqliteSource } from "../src/adapters/sqlite/source.js";
 import { Ledger } from "../src/core/archive/ledger/ledger.js";
+import { pathKey } from "../src/core/archive/ledger/part-writes.js";
 import { type PartitionState, TRANSITIONS, canMove } from "../src/core/archive/ledger/states.js";
 import { isHolderGone, ownerId } from "../src/node/owner.js";
 
@@ -176,5 +177,16 @@ describe("the ledger's reads and the lease race", () => {
     const lease = await ledger.acquire("t", "d", "host:3:second");
     expect(lease.owner).toBe("host:3:second");
     expect((await ledger.get("t", "d"))?.leaseOwner).toBe("host:3:second");
+  });
+});
+
+describe("the key of a stats value in the deleted rows' counts", () => {
+  it("is the value itself up to 200 characters, its sha256 beyond, and one key for null", () => {
+    expect(pathKey(null)).toBe("n");
+    expect(pathKey("")).toBe("s:");
+    expect(pathKey("a".repeat(200))).toBe(`s:${"a".repeat(200)}`);
+    const long = pathKey("a".repeat(201));
+    expect(long).toMatch(/^h:[0-9a-f]{64}$/);
+    expect(pathKey("b".repeat(201))).not.toBe(long);
   });
 });
