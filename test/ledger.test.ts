@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import { afterEach, describe, expect, it } from "vitest";
 import { SqliteSource } from "../src/adapters/sqlite/source.js";
 import { Ledger } from "../src/core/archive/ledger/ledger.js";
-import { pathKey } from "../src/core/archive/ledger/part-writes.js";
+import { pathKey } from "../src/core/archive/ledger/path-key.js";
 import { type PartitionState, TRANSITIONS, canMove } from "../src/core/archive/ledger/states.js";
 import { isHolderGone, ownerId } from "../src/node/owner.js";
 

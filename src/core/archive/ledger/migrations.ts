@@ -1,4 +1,5 @@
 import { type Dialect, type SqlSource, batchesOf } from "../../sql/source.js";
+import { pathKeySql } from "./path-key.js";
 import { num } from "./records.js";
 
 /**
@@ -179,22 +180,6 @@ const MIGRATIONS: readonly Migration[] = [
     },
   },
 ];
-
-/**
- * A stats value's key in archive_deleted_rollups, as SQL over `expr`: what pathKey gives,
- * except for values longer than it keeps whole, which get null (their rows are not unique,
- * and every reader sums a value's rows).
- */
-export function pathKeySql(d: Dialect, expr: string): string {
-  const [len, keyed] =
-    d.name === "mysql"
-      ? [`CHAR_LENGTH(${expr})`, `CONCAT('s:', ${expr})`]
-      : [`LENGTH(${expr})`, `'s:' || ${expr}`];
-  return `CASE WHEN ${expr} IS NULL THEN 'n' WHEN ${len} <= ${PATH_KEY_TEXT} THEN ${keyed} END`;
-}
-
-/** Stats values up to this many characters are their own key; longer ones are hashed. */
-export const PATH_KEY_TEXT = 200;
 
 /** A migration statement another process already ran (it added the column first). */
 const ALREADY_DONE = /duplicate column|duplicate key name|already exists/i;

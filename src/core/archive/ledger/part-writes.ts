@@ -1,15 +1,12 @@
-import { portableSha256 } from "../../bytes/hash.js";
 import { LeaseLostError, SluiceError } from "../../errors.js";
-import { valueRows } from "../../sql/insert.js";
 import { type BatchStatement, type SqlExecutor, batchesOf } from "../../sql/source.js";
-import { LedgerBase } from "./base.js";
+import { DeletedCounts } from "./deleted-counts.js";
 import type { Lease } from "./lease.js";
-import { PATH_KEY_TEXT, pathKeySql } from "./migrations.js";
 import { type PartRollup, num } from "./records.js";
 import { statesBefore } from "./states.js";
 
 /** The writes to one part's row: verification, chunk digests, and cleanup's progress. */
-export class PartWrites extends LedgerBase {
+export class PartWrites extends DeletedCounts {
   /**
    * @internal Mark one part verified; the partition is verified when all its parts are. With
    * `rollup`, the part's counts replace any it had, in the same transaction as the mark.
@@ -147,118 +144,12 @@ export class PartWrites extends LedgerBase {
       ],
       db,
     );
-    if (counted) await this.changeDeletedCounts(lease, part, counted.counts, 1, db);
+    if (counted) await this.addDeletedCounts(lease, part, counted.counts, db);
     const [sum] = await db.query(
       `SELECT COALESCE(SUM(cleaned_count), 0) AS n FROM ${this.t.parts} WHERE source_table = ? AND ${this.date} = ?`,
       [lease.table, lease.date],
     );
     await this.move(lease, "cleaning", { cleanedCount: num(sum?.n) }, db);
-  }
-
-  /**
-   * @internal Rows restored into the table they were archived from: they are hot again, so
-   * the part's deleted-row counts lose them, on `db` (the restore's transaction), only while
-   * the lease is ours. A value the part never counted as deleted (a row deleted by hand before
-   * cleanup, brought back by the restore) loses nothing: the counts never go below zero.
-   */
-  async subtractDeletedCounts(
-    lease: Lease,
-    part: number,
-    restored: PartRollup,
-    db: SqlExecutor,
-  ): Promise<void> {
-    // The lease first, so that a holder whose lease was taken writes nothing at all.
-    const [held] = await db.query(
-      `SELECT 1 AS held FROM ${this.t.meta} WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
-      [lease.table, lease.date, lease.owner],
-    );
-    if (!held) throw new LeaseLostError(lease.table, lease.date);
-    const taken = await this.changeDeletedCounts(lease, part, restored.counts, -1, db);
-    await this.updatePart(
-      lease,
-      part,
-      "cleaned_count = cleaned_count - ?, deleted_rollup_rows = deleted_rollup_rows - ?",
-      [taken, taken],
-      db,
-    );
-  }
-
-  /**
-   * The part's deleted-row counts plus (`sign` 1) or less (-1, never below zero) `counts`, on
-   * `db` (a transaction whose fenced writes roll these back with it): each value's row read,
-   * removed and written again, so that a value has one row however many batches counted it.
-   * Returns how many rows the counts gained or lost.
-   */
-  private async changeDeletedCounts(
-    lease: Lease,
-    part: number,
-    counts: ReadonlyMap<string | null, number>,
-    sign: 1 | -1,
-    db: SqlExecutor,
-  ): Promise<number> {
-    const where = `source_table = ? AND ${this.date} = ? AND part = ?`;
-    const key = [lease.table, lease.date, part];
-    const columns = ["source_table", this.date, "part", "path", "path_key", "views"];
-    if (sign === 1) {
-      // One statement adds a chunk's counts, each to its value's row or as a new one.
-      const entries = [...counts];
-      const per = Math.max(1, Math.floor(this.d.maxParams / columns.length));
-      let added = 0;
-      for (let i = 0; i < entries.length; i += per) {
-        const some = entries.slice(i, i + per);
-        await db.execute(
-          this.d.insertAdding(
-            this.t.deleted,
-            columns,
-            ["source_table", this.date, "part", "path_key"],
-            some.length,
-          ),
-          some.flatMap(([path, views]) => [...key, path, pathKey(path), views]),
-        );
-        for (const [, views] of some) added += views;
-      }
-      return added;
-    }
-    let changed = 0;
-    const values = [...counts.keys()];
-    const per = Math.max(1, this.d.maxParams - key.length - 1);
-    for (let i = 0; i < values.length; i += per) {
-      const chunk = values.slice(i, i + per);
-      const named = chunk.filter((v): v is string => v !== null);
-      const which = [
-        ...(named.length ? [`path IN (${named.map(() => "?").join(", ")})`] : []),
-        ...(named.length < chunk.length ? ["path IS NULL"] : []),
-      ].join(" OR ");
-      const had = new Map<string | null, number>();
-      for (const r of await db.query(
-        `SELECT path, views FROM ${this.t.deleted} WHERE ${where} AND (${which})`,
-        [...key, ...named],
-      )) {
-        const v = r.path === null ? null : String(r.path);
-        had.set(v, (had.get(v) ?? 0) + num(r.views));
-      }
-      const sums = new Map<string | null, number>();
-      for (const v of chunk) {
-        const before = had.get(v) ?? 0;
-        const after = Math.max(0, before + sign * (counts.get(v) ?? 0));
-        changed += Math.abs(after - before);
-        if (after > 0) sums.set(v, after);
-      }
-      await db.execute(`DELETE FROM ${this.t.deleted} WHERE ${where} AND (${which})`, [
-        ...key,
-        ...named,
-      ]);
-      const rows = [...sums];
-      const rowsPer = Math.max(1, Math.floor(this.d.maxParams / columns.length));
-      for (let j = 0; j < rows.length; j += rowsPer) {
-        const some = rows.slice(j, j + rowsPer);
-        await db.execute(
-          `INSERT INTO ${this.t.deleted} (${columns.join(", ")}) VALUES ${valueRows(columns.length, some.length)}`,
-          some.flatMap(([path, views]) => [...key, path, pathKey(path), views]),
-        );
-      }
-    }
-    return changed;
   }
 
   /**
@@ -284,34 +175,9 @@ export class PartWrites extends LedgerBase {
     const from = statesBefore("cleaning");
     const key = [lease.table, lease.date, part];
     const mine = `source_table = ? AND ${q} = ? AND part = ?`;
-    const cp = count?.params ?? [];
-    const d = this.t.deleted;
-    // SQLite's `IS` matches NULL to NULL: a value's one row, whatever its value.
-    const adjust = (sign: "+" | "-"): BatchStatement => ({
-      sql: `UPDATE ${d} SET views = views ${sign} c.n FROM (${count?.sql}) c
-            WHERE ${d}.source_table = ? AND ${d}.${q} = ? AND ${d}.part = ? AND ${d}.path IS c.p AND ${fence.sql}`,
-      params: [...cp, ...key, ...fp],
-    });
-    const before: BatchStatement[] = count
-      ? [
-          adjust("+"),
-          {
-            sql: `INSERT INTO ${d} (source_table, ${q}, part, path, path_key, views)
-                  SELECT ?, ?, ?, c.p, ${pathKeySql(this.d, "c.p")}, c.n FROM (${count.sql}) c
-                  WHERE NOT EXISTS (SELECT 1 FROM ${d} x WHERE x.source_table = ? AND x.${q} = ? AND x.part = ? AND x.path IS c.p) AND ${fence.sql}`,
-            params: [...key, ...cp, ...key, ...fp],
-          },
-        ]
-      : [];
-    const after: BatchStatement[] = count
-      ? [
-          adjust("-"),
-          {
-            sql: `DELETE FROM ${d} WHERE ${mine} AND views = 0 AND ${fence.sql}`,
-            params: [...key, ...fp],
-          },
-        ]
-      : [];
+    const { before, after } = count
+      ? this.deletedCountStatements(lease, part, count)
+      : { before: [], after: [] };
     const results = await batch([
       ...before,
       { sql: `${del.sql} AND ${fence.sql}`, params: [...(del.params ?? []), ...fp] },
@@ -362,18 +228,6 @@ export class PartWrites extends LedgerBase {
   async markPartCleaned(lease: Lease, part: number, db: SqlExecutor = this.db): Promise<void> {
     await this.updatePart(lease, part, "cleaned_at = ?", [this.iso()], db);
   }
-}
-
-/**
- * A stats value's key in archive_deleted_rollups: `n` for null, the value after `s:` up to
- * PATH_KEY_TEXT characters, else `h:` and its sha256, so that a key fits a unique index.
- */
-export function pathKey(value: string | null): string {
-  if (value === null) return "n";
-  if (value.length <= PATH_KEY_TEXT) return `s:${value}`;
-  const h = portableSha256();
-  h.update(new TextEncoder().encode(value));
-  return `h:${h.hex()}`;
 }
 
 /** Rollup entries as JSON arrays of `[value, count]`, each text under 512 KB (D1: 2 MB a value). */
