@@ -12,11 +12,11 @@ export {
 export {
   encodeParquet,
   encodeParquetStream,
-  NotExactError,
   DEFAULT_ROW_GROUP_ROWS,
   type ParquetEncodeOptions,
   type ParquetTotals,
 } from "./encode.js";
+export { NotExactError } from "./values.js";
 export {
   decodeParquetLines,
   bytesAsyncBuffer,
