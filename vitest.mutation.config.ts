@@ -31,6 +31,8 @@ export default defineConfig({
       "test/row-lines.test.ts",
       "test/stats-tiers.test.ts",
       "test/restore.test.ts",
+      "test/restore-checks.test.ts",
+      "test/deleted-counts.test.ts",
     ],
     testTimeout: 120_000,
     hookTimeout: 120_000,

@@ -134,14 +134,16 @@ function restoreUncounted(ctx: JobContext, lease: Lease, date: string, column: s
     lines: readonly string[],
     keys: readonly number[],
   ): Promise<number> => {
-    const where = keyIn(d, key, keys);
-    const present = new Set(
-      (
-        await tx.query(`SELECT ${key} AS k FROM ${d.quote(spec.table)} WHERE ${where.sql}`, [
-          ...where.params,
-        ])
-      ).map((r) => Number(r.k)),
-    );
+    // A batch's keys may outnumber the parameters a statement takes (narrow rows on SQLite).
+    const present = new Set<number>();
+    for (let i = 0; i < keys.length; i += d.maxParams) {
+      const where = keyIn(d, key, keys.slice(i, i + d.maxParams));
+      const rows = await tx.query(
+        `SELECT ${key} AS k FROM ${d.quote(spec.table)} WHERE ${where.sql}`,
+        where.params,
+      );
+      for (const r of rows) present.add(Number(r.k));
+    }
     const { changes } = await tx.execute(sql, [rows]);
     const counter = new RollupCounter(column, { table: spec.table, date });
     for (const [i, line] of lines.entries()) {

@@ -34,7 +34,7 @@ export class DeletedCounts extends LedgerBase {
     const where = `source_table = ? AND ${this.date} = ? AND part = ?`;
     let taken = 0;
     const values = [...restored.counts.keys()];
-    const per = Math.max(1, this.d.maxParams - key.length - 1);
+    const per = Math.max(1, this.d.maxParams - key.length);
     for (let i = 0; i < values.length; i += per) {
       const chunk = values.slice(i, i + per);
       const named = chunk.filter((v): v is string => v !== null);
