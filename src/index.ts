@@ -8,14 +8,13 @@ export { type NodeContext, openContext } from "./node/context.js";
 export { openSource } from "./node/open.js";
 export {
   type ArchiveOutcome,
-  type PartitionStatus,
   archiveDate,
   cleanupDate,
-  partitionStatus,
   restoreDate,
   verifyAll,
   verifyDate,
 } from "./core/archive/jobs.js";
+export { type PartitionStatus, partitionStatus } from "./core/archive/partition-status.js";
 export type { CleanupOptions, CleanupOutcome } from "./core/archive/cleanup.js";
 export type { Row, SqlSource } from "./core/sql/source.js";
 export type { ObjectStore } from "./core/store.js";

@@ -3,13 +3,8 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import { archivePartition } from "../src/core/archive/archive.js";
-import {
-  archiveDate,
-  cleanupDate,
-  partitionStatus,
-  verifyDate,
-  withLease,
-} from "../src/core/archive/jobs.js";
+import { archiveDate, cleanupDate, verifyDate, withLease } from "../src/core/archive/jobs.js";
+import { partitionStatus } from "../src/core/archive/partition-status.js";
 import {
   CleanupIncompleteError,
   LeaseHeldError,

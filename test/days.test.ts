@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import { dayColumnOf, dayCondition, dayOfValue } from "../src/core/archive/days.js";
-import { lineReader } from "../src/core/archive/verify.js";
+import { lineReader } from "../src/core/archive/line-reader.js";
 import { BadInputError } from "../src/core/errors.js";
 import { dayInZone, dayStartInZone } from "../src/core/time-zones.js";
 

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { lineReader } from "../src/core/archive/verify.js";
+import { lineReader } from "../src/core/archive/line-reader.js";
 
 // How verification and cleanup read an archived line: its key, and whether it is of the date.
 

@@ -1,7 +1,8 @@
 import type { CleanupOutcome } from "../core/archive/cleanup.js";
 import type { ArchivePlan, CleanupPlan } from "../core/archive/dry-run.js";
-import type { ArchiveOutcome, PartitionStatus, VerifyResult } from "../core/archive/jobs.js";
+import type { ArchiveOutcome, VerifyResult } from "../core/archive/jobs.js";
 import type { PartRecord, PartitionRecord } from "../core/archive/ledger/records.js";
+import type { PartitionStatus } from "../core/archive/partition-status.js";
 import type { RestoreOutcome } from "../core/archive/restore.js";
 import { byteSize as bytes } from "../core/bytes/size.js";
 import { wasInterrupted } from "../core/errors.js";

@@ -1,6 +1,7 @@
 import { rmSync } from "node:fs";
 import { planArchive } from "../../core/archive/dry-run.js";
-import { archiveAndCleanDate, datesNeedingWork } from "../../core/archive/jobs.js";
+import { archiveAndCleanDate } from "../../core/archive/jobs.js";
+import { datesNeedingWork } from "../../core/archive/partition-status.js";
 import { parsePartitionDate, retentionCutoff } from "../../core/dates.js";
 import { SluiceError, describeError } from "../../core/errors.js";
 import { type Config, cleanupOptions } from "../../node/config.js";

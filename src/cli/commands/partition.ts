@@ -4,13 +4,13 @@ import {
   type VerifyResult,
   archiveDate,
   cleanupDate,
-  partitionStatus,
   restoreDate,
   rollupAll,
   rollupDate,
   verifyAll,
   verifyDate,
 } from "../../core/archive/jobs.js";
+import { partitionStatus } from "../../core/archive/partition-status.js";
 import { parsePartitionDate } from "../../core/dates.js";
 import { BadInputError } from "../../core/errors.js";
 import { cleanupOptions } from "../../node/config.js";

@@ -1,7 +1,7 @@
 import { retentionCutoff } from "../dates.js";
 import { LeaseHeldError, describeError } from "../errors.js";
 import type { JobContext } from "./context.js";
-import { datesNeedingWork } from "./jobs.js";
+import { datesNeedingWork } from "./partition-status.js";
 import type { JobRunner } from "./runner.js";
 
 export interface ScheduledOutcome {

@@ -2,13 +2,14 @@ import { webCodec } from "../bytes/codec.js";
 import { portableSha256 } from "../bytes/hash.js";
 import { readLines, tap } from "../bytes/lines.js";
 import { VerificationError } from "../errors.js";
-import { type Row, toCount } from "../sql/source.js";
+import { toCount } from "../sql/source.js";
 import { getText } from "../store.js";
 import { CHUNK_BYTES, ChunkDigester, verifiedChunks } from "./chunks.js";
 import type { JobContext } from "./context.js";
-import { type DayColumn, TEXT_DATE, dayCondition, dayOfValue } from "./days.js";
+import { dayCondition } from "./days.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
+import { lineReader } from "./line-reader.js";
 import { type ManifestFacts, manifestFacts } from "./manifest.js";
 import { dayColumn } from "./partition.js";
 import { RollupCounter, RollupTooLargeError } from "./rollup.js";
@@ -27,50 +28,6 @@ export interface PartScan {
   chunkSha256: string;
   minKey: number | null;
   maxKey: number | null;
-}
-
-/**
- * Reads the key and checks the partition of one archived line. Lines are written key first
- * (`{"id":123,...}`), so the key is read from the text; any other shape is parsed as JSON.
- * The partition test is exact: inside a JSON string a quote is always escaped, so
- * `"event_date":"2025-10-13"` can only appear as a member, and in a line with no nested
- * object (an array holds members only inside one), only as the row's own member.
- */
-export function lineReader(
-  keyColumn: string,
-  partitionColumn: string,
-  date: string,
-  day: DayColumn = TEXT_DATE,
-) {
-  const prefix = `{${JSON.stringify(keyColumn)}:`;
-  const member = `${JSON.stringify(partitionColumn)}:${JSON.stringify(date)}`;
-  const stamp = `${JSON.stringify(partitionColumn)}:"`;
-  // A timestamp's day is worked out from its text, which holds no quote or escape.
-  const inDay =
-    day.kind === "date"
-      ? (line: string) => line.includes(member)
-      : (line: string) => {
-          const at = line.indexOf(stamp);
-          if (at < 0) return false;
-          const from = at + stamp.length;
-          return dayOfValue(day, line.slice(from, line.indexOf('"', from))) === date;
-        };
-  const valueInDay = (value: unknown) =>
-    day.kind === "date" ? value === date : dayOfValue(day, value) === date;
-  return (line: string): { key: unknown; inPartition: boolean } => {
-    if (line.startsWith(prefix) && line.indexOf("{", 1) < 0) {
-      const sign = line.charCodeAt(prefix.length) === 45 ? 1 : 0; // '-'
-      const digits = prefix.length + sign;
-      let end = digits;
-      while (end < line.length && line.charCodeAt(end) >= 48 && line.charCodeAt(end) <= 57) end++;
-      const next = line.charCodeAt(end);
-      if (end > digits && (next === 44 || next === 125) && line.endsWith("}")) {
-        return { key: Number(line.slice(prefix.length, end)), inPartition: inDay(line) };
-      }
-    }
-    const row = JSON.parse(line) as Row;
-    return { key: row[keyColumn], inPartition: valueInDay(row[partitionColumn]) };
-  };
 }
 
 /** Lines of a part and their keys, in order. */

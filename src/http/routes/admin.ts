@@ -1,6 +1,6 @@
 import { type Context, Hono } from "hono";
 import type { JobContext } from "../../core/archive/context.js";
-import { partitionStatus } from "../../core/archive/jobs.js";
+import { partitionStatus } from "../../core/archive/partition-status.js";
 import type { JobKind, JobRunner } from "../../core/archive/runner.js";
 import { parsePartitionDate } from "../../core/dates.js";
 import { NotFoundError } from "../../core/errors.js";
