@@ -3,6 +3,7 @@ import { splitTableName } from "../../core/sql/ident.js";
 import type {
   Atomicity,
   Column,
+  PageReads,
   Row,
   SqlExecutor,
   SqlSource,
@@ -15,7 +16,25 @@ import { sqliteDialect } from "./dialect.js";
 export class SqliteSource implements SqlSource {
   readonly dialect = sqliteDialect;
   readonly atomicity: Atomicity = { kind: "transactions" };
-  readonly pages = plainPages(this);
+  /**
+   * Pages of a large read (an archive, a query's hot rows) come through a read-only connection
+   * with a small page cache: a pass over the day reads each page once, and the writer's cache
+   * (16 MB by default) would otherwise fill with them.
+   */
+  readonly pages: PageReads = {
+    ...plainPages(this),
+    read: async (sql, params) => {
+      if (this.path === ":memory:") return this.query(sql, params);
+      if (!this.pageReader) {
+        this.pageReader = new Database(this.path, { readonly: true, fileMustExist: true });
+        this.pageReader.pragma("busy_timeout = 10000");
+        this.pageReader.pragma("cache_size = -2000");
+        this.readers.add(this.pageReader);
+      }
+      return this.pageReader.prepare(sql).all(...params) as Row[];
+    },
+  };
+  private pageReader: Database.Database | null = null;
   readonly dayPartitions = null;
   private readonly db: Database.Database;
   /** Read-only connections for streams, one per open stream, kept for reuse. */
@@ -31,6 +50,9 @@ export class SqliteSource implements SqlSource {
     this.db = new Database(path, { fileMustExist: !options.create });
     // Several sluice processes share one file: wait for a writer instead of failing at once.
     this.db.pragma("busy_timeout = 10000");
+    // SQLite keeps up to 16 MB of pages per connection by default: a count over a large day
+    // (verify's) fills it once and holds it. Deletes and inserts in key order need few pages.
+    this.db.pragma("cache_size = -2000");
   }
 
   private prepare(sql: string): Database.Statement {
