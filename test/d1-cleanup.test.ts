@@ -216,4 +216,20 @@ describe("cleanup on D1 (one comparing DELETE per batch)", () => {
       { id: 15 },
     ]);
   });
+
+  it("a rollup of more than D1's 2 MB a value goes in several statements, every path counted once", async () => {
+    const { ctx, db } = await d1(8_000);
+    // 8,000 paths of ~310 characters: ~2.5 MB of counts as one JSON text.
+    db.exec(`UPDATE ev SET path = '/p' || id || '${"x".repeat(300)}' WHERE event_date = '${DAY}'`);
+    await archiveDate(ctx, "w:1:a", DAY);
+    const rollup = db
+      .prepare("SELECT COUNT(*) AS paths, SUM(views) AS views FROM archive_rollups")
+      .get() as { paths: number; views: number };
+    expect(rollup).toEqual({ paths: 8_000, views: 8_000 });
+    expect((await cleanupDate(ctx, "w:1:b", DAY)).complete).toBe(true);
+    const deleted = db
+      .prepare("SELECT COUNT(*) AS paths, SUM(views) AS views FROM archive_deleted_rollups")
+      .get() as { paths: number; views: number };
+    expect(deleted).toEqual({ paths: 8_000, views: 8_000 });
+  });
 });

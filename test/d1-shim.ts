@@ -16,6 +16,7 @@ export function d1Shim(path: string): { binding: D1DatabaseLike; db: Database.Da
   db.pragma("busy_timeout = 10000");
   const statement = (sql: string, params: unknown[] = []): ShimStatement => {
     const exec = (): D1ResultLike => {
+      checkLimits(sql, params);
       const s = db.prepare(sql);
       if (s.reader) return { results: s.all(...params) as D1ResultLike["results"], meta: {} };
       return { results: [], meta: { changes: s.run(...params).changes } };
@@ -36,4 +37,19 @@ export function d1Shim(path: string): { binding: D1DatabaseLike; db: Database.Da
         db.transaction(() => statements.map((s) => (s as ShimStatement).exec()))(),
     },
   };
+}
+
+/**
+ * D1's limits, refused as D1 refuses them (ANCHORS.md): 100 bound parameters and 100 KB of SQL
+ * per statement, 2 MB per value. Code that passes here without them would fail on D1.
+ */
+function checkLimits(sql: string, params: readonly unknown[]): void {
+  if (params.length > 100) throw new Error(`D1: too many SQL variables (${params.length} > 100)`);
+  const bytes = Buffer.byteLength(sql);
+  if (bytes > 100_000) throw new Error(`D1: statement too long (${bytes} bytes > 100 KB)`);
+  for (const p of params) {
+    if (typeof p === "string" && Buffer.byteLength(p) > 2_000_000) {
+      throw new Error(`D1: string or blob too big (${Buffer.byteLength(p)} bytes > 2 MB)`);
+    }
+  }
 }
