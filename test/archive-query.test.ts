@@ -1,7 +1,8 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { DuckDBInstance } from "@duckdb/node-api";
 import Database from "better-sqlite3";
@@ -79,6 +80,30 @@ describe("sluice query on a folder store", () => {
     expect(table.stdout).toMatch(/\(2 rows\)\n$/);
     const csv = sluice(env, "query", "--csv", "SELECT 'a,b' AS x, 1 AS y");
     expect(csv.stdout).toBe('x,y\n"a,b",1\n');
+  });
+
+  it("never reads an object the ledger does not list as verified (a killed writer's upload)", () => {
+    const day = join(dir, "archive", "traffic_events", `date=${DAYS[0]}`);
+    expect(readdirSync(day).some((f) => f.endsWith(".jsonl.gz"))).toBe(true);
+    // Whole, and cut short: either would add a row, or fail the read, if it were read.
+    const line = `${JSON.stringify({ id: 999_999_999, event_date: DAYS[0], duration_ms: 1 })}\n`;
+    const gz = gzipSync(line.repeat(10));
+    writeFileSync(join(day, "part-0007-deadbeef.jsonl.gz"), gz);
+    writeFileSync(join(day, "part-0008-deadbeef.jsonl.gz"), gz.subarray(0, gz.length >> 1));
+    try {
+      // Two days archived and cleaned, the third hot.
+      for (const [hot, rows] of [
+        [[], before.slice(0, 2)],
+        [["--hot"], before],
+      ] as const) {
+        const r = sluice(env, "--json", "query", ...hot, PER_DAY);
+        expect(r.code, r.stderr).toBe(0);
+        expect(ndjson(r.stdout)).toEqual(rows);
+      }
+    } finally {
+      rmSync(join(day, "part-0007-deadbeef.jsonl.gz"));
+      rmSync(join(day, "part-0008-deadbeef.jsonl.gz"));
+    }
   });
 
   // A known defect of --hot (issue 16): it adds the hot rows no verified part's key RANGE
