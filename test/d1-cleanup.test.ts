@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { D1Source } from "../src/adapters/d1/source.js";
 import { FsStore } from "../src/adapters/fs/store.js";
 import type { JobContext } from "../src/core/archive/context.js";
-import { archiveDate, cleanupDate } from "../src/core/archive/jobs.js";
+import { archiveDate, cleanupDate, restoreDate } from "../src/core/archive/jobs.js";
 import { Ledger } from "../src/core/archive/ledger/ledger.js";
 import { partitionStatus } from "../src/core/archive/partition-status.js";
 import { CleanupIncompleteError, RowsChangedError } from "../src/core/errors.js";
@@ -231,5 +231,37 @@ describe("cleanup on D1 (one comparing DELETE per batch)", () => {
       .prepare("SELECT COUNT(*) AS paths, SUM(views) AS views FROM archive_deleted_rollups")
       .get() as { paths: number; views: number };
     expect(deleted).toEqual({ paths: 8_000, views: 8_000 });
+  });
+
+  it("restore into the archived table is refused on D1 (its counts would commit apart from its rows); --into a staging table works", async () => {
+    const { ctx, db } = await d1(10);
+    await archiveDate(ctx, "w:1:a", DAY);
+    expect((await cleanupDate(ctx, "w:1:b", DAY)).complete).toBe(true);
+    const counts = deletedPaths(db);
+    await expect(restoreDate(ctx, "w:1:c", DAY)).rejects.toThrow(
+      /separate commits \(no interactive transaction\): restore --into a staging table/,
+    );
+    expect(count(db)).toBe(0);
+    expect(deletedPaths(db)).toEqual(counts);
+    db.exec("CREATE TABLE ev_stage AS SELECT * FROM ev WHERE 0");
+    expect(await restoreDate(ctx, "w:1:d", DAY, { into: "ev_stage" })).toMatchObject({
+      inserted: 10,
+    });
+    expect(deletedPaths(db)).toEqual(counts);
+  });
+
+  it("records each migration's version in the same batch as its data; a second start changes nothing", async () => {
+    const { ctx, db } = await d1(1);
+    const versions = () =>
+      (
+        db.prepare("SELECT version FROM sluice_migrations ORDER BY version").all() as {
+          version: number;
+        }[]
+      ).map((r) => r.version);
+    const first = versions();
+    expect(first.at(-1)).toBeGreaterThanOrEqual(6);
+    expect(first).toEqual(Array.from({ length: first.length }, (_, i) => i + 1));
+    await ctx.ledger.migrate();
+    expect(versions()).toEqual(first);
   });
 });

@@ -72,6 +72,11 @@ export async function restorePartition(
     into === spec.table && spec.rollupColumn
       ? restoreUncounted(ctx, lease, date, spec.rollupColumn)
       : null;
+  if (uncount && source.atomicity.kind !== "transactions") {
+    throw new BadInputError(
+      `restore into ${spec.table} on ${source.describe()} would put rows back and take them out of the deleted rows' counts in separate commits (no interactive transaction): restore --into a staging table`,
+    );
+  }
   const total = parts.reduce((n, p) => n + p.eventCount, 0);
   const limit = options.batchBytes ?? 512 * 1024;
   for (const part of [...parts].reverse()) {
