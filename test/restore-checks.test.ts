@@ -89,13 +89,21 @@ for (const maybe of dbs) {
       const c = await cleaned("rc_batch", 40);
       try {
         const done: number[] = [];
+        const totals = new Set<number | null | undefined>();
         c.ctx.onProgress = (p) => {
-          if (p.phase === "restore") done.push(p.done);
+          if (p.phase !== "restore") return;
+          done.push(p.done);
+          totals.add(p.total);
         };
         const out = await restoreDate(c.ctx, c.owner, DAY, { batchBytes: 1 });
         expect(out).toMatchObject({ read: 40, inserted: 40 });
         expect(done).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+        expect([...totals]).toEqual([40]);
         expect(await views(c)).toBe(40);
+        // The default bound (512 KB) holds these 40 lines in one INSERT.
+        done.length = 0;
+        expect(await restoreDate(c.ctx, c.owner, DAY)).toMatchObject({ read: 40, skipped: 40 });
+        expect(done).toEqual([40]);
       } finally {
         await c.close();
       }
@@ -112,6 +120,72 @@ for (const maybe of dbs) {
         );
         const [n] = await db.query("SELECT COUNT(*) AS n FROM rc_key_stage");
         expect(Number(n?.n)).toBe(0);
+      } finally {
+        await c.close();
+      }
+    });
+
+    it("a byte changed in a part with chunk digests: refused before any of its rows goes back", async () => {
+      const c = await cleaned("rc_flip", 300);
+      try {
+        const [part] = await c.ctx.ledger.parts("rc_flip", DAY);
+        const file = join(storeOf("rc_flip"), part?.objectKey as string);
+        const bytes = readFileSync(file);
+        const at = bytes.length >> 1;
+        bytes[at] = (bytes[at] as number) ^ 0x55;
+        writeFileSync(file, bytes);
+        await expect(restoreDate(c.ctx, c.owner, DAY, { batchBytes: 1024 })).rejects.toThrow();
+        expect(await db.count("rc_flip", DAY)).toBe(0);
+      } finally {
+        await c.close();
+      }
+    });
+
+    it("a day archived and not yet cleaned restores into its table as rows already there; mid-cleanup, --into a staging table works", async () => {
+      const source = openSource(db.url, { create: true });
+      await prepareTrafficData(source, { table: "rc_mid", date: DAY, count: 50 });
+      await source.close();
+      const c = await openContext(
+        loadConfig({
+          SLUICE_DB: db.url,
+          SLUICE_STORE: `file:${storeOf("rc_mid")}`,
+          SLUICE_TABLE: "rc_mid",
+        }),
+      );
+      try {
+        await archiveDate(c.ctx, c.owner, DAY);
+        expect(await restoreDate(c.ctx, c.owner, DAY)).toMatchObject({ inserted: 0, skipped: 50 });
+        await cleanupDate(c.ctx, c.owner, DAY, { batchSize: 10, maxBatches: 1 });
+        await stage(db, "rc_mid", "rc_mid_stage");
+        expect(await restoreDate(c.ctx, c.owner, DAY, { into: "rc_mid_stage" })).toMatchObject({
+          inserted: 50,
+        });
+        expect(await db.count("rc_mid_stage", DAY)).toBe(50);
+      } finally {
+        await c.close();
+      }
+    });
+
+    it("without a manifest's column list, every column of the target is filled; a target missing an archived column is refused by name", async () => {
+      const c = await cleaned("rc_cols", 30);
+      try {
+        await stage(db, "rc_cols", "rc_cols_narrow");
+        await db.run("ALTER TABLE rc_cols_narrow DROP COLUMN referrer");
+        await expect(restoreDate(c.ctx, c.owner, DAY, { into: "rc_cols_narrow" })).rejects.toThrow(
+          "'rc_cols_narrow' has no column 'referrer' that the archive holds",
+        );
+        expect(await db.count("rc_cols_narrow", DAY)).toBe(0);
+
+        const [part] = await c.ctx.ledger.parts("rc_cols", DAY);
+        unlinkSync(join(storeOf("rc_cols"), part?.manifestKey as string));
+        await stage(db, "rc_cols", "rc_cols_stage");
+        expect(await restoreDate(c.ctx, c.owner, DAY, { into: "rc_cols_stage" })).toMatchObject({
+          inserted: 30,
+        });
+        const [row] = await db.query(
+          "SELECT COUNT(*) AS n FROM rc_cols_stage WHERE path IS NOT NULL AND status IS NOT NULL AND country IS NOT NULL",
+        );
+        expect(Number(row?.n)).toBe(30);
       } finally {
         await c.close();
       }
@@ -193,4 +267,11 @@ function intercept(tx: SqlExecutor, before: (sql: string) => Promise<void>): Sql
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
+}
+
+/** An empty table with `table`'s columns. */
+async function stage(db: TestDb, table: string, copy: string): Promise<void> {
+  if (db.name === "PostgreSQL") await db.run(`CREATE TABLE ${copy} (LIKE ${table})`);
+  else if (db.name === "MariaDB") await db.run(`CREATE TABLE ${copy} LIKE ${table}`);
+  else await db.run(`CREATE TABLE ${copy} AS SELECT * FROM ${table} WHERE 0`);
 }
