@@ -72,11 +72,8 @@ for (const maybe of dbs) {
       it("a database that takes 25 parameters a statement: counts added and taken off a few values at a time, null and long values among them", async () => {
         const table = "dc_chunks";
         const source = openSource(db.url, { create: true });
-        // The traffic table with a path that may be null.
-        for (const sql of trafficSchema(source.dialect, table)) {
-          await source.execute(sql.replace("path VARCHAR(512) NOT NULL", "path VARCHAR(512)"));
-        }
-        await prepareTrafficData(source, { table, date: DAY, count: 120 });
+        await nullablePaths(source, table);
+        await prepareTrafficData(source, { table, date: DAY, count: 125 });
         await source.close();
         const [lo] = await db.query(`SELECT MIN(id) AS id FROM ${table}`);
         const low = Number(lo?.id);
@@ -118,9 +115,10 @@ for (const maybe of dbs) {
           await db.run(
             `INSERT INTO ${table} (id, event_date, ts, path, status, duration_ms)${id} VALUES (${low + 1}, '${DAY}', 1, '/by-hand', 200, 1)`,
           );
+          // 125 keys in one batch: five reads of 25 parameters each, and not a sixth of none.
           expect(await restoreDate(ctx, c.owner, DAY)).toMatchObject({
-            read: 120,
-            inserted: 119,
+            read: 125,
+            inserted: 124,
             skipped: 1,
           });
           expect(await answer(c), "every archived row once, and the new one").toEqual(
@@ -134,6 +132,29 @@ for (const maybe of dbs) {
             cleanedCount: 1,
             deletedRollupRows: 1,
           });
+        } finally {
+          await c.close();
+        }
+      });
+
+      it("a day whose stats value is null in every row: counted, and taken off by a restore", async () => {
+        const table = "dc_nulls";
+        const source = openSource(db.url, { create: true });
+        await nullablePaths(source, table);
+        await prepareTrafficData(source, { table, date: DAY, count: 12 });
+        await source.close();
+        await db.run(`UPDATE ${table} SET path = NULL`);
+        const c = await open(table);
+        try {
+          await archiveDate(c.ctx, c.owner, DAY);
+          expect((await cleanupDate(c.ctx, c.owner, DAY)).complete).toBe(true);
+          expect(await answer(c)).toEqual(new Map([["null", 12]]));
+          expect(await restoreDate(c.ctx, c.owner, DAY)).toMatchObject({ inserted: 12 });
+          expect(await answer(c)).toEqual(new Map([["null", 12]]));
+          const [left] = await db.query(
+            `SELECT COUNT(*) AS n FROM archive_deleted_rollups WHERE source_table = '${table}'`,
+          );
+          expect(Number(left?.n)).toBe(0);
         } finally {
           await c.close();
         }
@@ -204,4 +225,11 @@ function fewParams(source: SqlSource, max: number): SqlSource {
     transaction: <T>(work: (tx: SqlExecutor) => Promise<T>) =>
       source.transaction((tx) => work(bounded(tx, {}))),
   });
+}
+
+/** The traffic table, created with a path that may be null. */
+async function nullablePaths(source: SqlSource, table: string): Promise<void> {
+  for (const sql of trafficSchema(source.dialect, table)) {
+    await source.execute(sql.replace("path VARCHAR(512) NOT NULL", "path VARCHAR(512)"));
+  }
 }
