@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { archiveDate, cleanupDate, verifyDate } from "../src/core/archive/jobs.js";
 import { partitionStatus } from "../src/core/archive/partition-status.js";
 import { JobRunner } from "../src/core/archive/runner.js";
-import { LeaseHeldError, LeaseLostError } from "../src/core/errors.js";
+import { LeaseHeldError, LeaseLostError, RowsChangedError } from "../src/core/errors.js";
 import type { Row } from "../src/core/sql/source.js";
 import type { ObjectInfo, ObjectStore } from "../src/core/store.js";
 import { loadConfig } from "../src/node/config.js";
@@ -125,6 +125,22 @@ for (const maybe of dbs) {
           expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({ complete: true });
           expect(await db.count(name, DAY)).toBe(0);
           expect(await db.ledgerState(name, DAY)).toBe("cleaned");
+          await expectNoRowLost(c, db, name, latest);
+        });
+      });
+
+      it("a batch whose every row changed deletes none of them, and the next batch goes on", async () => {
+        await withTable(async ({ name, c, latest }) => {
+          for (let id = 1; id <= 12; id++) await insert(name, latest, id, `/p${id}`);
+          await archiveDate(c.ctx, c.owner, DAY);
+          await db.run(`UPDATE ${name} SET path = '/changed' WHERE id <= 4`);
+          for (let id = 1; id <= 4; id++) latest.set(id, "/changed");
+          const err = await cleanupDate(c.ctx, c.owner, DAY, { batchSize: 4 }).catch(
+            (e: unknown) => e,
+          );
+          expect(err).toBeInstanceOf(RowsChangedError);
+          expect(err).toMatchObject({ changed: 4, deleted: 8 });
+          expect((await db.rows(name, DAY)).map((r) => Number(r.id))).toEqual([1, 2, 3, 4]);
           await expectNoRowLost(c, db, name, latest);
         });
       });
