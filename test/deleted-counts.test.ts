@@ -5,12 +5,12 @@ import { afterAll, describe, expect, it } from "vitest";
 import { archiveDate, cleanupDate, restoreDate } from "../src/core/archive/jobs.js";
 import { Ledger } from "../src/core/archive/ledger/ledger.js";
 import type { SqlExecutor, SqlSource } from "../src/core/sql/source.js";
-import { statsReader } from "../src/core/stats/queries.js";
 import { loadConfig } from "../src/node/config.js";
 import { type NodeContext, openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
 import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
 import { trafficSchema } from "../src/workloads/traffic/schema.js";
+import { pathStats } from "./helpers.js";
 import { type TestDb, mariaDb, postgresDb, sqliteDb } from "./servers.js";
 
 /**
@@ -46,18 +46,7 @@ for (const maybe of dbs) {
 
       /** The day's views per path as the stats answer them (null as "null"). */
       async function answer(c: NodeContext): Promise<Answer> {
-        const src = c.ctx.source;
-        const stats = statsReader(
-          (sql, p) => src.query(sql, [...p]),
-          src.dialect,
-          c.ctx.spec,
-          "path",
-          {
-            ...c.ctx.ledger.tables,
-            counted: true,
-          },
-        );
-        const top = await stats.topPaths(DAY, DAY, 10_000);
+        const top = await pathStats(c).topPaths(DAY, DAY, 10_000);
         return new Map(top.paths.map((p) => [String(p.path), p.views]));
       }
 

@@ -2,6 +2,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import { type StatsReader, statsReader } from "../src/core/stats/queries.js";
 import { loadConfig } from "../src/node/config.js";
 import { type NodeContext, openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
@@ -88,4 +89,13 @@ export function partPath(folder: string, part = 0): string {
   const found = readdirSync(folder).filter((n) => n.startsWith(prefix) && n.endsWith(".jsonl.gz"));
   if (found.length !== 1) throw new Error(`${folder}: ${found.length} objects of part ${part}`);
   return join(folder, found[0] as string);
+}
+
+/** The stats by path of a context's table, as the routes answer them: hot rows plus the counts. */
+export function pathStats(c: NodeContext): StatsReader {
+  const src = c.ctx.source;
+  return statsReader((sql, p) => src.query(sql, [...p]), src.dialect, c.ctx.spec, "path", {
+    ...c.ctx.ledger.tables,
+    counted: true,
+  });
 }

@@ -5,11 +5,11 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { archiveDate, cleanupDate, restoreDate } from "../src/core/archive/jobs.js";
 import type { SqlExecutor, SqlSource } from "../src/core/sql/source.js";
-import { statsReader } from "../src/core/stats/queries.js";
 import { loadConfig } from "../src/node/config.js";
 import { type NodeContext, openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
 import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
+import { pathStats } from "./helpers.js";
 import { type TestDb, mariaDb, postgresDb, sqliteDb } from "./servers.js";
 
 /**
@@ -49,18 +49,7 @@ for (const maybe of dbs) {
 
     /** The day's views over every path: hot rows plus the deleted rows' counts. */
     async function views(c: NodeContext): Promise<number> {
-      const src = c.ctx.source;
-      const stats = statsReader(
-        (sql, p) => src.query(sql, [...p]),
-        src.dialect,
-        c.ctx.spec,
-        "path",
-        {
-          ...c.ctx.ledger.tables,
-          counted: true,
-        },
-      );
-      return (await stats.topPaths(DAY, DAY, 10_000)).paths.reduce((n, p) => n + p.views, 0);
+      return (await pathStats(c).topPaths(DAY, DAY, 10_000)).paths.reduce((n, p) => n + p.views, 0);
     }
 
     it("a part without chunk digests is read whole and checked before any row goes back", async () => {

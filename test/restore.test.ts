@@ -3,11 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { archiveDate, cleanupDate, restoreDate } from "../src/core/archive/jobs.js";
-import { statsReader } from "../src/core/stats/queries.js";
 import { loadConfig } from "../src/node/config.js";
 import { type NodeContext, openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
 import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
+import { pathStats } from "./helpers.js";
 import { type TestDb, mariaDb, postgresDb, sqliteDb } from "./servers.js";
 
 /**
@@ -67,14 +67,7 @@ for (const maybe of dbs) {
       await copyOf(db, "rs", "rs_before", true);
       const c = await open(db, "rs");
       // The stats of the day: each row counted once, hot or deleted, restored or not.
-      const src = c.ctx.source;
-      const stats = statsReader(
-        (sql, params) => src.query(sql, [...params]),
-        src.dialect,
-        c.ctx.spec,
-        "path",
-        { ...c.ctx.ledger.tables, counted: true },
-      );
+      const stats = pathStats(c);
       const views = async () => (await stats.topPaths(DAY, DAY, 1)).paths[0]?.views;
       const total = async () =>
         (await stats.topPaths(DAY, DAY, 10_000)).paths.reduce((n, p) => n + p.views, 0);
