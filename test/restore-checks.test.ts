@@ -201,7 +201,7 @@ for (const maybe of dbs) {
           const before = await c.ctx.ledger.parts("rc_race", DAY);
           await expect(
             restoreDate({ ...c.ctx, source: racing }, c.owner, DAY, { batchBytes: 1 << 20 }),
-          ).rejects.toThrow(/rows arrived meanwhile, nothing of this batch kept/);
+          ).rejects.toThrow(/added or deleted rows meanwhile; nothing of this batch kept/);
           expect(raced).toBe(true);
           expect(await db.count("rc_race", DAY)).toBe(0);
           expect(await c.ctx.ledger.parts("rc_race", DAY)).toEqual(before);

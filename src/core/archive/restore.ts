@@ -125,7 +125,8 @@ export async function restorePartition(
 /**
  * One restore batch in a transaction with its stats: the keys already there are read, the
  * INSERT adds the others, and those rows leave the part's deleted-row counts (the stats count
- * them hot now). A row that arrived between the read and the INSERT rolls it all back.
+ * them hot now). A row added or deleted by another session between the read and the INSERT
+ * rolls it all back: the counts would no longer match the rows inserted.
  */
 function restoreUncounted(ctx: JobContext, lease: Lease, date: string, column: string) {
   const { source, spec, ledger } = ctx;
@@ -157,7 +158,7 @@ function restoreUncounted(ctx: JobContext, lease: Lease, date: string, column: s
     if (counter.total !== changes) {
       throw new SluiceError(
         "failed",
-        `restore of ${spec.table} ${date}: ${changes} rows inserted where ${counter.total} keys were free; rows arrived meanwhile, nothing of this batch kept: run restore again`,
+        `restore of ${spec.table} ${date}: ${changes} rows inserted where ${counter.total} keys were free: another session added or deleted rows meanwhile; nothing of this batch kept, run restore again`,
       );
     }
     await ledger.subtractDeletedCounts(lease, part.part, counter.rollup(), tx);
