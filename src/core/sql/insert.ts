@@ -1,5 +1,6 @@
 import {
   type BatchStatement,
+  type Dialect,
   type Row,
   type SqlExecutor,
   type SqlSource,
@@ -14,17 +15,13 @@ function* insertStatements(
   rows: readonly Row[],
 ): Generator<BatchStatement> {
   const q = db.dialect.quote;
-  const perStatement = Math.max(
-    1,
-    Math.min(500, Math.floor(db.dialect.maxParams / columns.length)),
-  );
-  const tuple = `(${columns.map(() => "?").join(", ")})`;
+  const perStatement = rowsPerStatement(db.dialect, columns.length, 500);
   const head = `INSERT INTO ${q(table)} (${columns.map(q).join(", ")}) VALUES `;
   for (let i = 0; i < rows.length; i += perStatement) {
     const chunk = rows.slice(i, i + perStatement);
     const params: unknown[] = [];
     for (const row of chunk) for (const c of columns) params.push(row[c] ?? null);
-    yield { sql: head + Array(chunk.length).fill(tuple).join(", "), params };
+    yield { sql: head + valueRows(columns.length, chunk.length), params };
   }
 }
 
@@ -55,6 +52,15 @@ export async function insertAtomically(
   }
   const results = await batch([...insertStatements(source, table, columns, rows)]);
   return results.reduce((n, r) => n + r.changes, 0);
+}
+
+/** How many rows of `columns` values one statement takes (at least one, at most `cap`). */
+export function rowsPerStatement(
+  dialect: Dialect,
+  columns: number,
+  cap = Number.POSITIVE_INFINITY,
+): number {
+  return Math.max(1, Math.min(cap, Math.floor(dialect.maxParams / columns)));
 }
 
 /** `(?, ?), (?, ?)`: `rows` tuples of `columns` placeholders. */

@@ -90,6 +90,11 @@ export interface BatchStatement {
   params?: readonly unknown[];
 }
 
+/** A statement with its parameters, always there (a fence, a SET list and its values). */
+export interface BoundStatement extends BatchStatement {
+  params: readonly unknown[];
+}
+
 /**
  * How writes that must commit together are made. Interactive transactions (SQLite,
  * PostgreSQL, MySQL): `transaction(fn)`. D1 cannot hold a transaction open across awaits: its

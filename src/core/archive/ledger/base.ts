@@ -1,5 +1,5 @@
 import { LeaseLostError, SluiceError } from "../../errors.js";
-import type { BatchStatement, SqlExecutor, SqlSource } from "../../sql/source.js";
+import type { BoundStatement, SqlExecutor, SqlSource } from "../../sql/source.js";
 import type { Lease } from "./lease.js";
 import { type LedgerTables, ledgerIsCurrent, ledgerTables, migrateLedger } from "./migrations.js";
 import {
@@ -73,7 +73,7 @@ export class LedgerBase {
    * `EXISTS` true only while `lease` is held (and, given `states`, the partition is in one of
    * them): appended to a statement that must do nothing for a holder whose lease was taken.
    */
-  protected ours(lease: Lease, states: readonly PartitionState[] = []): BatchStatement {
+  protected ours(lease: Lease, states: readonly PartitionState[] = []): BoundStatement {
     const inState = states.length ? ` AND m.state IN (${states.map(() => "?").join(", ")})` : "";
     return {
       sql: `EXISTS (SELECT 1 FROM ${this.t.meta} m WHERE m.source_table = ? AND m.${this.date} = ? AND m.lease_owner = ?${inState})`,
@@ -92,7 +92,7 @@ export class LedgerBase {
     const fence = this.ours(lease);
     const res = await db.execute(
       `UPDATE ${this.t.parts} SET ${sets} WHERE source_table = ? AND ${this.date} = ? AND part = ? AND ${fence.sql}`,
-      [...params, lease.table, lease.date, part, ...(fence.params ?? [])],
+      [...params, lease.table, lease.date, part, ...fence.params],
     );
     if (res.changes !== 1) throw await this.whyNot(lease, `update part ${part}`);
   }
@@ -105,7 +105,7 @@ export class LedgerBase {
   }
 
   /** The partition's totals, recomputed from its parts, as SET assignments and parameters. */
-  protected totals(lease: Lease): BatchStatement {
+  protected totals(lease: Lease): BoundStatement {
     const of = (expr: string) =>
       `(SELECT ${expr} FROM ${this.t.parts} p WHERE p.source_table = ? AND p.${this.date} = ?)`;
     const cols: [string, string][] = [

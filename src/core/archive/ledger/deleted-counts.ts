@@ -1,6 +1,6 @@
 import { LeaseLostError } from "../../errors.js";
-import { valueRows } from "../../sql/insert.js";
-import type { BatchStatement, SqlExecutor } from "../../sql/source.js";
+import { rowsPerStatement, valueRows } from "../../sql/insert.js";
+import type { BatchStatement, BoundStatement, SqlExecutor } from "../../sql/source.js";
 import { LedgerBase } from "./base.js";
 import type { Lease } from "./lease.js";
 import { pathKey, pathKeySql } from "./path-key.js";
@@ -97,8 +97,7 @@ export class DeletedCounts extends LedgerBase {
     adding: boolean,
   ): Promise<void> {
     const columns = ["source_table", this.date, "part", "path", "path_key", "views"];
-    // Stryker disable next-line MethodExpression: equivalent; one row per statement is slower, not wrong
-    const per = Math.max(1, Math.floor(this.d.maxParams / columns.length));
+    const per = rowsPerStatement(this.d, columns.length);
     for (let i = 0; i < entries.length; i += per) {
       const some = entries.slice(i, i + per);
       const sql = adding
@@ -125,16 +124,14 @@ export class DeletedCounts extends LedgerBase {
   protected deletedCountStatements(
     lease: Lease,
     part: number,
-    count: BatchStatement,
+    count: BoundStatement,
   ): { before: BatchStatement[]; after: BatchStatement[] } {
     const q = this.date;
     const d = this.t.deleted;
     const fence = this.ours(lease);
-    // Stryker disable next-line ArrayDeclaration: equivalent; a fence always has parameters
-    const fp = fence.params ?? [];
+    const fp = fence.params;
     const key = [lease.table, lease.date, part];
-    // Stryker disable next-line ArrayDeclaration: equivalent; the count statement always has parameters
-    const cp = count.params ?? [];
+    const cp = count.params;
     // SQLite's `IS` matches NULL to NULL: a value's one row, whatever its value.
     const adjust = (sign: "+" | "-"): BatchStatement => ({
       sql: `UPDATE ${d} SET views = views ${sign} c.n FROM (${count.sql}) c

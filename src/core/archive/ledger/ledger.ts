@@ -153,7 +153,7 @@ export class Ledger extends PartWrites {
             WHERE source_table = ? AND ${q} = ? AND lease_owner = ? AND state = 'archiving'`,
       params: [
         this.iso(),
-        ...(totals.params ?? []),
+        ...totals.params,
         part.objectKey,
         part.sha256,
         part.archivedAt,
@@ -167,7 +167,7 @@ export class Ledger extends PartWrites {
     if (batch) {
       // No interactive transaction (D1): every statement of the batch carries the fence.
       const fence = this.ours(lease, ["archiving"]);
-      const fp = fence.params ?? [];
+      const fp = fence.params;
       const [, , res] = await batch([
         { sql: `${del} AND ${fence.sql}`, params: [...key, ...fp] },
         {
@@ -191,7 +191,7 @@ export class Ledger extends PartWrites {
       );
       await tx.execute(
         `UPDATE ${this.t.meta} SET ${totals.sql} WHERE source_table = ? AND ${q} = ?`,
-        [...(totals.params ?? []), lease.table, lease.date],
+        [...totals.params, lease.table, lease.date],
       );
     });
   }
@@ -206,11 +206,11 @@ export class Ledger extends PartWrites {
     const [removed] = await runAtomically(this.db, [
       {
         sql: `DELETE FROM ${this.t.parts} WHERE source_table = ? AND ${this.date} = ? AND part = ? AND verified_at IS NULL AND cleaned_count = 0 AND ${fence.sql}`,
-        params: [lease.table, lease.date, part, ...(fence.params ?? [])],
+        params: [lease.table, lease.date, part, ...fence.params],
       },
       {
         sql: `UPDATE ${this.t.meta} SET ${totals.sql}, updated_at = ? WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
-        params: [...(totals.params ?? []), this.iso(), lease.table, lease.date, lease.owner],
+        params: [...totals.params, this.iso(), lease.table, lease.date, lease.owner],
       },
     ]);
     if (removed?.changes !== 1) throw await this.whyNot(lease, `remove part ${part}`);

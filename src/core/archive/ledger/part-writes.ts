@@ -1,5 +1,11 @@
 import { LeaseLostError, SluiceError } from "../../errors.js";
-import { type BatchStatement, type SqlExecutor, batchesOf } from "../../sql/source.js";
+import { rowsPerStatement, valueRows } from "../../sql/insert.js";
+import {
+  type BatchStatement,
+  type BoundStatement,
+  type SqlExecutor,
+  batchesOf,
+} from "../../sql/source.js";
 import { DeletedCounts } from "./deleted-counts.js";
 import type { Lease } from "./lease.js";
 import { type PartRollup, num } from "./records.js";
@@ -36,15 +42,14 @@ export class PartWrites extends DeletedCounts {
     params: readonly unknown[],
   ): Promise<void> {
     const fence = this.ours(lease);
-    // Stryker disable next-line ArrayDeclaration: equivalent; a fence always has parameters
-    const fp = fence.params ?? [];
+    const fp = fence.params;
     const where = `source_table = ? AND ${this.date} = ? AND part = ?`;
     const key = [lease.table, lease.date, part];
-    const mark: BatchStatement = {
+    const mark: BoundStatement = {
       sql: `UPDATE ${this.t.parts} SET ${sets}rollup_rows = ? WHERE ${where} AND ${fence.sql}`,
       params: [...params, rollup.total, ...key, ...fp],
     };
-    const clear: BatchStatement = {
+    const clear: BoundStatement = {
       sql: `DELETE FROM ${this.t.rollups} WHERE ${where} AND ${fence.sql}`,
       params: [...key, ...fp],
     };
@@ -69,8 +74,7 @@ export class PartWrites extends DeletedCounts {
       if (marked?.changes !== 1) throw await this.whyNot(lease, `record part ${part}'s rollup`);
       return;
     }
-    // Stryker disable next-line MethodExpression: equivalent; one row per statement is slower, not wrong
-    const rowsPer = Math.max(1, Math.floor(this.d.maxParams / 5));
+    const rowsPer = rowsPerStatement(this.d, 5);
     await this.db.transaction(async (tx) => {
       // Locks the partition's row until commit: a takeover waits for this transaction.
       const held = await tx.execute(
@@ -79,16 +83,14 @@ export class PartWrites extends DeletedCounts {
       );
       // Stryker disable next-line ConditionalExpression: equivalent; the fenced mark below refuses a stale holder too (each guard survives the other's removal)
       if (held.changes !== 1) throw new LeaseLostError(lease.table, lease.date);
-      // Stryker disable next-line ArrayDeclaration: equivalent; the mark always has parameters
-      const marked = await tx.execute(mark.sql, [...(mark.params ?? [])]);
+      const marked = await tx.execute(mark.sql, mark.params);
       // Stryker disable next-line ConditionalExpression,StringLiteral: equivalent; the lease check above refuses a stale holder too, and the part's row exists under the lease
       if (marked.changes !== 1) throw await this.whyNot(lease, `record part ${part}'s rollup`);
-      // Stryker disable next-line ArrayDeclaration: equivalent; the statement always has parameters
-      await tx.execute(clear.sql, [...(clear.params ?? [])]);
+      await tx.execute(clear.sql, clear.params);
       for (let i = 0; i < entries.length; i += rowsPer) {
         const rows = entries.slice(i, i + rowsPer);
         await tx.execute(
-          `INSERT INTO ${this.t.rollups} ${columns} VALUES ${rows.map(() => "(?, ?, ?, ?, ?)").join(", ")}`,
+          `INSERT INTO ${this.t.rollups} ${columns} VALUES ${valueRows(5, rows.length)}`,
           rows.flatMap(([path, views]) => [...key, path, views]),
         );
       }
@@ -104,8 +106,7 @@ export class PartWrites extends DeletedCounts {
     const fence = this.ours(lease);
     await this.db.execute(
       `UPDATE ${this.t.parts} SET verified_at = NULL WHERE source_table = ? AND ${this.date} = ? AND part = ? AND cleaned_count = 0 AND cleaned_at IS NULL AND ${fence.sql}`,
-      // Stryker disable next-line ArrayDeclaration: equivalent; a fence always has parameters
-      [lease.table, lease.date, part, ...(fence.params ?? [])],
+      [lease.table, lease.date, part, ...fence.params],
     );
   }
 
@@ -175,16 +176,15 @@ export class PartWrites extends DeletedCounts {
     lease: Lease,
     part: number,
     cursor: number | null,
-    del: BatchStatement,
-    count?: BatchStatement,
+    del: BoundStatement,
+    count?: BoundStatement,
   ): Promise<number> {
     const batch = batchesOf(this.db);
     // Stryker disable next-line StringLiteral: the error's words (only D1 calls this)
     if (!batch) throw new Error("deleteAndRecord needs a source whose writes go as batches");
     const q = this.date;
     const fence = this.ours(lease);
-    // Stryker disable next-line ArrayDeclaration: equivalent; a fence always has parameters
-    const fp = fence.params ?? [];
+    const fp = fence.params;
     const from = statesBefore("cleaning");
     const key = [lease.table, lease.date, part];
     const mine = `source_table = ? AND ${q} = ? AND part = ?`;
@@ -193,8 +193,7 @@ export class PartWrites extends DeletedCounts {
       : { before: [], after: [] };
     const results = await batch([
       ...before,
-      // Stryker disable next-line ArrayDeclaration: equivalent; the delete always has parameters
-      { sql: `${del.sql} AND ${fence.sql}`, params: [...(del.params ?? []), ...fp] },
+      { sql: `${del.sql} AND ${fence.sql}`, params: [...del.params, ...fp] },
       {
         sql: `UPDATE ${this.t.parts} SET cleaned_count = cleaned_count + changes(), cleanup_cursor = ?${count ? ", deleted_rollup_rows = deleted_rollup_rows + changes()" : ""}
               WHERE ${mine} AND ${fence.sql}`,
