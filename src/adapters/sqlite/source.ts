@@ -26,15 +26,14 @@ export class SqliteSource implements SqlSource {
     read: async (sql, params) => {
       if (this.path === ":memory:") return this.query(sql, params);
       if (!this.pageReader) {
-        this.pageReader = new Database(this.path, { readonly: true, fileMustExist: true });
-        this.pageReader.pragma("busy_timeout = 10000");
+        this.pageReader = this.openReader();
         this.pageReader.pragma("cache_size = -2000");
-        this.readers.add(this.pageReader);
       }
-      return this.pageReader.prepare(sql).all(...params) as Row[];
+      return cached(this.pageStatements, this.pageReader, sql).all(...params) as Row[];
     },
   };
   private pageReader: Database.Database | null = null;
+  private readonly pageStatements = new Map<string, Database.Statement>();
   readonly dayPartitions = null;
   private readonly db: Database.Database;
   /** Read-only connections for streams, one per open stream, kept for reuse. */
@@ -56,16 +55,7 @@ export class SqliteSource implements SqlSource {
   }
 
   private prepare(sql: string): Database.Statement {
-    let stmt = this.statements.get(sql);
-    if (!stmt) {
-      stmt = this.db.prepare(sql);
-      if (this.statements.size >= 100) {
-        const oldest = this.statements.keys().next().value;
-        if (oldest !== undefined) this.statements.delete(oldest);
-      }
-      this.statements.set(sql, stmt);
-    }
-    return stmt;
+    return cached(this.statements, this.db, sql);
   }
 
   async query<T extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
@@ -114,12 +104,14 @@ export class SqliteSource implements SqlSource {
   }
 
   private takeReader(): Database.Database {
-    let reader = this.idleReaders.pop();
-    if (!reader) {
-      reader = new Database(this.path, { readonly: true, fileMustExist: true });
-      reader.pragma("busy_timeout = 10000");
-      this.readers.add(reader);
-    }
+    return this.idleReaders.pop() ?? this.openReader();
+  }
+
+  /** A read-only connection, closed with the source. */
+  private openReader(): Database.Database {
+    const reader = new Database(this.path, { readonly: true, fileMustExist: true });
+    reader.pragma("busy_timeout = 10000");
+    this.readers.add(reader);
     return reader;
   }
 
@@ -168,4 +160,22 @@ export class SqliteSource implements SqlSource {
     for (const reader of this.readers) reader.close();
     this.db.close();
   }
+}
+
+/** `sql` prepared on `conn` once, the 100 most recent kept in `cache`. */
+function cached(
+  cache: Map<string, Database.Statement>,
+  conn: Database.Database,
+  sql: string,
+): Database.Statement {
+  let stmt = cache.get(sql);
+  if (!stmt) {
+    stmt = conn.prepare(sql);
+    if (cache.size >= 100) {
+      const oldest = cache.keys().next().value;
+      if (oldest !== undefined) cache.delete(oldest);
+    }
+    cache.set(sql, stmt);
+  }
+  return stmt;
 }
