@@ -60,10 +60,7 @@ for (const maybe of dbs) {
 
       it("a database that takes 25 parameters a statement: counts added and taken off a few values at a time, null and long values among them", async () => {
         const table = "dc_chunks";
-        const source = openSource(db.url, { create: true });
-        await nullablePaths(source, table);
-        await prepareTrafficData(source, { table, date: DAY, count: 125 });
-        await source.close();
+        await nullablePathsDay(db.url, table, 125);
         const [lo] = await db.query(`SELECT MIN(id) AS id FROM ${table}`);
         const low = Number(lo?.id);
         // 30 distinct values: 27 short, null, two past the 200 characters kept as a key.
@@ -128,10 +125,7 @@ for (const maybe of dbs) {
 
       it("a day whose stats value is null in every row: counted, and taken off by a restore", async () => {
         const table = "dc_nulls";
-        const source = openSource(db.url, { create: true });
-        await nullablePaths(source, table);
-        await prepareTrafficData(source, { table, date: DAY, count: 12 });
-        await source.close();
+        await nullablePathsDay(db.url, table, 12);
         await db.run(`UPDATE ${table} SET path = NULL`);
         const c = await open(table);
         try {
@@ -216,9 +210,15 @@ function fewParams(source: SqlSource, max: number): SqlSource {
   });
 }
 
-/** The traffic table, created with a path that may be null. */
-async function nullablePaths(source: SqlSource, table: string): Promise<void> {
-  for (const sql of trafficSchema(source.dialect, table)) {
-    await source.execute(sql.replace("path VARCHAR(512) NOT NULL", "path VARCHAR(512)"));
+/** The traffic table with a path that may be null, and `count` generated rows of DAY in it. */
+async function nullablePathsDay(url: string, table: string, count: number): Promise<void> {
+  const source = openSource(url, { create: true });
+  try {
+    for (const sql of trafficSchema(source.dialect, table)) {
+      await source.execute(sql.replace("path VARCHAR(512) NOT NULL", "path VARCHAR(512)"));
+    }
+    await prepareTrafficData(source, { table, date: DAY, count });
+  } finally {
+    await source.close();
   }
 }

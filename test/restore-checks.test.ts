@@ -30,18 +30,23 @@ for (const maybe of dbs) {
     const db = maybe as TestDb;
     const storeOf = (table: string) => join(dir, db.name, table);
 
-    /** `count` rows of `table` on DAY, archived and cleaned; the context to restore them with. */
-    async function cleaned(table: string, count: number): Promise<NodeContext> {
+    /** `count` generated rows of `table` on DAY, and a context on it. */
+    async function prepared(table: string, count: number): Promise<NodeContext> {
       const source = openSource(db.url, { create: true });
       await prepareTrafficData(source, { table, date: DAY, count });
       await source.close();
-      const c = await openContext(
+      return openContext(
         loadConfig({
           SLUICE_DB: db.url,
           SLUICE_STORE: `file:${storeOf(table)}`,
           SLUICE_TABLE: table,
         }),
       );
+    }
+
+    /** `count` rows of `table` on DAY, archived and cleaned; the context to restore them with. */
+    async function cleaned(table: string, count: number): Promise<NodeContext> {
+      const c = await prepared(table, count);
       await archiveDate(c.ctx, c.owner, DAY);
       expect((await cleanupDate(c.ctx, c.owner, DAY)).complete).toBe(true);
       return c;
@@ -131,16 +136,7 @@ for (const maybe of dbs) {
     });
 
     it("a day archived and not yet cleaned restores into its table as rows already there; mid-cleanup, --into a staging table works", async () => {
-      const source = openSource(db.url, { create: true });
-      await prepareTrafficData(source, { table: "rc_mid", date: DAY, count: 50 });
-      await source.close();
-      const c = await openContext(
-        loadConfig({
-          SLUICE_DB: db.url,
-          SLUICE_STORE: `file:${storeOf("rc_mid")}`,
-          SLUICE_TABLE: "rc_mid",
-        }),
-      );
+      const c = await prepared("rc_mid", 50);
       try {
         await archiveDate(c.ctx, c.owner, DAY);
         expect(await restoreDate(c.ctx, c.owner, DAY)).toMatchObject({ inserted: 0, skipped: 50 });
