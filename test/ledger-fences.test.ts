@@ -48,6 +48,8 @@ function part(n: number): PartRecord {
     changedKeys: null,
     rollupRows: null,
     deletedRollupRows: 0,
+    passedKey: null,
+    skipsKnown: true,
   };
 }
 
@@ -110,6 +112,7 @@ async function world(kind: "sqlite" | "d1", state = "archiving"): Promise<World>
       parts: await source.query("SELECT * FROM archive_parts ORDER BY part"),
       rollups: await source.query("SELECT * FROM archive_rollups ORDER BY part, path"),
       deleted: await source.query("SELECT * FROM archive_deleted_rollups ORDER BY part, path"),
+      skipped: await source.query("SELECT * FROM archive_cleanup_skipped ORDER BY part, row_key"),
       hot: await source.query("SELECT * FROM hot ORDER BY id"),
     }),
   };
@@ -128,7 +131,19 @@ const writes: [string, (w: World, l: Lease) => Promise<unknown>, string?][] = [
     "addCleaned",
     (w, l) =>
       w.source.transaction((tx) =>
-        w.ledger.addCleaned(l, 0, { deleted: 3, cursor: 3, changed: 1, changedKeys: "2" }, tx),
+        w.ledger.addCleaned(
+          l,
+          0,
+          {
+            deleted: 3,
+            cursor: 3,
+            changed: 1,
+            changedKeys: "2",
+            passed: 4,
+            skip: { add: [2, 4], remove: [] },
+          },
+          tx,
+        ),
       ),
     "verified",
   ],
@@ -144,6 +159,7 @@ const writes: [string, (w: World, l: Lease) => Promise<unknown>, string?][] = [
             cursor: 3,
             changed: 0,
             changedKeys: null,
+            passed: 3,
             counted: {
               counts: new Map([
                 ["/a", 2],
@@ -213,18 +229,23 @@ describe("the D1 cleanup batch", () => {
     const w = await world("d1");
     const del = { sql: "DELETE FROM hot WHERE event_date = ? AND id <= ?", params: [D, 5] };
     const before = await w.tables();
-    await expect(w.ledger.deleteAndRecord(w.stale, 0, 5, del)).rejects.toBeInstanceOf(
+    await expect(w.ledger.deleteAndRecord(w.stale, 0, 5, 5, del)).rejects.toBeInstanceOf(
       LeaseLostError,
     );
     expect(await w.tables()).toEqual(before);
     // The holder's batch goes through, from a state that may move to cleaning.
     await w.source.execute("UPDATE archive_metadata SET state = 'verified'");
-    expect(await w.ledger.deleteAndRecord(w.holder, 0, 5, del)).toBe(5);
+    expect(await w.ledger.deleteAndRecord(w.holder, 0, 5, 5, del)).toBe(5);
     expect(await w.source.query("SELECT id FROM hot ORDER BY id")).toHaveLength(5);
-    expect(await w.ledger.parts(T, D)).toMatchObject([{ cleanedCount: 5, cleanupCursor: 5 }]);
+    expect(await w.ledger.parts(T, D)).toMatchObject([
+      { cleanedCount: 5, cleanupCursor: 5, passedKey: 5 },
+    ]);
     // changes() carried the DELETE's count into the part: a batch deleting nothing adds 0.
-    expect(await w.ledger.deleteAndRecord(w.holder, 0, 6, del)).toBe(0);
-    expect(await w.ledger.parts(T, D)).toMatchObject([{ cleanedCount: 5, cleanupCursor: 6 }]);
+    expect(await w.ledger.deleteAndRecord(w.holder, 0, 6, 4, del)).toBe(0);
+    // passed_key never goes back.
+    expect(await w.ledger.parts(T, D)).toMatchObject([
+      { cleanedCount: 5, cleanupCursor: 6, passedKey: 5 },
+    ]);
     expect(await w.ledger.get(T, D)).toMatchObject({ state: "cleaning", cleanedCount: 5 });
   });
 });

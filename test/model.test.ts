@@ -29,7 +29,7 @@ import { type TestDb, postgresDb, sqliteDb } from "./servers.js";
  *
  * After every step: each live row version is in the hot table with its content, or in a
  * verified part with exactly that content; no recorded part's object ever changes; the stats
- * of each day count each live version once. At the
+ * of each day, and the rows a query over both tiers reads, count each live version once. At the
  * end, runs without faults finish every date: cleaned, or failing loudly, never stuck.
  *
  * CI runs a fixed seed; `npm run test:model` runs longer (SLUICE_MODEL_RUNS, SLUICE_MODEL_SEED).
@@ -220,6 +220,9 @@ async function check(model: Model, real: Real): Promise<void> {
     for (const r of await db.rows(table, d)) hot.set(Number(r.id), `${d} ${String(r.path)}`);
   }
   const cold = new Set<string>();
+  // What `sluice query --hot` reads: every hot row, and each line at or under its part's
+  // passed key that is not skipped (a row cleanup deleted).
+  const both: string[] = [...hot].map(([id, v]) => `${id} ${v}`);
   for (const d of DAYS) {
     for (const p of await ctx.ledger.parts(table, d)) {
       const bytes = await objectBytes(ctx.store, p.objectKey);
@@ -235,9 +238,17 @@ async function check(model: Model, real: Real): Promise<void> {
       real.seen.set(p.objectKey, now);
       if (p.verifiedAt === null) continue;
       expect(now, `${p.objectKey} differs from its ledger row`).toBe(p.sha256);
+      const skipped = new Set<number>();
+      for await (const page of ctx.ledger.skippedKeys(table, d, p.part)) {
+        for (const s of page) skipped.add(s.key);
+      }
       for (const line of gunzipSync(bytes).toString("utf8").split("\n").filter(Boolean)) {
         const row = JSON.parse(line) as Row;
-        cold.add(`${Number(row.id)} ${d} ${String(row.path)}`);
+        const id = Number(row.id);
+        cold.add(`${id} ${d} ${String(row.path)}`);
+        if (p.passedKey !== null && id <= p.passedKey && !skipped.has(id)) {
+          both.push(`${id} ${d} ${String(row.path)}`);
+        }
       }
     }
   }
@@ -246,6 +257,9 @@ async function check(model: Model, real: Real): Promise<void> {
     const inCold = cold.has(`${v.id} ${v.date} ${v.path}`);
     expect(inHot || inCold, `row ${v.id} ${v.date} ${v.path} is lost`).toBe(true);
   }
+  expect(both.sort(), "the rows of both tiers, each once").toEqual(
+    [...model.live.values()].map((v) => `${v.id} ${v.date} ${v.path}`).sort(),
+  );
   // The stats of a day count its live versions, each once (each has a path of its own):
   // what the table would answer had cleanup deleted nothing.
   const stats = statsReader(

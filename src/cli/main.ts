@@ -131,7 +131,7 @@ program
     "run one SELECT with DuckDB over the verified archive (each table a view, date as a Hive partition); --hot adds the rows not archived yet",
   )
   .argument("<sql>", "one SELECT, over the tables by their names (e.g. traffic_events)")
-  .option("--hot", "add the hot rows no verified part holds: one query over both tiers")
+  .option("--hot", "the hot rows too: one query over both tiers, each row once")
   .option("--from <YYYY-MM-DD>", "only parts of this day and after (fetches only those from S3/R2)")
   .option("--to <YYYY-MM-DD>", "only parts of this day and before")
   .option("--csv", "print CSV (--json prints NDJSON; a table by default)")

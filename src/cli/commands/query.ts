@@ -6,7 +6,7 @@ import { type QueryCliOptions, configsFrom } from "../options.js";
 
 /**
  * query: one SELECT with DuckDB over the verified archive of every configured table (with
- * --hot, over the hot rows no verified part holds too). Rows go to stdout: a table on a
+ * --hot, over the hot rows and the archived rows cleanup deleted: each row once). Rows go to stdout: a table on a
  * terminal, NDJSON with --json, CSV with --csv, or a Parquet file with --out.
  */
 export async function query(opts: QueryCliOptions, io: Io): Promise<void> {
@@ -30,6 +30,7 @@ export async function query(opts: QueryCliOptions, io: Io): Promise<void> {
         parquet: opts.out,
         cacheDir: first?.SLUICE_CACHE ?? "./data/cache",
         cacheBytes: (first?.SLUICE_CACHE_MB ?? 2048) * 1048576,
+        onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
         onProgress: process.stderr.isTTY
           ? (p) => process.stderr.write(`\r${p.toFixed(0)}% scanned`)
           : undefined,

@@ -145,6 +145,8 @@ export async function archivePartition(
     changedKeys: null,
     rollupRows: null,
     deletedRollupRows: 0,
+    passedKey: null,
+    skipsKnown: true,
   };
   const manifest = manifestText(part, spec, lines.columns, (t) =>
     source.dialect.columnEncoding?.(t),

@@ -46,7 +46,7 @@ export function txBatch(ctx: JobContext, lines: RowLines, date: string): DeleteB
   const day = dayCondition(q(spec.partitionColumn), dayColumn(spec), date);
   const key = q(spec.keyColumn);
   const columns = lines.selectList;
-  return (lease, part, rows, progress) =>
+  const batch: DeleteBatch = (lease, part, rows, progress) =>
     source.transaction(async (tx) => {
       const first = (rows[0] as Archived).key;
       const last = (rows.at(-1) as Archived).key;
@@ -98,21 +98,19 @@ export function txBatch(ctx: JobContext, lines: RowLines, date: string): DeleteB
       }
       const result = { deleted, refused: same.length - deleted, changed };
       const { cursor, changedKeys } = progress(result);
+      // The rows this transaction deleted: `same`, less any the database kept (a trigger).
+      let gone = same;
+      if (deleted < same.length) {
+        const where = keyIn(d, key, same);
+        const kept = new Set(
+          (
+            await tx.query(`SELECT ${key} AS k FROM ${table} WHERE ${where.sql}`, [...where.params])
+          ).map((r) => Number(r.k)),
+        );
+        gone = same.filter((k) => !kept.has(k));
+      }
       let counted: PartRollup | undefined;
       if (spec.rollupColumn) {
-        // The rows this transaction deleted: `same`, less any the database kept (a trigger).
-        let gone = same;
-        if (deleted < same.length) {
-          const where = keyIn(d, key, same);
-          const kept = new Set(
-            (
-              await tx.query(`SELECT ${key} AS k FROM ${table} WHERE ${where.sql}`, [
-                ...where.params,
-              ])
-            ).map((r) => Number(r.k)),
-          );
-          gone = same.filter((k) => !kept.has(k));
-        }
         const counter = new RollupCounter(spec.rollupColumn, { table: spec.table, date });
         for (const k of gone) counter.add(hot.get(k) as string);
         counted = counter.rollup();
@@ -120,11 +118,41 @@ export function txBatch(ctx: JobContext, lines: RowLines, date: string): DeleteB
       await ledger.addCleaned(
         lease,
         part.part,
-        { deleted, cursor, changed: changed.length, changedKeys, ...(counted ? { counted } : {}) },
+        {
+          deleted,
+          cursor,
+          changed: changed.length,
+          changedKeys,
+          ...(counted ? { counted } : {}),
+          passed: last,
+          skip: await skipChange(part, rows, gone),
+        },
         tx,
       );
       return result;
     });
+
+  /**
+   * Which of the batch's keys stop standing for deleted rows: those it did not delete above
+   * the part's `passedKey` (keys at or under it were classified by an earlier batch: a line
+   * not skipped there is a row cleanup deleted, whatever holds its key now); and which stop
+   * being skipped: the keys it deleted, where the part has skipped keys (restored rows).
+   */
+  const hadSkips = new Map<number, boolean>();
+  const skipChange = async (part: PartRecord, rows: readonly Archived[], gone: number[]) => {
+    let had = hadSkips.get(part.part);
+    if (had === undefined) {
+      had = await ledger.hasSkipped(spec.table, date, part.part);
+      hadSkips.set(part.part, had);
+    }
+    const deleted = new Set(gone);
+    const above = part.passedKey;
+    return {
+      add: rows.map((r) => r.key).filter((k) => !deleted.has(k) && (above === null || k > above)),
+      remove: had ? gone : [],
+    };
+  };
+  return batch;
 }
 
 /**
@@ -166,6 +194,7 @@ export function d1Batch(ctx: JobContext, lines: RowLines, date: string): DeleteB
       lease,
       part.part,
       before.cursor,
+      last,
       { sql: `DELETE FROM ${table} WHERE ${archived}`, params },
       counted === null
         ? undefined
@@ -192,11 +221,8 @@ export function d1Batch(ctx: JobContext, lines: RowLines, date: string): DeleteB
       else if (now !== undefined) changed.push(r.key);
     }
     const result = { deleted, refused, changed };
-    // Stryker disable next-line ConditionalExpression: equivalent; a record of no changed row writes the cursor the batch already wrote
-    if (refused || changed.length) {
-      const after = progress(result);
-      await ledger.addChanged(lease, part.part, changed.length, after.changedKeys, after.cursor);
-    }
+    const after = progress(result);
+    await ledger.addChanged(lease, part.part, changed.length, after.changedKeys, after.cursor);
     return result;
   };
 }

@@ -70,14 +70,12 @@ export async function restorePartition(
     );
   }
   const out: RestoreOutcome = { date, into, parts: parts.length, read: 0, inserted: 0, skipped: 0 };
-  // Rows put back where they were archived from are hot again: the stats count them there.
-  const uncount =
-    into === spec.table && spec.rollupColumn
-      ? restoreUncounted(ctx, lease, date, spec.rollupColumn)
-      : null;
+  // Rows put back where they were archived from are hot again: the stats and queries count
+  // them there, not in the archive.
+  const uncount = into === spec.table ? restoreUncounted(ctx, lease, date) : null;
   if (uncount && source.atomicity.kind !== "transactions") {
     throw new BadInputError(
-      `restore into ${spec.table} on ${source.describe()} would put rows back and take them out of the deleted rows' counts in separate commits (no interactive transaction): restore --into a staging table`,
+      `restore into ${spec.table} on ${source.describe()} would put rows back and take them out of the archive's counts in separate commits (no interactive transaction): restore --into a staging table`,
     );
   }
   const total = parts.reduce((n, p) => n + p.eventCount, 0);
@@ -127,12 +125,13 @@ export async function restorePartition(
 }
 
 /**
- * One restore batch in a transaction with its stats: the keys already there are read, the
- * INSERT adds the others, and those rows leave the part's deleted-row counts (the stats count
- * them hot now). A row added or deleted by another session between the read and the INSERT
- * rolls it all back: the counts would no longer match the rows inserted.
+ * One restore batch in a transaction with the ledger: the keys already there are read, the
+ * INSERT adds the others, and those rows leave the archive's counts (the part's deleted-row
+ * counts, and its lines that stand for deleted rows: their keys become skipped). A row added
+ * or deleted by another session between the read and the INSERT rolls it all back: the
+ * ledger would no longer match the rows inserted.
  */
-function restoreUncounted(ctx: JobContext, lease: Lease, date: string, column: string) {
+function restoreUncounted(ctx: JobContext, lease: Lease, date: string) {
   const { source, spec, ledger } = ctx;
   const d = source.dialect;
   const key = d.quote(spec.keyColumn);
@@ -155,17 +154,23 @@ function restoreUncounted(ctx: JobContext, lease: Lease, date: string, column: s
       for (const r of rows) present.add(Number(r.k));
     }
     const { changes } = await tx.execute(sql, [rows]);
-    const counter = new RollupCounter(column, { table: spec.table, date });
+    const column = spec.rollupColumn;
+    const counter = column ? new RollupCounter(column, { table: spec.table, date }) : null;
+    const inserted: number[] = [];
     for (const [i, line] of lines.entries()) {
-      if (!present.has(keys[i] as number)) counter.add(line);
+      const k = keys[i] as number;
+      if (present.has(k)) continue;
+      inserted.push(k);
+      counter?.add(line);
     }
-    if (counter.total !== changes) {
+    if (inserted.length !== changes) {
       throw new SluiceError(
         "failed",
-        `restore of ${spec.table} ${date}: ${changes} rows inserted where ${counter.total} keys were free: another session added or deleted rows meanwhile; nothing of this batch kept, run restore again`,
+        `restore of ${spec.table} ${date}: ${changes} rows inserted where ${inserted.length} keys were free: another session added or deleted rows meanwhile; nothing of this batch kept, run restore again`,
       );
     }
-    await ledger.subtractDeletedCounts(lease, part.part, counter.rollup(), tx);
+    if (counter) await ledger.subtractDeletedCounts(lease, part.part, counter.rollup(), tx);
+    await ledger.skipRestored(lease, part.part, inserted, tx);
     return changes;
   };
 }

@@ -1,21 +1,16 @@
-import { once } from "node:events";
-import { createWriteStream } from "node:fs";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import type { Writable } from "node:stream";
-import { FsStore } from "../../adapters/fs/store.js";
-import { hotDays } from "../../core/archive/hot-days.js";
-import type { PartRecord } from "../../core/archive/ledger/records.js";
-import { unheldLines } from "../../core/archive/unheld.js";
 import { BadInputError } from "../../core/errors.js";
 import type { NodeContext } from "../context.js";
 import { PartCache } from "./part-cache.js";
 import { type RowWriter, rowWriter } from "./row-writers.js";
+import { type TableReads, tableReads, write } from "./table-reads.js";
 
 export interface ArchiveQueryOptions {
   sql: string;
-  /** Add the hot rows no verified part holds, so that the query spans both tiers. */
+  /** The hot rows too, with the archived rows cleanup deleted: each row of both tiers once. */
   hot?: boolean;
   /** Only the days `from..to` (inclusive) are read and, from S3/R2, fetched. */
   from?: string;
@@ -25,6 +20,8 @@ export interface ArchiveQueryOptions {
   parquet?: string;
   cacheDir: string;
   cacheBytes: number;
+  /** What a reader must know of the answer (parts whose skipped lines nobody recorded). */
+  onWarning?: (message: string) => void;
   /** Progress of a long scan, a line at a time (stderr on a terminal). */
   onProgress?: (percent: number) => void;
   signal?: AbortSignal;
@@ -35,8 +32,9 @@ const SELECT = 1; // DuckDB's StatementType.SELECT
 /**
  * Run one SELECT with DuckDB over the archive: each table a view over exactly the parts the
  * ledger lists as verified (Hive `date=` folders, so a filter on `date` reads only those
- * days), with `hot` the hot rows no verified part holds as well. DuckDB may read only the
- * archive, the cache and this query's own files. Returns the rows written.
+ * days), less the lines that are no row (tableReads); with `hot`, the hot rows and the
+ * archived rows cleanup deleted, each row once. DuckDB may read only the archive, the cache
+ * and this query's own files. Returns the rows written.
  */
 export async function archiveQuery(
   contexts: readonly NodeContext[],
@@ -54,12 +52,17 @@ export async function archiveQuery(
   const views: string[] = [];
   try {
     const used = new Set<string>();
-    for (const c of contexts) {
-      const files = await verifiedFiles(c, o, cache, readable);
-      for (const f of files) used.add(f);
-      if (o.hot) files.push(...(await hotFiles(c, o, scratch)));
-      if (files.length === 0) continue;
-      views.push(viewSql(c.ctx.spec.table, files));
+    for (const [i, c] of contexts.entries()) {
+      const { table, keyColumn } = c.ctx.spec;
+      const reads = await tableReads(c, o, cache, readable, join(scratch, `t${i}`));
+      for (const f of reads.files) used.add(f.path);
+      for (const p of reads.unknown) {
+        o.onWarning?.(
+          `${table} ${p.date} part ${p.part} was cleaned, leaving ${p.eventCount - p.cleanedCount} of its rows, before the ledger recorded which: those rows may count twice (changed and kept) or once too often (deleted by hand)`,
+        );
+      }
+      if (reads.files.length === 0) continue;
+      views.push(...viewSql(i, table, keyColumn, reads.files, reads.skipped));
     }
     await cache.evict(used);
 
@@ -115,65 +118,37 @@ export async function archiveQuery(
   }
 }
 
-/** The local paths of the verified parts of `c`'s table in range: in place, or fetched. */
-async function verifiedFiles(
-  c: NodeContext,
-  o: ArchiveQueryOptions,
-  cache: PartCache,
-  readable: Set<string>,
-): Promise<string[]> {
-  const { ledger, spec, store } = c.ctx;
-  const parts: PartRecord[] = [];
-  for (const rec of await ledger.list(spec.table)) {
-    if ((o.from && rec.date < o.from) || (o.to && rec.date > o.to)) continue;
-    for (const p of await ledger.parts(spec.table, rec.date)) if (p.verifiedAt) parts.push(p);
-  }
-  if (store instanceof FsStore) {
-    readable.add(store.root);
-    return parts.map((p) => join(store.root, ...p.objectKey.split("/")));
-  }
-  const files: string[] = [];
-  for (const p of parts) files.push(await cache.local(store, p));
-  return files;
-}
-
-/** The hot rows no verified part holds, one JSONL file per day under `date=` folders. */
-async function hotFiles(c: NodeContext, o: ArchiveQueryOptions, scratch: string) {
-  const { ctx } = c;
-  const { spec, source, ledger } = ctx;
-  // The ledger first: a part verified after this read has its rows read from the table.
-  const verified: PartRecord[] = [];
-  for (const rec of await ledger.list(spec.table)) {
-    for (const p of await ledger.parts(spec.table, rec.date)) if (p.verifiedAt) verified.push(p);
-  }
-  const query = (sql: string, params: readonly unknown[]) => source.query(sql, [...params]);
-  const files: string[] = [];
-  for (const date of await hotDays(query, source.dialect, spec, "9999-12-31")) {
-    if ((o.from && date < o.from) || (o.to && date > o.to)) continue;
-    const path = join(scratch, spec.table, `date=${date}`, "hot.jsonl");
-    await mkdir(dirname(path), { recursive: true });
-    const file = createWriteStream(path);
-    let any = false;
-    for await (const lines of unheldLines(ctx, date, verified)) {
-      any = true;
-      await write(file, `${lines.join("\n")}\n`);
-    }
-    file.end();
-    await once(file, "finish");
-    if (any) files.push(path);
-  }
-  return files;
-}
-
-/** The view of one table over its files; `schema.table` gets its schema. */
-function viewSql(table: string, files: readonly string[]): string {
-  const name = table
-    .split(".")
-    .map((p) => `"${p.replaceAll('"', '""')}"`)
-    .join(".");
-  const schema = table.includes(".") ? `CREATE SCHEMA IF NOT EXISTS ${name.split(".")[0]}; ` : "";
-  const list = files.map((f) => `'${sqlText(f)}'`).join(", ");
-  return `${schema}CREATE VIEW ${name} AS SELECT * FROM read_json([${list}], format = 'newline_delimited', hive_partitioning = true, union_by_name = true)`;
+/**
+ * The statements that make one table's view over its files (`schema.table` gets its schema):
+ * each line of a file counted when its key is at most the file's `passed` (null: any) and
+ * it is not one of the skipped lines.
+ */
+function viewSql(
+  i: number,
+  table: string,
+  keyColumn: string,
+  files: TableReads["files"],
+  skipped: string,
+): string[] {
+  const ident = (p: string) => `"${p.replaceAll('"', '""')}"`;
+  const name = table.split(".").map(ident).join(".");
+  const schema = table.includes(".") ? [`CREATE SCHEMA IF NOT EXISTS ${name.split(".")[0]}`] : [];
+  const list = files.map((f) => `'${sqlText(f.path)}'`).join(", ");
+  const passed = files
+    .map((f) => `('${sqlText(f.path)}', ${f.passed === null ? "NULL" : f.passed})`)
+    .join(", ");
+  const key = `TRY_CAST(l.${ident(keyColumn)} AS BIGINT)`;
+  return [
+    ...schema,
+    "CREATE SCHEMA IF NOT EXISTS sluice_reads",
+    `CREATE TABLE sluice_reads.files_${i} (file VARCHAR, passed BIGINT)`,
+    `INSERT INTO sluice_reads.files_${i} VALUES ${passed}`,
+    `CREATE TABLE sluice_reads.skipped_${i} AS SELECT * FROM read_json('${sqlText(skipped)}', format = 'newline_delimited', columns = {file: 'VARCHAR', k: 'BIGINT'})`,
+    `CREATE VIEW ${name} AS SELECT l.* EXCLUDE (sluice_file) FROM read_json([${list}], format = 'newline_delimited', hive_partitioning = true, union_by_name = true, filename = 'sluice_file') l
+     JOIN sluice_reads.files_${i} f ON f.file = l.sluice_file
+     WHERE (f.passed IS NULL OR ${key} <= f.passed)
+       AND NOT EXISTS (SELECT 1 FROM sluice_reads.skipped_${i} s WHERE s.file = l.sluice_file AND s.k = ${key})`,
+  ];
 }
 
 /** `sql` if it is exactly one SELECT; else bad input, with DuckDB's own words for bad SQL. */
@@ -203,10 +178,5 @@ async function onlyOneSelect(
 }
 
 const sqlText = (s: string) => s.replaceAll("'", "''");
-
-async function write(out: Writable, text: string): Promise<void> {
-  if (!text) return;
-  if (!out.write(text)) await once(out, "drain");
-}
 
 export type { RowWriter };

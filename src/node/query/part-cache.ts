@@ -19,9 +19,14 @@ export class PartCache {
     private readonly capBytes: number,
   ) {}
 
+  /** Where the part is, or will be, in the cache. */
+  path(part: PartRecord): string {
+    return join(this.dir, ...part.objectKey.split("/"));
+  }
+
   /** The part's local path: from the cache when it is whole there, else fetched now. */
   async local(store: ObjectStore, part: PartRecord): Promise<string> {
-    const path = join(this.dir, ...part.objectKey.split("/"));
+    const path = this.path(part);
     const have = await stat(path).catch(() => null);
     if (have?.size === part.fileSize) {
       const now = new Date();

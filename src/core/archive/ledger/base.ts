@@ -81,6 +81,15 @@ export class LedgerBase {
     };
   }
 
+  /** Fails unless `lease` is held, on `db`: first in a transaction that must write nothing for a stale holder. */
+  protected async mustHold(lease: Lease, db: SqlExecutor): Promise<void> {
+    const [held] = await db.query(
+      `SELECT 1 AS held FROM ${this.t.meta} WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
+      [lease.table, lease.date, lease.owner],
+    );
+    if (!held) throw new LeaseLostError(lease.table, lease.date);
+  }
+
   /** An UPDATE of one part's row that happens only while the lease is ours. */
   protected async updatePart(
     lease: Lease,
@@ -163,6 +172,15 @@ export class LedgerBase {
       [table, date],
     );
     return new Map(rows.map((r) => [num(r.part), num(r.n)]));
+  }
+
+  /** Every part of `table`, by date and part. */
+  async partsOf(table: string): Promise<PartRecord[]> {
+    const rows = await this.db.query(
+      `SELECT * FROM ${this.t.parts} WHERE source_table = ? ORDER BY ${this.date}, part`,
+      [table],
+    );
+    return rows.map(toPart);
   }
 
   async parts(table: string, date: string, db: SqlExecutor = this.db): Promise<PartRecord[]> {

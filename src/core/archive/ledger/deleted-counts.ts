@@ -1,4 +1,3 @@
-import { LeaseLostError } from "../../errors.js";
 import { rowsPerStatement, valueRows } from "../../sql/insert.js";
 import type { BatchStatement, BoundStatement, SqlExecutor } from "../../sql/source.js";
 import { LedgerBase } from "./base.js";
@@ -25,11 +24,7 @@ export class DeletedCounts extends LedgerBase {
     db: SqlExecutor,
   ): Promise<void> {
     // The lease first, so that a holder whose lease was taken writes nothing at all.
-    const [held] = await db.query(
-      `SELECT 1 AS held FROM ${this.t.meta} WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
-      [lease.table, lease.date, lease.owner],
-    );
-    if (!held) throw new LeaseLostError(lease.table, lease.date);
+    await this.mustHold(lease, db);
     const key = [lease.table, lease.date, part];
     const where = `source_table = ? AND ${this.date} = ? AND part = ?`;
     let taken = 0;

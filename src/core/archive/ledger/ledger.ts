@@ -212,6 +212,11 @@ export class Ledger extends PartWrites {
         sql: `UPDATE ${this.t.meta} SET ${totals.sql}, updated_at = ? WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
         params: [...totals.params, this.iso(), lease.table, lease.date, lease.owner],
       },
+      {
+        // Keys restored while it was verified would otherwise skip lines of its rewrite.
+        sql: `DELETE FROM ${this.t.skipped} WHERE source_table = ? AND ${this.date} = ? AND part = ? AND NOT EXISTS (SELECT 1 FROM ${this.t.parts} p WHERE p.source_table = ? AND p.${this.date} = ? AND p.part = ?) AND ${fence.sql}`,
+        params: [lease.table, lease.date, part, lease.table, lease.date, part, ...fence.params],
+      },
     ]);
     if (removed?.changes !== 1) throw await this.whyNot(lease, `remove part ${part}`);
   }

@@ -24,6 +24,8 @@ export interface LedgerTables {
   rollups: string;
   /** Views per path of the rows cleanup deleted, per part, written in the delete's transaction. */
   deleted: string;
+  /** Archived keys at or under a part's `passed_key` whose line is not a row cleanup deleted. */
+  skipped: string;
   migrations: string;
   /** The schema the ledger lives in (SLUICE_LEDGER_SCHEMA), null: the connection's own. */
   schema: string | null;
@@ -37,6 +39,7 @@ export function ledgerTables(d: Dialect, schema: string | null = null): LedgerTa
     parts: name("archive_parts"),
     rollups: name("archive_rollups"),
     deleted: name("archive_deleted_rollups"),
+    skipped: name("archive_cleanup_skipped"),
     migrations: name("sluice_migrations"),
     schema,
   };
@@ -178,6 +181,34 @@ const MIGRATIONS: readonly Migration[] = [
          WHERE cleaned_count = event_count AND rollup_rows = event_count`,
       ];
     },
+  },
+  {
+    version: 7,
+    // Which archived lines are rows cleanup deleted, so that a query over both tiers counts
+    // each row once: every line of a part at or under its `passed_key` (the highest key a
+    // committed cleanup batch went past) is one, except the keys archive_cleanup_skipped holds
+    // (the row was changed and kept, deleted by hand before cleanup came, kept by the
+    // database, or restored into the table). A part cleaned before this step that left rows
+    // has `skips_known` 0: which of its lines those were, nothing recorded.
+    statements: (d, t) => {
+      const bin = d.name === "mysql" ? " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" : "";
+      return [
+        `ALTER TABLE ${t.parts} ADD COLUMN passed_key BIGINT`,
+        `ALTER TABLE ${t.parts} ADD COLUMN skips_known INTEGER NOT NULL DEFAULT 1`,
+        `CREATE TABLE IF NOT EXISTS ${t.skipped} (
+          source_table VARCHAR(64)${bin} NOT NULL,
+          date VARCHAR(10) NOT NULL,
+          part INTEGER NOT NULL,
+          row_key BIGINT NOT NULL,
+          PRIMARY KEY (source_table, date, part, row_key)
+        )`,
+      ];
+    },
+    data: (_d, t) => [
+      `UPDATE ${t.parts} SET passed_key = CASE WHEN cleaned_at IS NULL THEN cleanup_cursor ELSE max_id END
+       WHERE cleaned_at IS NOT NULL OR cleanup_cursor IS NOT NULL`,
+      `UPDATE ${t.parts} SET skips_known = 0 WHERE passed_key IS NOT NULL AND cleaned_count < event_count`,
+    ],
   },
 ];
 

@@ -6,13 +6,13 @@ import {
   type SqlExecutor,
   batchesOf,
 } from "../../sql/source.js";
-import { DeletedCounts } from "./deleted-counts.js";
 import type { Lease } from "./lease.js";
 import { type PartRollup, num } from "./records.js";
+import { type SkipChange, SkippedKeys } from "./skipped-keys.js";
 import { statesBefore } from "./states.js";
 
 /** The writes to one part's row: verification, chunk digests, and cleanup's progress. */
-export class PartWrites extends DeletedCounts {
+export class PartWrites extends SkippedKeys {
   /**
    * @internal Mark one part verified; the partition is verified when all its parts are. With
    * `rollup`, the part's counts replace any it had, in the same transaction as the mark.
@@ -99,13 +99,14 @@ export class PartWrites extends DeletedCounts {
 
   /**
    * @internal A part that failed verification before any delete: the next archive rewrites it.
-   * A part cleaned (rows deleted on its strength, or marked cleaned with its rows gone) keeps
-   * its mark whatever the caller asks: it may be the only copy of those rows.
+   * A part cleaned (rows deleted on its strength, or marked cleaned with its rows gone), or
+   * one a cleanup batch went through, keeps its mark whatever the caller asks: it may be the
+   * only copy of those rows, and its skipped keys describe its lines.
    */
   async markPartUnverified(lease: Lease, part: number): Promise<void> {
     const fence = this.ours(lease);
     await this.db.execute(
-      `UPDATE ${this.t.parts} SET verified_at = NULL WHERE source_table = ? AND ${this.date} = ? AND part = ? AND cleaned_count = 0 AND cleaned_at IS NULL AND ${fence.sql}`,
+      `UPDATE ${this.t.parts} SET verified_at = NULL WHERE source_table = ? AND ${this.date} = ? AND part = ? AND cleaned_count = 0 AND cleaned_at IS NULL AND passed_key IS NULL AND ${fence.sql}`,
       [lease.table, lease.date, part, ...fence.params],
     );
   }
@@ -146,17 +147,23 @@ export class PartWrites extends DeletedCounts {
     await this.updatePart(
       lease,
       part,
-      "cleaned_count = cleaned_count + ?, cleanup_cursor = ?, changed_count = changed_count + ?, changed_keys = ?, deleted_rollup_rows = deleted_rollup_rows + ?",
+      `cleaned_count = cleaned_count + ?, cleanup_cursor = ?, changed_count = changed_count + ?, changed_keys = ?, deleted_rollup_rows = deleted_rollup_rows + ?, ${PASSED}`,
       [
         progress.deleted,
         progress.cursor,
         progress.changed,
         progress.changedKeys,
         counted?.total ?? 0,
+        progress.passed,
+        progress.passed,
       ],
       db,
     );
     if (counted) await this.addDeletedCounts(lease, part, counted.counts, db);
+    const skip = progress.skip;
+    if (skip && (skip.add.length || skip.remove.length)) {
+      await this.writeSkipped(lease, part, skip, db);
+    }
     const [sum] = await db.query(
       `SELECT COALESCE(SUM(cleaned_count), 0) AS n FROM ${this.t.parts} WHERE source_table = ? AND ${this.date} = ?`,
       [lease.table, lease.date],
@@ -171,11 +178,13 @@ export class PartWrites extends DeletedCounts {
    * With `count` (`SELECT p, n`: the stats column's value and its rows, over exactly the rows
    * the delete matches), the part's deleted-row counts gain what the delete removed: the
    * matched rows counted before it, less those still matched after it (a trigger kept them).
+   * `passed` is the batch's last key; which of its rows were skipped, D1 does not record.
    */
   async deleteAndRecord(
     lease: Lease,
     part: number,
     cursor: number | null,
+    passed: number,
     del: BoundStatement,
     count?: BoundStatement,
   ): Promise<number> {
@@ -195,9 +204,9 @@ export class PartWrites extends DeletedCounts {
       ...before,
       { sql: `${del.sql} AND ${fence.sql}`, params: [...del.params, ...fp] },
       {
-        sql: `UPDATE ${this.t.parts} SET cleaned_count = cleaned_count + changes(), cleanup_cursor = ?${count ? ", deleted_rollup_rows = deleted_rollup_rows + changes()" : ""}
+        sql: `UPDATE ${this.t.parts} SET cleaned_count = cleaned_count + changes(), cleanup_cursor = ?, ${PASSED}${count ? ", deleted_rollup_rows = deleted_rollup_rows + changes()" : ""}
               WHERE ${mine} AND ${fence.sql}`,
-        params: [cursor, ...key, ...fp],
+        params: [cursor, passed, passed, ...key, ...fp],
       },
       {
         sql: `UPDATE ${this.t.meta} SET state = 'cleaning', updated_at = ?,
@@ -215,7 +224,8 @@ export class PartWrites extends DeletedCounts {
 
   /**
    * @internal What a batch recorded by deleteAndRecord left behind, found after it (D1):
-   * rows changed in the hot store, and the cursor to resume from when rows were kept.
+   * rows changed in the hot store, and the cursor to resume from when rows were kept. Which
+   * of the batch's lines are not deleted rows is not recorded: the part's skips are unknown.
    */
   async addChanged(
     lease: Lease,
@@ -227,7 +237,7 @@ export class PartWrites extends DeletedCounts {
     await this.updatePart(
       lease,
       part,
-      "changed_count = changed_count + ?, changed_keys = ?, cleanup_cursor = ?",
+      "changed_count = changed_count + ?, changed_keys = ?, cleanup_cursor = ?, skips_known = 0",
       [changed, keys, cursor],
     );
   }
@@ -273,7 +283,15 @@ export interface CleanupProgress {
   changedKeys: string | null;
   /** The deleted rows counted by the stats column (rollups on): `total` must be `deleted`. */
   counted?: PartRollup;
+  /** The highest key this write classified: the part's `passed_key` rises to it. */
+  passed: number;
+  /** The batch's keys whose line is no deleted row, and deleted keys that were skipped. */
+  skip?: SkipChange;
 }
+
+/** `passed_key` raised to a parameter (given twice), never lowered. */
+const PASSED =
+  "passed_key = CASE WHEN passed_key IS NULL OR passed_key < ? THEN ? ELSE passed_key END";
 
 /** Parameters deleteAndRecord adds to a DELETE to run it only while the lease is ours. */
 export const LEASE_GUARD_PARAMS = 3;

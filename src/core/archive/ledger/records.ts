@@ -71,6 +71,13 @@ export interface PartRecord {
   rollupRows: number | null;
   /** Rows cleanup deleted that archive_deleted_rollups counts (the stats of the day keep them). */
   deletedRollupRows: number;
+  /**
+   * The highest key a committed cleanup batch of this part went past (null: none): each line
+   * at or under it is a row cleanup deleted, unless its key is one of the part's skipped keys.
+   */
+  passedKey: number | null;
+  /** False for a part cleaned, leaving rows, before skipped keys were recorded (ledger v7). */
+  skipsKnown: boolean;
 }
 
 /** One part's rows counted by the stats column's value (null for SQL NULL), and their sum. */
@@ -137,6 +144,8 @@ export function toPart(r: Row): PartRecord {
     changedKeys: strOrNull(r.changed_keys),
     rollupRows: numOrNull(r.rollup_rows),
     deletedRollupRows: num(r.deleted_rollup_rows),
+    passedKey: numOrNull(r.passed_key),
+    skipsKnown: num(r.skips_known ?? 1) === 1,
   };
 }
 
