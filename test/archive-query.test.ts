@@ -122,56 +122,53 @@ describe("sluice query on a folder store", () => {
   // Each row as the table has it now: a row deleted by hand after its archive is not read
   // from the part, an updated row archived again counts once, and a late row under a key of
   // a part's range counts from the table.
-  it(
-    "a row deleted or updated after its archive, and a late row under a key a part's range spans: each as the table has it now",
-    () => {
-      const day = DAYS[2] as string;
-      expect(sluice(env, "archive", `--date=${day}`).code).toBe(0);
-      const hot = new Database(join(dir, "hot.db"));
-      const { lo, hi } = hot
-        .prepare("SELECT MIN(id) AS lo, MAX(id) AS hi FROM traffic_events WHERE event_date = ?")
-        .get(day) as { lo: number; hi: number };
+  it("a row deleted or updated after its archive, and a late row under a key a part's range spans: each as the table has it now", () => {
+    const day = DAYS[2] as string;
+    expect(sluice(env, "archive", `--date=${day}`).code).toBe(0);
+    const hot = new Database(join(dir, "hot.db"));
+    const { lo, hi } = hot
+      .prepare("SELECT MIN(id) AS lo, MAX(id) AS hi FROM traffic_events WHERE event_date = ?")
+      .get(day) as { lo: number; hi: number };
+    hot
+      .prepare("UPDATE traffic_events SET duration_ms = duration_ms + 1000 WHERE id = ?")
+      .run(lo + 5);
+    // A key inside the archived part's range that no row held (taken from the gap made here).
+    hot.prepare("DELETE FROM traffic_events WHERE id = ?").run(lo + 9);
+    const now = () =>
       hot
-        .prepare("UPDATE traffic_events SET duration_ms = duration_ms + 1000 WHERE id = ?")
-        .run(lo + 5);
-      // A key inside the archived part's range that no row held (taken from the gap made here).
-      hot.prepare("DELETE FROM traffic_events WHERE id = ?").run(lo + 9);
-      const now = () =>
-        hot
-          .prepare(
-            "SELECT event_date AS date, COUNT(*) AS n, SUM(id) AS ids, SUM(duration_ms) AS ms FROM traffic_events WHERE event_date = ? GROUP BY event_date",
-          )
-          .all(day) as Record<string, unknown>[];
-      const dayOnly = `SELECT * FROM (${PER_DAY}) WHERE date = '${day}'`;
-      try {
-        // The hot table as it is now: the updated row once, the deleted one gone.
-        const expected = now();
-        expect(ndjson(sluice(env, "--json", "query", "--hot", dayOnly).stdout)).toEqual(expected);
-        // Cleanup keeps the updated row; the next part archives it; cleanup deletes it.
-        sluice(env, "cleanup", `--date=${day}`);
-        expect(sluice(env, "archive", `--date=${day}`).code).toBe(0);
-        expect(sluice(env, "cleanup", `--date=${day}`).code).toBe(0);
-        expect(ndjson(sluice(env, "--json", "query", "--hot", dayOnly).stdout)).toEqual(expected);
-        expect(ndjson(sluice(env, "--json", "query", dayOnly).stdout)).toEqual(expected);
-        // A row written late under the gap's key, inside part 0's key range.
-        hot
-          .prepare(
-            "INSERT INTO traffic_events (id, event_date, ts, path, referrer, country, user_agent, status, duration_ms) VALUES (?, ?, 1, '/gap', NULL, 'DE', 'x', 200, 7)",
-          )
-          .run(lo + 9, day);
-        expect(hi).toBeGreaterThan(lo + 9);
-        const withGap = sluice(env, "--json", "query", "--hot", dayOnly);
-        const [was] = expected as { n: number; ids: number; ms: number }[];
-        expect(ndjson(withGap.stdout)).toEqual([
-          { ...was, n: Number(was?.n) + 1, ids: Number(was?.ids) + lo + 9, ms: Number(was?.ms) + 7 },
-        ]);
-        // Without --hot, the archive alone: the late row is in no part.
-        expect(ndjson(sluice(env, "--json", "query", dayOnly).stdout)).toEqual(expected);
-      } finally {
-        hot.close();
-      }
-    },
-  );
+        .prepare(
+          "SELECT event_date AS date, COUNT(*) AS n, SUM(id) AS ids, SUM(duration_ms) AS ms FROM traffic_events WHERE event_date = ? GROUP BY event_date",
+        )
+        .all(day) as Record<string, unknown>[];
+    const dayOnly = `SELECT * FROM (${PER_DAY}) WHERE date = '${day}'`;
+    try {
+      // The hot table as it is now: the updated row once, the deleted one gone.
+      const expected = now();
+      expect(ndjson(sluice(env, "--json", "query", "--hot", dayOnly).stdout)).toEqual(expected);
+      // Cleanup keeps the updated row; the next part archives it; cleanup deletes it.
+      sluice(env, "cleanup", `--date=${day}`);
+      expect(sluice(env, "archive", `--date=${day}`).code).toBe(0);
+      expect(sluice(env, "cleanup", `--date=${day}`).code).toBe(0);
+      expect(ndjson(sluice(env, "--json", "query", "--hot", dayOnly).stdout)).toEqual(expected);
+      expect(ndjson(sluice(env, "--json", "query", dayOnly).stdout)).toEqual(expected);
+      // A row written late under the gap's key, inside part 0's key range.
+      hot
+        .prepare(
+          "INSERT INTO traffic_events (id, event_date, ts, path, referrer, country, user_agent, status, duration_ms) VALUES (?, ?, 1, '/gap', NULL, 'DE', 'x', 200, 7)",
+        )
+        .run(lo + 9, day);
+      expect(hi).toBeGreaterThan(lo + 9);
+      const withGap = sluice(env, "--json", "query", "--hot", dayOnly);
+      const [was] = expected as { n: number; ids: number; ms: number }[];
+      expect(ndjson(withGap.stdout)).toEqual([
+        { ...was, n: Number(was?.n) + 1, ids: Number(was?.ids) + lo + 9, ms: Number(was?.ms) + 7 },
+      ]);
+      // Without --hot, the archive alone: the late row is in no part.
+      expect(ndjson(sluice(env, "--json", "query", dayOnly).stdout)).toEqual(expected);
+    } finally {
+      hot.close();
+    }
+  });
 
   for (const [name, sql, message] of [
     ["bad SQL", "SELEC 1", /Parser Error: syntax error at or near "SELEC"/],

@@ -114,34 +114,34 @@ for (const maybe of dbs) {
       );
 
       it.runIf(db.name === "PostgreSQL")(
-      "a day partition dropped whole after rows were deleted by hand: those rows count nowhere",
-      async () => {
-        await db.run(`CREATE TABLE bt_drop (
+        "a day partition dropped whole after rows were deleted by hand: those rows count nowhere",
+        async () => {
+          await db.run(`CREATE TABLE bt_drop (
           id BIGINT GENERATED ALWAYS AS IDENTITY, event_date VARCHAR(10) NOT NULL,
           ts BIGINT NOT NULL, path VARCHAR(512) NOT NULL, referrer VARCHAR(512),
           country VARCHAR(2), user_agent VARCHAR(512), status INTEGER NOT NULL,
           duration_ms INTEGER NOT NULL, PRIMARY KEY (event_date, id)) PARTITION BY LIST (event_date)`);
-        await db.run(`CREATE TABLE bt_drop_a PARTITION OF bt_drop FOR VALUES IN ('${DAY}')`);
-        const c = await prepared("bt_drop", 3000);
-        try {
-          await archiveDate(c.ctx, c.owner, DAY);
-          // More than one write of skipped keys (1,000 a write), in the drop's transaction.
-          await db.run("DELETE FROM bt_drop WHERE id % 2 = 0");
-          const truth = await table("bt_drop");
-          expect(truth.n).toBe(1500);
-          expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({
-            method: "drop-partition",
-            deleted: 1500,
-          });
-          expect(await queried(c, true)).toEqual(truth);
-          expect(await queried(c, false)).toEqual(truth);
-        } finally {
-          await c.close();
-        }
-      },
-    );
+          await db.run(`CREATE TABLE bt_drop_a PARTITION OF bt_drop FOR VALUES IN ('${DAY}')`);
+          const c = await prepared("bt_drop", 3000);
+          try {
+            await archiveDate(c.ctx, c.owner, DAY);
+            // More than one write of skipped keys (1,000 a write), in the drop's transaction.
+            await db.run("DELETE FROM bt_drop WHERE id % 2 = 0");
+            const truth = await table("bt_drop");
+            expect(truth.n).toBe(1500);
+            expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({
+              method: "drop-partition",
+              deleted: 1500,
+            });
+            expect(await queried(c, true)).toEqual(truth);
+            expect(await queried(c, false)).toEqual(truth);
+          } finally {
+            await c.close();
+          }
+        },
+      );
 
-    it("restored rows count from the table, and once more from the next part when cleaned again", async () => {
+      it("restored rows count from the table, and once more from the next part when cleaned again", async () => {
         const c = await prepared("bt_restore", 200);
         try {
           const truth = await table("bt_restore");
