@@ -19,6 +19,7 @@ export default {
     "src/core/archive/ledger/part-writes.ts",
     "src/core/archive/ledger/deleted-counts.ts",
     "src/core/archive/ledger/path-key.ts",
+    "src/core/archive/ledger/skipped-keys.ts",
     "src/core/archive/restore.ts",
     "src/core/archive/ledger/states.ts",
     "src/core/archive/drop-partition.ts",

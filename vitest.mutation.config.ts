@@ -33,6 +33,7 @@ export default defineConfig({
       "test/restore.test.ts",
       "test/restore-checks.test.ts",
       "test/deleted-counts.test.ts",
+      "test/both-tiers.test.ts",
     ],
     testTimeout: 120_000,
     hookTimeout: 120_000,
