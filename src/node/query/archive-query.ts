@@ -120,8 +120,8 @@ export async function archiveQuery(
 
 /**
  * The statements that make one table's view over its files (`schema.table` gets its schema):
- * each line of a file counted when its key is at most the file's `passed` (null: any) and
- * it is not one of the skipped lines.
+ * whole files read as they are; of the others, each line counted when its key is at most the
+ * file's `passed` (null: any) and it is not one of the skipped lines.
  */
 function viewSql(
   i: number,
@@ -133,22 +133,29 @@ function viewSql(
   const ident = (p: string) => `"${p.replaceAll('"', '""')}"`;
   const name = table.split(".").map(ident).join(".");
   const schema = table.includes(".") ? [`CREATE SCHEMA IF NOT EXISTS ${name.split(".")[0]}`] : [];
-  const list = files.map((f) => `'${sqlText(f.path)}'`).join(", ");
-  const passed = files
-    .map((f) => `('${sqlText(f.path)}', ${f.passed === null ? "NULL" : f.passed})`)
-    .join(", ");
-  const key = `TRY_CAST(l.${ident(keyColumn)} AS BIGINT)`;
-  return [
-    ...schema,
-    "CREATE SCHEMA IF NOT EXISTS sluice_reads",
-    `CREATE TABLE sluice_reads.files_${i} (file VARCHAR, passed BIGINT)`,
-    `INSERT INTO sluice_reads.files_${i} VALUES ${passed}`,
-    `CREATE TABLE sluice_reads.skipped_${i} AS SELECT * FROM read_json('${sqlText(skipped)}', format = 'newline_delimited', columns = {file: 'VARCHAR', k: 'BIGINT'})`,
-    `CREATE VIEW ${name} AS SELECT l.* EXCLUDE (sluice_file) FROM read_json([${list}], format = 'newline_delimited', hive_partitioning = true, union_by_name = true, filename = 'sluice_file') l
+  const read = (some: TableReads["files"], extra = "") =>
+    `read_json([${some.map((f) => `'${sqlText(f.path)}'`).join(", ")}], format = 'newline_delimited', hive_partitioning = true, union_by_name = true${extra})`;
+  const whole = files.filter((f) => f.whole);
+  const cut = files.filter((f) => !f.whole);
+  const selects = whole.length ? [`SELECT * FROM ${read(whole)}`] : [];
+  const setup: string[] = [];
+  if (cut.length) {
+    const passed = cut
+      .map((f) => `('${sqlText(f.path)}', ${f.passed === null ? "NULL" : f.passed})`)
+      .join(", ");
+    const key = `TRY_CAST(l.${ident(keyColumn)} AS BIGINT)`;
+    setup.push(
+      "CREATE SCHEMA IF NOT EXISTS sluice_reads",
+      `CREATE TABLE sluice_reads.files_${i} (file VARCHAR, passed BIGINT)`,
+      `INSERT INTO sluice_reads.files_${i} VALUES ${passed}`,
+      `CREATE TABLE sluice_reads.skipped_${i} AS SELECT * FROM read_json('${sqlText(skipped)}', format = 'newline_delimited', columns = {file: 'VARCHAR', k: 'BIGINT'})`,
+    );
+    selects.push(`SELECT l.* EXCLUDE (sluice_file) FROM ${read(cut, ", filename = 'sluice_file'")} l
      JOIN sluice_reads.files_${i} f ON f.file = l.sluice_file
      WHERE (f.passed IS NULL OR ${key} <= f.passed)
-       AND NOT EXISTS (SELECT 1 FROM sluice_reads.skipped_${i} s WHERE s.file = l.sluice_file AND s.k = ${key})`,
-  ];
+       AND NOT EXISTS (SELECT 1 FROM sluice_reads.skipped_${i} s WHERE s.file = l.sluice_file AND s.k = ${key})`);
+  }
+  return [...schema, ...setup, `CREATE VIEW ${name} AS ${selects.join(" UNION ALL BY NAME ")}`];
 }
 
 /** `sql` if it is exactly one SELECT; else bad input, with DuckDB's own words for bad SQL. */

@@ -13,8 +13,11 @@ import type { PartCache } from "./part-cache.js";
 
 /** What one table's view reads: its files, each with the highest key it counts, and the lines it skips. */
 export interface TableReads {
-  /** Local files: parts (in place or fetched) and, with `hot`, the hot rows by day. */
-  files: { path: string; passed: number | null }[];
+  /**
+   * Local files: parts (in place or fetched) and, with `hot`, the hot rows by day; `whole`
+   * when every line of the file counts (no key above `passed`, none skipped).
+   */
+  files: { path: string; passed: number | null; whole: boolean }[];
   /** A JSONL file of `{file, k}`: lines of those files that are no row (see SkippedKeys). */
   skipped: string;
   /** Parts whose skipped lines nobody recorded (cleaned before the ledger kept them). */
@@ -52,8 +55,10 @@ export async function tableReads(
     const local = new Map<PartRecord, string>();
     for (const p of before.parts) local.set(p, partPath(c, p, cache, readable));
     const out = createWriteStream(skipped);
+    const skips = new Set<PartRecord>();
     for (const [p, path] of local) {
       for await (const page of ledger.skippedKeys(spec.table, p.date, p.part)) {
+        skips.add(p);
         await write(out, page.map((s) => `${JSON.stringify({ file: path, k: s.key })}\n`).join(""));
       }
     }
@@ -70,9 +75,14 @@ export async function tableReads(
     }
     const files: TableReads["files"] = [];
     for (const [p, path] of local) {
-      files.push({ path: await fetched(c, p, cache, path), passed: o.hot ? p.passedKey : null });
+      const passed = o.hot ? p.passedKey : null;
+      files.push({
+        path: await fetched(c, p, cache, path),
+        passed,
+        whole: !skips.has(p) && (passed === null || passed >= p.maxId),
+      });
     }
-    for (const path of hot) files.push({ path, passed: null });
+    for (const path of hot) files.push({ path, passed: null, whole: true });
     return { files, skipped, unknown: before.parts.filter((p) => !p.skipsKnown) };
   }
 }
