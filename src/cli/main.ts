@@ -128,7 +128,7 @@ program
 program
   .command("query")
   .description(
-    "run one SELECT with DuckDB over the verified archive (each table a view, date as a Hive partition); --hot adds the rows not archived yet",
+    "run one SELECT with DuckDB over the verified archive (each table a view, date as a Hive partition); --hot adds the hot rows, each row counted once",
   )
   .argument("<sql>", "one SELECT, over the tables by their names (e.g. traffic_events)")
   .option("--hot", "the hot rows too: one query over both tiers, each row once")
