@@ -180,6 +180,10 @@ function faulty(
       await tick();
       return inner.get(k);
     },
+    getRange: async (k, start, end) => {
+      await tick();
+      return inner.getRange(k, start, end);
+    },
     head: async (k) => {
       await tick();
       return inner.head(k);

@@ -194,6 +194,7 @@ for (const maybe of dbs) {
         const store: ObjectStore = {
           ...inner,
           get: (k) => inner.get(k),
+          getRange: (k, start, end) => inner.getRange(k, start, end),
           head: (k) => inner.head(k),
           delete: (k) => inner.delete(k),
           describe: () => inner.describe(),

@@ -15,6 +15,11 @@ export interface ObjectStore {
   put(key: string, body: ReadableStream<Uint8Array>): Promise<ObjectInfo>;
   /** The object's bytes as a stream, or null if there is none. */
   get(key: string): Promise<ReadableStream<Uint8Array> | null>;
+  /**
+   * Bytes `[start, end)` of the object (fewer at its end), or null if there is none: what a
+   * reader of a columnar part (Parquet) reads instead of the whole object.
+   */
+  getRange(key: string, start: number, end: number): Promise<Uint8Array | null>;
   head(key: string): Promise<ObjectInfo | null>;
   delete(key: string): Promise<void>;
   /**

@@ -72,6 +72,28 @@ export class FsStore implements ObjectStore {
     ) as ReadableStream<Uint8Array>;
   }
 
+  async getRange(key: string, start: number, end: number): Promise<Uint8Array | null> {
+    let file: Awaited<ReturnType<typeof open>>;
+    try {
+      file = await open(this.path(key), "r");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw err;
+    }
+    try {
+      const out = new Uint8Array(Math.max(0, end - start));
+      let got = 0;
+      while (got < out.byteLength) {
+        const { bytesRead } = await file.read(out, got, out.byteLength - got, start + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return out.subarray(0, got);
+    } finally {
+      await file.close();
+    }
+  }
+
   async head(key: string): Promise<ObjectInfo | null> {
     try {
       const s = await stat(this.path(key));

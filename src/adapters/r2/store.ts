@@ -23,7 +23,10 @@ export interface R2MultipartUploadLike {
 }
 export interface R2BucketLike {
   put(key: string, value: ArrayBuffer | ArrayBufferView): Promise<R2ObjectLike | null>;
-  get(key: string): Promise<R2ObjectBodyLike | null>;
+  get(
+    key: string,
+    options?: { range?: { offset: number; length: number } },
+  ): Promise<R2ObjectBodyLike | null>;
   head(key: string): Promise<R2ObjectLike | null>;
   delete(key: string): Promise<void>;
   createMultipartUpload(key: string): Promise<R2MultipartUploadLike>;
@@ -137,6 +140,14 @@ export class R2Store implements ObjectStore {
   async get(key: string): Promise<ReadableStream<Uint8Array> | null> {
     const obj = await this.bucket.get(this.key(key));
     return obj ? obj.body : null;
+  }
+
+  async getRange(key: string, start: number, end: number): Promise<Uint8Array | null> {
+    if (end <= start) return new Uint8Array(0);
+    const obj = await this.bucket.get(this.key(key), {
+      range: { offset: start, length: end - start },
+    });
+    return obj ? new Uint8Array(await new Response(obj.body).arrayBuffer()) : null;
   }
 
   async head(key: string): Promise<ObjectInfo | null> {

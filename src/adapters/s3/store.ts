@@ -162,6 +162,25 @@ export class S3Store implements ObjectStore {
     }
   }
 
+  async getRange(key: string, start: number, end: number): Promise<Uint8Array | null> {
+    if (end <= start) return new Uint8Array(0);
+    try {
+      const res = await this.o.client.send(
+        new GetObjectCommand({
+          Bucket: this.o.bucket,
+          Key: this.key(key),
+          Range: `bytes=${start}-${end - 1}`,
+        }),
+      );
+      return (await res.Body?.transformToByteArray()) ?? new Uint8Array(0);
+    } catch (err) {
+      if (err instanceof NoSuchKey || err instanceof NotFound) return null;
+      // A range that starts at or past the end: no bytes there.
+      if ((err as { name?: string }).name === "InvalidRange") return new Uint8Array(0);
+      throw err;
+    }
+  }
+
   async head(key: string): Promise<ObjectInfo | null> {
     try {
       const res = await this.o.client.send(
