@@ -55,6 +55,22 @@ describe("sluice query on a folder store", () => {
     hot.close();
   });
 
+  it("a table whose ledger was never created: warned of, not read, nothing created", () => {
+    const fresh = { ...env, SLUICE_DB: `sqlite:${join(dir, "no-ledger.db")}` };
+    expect(sluice(fresh, "prepare-data", "--date=2025-10-13", "--count=10").code).toBe(0);
+    const r = sluice(fresh, "query", "SELECT COUNT(*) AS n FROM traffic_events");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /warning: traffic_events: its ledger is missing or older than this sluice; its archive is not read/,
+    );
+    const db = new Database(join(dir, "no-ledger.db"), { readonly: true });
+    const tables = db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+      .all();
+    db.close();
+    expect(tables).toEqual([{ name: "traffic_events" }]);
+  });
+
   it("reads exactly the verified parts; --hot adds the rest, each row once at every step of cleanup", () => {
     expect(sluice(env, "archive", `--date=${DAYS[0]}`).code).toBe(0);
     expect(sluice(env, "archive", `--date=${DAYS[1]}`).code).toBe(0);

@@ -18,6 +18,13 @@ export async function query(opts: QueryCliOptions, io: Io): Promise<void> {
     for (const config of configs) {
       contexts.push(await openContext(config, { readOnly: true, signal: io.signal }));
     }
+    for (const c of contexts) {
+      if (c.ledgerReady) continue;
+      // Read-only: a missing or older ledger is not created or upgraded here.
+      process.stderr.write(
+        `warning: ${c.ctx.spec.table}: its ledger is missing or older than this sluice; its archive is not read (any archive, cleanup or serve run creates or upgrades it)\n`,
+      );
+    }
     const first = configs[0];
     const rows = await archiveQuery(
       contexts.filter((c) => c.ledgerReady),
