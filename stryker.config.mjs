@@ -24,6 +24,7 @@ export default {
     "src/core/archive/ledger/states.ts",
     "src/core/archive/drop-partition.ts",
     "src/core/archive/chunks.ts",
+    "src/core/archive/verified-ranges.ts",
     "src/core/archive/rollup.ts",
     "src/core/archive/rows.ts",
     "src/core/archive/days.ts",

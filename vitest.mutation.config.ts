@@ -18,6 +18,7 @@ export default defineConfig({
       "test/verify-checks.test.ts",
       "test/d1-cleanup.test.ts",
       "test/chunks.test.ts",
+      "test/verified-ranges.test.ts",
       "test/line-reader.test.ts",
       "test/days.test.ts",
       "test/timestamp-partitions.test.ts",

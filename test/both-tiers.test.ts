@@ -10,6 +10,7 @@ import { type NodeContext, openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
 import { archiveQuery } from "../src/node/query/archive-query.js";
 import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
+import { preparedTable } from "./helpers.js";
 import { type TestDb, mariaDb, postgresDb, sqliteDb } from "./servers.js";
 
 /**
@@ -63,18 +64,8 @@ for (const maybe of dbs) {
       const db = maybe as TestDb;
 
       /** `count` generated rows of `table` on DAY, and a context on them. */
-      async function prepared(table: string, count: number): Promise<NodeContext> {
-        const source = openSource(db.url, { create: true });
-        await prepareTrafficData(source, { table, date: DAY, count });
-        await source.close();
-        return openContext(
-          loadConfig({
-            SLUICE_DB: db.url,
-            SLUICE_STORE: `file:${join(dir, db.name, table)}`,
-            SLUICE_TABLE: table,
-          }),
-        );
-      }
+      const prepared = (table: string, count: number) =>
+        preparedTable(db.url, join(dir, db.name, table), table, DAY, count);
 
       /** The day as the table holds it now. */
       async function table(name: string): Promise<Totals> {

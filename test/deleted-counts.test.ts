@@ -10,7 +10,7 @@ import { type NodeContext, openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
 import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
 import { trafficSchema } from "../src/workloads/traffic/schema.js";
-import { pathStats } from "./helpers.js";
+import { pathStats, tableContext } from "./helpers.js";
 import { type TestDb, mariaDb, postgresDb, sqliteDb } from "./servers.js";
 
 /**
@@ -34,15 +34,7 @@ for (const maybe of dbs) {
     () => {
       const db = maybe as TestDb;
 
-      async function open(table: string): Promise<NodeContext> {
-        return openContext(
-          loadConfig({
-            SLUICE_DB: db.url,
-            SLUICE_STORE: `file:${join(dir, db.name, table)}`,
-            SLUICE_TABLE: table,
-          }),
-        );
-      }
+      const open = (table: string) => tableContext(db.url, join(dir, db.name, table), table);
 
       /** The day's views per path as the stats answer them (null as "null"). */
       async function answer(c: NodeContext): Promise<Answer> {

@@ -99,3 +99,24 @@ export function pathStats(c: NodeContext): StatsReader {
     counted: true,
   });
 }
+
+/** A context on `table` of the database at `url`, archiving into the folder `store`. */
+export function tableContext(url: string, store: string, table: string): Promise<NodeContext> {
+  return openContext(
+    loadConfig({ SLUICE_DB: url, SLUICE_STORE: `file:${store}`, SLUICE_TABLE: table }),
+  );
+}
+
+/** `count` generated rows of `table` on `date`, and a context on them (see tableContext). */
+export async function preparedTable(
+  url: string,
+  store: string,
+  table: string,
+  date: string,
+  count: number,
+): Promise<NodeContext> {
+  const source = openSource(url, { create: true });
+  await prepareTrafficData(source, { table, date, count });
+  await source.close();
+  return tableContext(url, store, table);
+}

@@ -180,10 +180,7 @@ const writes: [string, (w: World, l: Lease) => Promise<unknown>, string?][] = [
         w.ledger.subtractDeletedCounts(l, 0, { counts: new Map([["/a", 2]]), total: 2 }, tx),
       ),
   ],
-  [
-    "skipRestored",
-    (w, l) => w.source.transaction((tx) => w.ledger.skipRestored(l, 0, [3, 4], tx)),
-  ],
+  ["skipRestored", (w, l) => w.source.transaction((tx) => w.ledger.skipRestored(l, 0, [3, 4], tx))],
   ["addChanged", (w, l) => w.ledger.addChanged(l, 0, 1, "7", 5)],
   ["resetCleanupCursor", (w, l) => w.ledger.resetCleanupCursor(l, 0)],
   ["markPartCleaned", (w, l) => w.ledger.markPartCleaned(l, 0)],

@@ -9,7 +9,7 @@ import { loadConfig } from "../src/node/config.js";
 import { type NodeContext, openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
 import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
-import { pathStats } from "./helpers.js";
+import { pathStats, preparedTable } from "./helpers.js";
 import { type TestDb, mariaDb, postgresDb, sqliteDb } from "./servers.js";
 
 /**
@@ -31,18 +31,8 @@ for (const maybe of dbs) {
     const storeOf = (table: string) => join(dir, db.name, table);
 
     /** `count` generated rows of `table` on DAY, and a context on it. */
-    async function prepared(table: string, count: number): Promise<NodeContext> {
-      const source = openSource(db.url, { create: true });
-      await prepareTrafficData(source, { table, date: DAY, count });
-      await source.close();
-      return openContext(
-        loadConfig({
-          SLUICE_DB: db.url,
-          SLUICE_STORE: `file:${storeOf(table)}`,
-          SLUICE_TABLE: table,
-        }),
-      );
-    }
+    const prepared = (table: string, count: number) =>
+      preparedTable(db.url, storeOf(table), table, DAY, count);
 
     /** `count` rows of `table` on DAY, archived and cleaned; the context to restore them with. */
     async function cleaned(table: string, count: number): Promise<NodeContext> {
