@@ -69,6 +69,28 @@ describe("lease owners", () => {
     await expect(ledger.acquire("t", "d", "host:2:alive")).rejects.toThrow(/being worked on/);
   });
 
+  it("never lets an owner take its own lease, even where every other holder would count as dead", async () => {
+    source = new SqliteSource(":memory:", { create: true });
+    const ledger = new Ledger(source, { isHolderGone: () => true });
+    await ledger.migrate();
+    await ledger.acquire("t", "d", "host:2:alive");
+    await expect(ledger.acquire("t", "d", "host:2:alive")).rejects.toThrow(
+      /being worked on by host:2:alive/,
+    );
+    // Another owner takes it: the holder counts as dead.
+    expect((await ledger.acquire("t", "d", "host:3:next")).owner).toBe("host:3:next");
+  });
+
+  it("a ledger told nothing of dead holders (the Worker) hands a live lease to no one", async () => {
+    source = new SqliteSource(":memory:", { create: true });
+    const ledger = new Ledger(source);
+    await ledger.migrate();
+    await ledger.acquire("t", "d", "worker:a");
+    await expect(ledger.acquire("t", "d", "worker:b")).rejects.toThrow(
+      /being worked on by worker:a/,
+    );
+  });
+
   it("takes a holder for dead only on this host and pid namespace, never by hostname alone", () => {
     const child = spawnSync(process.execPath, ["-e", "0"]);
     const gone = child.pid as number;
@@ -177,6 +199,28 @@ describe("the ledger's reads and the lease race", () => {
     const lease = await ledger.acquire("t", "d", "host:3:second");
     expect(lease.owner).toBe("host:3:second");
     expect((await ledger.get("t", "d"))?.leaseOwner).toBe("host:3:second");
+  });
+});
+
+describe("a lease held by no one the ledger can name", () => {
+  it("is refused after one retry, naming an unknown process, never waited on forever", async () => {
+    source = new SqliteSource(":memory:", { create: true });
+    // The holder's row reads as free each time, though the update finds it held.
+    class Blind extends Ledger {
+      reads = 0;
+      override async get(table: string, date: string) {
+        this.reads++;
+        const rec = await super.get(table, date);
+        return rec ? { ...rec, leaseOwner: null } : rec;
+      }
+    }
+    const ledger = new Blind(source);
+    await ledger.migrate();
+    await new Ledger(source).acquire("t", "d", "host:2:first");
+    await expect(ledger.acquire("t", "d", "host:3:second")).rejects.toThrow(
+      /being worked on by an unknown process/,
+    );
+    expect(ledger.reads).toBe(2);
   });
 });
 

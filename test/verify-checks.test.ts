@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { archiveDate, cleanupDate, verifyDate } from "../src/core/archive/jobs.js";
 import type { PartRecord } from "../src/core/archive/ledger/records.js";
 import type { ManifestFile } from "../src/core/archive/manifest.js";
+import { ROLLUP_MAX_VALUES, RollupTooLargeError } from "../src/core/archive/rollup.js";
 import { NotVerifiedError, VerificationError } from "../src/core/errors.js";
 import { type ObjectStore, getText, putBytes } from "../src/core/store.js";
 import { loadConfig } from "../src/node/config.js";
@@ -423,6 +424,39 @@ for (const maybe of dbs) {
       }
     });
 
+    it("a codec that reports its own error for a refused chunk: the chunk's problem is still the one named", async () => {
+      const a = await archived();
+      try {
+        const base = a.c.ctx.codec as NonNullable<typeof a.c.ctx.codec>;
+        a.c.ctx.codec = {
+          ...base,
+          gunzip() {
+            const inner = base.gunzip();
+            const reader = inner.readable.getReader();
+            const readable = new ReadableStream<Uint8Array>({
+              async pull(controller) {
+                try {
+                  const { done, value } = await reader.read();
+                  if (done) controller.close();
+                  else controller.enqueue(value);
+                } catch {
+                  controller.error(new Error("inflate failed"));
+                }
+              },
+            });
+            return { writable: inner.writable, readable };
+          },
+        };
+        await flipByte(a.c.ctx.store, a.part.objectKey, (n) => n >> 1);
+        const err = await verifyDate(a.c.ctx, a.c.owner, DAY).catch((e: unknown) => e);
+        expect((err as VerificationError).problems).toEqual([
+          expect.stringMatching(/^chunk 0 \(bytes 0\.\.\) differs from its recorded sha256$/),
+        ]);
+      } finally {
+        await a.c.close();
+      }
+    });
+
     it("a line repeated (the same key twice) is named as out of order, and verify reports its progress", async () => {
       const a = await archived();
       try {
@@ -536,3 +570,44 @@ for (const maybe of dbs) {
     });
   });
 }
+
+describe("a part with more stats values than a rollup holds", () => {
+  it("fails verify for its rollup, and keeps its verified mark: the archive itself is sound", async () => {
+    const db = dbs[0] as TestDb;
+    const rows = ROLLUP_MAX_VALUES + 1;
+    await db.run(
+      "CREATE TABLE vc_wide (id INTEGER PRIMARY KEY, event_date TEXT NOT NULL, path TEXT)",
+    );
+    await db.run(
+      `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${rows})
+       INSERT INTO vc_wide SELECT i, '${DAY}', '/p' || i FROM n`,
+    );
+    const open = (rollups: "on" | "off") =>
+      openContext(
+        loadConfig({
+          SLUICE_DB: db.url,
+          SLUICE_STORE: `file:${join(dir, "wide")}`,
+          SLUICE_TABLE: "vc_wide",
+          SLUICE_ROLLUPS: rollups,
+        }),
+      );
+    const plain = await open("off");
+    try {
+      const out = await archiveDate(plain.ctx, plain.owner, DAY);
+      expect(out.parts[0]?.verifiedAt).not.toBeNull();
+    } finally {
+      await plain.close();
+    }
+    const counted = await open("on");
+    try {
+      await expect(verifyDate(counted.ctx, counted.owner, DAY)).rejects.toBeInstanceOf(
+        RollupTooLargeError,
+      );
+      const [part] = await counted.ctx.ledger.parts("vc_wide", DAY);
+      expect(part?.verifiedAt).not.toBeNull();
+      expect(part?.rollupRows).toBeNull();
+    } finally {
+      await counted.close();
+    }
+  });
+});

@@ -88,7 +88,8 @@ export interface PartRollup {
 
 export const num = (v: unknown): number => toCount(v);
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
-const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+export const strOrNull = (v: unknown): string | null =>
+  v === null || v === undefined ? null : String(v);
 
 export function toPartition(r: Row): PartitionRecord {
   return {
