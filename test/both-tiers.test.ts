@@ -10,7 +10,7 @@ import { type NodeContext, openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
 import { archiveQuery } from "../src/node/query/archive-query.js";
 import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
-import { preparedTable } from "./helpers.js";
+import { preparedTable, tableContext } from "./helpers.js";
 import { type TestDb, mariaDb, postgresDb, sqliteDb } from "./servers.js";
 
 /**
@@ -107,13 +107,7 @@ for (const maybe of dbs) {
       it.runIf(db.name === "PostgreSQL")(
         "a day partition dropped whole after rows were deleted by hand: those rows count nowhere",
         async () => {
-          await db.run(`CREATE TABLE bt_drop (
-          id BIGINT GENERATED ALWAYS AS IDENTITY, event_date VARCHAR(10) NOT NULL,
-          ts BIGINT NOT NULL, path VARCHAR(512) NOT NULL, referrer VARCHAR(512),
-          country VARCHAR(2), user_agent VARCHAR(512), status INTEGER NOT NULL,
-          duration_ms INTEGER NOT NULL, PRIMARY KEY (event_date, id)) PARTITION BY LIST (event_date)`);
-          await db.run(`CREATE TABLE bt_drop_a PARTITION OF bt_drop FOR VALUES IN ('${DAY}')`);
-          const c = await prepared("bt_drop", 3000);
+          const c = await partitioned("bt_drop", 3000);
           try {
             await archiveDate(c.ctx, c.owner, DAY);
             // More than one write of skipped keys (1,000 a write), in the drop's transaction.
@@ -131,6 +125,85 @@ for (const maybe of dbs) {
           }
         },
       );
+
+      /** A day partition of `name` (traffic columns) on PostgreSQL, with `count` rows. */
+      async function partitioned(name: string, count: number): Promise<NodeContext> {
+        await db.run(`CREATE TABLE ${name} (
+        id BIGINT GENERATED ALWAYS AS IDENTITY, event_date VARCHAR(10) NOT NULL,
+        ts BIGINT NOT NULL, path VARCHAR(512) NOT NULL, referrer VARCHAR(512),
+        country VARCHAR(2), user_agent VARCHAR(512), status INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL, PRIMARY KEY (event_date, id)) PARTITION BY LIST (event_date)`);
+        await db.run(`CREATE TABLE ${name}_a PARTITION OF ${name} FOR VALUES IN ('${DAY}')`);
+        return prepared(name, count);
+      }
+
+      it.runIf(db.name === "PostgreSQL")(
+        "a partition whose first rows an earlier pass deleted is dropped: those rows still count",
+        async () => {
+          const c = await partitioned("bt_drop_later", 500);
+          try {
+            const truth = await table("bt_drop_later");
+            await archiveDate(c.ctx, c.owner, DAY);
+            const first = await cleanupDate(c.ctx, c.owner, DAY, {
+              dropPartitions: false,
+              batchSize: 100,
+              maxBatches: 1,
+            });
+            expect(first).toMatchObject({ deleted: 100, complete: false });
+            expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({
+              method: "drop-partition",
+              deleted: 400,
+            });
+            expect(await queried(c, true)).toEqual(truth);
+          } finally {
+            await c.close();
+          }
+        },
+      );
+
+      it.runIf(db.name === "PostgreSQL")(
+        "a row restored before its partition is cleaned goes by row deletes, counted once",
+        async () => {
+          const c = await partitioned("bt_drop_back", 200);
+          try {
+            const truth = await table("bt_drop_back");
+            await archiveDate(c.ctx, c.owner, DAY);
+            const [part] = await c.ctx.ledger.parts("bt_drop_back", DAY);
+            await db.run(`DELETE FROM bt_drop_back WHERE id = ${(part?.minId as number) + 3}`);
+            expect(await restoreDate(c.ctx, c.owner, DAY)).toMatchObject({ inserted: 1 });
+            expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({
+              method: "delete",
+              deleted: 200,
+            });
+            expect(await queried(c, true)).toEqual(truth);
+          } finally {
+            await c.close();
+          }
+        },
+      );
+
+      it("rows under keys at and below zero, changed before cleanup: each counted once", async () => {
+        const name = "bt_signed";
+        await db.run(
+          `CREATE TABLE ${name} (id BIGINT PRIMARY KEY, event_date VARCHAR(10) NOT NULL, path VARCHAR(100) NOT NULL, duration_ms INTEGER NOT NULL)`,
+        );
+        for (let id = -5; id <= 5; id++) {
+          await db.run(`INSERT INTO ${name} VALUES (${id}, '${DAY}', '/k${id}', ${id + 100})`);
+        }
+        const c = await tableContext(db.url, join(dir, db.name, name), name);
+        try {
+          await archiveDate(c.ctx, c.owner, DAY);
+          await db.run(`UPDATE ${name} SET duration_ms = 1000 WHERE id IN (-5, 0)`);
+          const truth = await table(name);
+          await expect(cleanupDate(c.ctx, c.owner, DAY)).rejects.toThrow(
+            /changed since it was archived/,
+          );
+          expect(await db.count(name, DAY)).toBe(2);
+          expect(await queried(c, true)).toEqual(truth);
+        } finally {
+          await c.close();
+        }
+      });
 
       it("restored rows count from the table, and once more from the next part when cleaned again", async () => {
         const c = await prepared("bt_restore", 200);

@@ -224,6 +224,35 @@ describe("a lease held by no one the ledger can name", () => {
   });
 });
 
+describe("a part's skipped keys", () => {
+  it("are read a page at a time in key order, each once, whatever the page size", async () => {
+    source = new SqliteSource(":memory:", { create: true });
+    const ledger = new Ledger(source);
+    await ledger.migrate();
+    const lease = await ledger.acquire("t", "d", "host:1:a");
+    await ledger.move(lease, "archiving");
+    await source.execute(
+      `INSERT INTO archive_parts (source_table, date, part, object_key, manifest_key, event_count, raw_size, file_size, sha256, min_id, max_id, archived_at)
+       VALUES ('t', 'd', 0, 'k0', 'm0', 9, 1, 1, 's', 1, 9, 'x'), ('t', 'd', 1, 'k1', 'm1', 1, 1, 1, 's', 10, 10, 'x')`,
+    );
+    await source.transaction((tx) => ledger.skipRestored(lease, 0, [9, 2, 7, 4, 6, 1, 3], tx));
+    await source.transaction((tx) => ledger.skipRestored(lease, 1, [10], tx));
+    const pages = async (size: number) => {
+      const out: number[][] = [];
+      for await (const page of ledger.skippedKeys("t", "d", 0, size)) {
+        out.push(page.map((k) => k.key));
+      }
+      return out;
+    };
+    expect(await pages(3)).toEqual([[1, 2, 3], [4, 6, 7], [9]]);
+    expect(await pages(7)).toEqual([[1, 2, 3, 4, 6, 7, 9]]);
+    expect(await pages(100)).toEqual([[1, 2, 3, 4, 6, 7, 9]]);
+    expect(await ledger.skippedCount("t")).toBe(8);
+    expect(await ledger.hasSkipped("t", "d", 1)).toBe(true);
+    expect(await ledger.hasSkipped("t", "d", 2)).toBe(false);
+  });
+});
+
 describe("the key of a stats value in the deleted rows' counts", () => {
   it("is the value itself up to 200 characters, its sha256 beyond, and one key for null", () => {
     expect(pathKey(null)).toBe("n");

@@ -100,6 +100,10 @@ describe("a part read by verified ranges", () => {
       true,
     );
     expect(calls).toEqual([0, CHUNK, 2 * CHUNK]);
+    // A slice ending on a chunk's bound reads no chunk past it.
+    await ranges.slice(2 * CHUNK - 1, 2 * CHUNK);
+    expect(calls).toEqual([0, CHUNK, 2 * CHUNK]);
+    expect((await ranges.slice(7, 7)).byteLength).toBe(0);
     // Chunks 1 and 2 are kept; 0 was dropped: asked again, it is fetched again.
     await ranges.slice(CHUNK + 1, CHUNK + 2);
     await ranges.slice(0, 1);
@@ -127,8 +131,10 @@ describe("a part read by verified ranges", () => {
     const file = join(store.root, ...KEY.split("/"));
     writeFileSync(file, readFileSync(file).subarray(0, expected.fileSize - 5));
     const short = new VerifiedRanges(store, expected, nodeSha256);
+    const last = Math.ceil(expected.fileSize / CHUNK) - 1;
+    const tail = expected.fileSize - last * CHUNK;
     await expect(short.slice(expected.fileSize - 3, expected.fileSize)).rejects.toThrow(
-      /has \d+ bytes; \d+ were recorded/,
+      `chunk ${last} (bytes ${last * CHUNK}..) has ${tail - 5} bytes; ${tail} were recorded`,
     );
     const missing = new VerifiedRanges(store, { ...expected, objectKey: "ev/none" }, nodeSha256);
     await expect(missing.slice(0, 4)).rejects.toThrow(/object is missing/);
@@ -136,8 +142,15 @@ describe("a part read by verified ranges", () => {
       () =>
         new VerifiedRanges(store, { ...expected, fileSize: expected.fileSize + CHUNK }, nodeSha256),
     ).toThrow(/chunk digests recorded for/);
-    await expect(
-      new VerifiedRanges(store, expected, nodeSha256).slice(0, expected.fileSize + 1),
-    ).rejects.toThrow(/a read of bytes/);
+    const whole = new VerifiedRanges(store, expected, nodeSha256);
+    for (const [start, end] of [
+      [0, expected.fileSize + 1],
+      [-1, 4],
+      [5, 3],
+    ] as const) {
+      await expect(whole.slice(start, end)).rejects.toThrow(
+        `a read of bytes ${start}..${end} of an object of ${expected.fileSize}`,
+      );
+    }
   });
 });
