@@ -138,7 +138,7 @@ for (const maybe of dbs) {
       }
 
       it.runIf(db.name === "PostgreSQL")(
-        "a partition whose first rows an earlier pass deleted is dropped: those rows still count",
+        "a partition whose first rows an earlier pass deleted is dropped: those rows count, one deleted by hand since does not",
         async () => {
           const c = await partitioned("bt_drop_later", 500);
           try {
@@ -150,9 +150,18 @@ for (const maybe of dbs) {
               maxBatches: 1,
             });
             expect(first).toMatchObject({ deleted: 100, complete: false });
+            // Above the keys the pass went past, deleted by hand: its line is no deleted row.
+            const [part] = await c.ctx.ledger.parts("bt_drop_later", DAY);
+            const [gone] = await db.query(
+              `SELECT id, duration_ms FROM bt_drop_later WHERE id = ${(part?.minId as number) + 300}`,
+            );
+            await db.run(`DELETE FROM bt_drop_later WHERE id = ${Number(gone?.id)}`);
+            truth.n -= 1;
+            truth.ids -= Number(gone?.id);
+            truth.ms -= Number(gone?.duration_ms);
             expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({
               method: "drop-partition",
-              deleted: 400,
+              deleted: 399,
             });
             expect(await queried(c, true)).toEqual(truth);
           } finally {
