@@ -191,6 +191,38 @@ for (const maybe of dbs) {
         },
       );
 
+      it("a pass resumed after its batch limit meets a row changed since: counted once", async () => {
+        const c = await prepared("bt_resume", 300);
+        try {
+          await archiveDate(c.ctx, c.owner, DAY);
+          const [part] = await c.ctx.ledger.parts("bt_resume", DAY);
+          const first = await cleanupDate(c.ctx, c.owner, DAY, { batchSize: 100, maxBatches: 1 });
+          expect(first).toMatchObject({ deleted: 100, complete: false });
+          await db.run(
+            `UPDATE bt_resume SET duration_ms = duration_ms + 1 WHERE id = ${(part?.minId as number) + 200}`,
+          );
+          const hot = await table("bt_resume");
+          await expect(cleanupDate(c.ctx, c.owner, DAY, { batchSize: 100 })).rejects.toThrow(
+            /changed since it was archived/,
+          );
+          expect(await db.count("bt_resume", DAY)).toBe(1);
+          // The 100 rows the first pass deleted, as archived, beside the 200 the table had then.
+          const deleted = await queried(c, true);
+          expect(deleted.n).toBe(300);
+          expect(deleted.n - hot.n).toBe(100);
+          const [left] = await db.rows("bt_resume", DAY);
+          expect(Number(left?.id)).toBe((part?.minId as number) + 200);
+          const again = await queried(c, true);
+          expect(again).toEqual(deleted);
+          // The changed row counts as the table has it (its archived line is skipped).
+          const lines = await queried(c, false);
+          expect(lines.n).toBe(299);
+          expect(deleted.ms - lines.ms).toBe(Number(left?.duration_ms));
+        } finally {
+          await c.close();
+        }
+      });
+
       it("rows under keys at and below zero, changed before cleanup: each counted once", async () => {
         const name = "bt_signed";
         await db.run(
