@@ -40,14 +40,15 @@ export class PageEncoder {
 
 /**
  * Pages of a date's rows in key order, `key > last` each time: never OFFSET. Rows are
- * rendered as JSON lines with the key first, by the database where it can.
+ * rendered as JSON lines with the key first, by the database where it can. With `lease`, it
+ * is kept alive after each page.
  */
 export async function* pagesByKey(
   ctx: JobContext,
   lines: RowLines,
   date: string,
   after: number | null,
-  lease: Lease,
+  lease?: Lease,
 ): AsyncGenerator<Page> {
   const q = ctx.source.dialect.quote;
   const { table, partitionColumn, keyColumn } = ctx.spec;
@@ -84,7 +85,7 @@ export async function* pagesByKey(
     };
     last = out.lastKey;
     yield out;
-    await lease.keepAlive();
+    await lease?.keepAlive();
     if (rows.length < size) return;
   }
 }

@@ -5,8 +5,8 @@ import { dirname, join } from "node:path";
 import type { Writable } from "node:stream";
 import { FsStore } from "../../adapters/fs/store.js";
 import { hotDays } from "../../core/archive/hot-days.js";
-import { hotLines } from "../../core/archive/hot-lines.js";
 import type { PartRecord } from "../../core/archive/ledger/records.js";
+import { pagesByKey, tableLines } from "../../core/archive/pages.js";
 import { SluiceError } from "../../core/errors.js";
 import type { NodeContext } from "../context.js";
 import type { PartCache } from "./part-cache.js";
@@ -34,11 +34,10 @@ const TRIES = 3;
 
 /**
  * The files of `c`'s table for a query (its scratch files in `dir`), as of one state of its
- * ledger. Without `hot`: every
- * line of the verified parts but the skipped ones. With `hot`: every hot row, and the lines at
- * or under their part's passed key that are not skipped, i.e. the rows cleanup deleted; the
- * ledger is read before and after the hot rows, and a cleanup or restore that committed
- * between the two makes the table read again.
+ * ledger. Without `hot`: every line of the verified parts but the skipped ones. With `hot`:
+ * every hot row, and the lines at or under their part's passed key that are not skipped, i.e.
+ * the rows cleanup deleted; the ledger is read before and after the hot rows, and a cleanup or
+ * restore that committed between the two makes the table read again.
  */
 export async function tableReads(
   c: NodeContext,
@@ -56,7 +55,8 @@ export async function tableReads(
     for (const p of before.parts) local.set(p, partPath(c, p, cache, readable));
     const out = createWriteStream(skipped);
     const skips = new Set<PartRecord>();
-    for (const [p, path] of local) {
+    // Most tables have no skipped key: then no part is asked for its own.
+    for (const [p, path] of before.skipped > 0 ? local : []) {
       for await (const page of ledger.skippedKeys(spec.table, p.date, p.part)) {
         skips.add(p);
         await write(out, page.map((s) => `${JSON.stringify({ file: path, k: s.key })}\n`).join(""));
@@ -87,7 +87,7 @@ export async function tableReads(
   }
 }
 
-/** The parts a query reads, and their ledger state as text to compare. */
+/** The parts a query reads, the table's skipped keys, and that state as text to compare. */
 async function ledgerState(c: NodeContext, o: ReadOptions) {
   const { ledger, spec } = c.ctx;
   const parts = (await ledger.partsOf(spec.table)).filter(
@@ -98,8 +98,8 @@ async function ledgerState(c: NodeContext, o: ReadOptions) {
       !(o.to && p.date > o.to),
   );
   const fields = parts.map((p) => [p.date, p.part, p.passedKey, p.cleanedCount, p.cleanedAt]);
-  const text = JSON.stringify([fields, await ledger.skippedCount(spec.table)]);
-  return { parts, text };
+  const skipped = await ledger.skippedCount(spec.table);
+  return { parts, skipped, text: JSON.stringify([fields, skipped]) };
 }
 
 /** Where DuckDB reads part `p`: in the store's folder, or in the cache. */
@@ -121,6 +121,7 @@ async function hotFiles(c: NodeContext, o: ReadOptions, dir: string): Promise<st
   const { ctx } = c;
   const { spec, source } = ctx;
   const query = (sql: string, params: readonly unknown[]) => source.query(sql, [...params]);
+  const lines = await tableLines(ctx);
   const files: string[] = [];
   for (const date of await hotDays(query, source.dialect, spec, "9999-12-31")) {
     if ((o.from && date < o.from) || (o.to && date > o.to)) continue;
@@ -128,9 +129,9 @@ async function hotFiles(c: NodeContext, o: ReadOptions, dir: string): Promise<st
     await mkdir(dirname(path), { recursive: true });
     const file = createWriteStream(path);
     let any = false;
-    for await (const lines of hotLines(ctx, date)) {
+    for await (const page of pagesByKey(ctx, lines, date, null)) {
       any = true;
-      await write(file, `${lines.join("\n")}\n`);
+      await write(file, `${page.lines.join("\n")}\n`);
     }
     file.end();
     await once(file, "finish");
