@@ -31,6 +31,7 @@ export async function withContext<T>(
 ): Promise<T> {
   const c = await openContext(config, {
     onProgress: io.bar.update,
+    onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
     signal: io.signal,
     readOnly: options.readOnly,
   });

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { CleanupOptions } from "./archive/cleanup.js";
+import type { PartitionSpec } from "./archive/partition.js";
 import { BadInputError } from "./errors.js";
 import { IDENT } from "./sql/ident.js";
 import { knownTimeZone } from "./time-zones.js";
@@ -31,6 +32,10 @@ export const commonSettings = {
     .default("UTC")
     .refine(knownTimeZone, "is not an IANA time zone (e.g. UTC, Europe/Berlin)"),
   DB_SLOW_FETCHMANY_SIZE: intSetting(5000, 1, 1_000_000),
+  /** How new parts are written: gzip JSONL, or Parquet (a part Parquet cannot hold exactly goes as JSONL). */
+  SLUICE_FORMAT: z.enum(["jsonl", "parquet"]).default("jsonl"),
+  /** Rows per Parquet row group: what the encoder holds at most. */
+  SLUICE_ROW_GROUP_ROWS: intSetting(20_000, 100, 1_000_000),
   SLUICE_DELETE_BATCH: intSetting(1000, 1, 100_000),
   SLUICE_CLEANUP_BUDGET_MS: intSetting(0, 0, 86_400_000),
   HOT_RETENTION_DAYS: intSetting(3, 0, 36_500),
@@ -98,5 +103,27 @@ export function cleanupOptions(s: {
     budgetMs: s.SLUICE_CLEANUP_BUDGET_MS,
     maxBatches: s.SLUICE_CLEANUP_MAX_BATCHES ?? 0,
     dropPartitions: s.SLUICE_DROP_PARTITIONS ?? true,
+  };
+}
+
+/** The table to archive and how, as every runtime reads it from its settings (checkSpec checks it). */
+export function specOfSettings(s: {
+  SLUICE_TABLE: string;
+  SLUICE_PARTITION_COLUMN: string;
+  SLUICE_KEY_COLUMN: string;
+  SLUICE_PARTITION_TIME_ZONE: string;
+  SLUICE_ROLLUPS: "on" | "off";
+  SLUICE_PATH_COLUMN: string;
+  SLUICE_FORMAT: "jsonl" | "parquet";
+  SLUICE_ROW_GROUP_ROWS: number;
+}): PartitionSpec {
+  return {
+    table: s.SLUICE_TABLE,
+    partitionColumn: s.SLUICE_PARTITION_COLUMN,
+    keyColumn: s.SLUICE_KEY_COLUMN,
+    timeZone: s.SLUICE_PARTITION_TIME_ZONE,
+    ...(s.SLUICE_ROLLUPS === "on" ? { rollupColumn: s.SLUICE_PATH_COLUMN } : {}),
+    format: s.SLUICE_FORMAT,
+    rowGroupRows: s.SLUICE_ROW_GROUP_ROWS,
   };
 }

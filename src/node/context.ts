@@ -1,7 +1,8 @@
 import type { JobContext } from "../core/archive/context.js";
 import { Ledger } from "../core/archive/ledger/ledger.js";
-import { type PartitionSpec, checkSpec } from "../core/archive/partition.js";
+import { checkSpec } from "../core/archive/partition.js";
 import { BadInputError } from "../core/errors.js";
+import { specOfSettings } from "../core/settings.js";
 import type { ProgressListener } from "../core/progress.js";
 import { zlibCodec } from "./codec.js";
 import type { Config } from "./config.js";
@@ -16,15 +17,6 @@ export interface NodeContext {
   close(): Promise<void>;
 }
 
-export function specOf(config: Config): PartitionSpec {
-  return {
-    table: config.SLUICE_TABLE,
-    partitionColumn: config.SLUICE_PARTITION_COLUMN,
-    keyColumn: config.SLUICE_KEY_COLUMN,
-    timeZone: config.SLUICE_PARTITION_TIME_ZONE,
-    ...(config.SLUICE_ROLLUPS === "on" ? { rollupColumn: config.SLUICE_PATH_COLUMN } : {}),
-  };
-}
 
 /**
  * Open the configured hot store and object store, migrate the ledger, check the table.
@@ -32,7 +24,12 @@ export function specOf(config: Config): PartitionSpec {
  */
 export async function openContext(
   config: Config,
-  options: { onProgress?: ProgressListener; signal?: AbortSignal; readOnly?: boolean } = {},
+  options: {
+    onProgress?: ProgressListener;
+    onWarning?: (message: string) => void;
+    signal?: AbortSignal;
+    readOnly?: boolean;
+  } = {},
 ): Promise<NodeContext> {
   const source = openSource(config.SLUICE_DB, {
     statementTimeoutMs: config.SLUICE_STATEMENT_TIMEOUT_MS || undefined,
@@ -46,7 +43,7 @@ export async function openContext(
       );
     }
     const ledger = new Ledger(source, { leaseMs: config.SLUICE_LEASE_MS, isHolderGone, schema });
-    const spec = await checkSpec(source, specOf(config));
+    const spec = await checkSpec(source, specOfSettings(config));
     let ledgerReady = true;
     if (options.readOnly) ledgerReady = await ledger.isCurrent();
     else await ledger.migrate();
@@ -61,6 +58,7 @@ export async function openContext(
         sha256: nodeSha256,
         codec: zlibCodec,
         onProgress: options.onProgress,
+        onWarning: options.onWarning,
         signal: options.signal,
       },
       owner: ownerId(),

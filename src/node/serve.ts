@@ -55,7 +55,7 @@ export async function startService(
       await source.close();
     }
   }
-  const c = await openContext(config, { signal });
+  const c = await openContext(config, { signal, onWarning: (m) => logger.warn(m) });
   const stats = statsReads(config, c.ctx.source);
   const metrics = createMetrics(c.ctx, stats.read);
   const own = tableJobs(c, config, logger, metrics.jobFinished);

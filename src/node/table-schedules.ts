@@ -58,7 +58,7 @@ export async function serveTable(
   signal: AbortSignal,
   logger: Logger,
 ): Promise<TableJobs> {
-  const c = await openContext(config, { signal });
+  const c = await openContext(config, { signal, onWarning: (m) => logger.warn(m) });
   const jobs = tableJobs(c, config, logger);
   return {
     ...jobs,

@@ -20,7 +20,9 @@ const tableSchema = z
     retentionDays: z.number().int().min(0).max(36_500).optional(),
     deleteBatch: z.number().int().min(1).max(100_000).optional(),
     cleanupBudgetMs: z.number().int().min(0).max(86_400_000).optional(),
-    format: z.literal("jsonl").optional(),
+    /** How new parts of this table are written (SLUICE_FORMAT). */
+    format: z.enum(["jsonl", "parquet"]).optional(),
+    rowGroupRows: z.number().int().min(100).max(1_000_000).optional(),
     /** This table is the one ingest writes and the stats routes read (at most one; else the first). */
     api: z.boolean().optional(),
     /** The column the stats routes count views by (default `path`). */
@@ -119,6 +121,8 @@ export function tableOverrides(
     HOT_RETENTION_DAYS: s.retentionDays,
     SLUICE_DELETE_BATCH: s.deleteBatch,
     SLUICE_CLEANUP_BUDGET_MS: s.cleanupBudgetMs,
+    SLUICE_FORMAT: s.format,
+    SLUICE_ROW_GROUP_ROWS: s.rowGroupRows,
     SLUICE_PATH_COLUMN: s.pathColumn,
     SLUICE_ROLLUPS: s.rollups === undefined ? undefined : s.rollups ? "on" : "off",
   };

@@ -7,7 +7,7 @@ import { checkSpec } from "../core/archive/partition.js";
 import { JobRunner } from "../core/archive/runner.js";
 import { type ScheduledOutcome, runScheduled } from "../core/archive/schedule.js";
 import { BadInputError, describeError } from "../core/errors.js";
-import { cleanupOptions } from "../core/settings.js";
+import { cleanupOptions, specOfSettings } from "../core/settings.js";
 import { createApp } from "../http/app.js";
 import type { AppEnv } from "../http/env.js";
 import { ensureTrafficTable } from "../workloads/traffic/prepare.js";
@@ -60,19 +60,14 @@ async function setUp(env: Env): Promise<WorkerState> {
   await ledger.migrate();
   // An empty database becomes a working Worker: the table ingest writes to.
   if (config.SLUICE_TABLE === "traffic_events") await ensureTrafficTable(source);
-  const spec = await checkSpec(source, {
-    table: config.SLUICE_TABLE,
-    partitionColumn: config.SLUICE_PARTITION_COLUMN,
-    keyColumn: config.SLUICE_KEY_COLUMN,
-    timeZone: config.SLUICE_PARTITION_TIME_ZONE,
-    ...(config.SLUICE_ROLLUPS === "on" ? { rollupColumn: config.SLUICE_PATH_COLUMN } : {}),
-  });
+  const spec = await checkSpec(source, specOfSettings(config));
   const ctx: JobContext = {
     source,
     store,
     ledger,
     spec,
     fetchSize: config.DB_SLOW_FETCHMANY_SIZE,
+    onWarning: (m) => log({ table: spec.table }, m),
   };
   const owner = `worker:${crypto.randomUUID()}`;
   const runner = new JobRunner(ctx, owner, cleanupOptions(config), (job) =>

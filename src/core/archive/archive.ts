@@ -8,9 +8,17 @@ import type { JobContext } from "./context.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
 import { manifestText } from "./manifest.js";
-import { PageEncoder, pagesByKey, tableLines } from "./pages.js";
+import { pagesByKey, tableLines } from "./pages.js";
+import {
+  NotExactError,
+  PlanError,
+  type PlannedColumn,
+  planColumns,
+} from "./parquet/index.js";
 import { manifestKeyOf, newAttempt, partManifestKey, partObjectKey } from "./partition.js";
-import { countRowsAfter, planNextPart } from "./plan.js";
+import { type PartPlan, countRowsAfter, planNextPart } from "./plan.js";
+import type { RowLines } from "./rows.js";
+import { type PutBody, writeJsonlPart, writeParquetPart } from "./write-part.js";
 
 /**
  * The error to report for a failed upload: that the lease was lost, when it was (another
@@ -28,8 +36,9 @@ async function unlessLeaseLost(lease: Lease, err: unknown): Promise<unknown> {
 
 /**
  * Archive the rows of `date` not yet in a verified part as one new part: key-paginated reads
- * -> JSONL -> gzip -> the store, streamed, with a manifest beside it and a ledger row. The
- * caller holds the lease. Returns null when there is nothing new to archive.
+ * -> JSONL lines -> gzip (or Parquet row groups, with `spec.format`) -> the store, streamed,
+ * with a manifest beside it and a ledger row. The caller holds the lease. Returns null when
+ * there is nothing new to archive.
  */
 export async function archivePartition(
   ctx: JobContext,
@@ -38,16 +47,16 @@ export async function archivePartition(
 ): Promise<PartRecord | null> {
   const { spec, ledger, store, source } = ctx;
   const parts = await ledger.parts(spec.table, date);
-  const plan = planNextPart(parts);
+  const next = planNextPart(parts);
   await source.pages.analyze(spec.table);
-  const total = await countRowsAfter(source, spec, date, plan.after);
+  const total = await countRowsAfter(source, spec, date, next.after);
   if (total === 0) {
-    if (plan.replaces) {
+    if (next.replaces) {
       // The unverified part's rows left the source (nothing was deleted on its strength):
       // there is nothing to rewrite it from, so it goes, or cleanup would wait for it forever.
-      await ledger.removeUnverifiedPart(lease, plan.replaces.part);
-      await store.delete(plan.replaces.objectKey).catch(() => undefined);
-      await store.delete(plan.replaces.manifestKey).catch(() => undefined);
+      await ledger.removeUnverifiedPart(lease, next.replaces.part);
+      await store.delete(next.replaces.objectKey).catch(() => undefined);
+      await store.delete(next.replaces.manifestKey).catch(() => undefined);
     }
     return null;
   }
@@ -59,88 +68,44 @@ export async function archivePartition(
     await store.delete(pending);
     await store.delete(manifestKeyOf(pending));
   }
-  const attempt = newAttempt();
-  const objectKey = partObjectKey(spec, date, plan.part, attempt);
-  const manifestKey = partManifestKey(spec, date, plan.part, attempt);
-  await ledger.setPendingObject(lease, objectKey);
   const lines = await tableLines(ctx);
-  const sha256 = ctx.sha256 ?? portableSha256;
-  const hash = sha256();
-  const chunks = new ChunkDigester(sha256);
-  let rows = 0;
-  let rawBytes = 0;
-  let bytes = 0;
-  let minKey: number | null = null;
-  let maxKey: number | null = null;
-
-  const gzip = (ctx.codec ?? webCodec).gzip();
-  const stored = store.put(
-    objectKey,
-    gzip.readable.pipeThrough(
-      tap((chunk) => {
-        hash.update(chunk);
-        chunks.update(chunk);
-        bytes += chunk.byteLength;
-      }),
-    ),
-  );
-  stored.catch(() => undefined); // awaited below; a failure also surfaces through the writer
-  const writer = gzip.writable.getWriter();
-  // Two buffers take turns: page k is compressed (on zlib's thread) while page k+1 is read.
-  // A write resolves once the compressor has consumed its bytes, so a buffer is reused only
-  // after the write of the page before it has resolved.
-  const encoders = [new PageEncoder(), new PageEncoder()];
-  let inFlight: Promise<void> | null = null;
-  let pageNo = 0;
-  try {
-    for await (const page of pagesByKey(ctx, lines, date, plan.after, lease)) {
-      const chunk = (encoders[pageNo++ % 2] as PageEncoder).encode(page.lines);
-      if (inFlight) await inFlight;
-      inFlight = writer.write(chunk);
-      inFlight.catch(() => undefined);
-      minKey ??= page.firstKey;
-      maxKey = page.lastKey;
-      rows += page.lines.length;
-      rawBytes += chunk.byteLength;
-      ctx.onProgress?.({ phase: "archive", table: spec.table, date, done: rows, total });
+  let plan: PlannedColumn[] | null = null;
+  if (spec.format === "parquet") {
+    try {
+      plan = planColumns(lines.columns, source.dialect.name);
+    } catch (err) {
+      if (!(err instanceof PlanError)) throw err;
+      ctx.onWarning?.(asJsonl(spec.table, date, next.part, err));
     }
-    if (inFlight) await inFlight;
-    await writer.close();
-  } catch (err) {
-    await writer.abort(err).catch(() => undefined);
-    await stored.catch(() => undefined);
-    throw await unlessLeaseLost(lease, err);
   }
-  try {
-    await stored;
-  } catch (err) {
-    throw await unlessLeaseLost(lease, err);
+  let written = await writePart(ctx, lease, date, next, total, lines, plan);
+  if (written instanceof NotExactError) {
+    // Nothing of the Parquet bytes is kept: the rows are read again, as JSONL.
+    ctx.onWarning?.(asJsonl(spec.table, date, next.part, written));
+    written = await writePart(ctx, lease, date, next, total, lines, null);
   }
-  if (minKey === null || maxKey === null) {
-    // The rows vanished under us: nothing written is used.
-    await store.delete(objectKey);
-    return null;
-  }
-
+  if (written instanceof NotExactError) throw written; // JSONL holds every line
+  if (written === null) return null;
+  const { objectKey, manifestKey } = written;
   const part: PartRecord = {
     sourceTable: spec.table,
     date,
-    part: plan.part,
+    part: next.part,
     objectKey,
     manifestKey,
-    eventCount: rows,
-    rawSize: rawBytes,
-    fileSize: bytes,
-    sha256: hash.hex(),
-    minId: minKey,
-    maxId: maxKey,
+    eventCount: written.rows,
+    rawSize: written.rawBytes,
+    fileSize: written.bytes,
+    sha256: written.sha256,
+    minId: written.minKey,
+    maxId: written.maxKey,
     archivedAt: new Date().toISOString(),
     verifiedAt: null,
     cleanedCount: 0,
     cleanupCursor: null,
     cleanedAt: null,
-    chunkBytes: chunks.chunkBytes,
-    chunkSha256: chunks.finish(),
+    chunkBytes: written.chunkBytes,
+    chunkSha256: written.chunkSha256,
     changedCount: 0,
     changedKeys: null,
     rollupRows: null,
@@ -164,10 +129,106 @@ export async function archivePartition(
     }
     throw err;
   }
-  if (plan.replaces && plan.replaces.objectKey !== objectKey) {
+  if (next.replaces && next.replaces.objectKey !== objectKey) {
     // The unverified part this one replaced: no row was deleted on its strength.
-    await store.delete(plan.replaces.objectKey).catch(() => undefined);
-    await store.delete(plan.replaces.manifestKey).catch(() => undefined);
+    await store.delete(next.replaces.objectKey).catch(() => undefined);
+    await store.delete(next.replaces.manifestKey).catch(() => undefined);
   }
   return part;
+}
+
+function asJsonl(table: string, date: string, part: number, why: Error): string {
+  return `${table} ${date} part ${part} is written as gzip JSONL: Parquet would not give its lines back exactly (${why.message})`;
+}
+
+/** What one upload of a part wrote, once the store has it all. */
+interface Written {
+  objectKey: string;
+  manifestKey: string;
+  rows: number;
+  rawBytes: number;
+  bytes: number;
+  sha256: string;
+  chunkBytes: number;
+  chunkSha256: string;
+  minKey: number;
+  maxKey: number;
+}
+
+/**
+ * Upload the rows after `next.after` as one object under a fresh attempt key: Parquet with a
+ * `plan`, else gzip JSONL. Null when the rows vanished under us; the encoder's NotExactError is
+ * returned once the object is deleted again.
+ */
+async function writePart(
+  ctx: JobContext,
+  lease: Lease,
+  date: string,
+  next: PartPlan,
+  total: number,
+  lines: RowLines,
+  plan: PlannedColumn[] | null,
+): Promise<Written | NotExactError | null> {
+  const { spec, ledger, store } = ctx;
+  const attempt = newAttempt();
+  const partSpec = { ...spec, format: plan ? "parquet" : "jsonl" } as const;
+  const objectKey = partObjectKey(partSpec, date, next.part, attempt);
+  const manifestKey = partManifestKey(partSpec, date, next.part, attempt);
+  await ledger.setPendingObject(lease, objectKey);
+  const sha256 = ctx.sha256 ?? portableSha256;
+  const hash = sha256();
+  const chunks = new ChunkDigester(sha256);
+  let rows = 0;
+  let bytes = 0;
+  let minKey: number | null = null;
+  let maxKey: number | null = null;
+  const put: PutBody = (body) =>
+    store.put(
+      objectKey,
+      body.pipeThrough(
+        tap((chunk) => {
+          hash.update(chunk);
+          chunks.update(chunk);
+          bytes += chunk.byteLength;
+        }),
+      ),
+    );
+  const pages = (async function* () {
+    for await (const page of pagesByKey(ctx, lines, date, next.after, lease)) {
+      minKey ??= page.firstKey;
+      maxKey = page.lastKey;
+      rows += page.lines.length;
+      yield page;
+      ctx.onProgress?.({ phase: "archive", table: spec.table, date, done: rows, total });
+    }
+  })();
+  let rawBytes: number;
+  try {
+    rawBytes = plan
+      ? await writeParquetPart(pages, plan, spec.rowGroupRows, put)
+      : await writeJsonlPart(ctx.codec ?? webCodec, pages, put);
+  } catch (err) {
+    if (err instanceof NotExactError) {
+      await store.delete(objectKey);
+      return err;
+    }
+    throw await unlessLeaseLost(lease, err);
+  }
+  if (minKey === null || maxKey === null) {
+    // The rows vanished under us: nothing written is used.
+    await store.delete(objectKey);
+    return null;
+  }
+  return {
+    objectKey,
+    manifestKey,
+    rows,
+    rawBytes,
+    bytes,
+    sha256: hash.hex(),
+    chunkBytes: chunks.chunkBytes,
+    chunkSha256: chunks.finish(),
+    minKey,
+    maxKey,
+  };
 }

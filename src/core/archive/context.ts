@@ -17,5 +17,7 @@ export interface JobContext {
   sha256?: Sha256Factory;
   codec?: Codec;
   onProgress?: ProgressListener;
+  /** Told what a person should know that is no failure (a part written as JSONL, not Parquet). */
+  onWarning?: (message: string) => void;
   signal?: AbortSignal;
 }

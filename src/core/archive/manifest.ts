@@ -1,7 +1,7 @@
 import type { Column } from "../sql/source.js";
 import type { DayColumn } from "./days.js";
 import type { PartRecord } from "./ledger/records.js";
-import { type PartitionSpec, dayColumn } from "./partition.js";
+import { type PartitionSpec, dayColumn, partFormat } from "./partition.js";
 
 /**
  * The manifest written beside every part, as stored: its JSON names are the file format's
@@ -9,7 +9,7 @@ import { type PartitionSpec, dayColumn } from "./partition.js";
  * below, which map them to and from a part's own names.
  */
 export interface ManifestFile {
-  format: "sluice-jsonl-gzip/1";
+  format: "sluice-jsonl-gzip/1" | "sluice-parquet/1";
   table: string;
   partitionColumn: string;
   /**
@@ -52,7 +52,7 @@ export function manifestText(
   encoding: (type: string) => string | undefined = () => undefined,
 ): string {
   const file: ManifestFile = {
-    format: "sluice-jsonl-gzip/1",
+    format: partFormat(part.objectKey) === "parquet" ? "sluice-parquet/1" : "sluice-jsonl-gzip/1",
     table: spec.table,
     partitionColumn: spec.partitionColumn,
     partition: dayColumn(spec),

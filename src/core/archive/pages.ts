@@ -14,31 +14,6 @@ export interface Page {
 }
 
 /**
- * Encodes a page of lines into a buffer it reuses, so that archiving a day allocates no
- * page-sized garbage (which V8 would keep until a major GC, growing RSS with the day).
- */
-export class PageEncoder {
-  private buf = new Uint8Array(1 << 21);
-  private readonly encoder = new TextEncoder();
-
-  /** The page as JSONL bytes: a view valid until the next call. */
-  encode(lines: readonly string[]): Uint8Array {
-    let used = 0;
-    for (const line of lines) {
-      const worst = used + line.length * 3 + 1;
-      if (worst > this.buf.length) {
-        const bigger = new Uint8Array(Math.max(worst, this.buf.length * 2));
-        bigger.set(this.buf.subarray(0, used));
-        this.buf = bigger;
-      }
-      used += this.encoder.encodeInto(line, this.buf.subarray(used)).written;
-      this.buf[used++] = 10;
-    }
-    return this.buf.subarray(0, used);
-  }
-}
-
-/**
  * Pages of a date's rows in key order, `key > last` each time: never OFFSET. Rows are
  * rendered as JSON lines with the key first, by the database where it can. With `lease`, it
  * is kept alive after each page.

@@ -20,6 +20,20 @@ export interface PartitionSpec {
    * it (archive/rollup.ts). Kept by checkSpec only on a table partitioned by date that has it.
    */
   rollupColumn?: string;
+  /** How new parts are written (default gzip JSONL); existing parts keep theirs. */
+  format?: PartFormat;
+  /** Rows per Parquet row group. */
+  rowGroupRows?: number;
+}
+
+export type PartFormat = "jsonl" | "parquet";
+
+/** The extension of a part object of each format. */
+const EXTENSIONS: Record<PartFormat, string> = { jsonl: ".jsonl.gz", parquet: ".parquet" };
+
+/** The format of a stored part, from its object key. */
+export function partFormat(objectKey: string): PartFormat {
+  return objectKey.endsWith(EXTENSIONS.parquet) ? "parquet" : "jsonl";
 }
 
 /** How the spec's partition column holds its day. */
@@ -65,7 +79,8 @@ export async function checkSpec(source: SqlSource, spec: PartitionSpec): Promise
 }
 
 /**
- * Object keys of a partition's parts: `<table>/date=YYYY-MM-DD/part-0000-<attempt>.jsonl.gz`.
+ * Object keys of a partition's parts: `<table>/date=YYYY-MM-DD/part-0000-<attempt>.jsonl.gz`
+ * (or `.parquet`).
  * Every upload has an attempt of its own, so that a writer whose lease ran out while it
  * uploaded can never overwrite an object the ledger has recorded.
  */
@@ -83,7 +98,7 @@ export function partObjectKey(
   part: number,
   attempt: string,
 ): string {
-  return `${partBase(spec, date, part, attempt)}.jsonl.gz`;
+  return `${partBase(spec, date, part, attempt)}${EXTENSIONS[spec.format ?? "jsonl"]}`;
 }
 
 export function partManifestKey(
@@ -97,7 +112,7 @@ export function partManifestKey(
 
 /** The manifest beside an object written by {@link partObjectKey}. */
 export function manifestKeyOf(objectKey: string): string {
-  return objectKey.replace(/\.jsonl\.gz$/, ".manifest.json");
+  return objectKey.replace(/\.(jsonl\.gz|parquet)$/, ".manifest.json");
 }
 
 /** A fresh attempt id: 8 hex digits. */

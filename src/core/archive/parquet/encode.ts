@@ -52,16 +52,27 @@ export function encodeParquet(
   };
 }
 
-/** {@link encodeParquet} as a Web stream, pulled: a row group is encoded only when read. */
+/**
+ * {@link encodeParquet} as a Web stream, pulled: a row group is encoded only when read.
+ * `failure()` is the encoder's own error once the stream has failed with it (a consumer such
+ * as an upload may report the broken body in its own words).
+ */
 export function encodeParquetStream(
   pages: AsyncIterable<readonly string[]> | Iterable<readonly string[]>,
   plan: readonly PlannedColumn[],
   options: ParquetEncodeOptions = {},
-): { stream: ReadableStream<Uint8Array>; totals: ParquetTotals } {
+): { stream: ReadableStream<Uint8Array>; totals: ParquetTotals; failure: () => unknown } {
   const { chunks, totals } = encodeParquet(pages, plan, options);
+  let failed: unknown;
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      const next = await chunks.next();
+      let next: IteratorResult<Uint8Array>;
+      try {
+        next = await chunks.next();
+      } catch (err) {
+        failed = err;
+        throw err;
+      }
       if (next.done) controller.close();
       else controller.enqueue(next.value);
     },
@@ -69,7 +80,7 @@ export function encodeParquetStream(
       await chunks.return(undefined);
     },
   });
-  return { stream, totals };
+  return { stream, totals, failure: () => failed };
 }
 
 async function* chunksOf(

@@ -17,6 +17,7 @@ export {
   type ParquetTotals,
 } from "./encode.js";
 export { NotExactError } from "./values.js";
+export { utf8Length } from "./line.js";
 export {
   decodeParquetLines,
   bytesAsyncBuffer,

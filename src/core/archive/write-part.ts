@@ -1,0 +1,95 @@
+import type { Codec } from "../bytes/codec.js";
+import { type PlannedColumn, encodeParquetStream } from "./parquet/index.js";
+
+/** Store a part's bytes (the caller taps them for its digests); resolves once stored. */
+export type PutBody = (body: ReadableStream<Uint8Array>) => Promise<unknown>;
+
+/** Lines in pages, in key order, as pagesByKey gives them. */
+export type LinePages = AsyncIterable<{ lines: readonly string[] }>;
+
+/**
+ * Encodes a page of lines into a buffer it reuses, so that archiving a day allocates no
+ * page-sized garbage (which V8 would keep until a major GC, growing RSS with the day).
+ */
+class PageEncoder {
+  private buf = new Uint8Array(1 << 21);
+  private readonly encoder = new TextEncoder();
+
+  /** The page as JSONL bytes: a view valid until the next call. */
+  encode(lines: readonly string[]): Uint8Array {
+    let used = 0;
+    for (const line of lines) {
+      const worst = used + line.length * 3 + 1;
+      if (worst > this.buf.length) {
+        const bigger = new Uint8Array(Math.max(worst, this.buf.length * 2));
+        bigger.set(this.buf.subarray(0, used));
+        this.buf = bigger;
+      }
+      used += this.encoder.encodeInto(line, this.buf.subarray(used)).written;
+      this.buf[used++] = 10;
+    }
+    return this.buf.subarray(0, used);
+  }
+}
+
+/**
+ * Write the pages as gzip JSONL through `put`; returns the uncompressed size. Two buffers
+ * take turns: page k is compressed (on zlib's thread) while page k+1 is read. A write resolves
+ * once the compressor has consumed its bytes, so a buffer is reused only after the write of
+ * the page before it has resolved.
+ */
+export async function writeJsonlPart(
+  codec: Codec,
+  pages: LinePages,
+  put: PutBody,
+): Promise<number> {
+  const gzip = codec.gzip();
+  const stored = put(gzip.readable);
+  stored.catch(() => undefined); // awaited below; a failure also surfaces through the writer
+  const writer = gzip.writable.getWriter();
+  const encoders = [new PageEncoder(), new PageEncoder()];
+  let inFlight: Promise<void> | null = null;
+  let pageNo = 0;
+  let rawBytes = 0;
+  try {
+    for await (const page of pages) {
+      const chunk = (encoders[pageNo++ % 2] as PageEncoder).encode(page.lines);
+      if (inFlight) await inFlight;
+      inFlight = writer.write(chunk);
+      inFlight.catch(() => undefined);
+      rawBytes += chunk.byteLength;
+    }
+    if (inFlight) await inFlight;
+    await writer.close();
+  } catch (err) {
+    await writer.abort(err).catch(() => undefined);
+    await stored.catch(() => undefined);
+    throw err;
+  }
+  await stored;
+  return rawBytes;
+}
+
+/**
+ * Write the pages as a Parquet file through `put`, a row group encoded only when the store
+ * reads on; returns the size of the same lines as JSONL. The encoder's own refusal
+ * (NotExactError: a line Parquet would not give back byte for byte) is what it throws,
+ * whatever the store made of the broken body.
+ */
+export async function writeParquetPart(
+  pages: LinePages,
+  plan: readonly PlannedColumn[],
+  rowGroupRows: number | undefined,
+  put: PutBody,
+): Promise<number> {
+  const lines = (async function* () {
+    for await (const page of pages) yield page.lines;
+  })();
+  const { stream, totals, failure } = encodeParquetStream(lines, plan, { rowGroupRows });
+  try {
+    await put(stream);
+  } catch (err) {
+    throw failure() ?? err;
+  }
+  return totals.rawBytes;
+}
