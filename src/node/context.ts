@@ -2,8 +2,8 @@ import type { JobContext } from "../core/archive/context.js";
 import { Ledger } from "../core/archive/ledger/ledger.js";
 import { checkSpec } from "../core/archive/partition.js";
 import { BadInputError } from "../core/errors.js";
-import { specOfSettings } from "../core/settings.js";
 import type { ProgressListener } from "../core/progress.js";
+import { specOfSettings } from "../core/settings.js";
 import { zlibCodec } from "./codec.js";
 import type { Config } from "./config.js";
 import { openSource, openStore } from "./open.js";
@@ -16,7 +16,6 @@ export interface NodeContext {
   owner: string;
   close(): Promise<void>;
 }
-
 
 /**
  * Open the configured hot store and object store, migrate the ledger, check the table.
