@@ -132,8 +132,18 @@ export async function archivePartition(
   return part;
 }
 
-function asJsonl(table: string, date: string, part: number, why: Error): string {
-  return `${table} ${date} part ${part} is written as gzip JSONL: Parquet would not give its lines back exactly (${why.message})`;
+function asJsonl(table: string, date: string, part: number, err: Error): string {
+  let why = err.message;
+  if (err instanceof NotExactError) {
+    // Where the texts part, with a little context on either side: a whole line is too long.
+    const { expected: want, actual: got } = err;
+    let at = 0;
+    while (at < want.length && want[at] === got[at]) at++;
+    const from = Math.max(0, at - 24);
+    const column = err.column === undefined ? "" : `, column '${err.column}'`;
+    why = `line ${err.lineNumber}${column}: ${JSON.stringify(want.slice(from, at + 24))} would come back as ${JSON.stringify(got.slice(from, at + 24))}`;
+  }
+  return `${table} ${date} part ${part} is written as gzip JSONL: Parquet would not give its lines back exactly (${why})`;
 }
 
 /** What one upload of a part wrote, once the store has it all. */
