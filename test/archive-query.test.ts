@@ -1,5 +1,13 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -71,8 +79,13 @@ describe("sluice query on a folder store", () => {
     expect(tables).toEqual([{ name: "traffic_events" }]);
   });
 
-  it("reads exactly the verified parts; --hot adds the rest, each row once at every step of cleanup", () => {
-    expect(sluice(env, "archive", `--date=${DAYS[0]}`).code).toBe(0);
+  it("reads exactly the verified parts, Parquet and JSONL alike; --hot adds the rest, each row once at every step of cleanup", () => {
+    // One day as Parquet, the next as JSONL: the view reads both.
+    const parquet = sluice({ ...env, SLUICE_FORMAT: "parquet" }, "archive", `--date=${DAYS[0]}`);
+    expect(parquet.code, parquet.stderr).toBe(0);
+    expect(parquet.stderr).not.toMatch(/warning/);
+    const day0 = join(dir, "archive", "traffic_events", `date=${DAYS[0]}`);
+    expect(readdirSync(day0).filter((f) => f.endsWith(".parquet"))).toHaveLength(1);
     expect(sluice(env, "archive", `--date=${DAYS[1]}`).code).toBe(0);
     const archived = sluice(env, "--json", "query", PER_DAY);
     expect(archived.code, archived.stderr).toBe(0);
@@ -99,13 +112,18 @@ describe("sluice query on a folder store", () => {
   });
 
   it("never reads an object the ledger does not list as verified (a killed writer's upload)", () => {
-    const day = join(dir, "archive", "traffic_events", `date=${DAYS[0]}`);
+    const day = join(dir, "archive", "traffic_events", `date=${DAYS[1]}`);
     expect(readdirSync(day).some((f) => f.endsWith(".jsonl.gz"))).toBe(true);
     // Whole, and cut short: either would add a row, or fail the read, if it were read.
-    const line = `${JSON.stringify({ id: 999_999_999, event_date: DAYS[0], duration_ms: 1 })}\n`;
+    const line = `${JSON.stringify({ id: 999_999_999, event_date: DAYS[1], duration_ms: 1 })}\n`;
     const gz = gzipSync(line.repeat(10));
     writeFileSync(join(day, "part-0007-deadbeef.jsonl.gz"), gz);
     writeFileSync(join(day, "part-0008-deadbeef.jsonl.gz"), gz.subarray(0, gz.length >> 1));
+    // A Parquet upload cut short beside the day's Parquet part: its footer is missing.
+    const day0 = join(dir, "archive", "traffic_events", `date=${DAYS[0]}`);
+    const [stored] = readdirSync(day0).filter((f) => f.endsWith(".parquet"));
+    const whole = readFileSync(join(day0, stored as string));
+    writeFileSync(join(day0, "part-0009-deadbeef.parquet"), whole.subarray(0, whole.length >> 1));
     try {
       // Two days archived and cleaned, the third hot.
       for (const [hot, rows] of [
@@ -119,6 +137,7 @@ describe("sluice query on a folder store", () => {
     } finally {
       rmSync(join(day, "part-0007-deadbeef.jsonl.gz"));
       rmSync(join(day, "part-0008-deadbeef.jsonl.gz"));
+      rmSync(join(day0, "part-0009-deadbeef.parquet"));
     }
   });
 

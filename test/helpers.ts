@@ -84,9 +84,9 @@ export function partNames(folder: string): string[] {
 }
 
 /** The one stored object of `part` in a date's folder (`part-0000-<attempt>.jsonl.gz`). */
-export function partPath(folder: string, part = 0): string {
+export function partPath(folder: string, part = 0, ext = "jsonl.gz"): string {
   const prefix = `part-${String(part).padStart(4, "0")}-`;
-  const found = readdirSync(folder).filter((n) => n.startsWith(prefix) && n.endsWith(".jsonl.gz"));
+  const found = readdirSync(folder).filter((n) => n.startsWith(prefix) && n.endsWith(`.${ext}`));
   if (found.length !== 1) throw new Error(`${folder}: ${found.length} objects of part ${part}`);
   return join(folder, found[0] as string);
 }

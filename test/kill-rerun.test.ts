@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { bytesAsyncBuffer, decodeParquetLines } from "../src/core/archive/parquet/index.js";
 import { partNames, partPath } from "./helpers.js";
 
 /**
@@ -14,7 +15,9 @@ import { partNames, partPath } from "./helpers.js";
 const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
 const DAY = "2025-10-13";
 const ROWS = 60_000;
-const TRIALS = 24;
+/** Kills per format: Parquet, which shares every step after the bytes, gets half. */
+const TRIALS = { jsonl: 24, parquet: 12 } as const;
+type Format = keyof typeof TRIALS;
 /** States that a third of the kills wait for before they strike. */
 const TARGETS = ["archiving", "verified", "cleaning"];
 /** Tries an aimed kill gets to land in its state, each on a fresh copy. */
@@ -30,9 +33,12 @@ let root = "";
 let template = "";
 let expected: Row[] = [];
 
+let format: Format = "jsonl";
+
 function env(dir: string): NodeJS.ProcessEnv {
   return {
     ...process.env,
+    SLUICE_FORMAT: format,
     SLUICE_DB: `sqlite:${join(dir, "hot.db")}`,
     SLUICE_STORE: `file:${join(dir, "archive")}`,
   };
@@ -90,8 +96,20 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-describe("kill at a random instant, rerun", () => {
-  it(`finishes with one verified archive and every row, after ${TRIALS} SIGKILLs across archive and cleanup`, async () => {
+/** The lines of the part at `path`, whichever its format. */
+async function partLines(path: string): Promise<string[]> {
+  const bytes = readFileSync(path);
+  if (path.endsWith(".jsonl.gz")) return gunzipSync(bytes).toString("utf8").trimEnd().split("\n");
+  const out: string[] = [];
+  for await (const batch of decodeParquetLines(bytesAsyncBuffer(bytes))) out.push(...batch);
+  return out;
+}
+
+describe.each(Object.keys(TRIALS) as Format[])("kill at a random instant, rerun (%s)", (f) => {
+  const trials = TRIALS[f];
+  it(`finishes with one verified archive and every row, after ${TRIALS[f]} SIGKILLs across archive and cleanup`, async () => {
+    format = f;
+    const ext = f === "parquet" ? "parquet" : "jsonl.gz";
     // How long the uninterrupted job takes, so that kills spread over all of it.
     const timing = join(root, "timing");
     rmSync(timing, { recursive: true, force: true });
@@ -132,12 +150,9 @@ describe("kill at a random instant, rerun", () => {
 
       // Exactly one part and its manifest, no temp files left behind.
       const folder = join(dir, "archive", "traffic_events", `date=${DAY}`);
-      expect(partNames(folder)).toEqual(["part-0000-*.jsonl.gz", "part-0000-*.manifest.json"]);
+      expect(partNames(folder)).toEqual([`part-0000-*.${ext}`, "part-0000-*.manifest.json"]);
       // The archive holds every row, field for field; the hot store holds none.
-      const lines = gunzipSync(readFileSync(partPath(folder)))
-        .toString("utf8")
-        .trimEnd()
-        .split("\n");
+      const lines = await partLines(partPath(folder, 0, ext));
       expect(lines.length).toBe(ROWS);
       expect(lines.map((l) => JSON.parse(l) as Row)).toEqual(expected);
       const db = new Database(join(dir, "hot.db"), { readonly: true });
@@ -170,7 +185,7 @@ describe("kill at a random instant, rerun", () => {
     /** Where each aimed kill landed, in order; `missed` counts the attempts that did not. */
     const aimed: string[] = [];
     let missed = 0;
-    for (let i = 0; i < TRIALS; i++) {
+    for (let i = 0; i < trials; i++) {
       if (i % 3 === 2) {
         // Every third kill waits for a state, so that each state is hit however the machine's
         // load skews the timing; then a jitter, to land anywhere inside it. A kill that lands
@@ -198,14 +213,14 @@ describe("kill at a random instant, rerun", () => {
           `trial-${i}`,
           () =>
             new Promise((r) =>
-              setTimeout(r, Math.floor(((i + Math.random()) / TRIALS) * full * 0.9)),
+              setTimeout(r, Math.floor(((i + Math.random()) / trials) * full * 0.9)),
             ),
         );
       }
     }
     // Every aimed kill landed in the state it waited for, in order.
     const aims = Array.from(
-      { length: Math.floor(TRIALS / 3) },
+      { length: Math.floor(trials / 3) },
       (_, k) => TARGETS[k % TARGETS.length],
     );
     console.log(

@@ -133,8 +133,25 @@ function viewSql(
   const ident = (p: string) => `"${p.replaceAll('"', '""')}"`;
   const name = table.split(".").map(ident).join(".");
   const schema = table.includes(".") ? [`CREATE SCHEMA IF NOT EXISTS ${name.split(".")[0]}`] : [];
-  const read = (some: TableReads["files"], extra = "") =>
-    `read_json([${some.map((f) => `'${sqlText(f.path)}'`).join(", ")}], format = 'newline_delimited', hive_partitioning = true, union_by_name = true${extra})`;
+  const list = (some: TableReads["files"]) =>
+    `[${some.map((f) => `'${sqlText(f.path)}'`).join(", ")}]`;
+  // JSONL and Parquet parts (and the hot rows' JSONL) side by side, their columns matched by name.
+  const read = (some: TableReads["files"], extra = "") => {
+    const parquet = some.filter((f) => f.path.endsWith(".parquet"));
+    const json = some.filter((f) => !f.path.endsWith(".parquet"));
+    const reads = [];
+    if (json.length) {
+      reads.push(
+        `SELECT * FROM read_json(${list(json)}, format = 'newline_delimited', hive_partitioning = true, union_by_name = true${extra})`,
+      );
+    }
+    if (parquet.length) {
+      reads.push(
+        `SELECT * FROM read_parquet(${list(parquet)}, hive_partitioning = true, union_by_name = true${extra})`,
+      );
+    }
+    return `(${reads.join(" UNION ALL BY NAME ")})`;
+  };
   const whole = files.filter((f) => f.whole);
   const cut = files.filter((f) => !f.whole);
   const selects = whole.length ? [`SELECT * FROM ${read(whole)}`] : [];

@@ -74,7 +74,7 @@ export class PartCache {
       for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
         const path = join(dir, e.name);
         if (e.isDirectory()) await walk(path);
-        else if (e.name.endsWith(".jsonl.gz")) {
+        else if (e.name.endsWith(".jsonl.gz") || e.name.endsWith(".parquet")) {
           const s = await stat(path);
           files.push({ path, size: s.size, used: s.mtimeMs });
         }
