@@ -1,8 +1,10 @@
 import type { CleanupOutcome } from "../core/archive/cleanup.js";
+import type { ConvertResult } from "../core/archive/convert.js";
 import type { ArchivePlan, CleanupPlan } from "../core/archive/dry-run.js";
 import type { ArchiveOutcome, VerifyResult } from "../core/archive/jobs.js";
 import type { PartRecord, PartitionRecord } from "../core/archive/ledger/records.js";
 import type { PartitionStatus } from "../core/archive/partition-status.js";
+import { partFormat } from "../core/archive/partition.js";
 import type { RestoreOutcome } from "../core/archive/restore.js";
 import { byteSize as bytes } from "../core/bytes/size.js";
 import { wasInterrupted } from "../core/errors.js";
@@ -30,7 +32,7 @@ export function describeStatus(s: PartitionStatus): string {
   }
   const lines = [
     `${head}: ${r.state}${how}`,
-    `  archived  ${fmt(r.eventCount)} rows in ${r.partCount} part${r.partCount === 1 ? "" : "s"}, ${bytes(r.fileSize)} gzip (${bytes(r.rawSize)} raw), keys ${r.minId}..${r.maxId}`,
+    `  archived  ${fmt(r.eventCount)} rows in ${r.partCount} part${r.partCount === 1 ? "" : "s"}, ${bytes(r.fileSize)} stored (${bytes(r.rawSize)} as JSONL), keys ${r.minId}..${r.maxId}`,
     `  verified  ${r.verifiedAt ?? "no"}${s.parts.every((p) => p.verifiedAt) ? "" : " (some parts not verified)"}`,
     `  deleted   ${fmt(r.cleanedCount)} rows from the hot store; it now holds ${fmt(s.hotRows)} rows of this date, ${fmt(s.lateRows)} of them late (not archived yet)`,
   ];
@@ -108,7 +110,7 @@ export function describeArchived(
   const rate = (w.eventCount / Math.max(secs, 0.001)).toFixed(0);
   return [
     `archived ${fmt(w.eventCount)} rows of ${table} ${date} to ${store}/${w.objectKey}`,
-    `  ${bytes(w.fileSize)} gzip (${bytes(w.rawSize)} raw), sha256 ${w.sha256}, keys ${w.minId}..${w.maxId}`,
+    `  ${bytes(w.fileSize)} ${partFormat(w.objectKey) === "parquet" ? "Parquet" : "gzip"} (${bytes(w.rawSize)} as JSONL), sha256 ${w.sha256}, keys ${w.minId}..${w.maxId}`,
     `  verified; ${rate} rows/s, ${secs.toFixed(1)} s`,
   ].join("\n");
 }
@@ -179,6 +181,17 @@ export function describeCleanupPlan(table: string, p: CleanupPlan): string {
 export function describeRestored(table: string, out: RestoreOutcome): string {
   const where = out.into === table ? table : `${out.into} (from ${table}'s archive)`;
   return `restored ${table} ${out.date} into ${where}: ${fmt(out.inserted)} rows inserted from ${out.parts} part(s); ${fmt(out.skipped)} already there (their key present), left as they are`;
+}
+
+/** What `convert` did. */
+export function describeConverted(table: string, out: ConvertResult): string {
+  const parts = (n: number) => `${fmt(n)} part${n === 1 ? "" : "s"}`;
+  const lines = [
+    `converted ${table} ${out.date} to ${out.format}: ${parts(out.converted)} rewritten and verified, ${bytes(out.bytesBefore)} -> ${bytes(out.bytesAfter)}`,
+  ];
+  if (out.already) lines.push(`  ${parts(out.already)} already ${out.format}`);
+  if (out.kept) lines.push(`  ${parts(out.kept)} kept as they were (see the warnings)`);
+  return lines.join("\n");
 }
 
 /** One date of `backlog`. */

@@ -93,9 +93,17 @@ program
 
 program
   .command("archive")
-  .description("archive a date's rows as gzip JSONL in the object store, then verify it")
+  .description(
+    "archive a date's rows as gzip JSONL (or Parquet) in the object store, then verify it",
+  )
   .requiredOption("--date <YYYY-MM-DD>", "the partition (required)")
   .option("--dry-run", "say what would be read and written; change nothing")
+  .addOption(
+    new Option(
+      "--format <format>",
+      "how the new part is written (env SLUICE_FORMAT, default jsonl)",
+    ).choices(["jsonl", "parquet"]),
+  )
   .addHelpText(
     "after",
     example(
@@ -160,6 +168,20 @@ program
     ),
   )
   .action((_o, cmd) => runCli("restore", cmd.optsWithGlobals()));
+
+program
+  .command("convert")
+  .description(
+    "rewrite a date's archived parts in another format: each new object verified (every line the same text) before the ledger points at it, the old one deleted only then",
+  )
+  .requiredOption("--date <YYYY-MM-DD>", "the partition (required)")
+  .addOption(
+    new Option("--to <format>", "the format to write (required)")
+      .choices(["jsonl", "parquet"])
+      .makeOptionMandatory(),
+  )
+  .addHelpText("after", example("sluice convert --date 2025-10-13 --to parquet"))
+  .action((_o, cmd) => runCli("convert", cmd.optsWithGlobals()));
 
 program
   .command("status")

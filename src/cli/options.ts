@@ -32,6 +32,12 @@ export interface DateOptions extends GlobalOptions {
   date: string;
   /** archive: say what would be written, change nothing. */
   dryRun?: boolean;
+  /** archive, backlog: how new parts are written (SLUICE_FORMAT). */
+  format?: "jsonl" | "parquet";
+}
+
+export interface ConvertCliOptions extends DateOptions {
+  to: "jsonl" | "parquet";
 }
 
 export interface StatusOptions extends GlobalOptions {
@@ -87,6 +93,7 @@ export interface CommandOptions {
   rollup: VerifyOptions;
   query: QueryCliOptions;
   restore: RestoreCliOptions;
+  convert: ConvertCliOptions;
   status: StatusOptions;
   cleanup: CleanupCliOptions;
   backlog: BacklogOptions;
@@ -98,6 +105,7 @@ export type CommandName = keyof CommandOptions;
 
 /** Every option some command turns into a setting. */
 type SettingOptions = GlobalOptions &
+  Partial<Pick<DateOptions, "format">> &
   Partial<Pick<BacklogOptions, "batch" | "budgetMs" | "retentionDays">> &
   Partial<Pick<ServeOptions, "port" | "host">>;
 
@@ -105,6 +113,7 @@ type SettingOptions = GlobalOptions &
 function cliOverrides(opts: SettingOptions): Overrides {
   const all: Overrides = {
     SLUICE_TABLE: opts.table,
+    SLUICE_FORMAT: opts.format,
     SLUICE_DELETE_BATCH: opts.batch,
     SLUICE_CLEANUP_BUDGET_MS: opts.budgetMs,
     HOT_RETENTION_DAYS: opts.retentionDays,

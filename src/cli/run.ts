@@ -29,6 +29,7 @@ const COMMANDS: { [K in CommandName]: () => Promise<Command<K>> } = {
   rollup: async () => (await import("./commands/partition.js")).rollup,
   query: async () => (await import("./commands/query.js")).query,
   restore: async () => (await import("./commands/partition.js")).restore,
+  convert: async () => (await import("./commands/partition.js")).convert,
   status: async () => (await import("./commands/partition.js")).status,
   cleanup: async () => (await import("./commands/partition.js")).cleanup,
   backlog: async () => (await import("./commands/backlog.js")).backlog,

@@ -1,6 +1,6 @@
 /** What a long job reports as it goes; the CLI draws a bar, the service exposes it. */
 export interface Progress {
-  phase: "prepare" | "archive" | "verify" | "cleanup" | "restore";
+  phase: "prepare" | "archive" | "verify" | "cleanup" | "restore" | "convert";
   table: string;
   date: string;
   /** Rows done so far in this phase. */

@@ -4,6 +4,7 @@ import {
   type VerifyResult,
   archiveDate,
   cleanupDate,
+  convertDate,
   restoreDate,
   rollupAll,
   rollupDate,
@@ -19,6 +20,7 @@ import {
   describeArchived,
   describeCleaned,
   describeCleanupPlan,
+  describeConverted,
   describeList,
   describeRestored,
   describeRolledUp,
@@ -30,6 +32,7 @@ import {
 import { type Io, PrintedFailure, print, withContext } from "../io.js";
 import {
   type CleanupCliOptions,
+  type ConvertCliOptions,
   type DateOptions,
   type RestoreCliOptions,
   type StatusOptions,
@@ -172,6 +175,17 @@ export async function restore(opts: RestoreCliOptions, io: Io): Promise<void> {
     const out = await restoreDate(ctx, owner, date, { into: opts.into });
     io.bar.done();
     print(opts, describeRestored(ctx.spec.table, out), { ok: true, ...out });
+  });
+}
+
+/** convert: rewrite a date's parts in another format, each verified before it replaces the old. */
+export async function convert(opts: ConvertCliOptions, io: Io): Promise<void> {
+  const config = configFrom(opts);
+  const date = parsePartitionDate(opts.date);
+  await withContext(config, io, async ({ ctx, owner }) => {
+    const out = await convertDate(ctx, owner, date, opts.to);
+    io.bar.done();
+    print(opts, describeConverted(ctx.spec.table, out), { ok: true, ...out });
   });
 }
 

@@ -10,8 +10,10 @@ import {
 import { archivePartition } from "./archive.js";
 import { type CleanupOptions, type CleanupOutcome, cleanupPartition } from "./cleanup.js";
 import type { JobContext } from "./context.js";
+import { type ConvertResult, convertPartition } from "./convert.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
+import type { PartFormat } from "./partition.js";
 import { type RestoreOptions, type RestoreOutcome, restorePartition } from "./restore.js";
 import { RollupMismatchError } from "./rollup.js";
 import { verifyPartition } from "./verify.js";
@@ -145,6 +147,16 @@ export function restoreDate(
   options: RestoreOptions = {},
 ): Promise<RestoreOutcome> {
   return withLease(ctx, owner, date, (lease) => restorePartition(ctx, lease, date, options));
+}
+
+/** Rewrite a date's parts in `format`, under its lease (see convertPartition). */
+export function convertDate(
+  ctx: JobContext,
+  owner: string,
+  date: string,
+  format: PartFormat,
+): Promise<ConvertResult> {
+  return withLease(ctx, owner, date, (lease) => convertPartition(ctx, lease, date, format));
 }
 
 /** One partition's outcome in {@link verifyAll}. */

@@ -2,7 +2,7 @@ import { LeaseHeldError, LeaseLostError } from "../../errors.js";
 import { type BatchStatement, batchesOf, runAtomically } from "../../sql/source.js";
 import { Lease } from "./lease.js";
 import { PartWrites } from "./part-writes.js";
-import type { PartRecord } from "./records.js";
+import type { PartObject, PartRecord } from "./records.js";
 
 /**
  * The ledger of one database: who holds each partition's lease, the partition's state, and
@@ -221,5 +221,55 @@ export class Ledger extends PartWrites {
     ]);
     // Stryker disable next-line StringLiteral: the error's words
     if (removed?.changes !== 1) throw await this.whyNot(lease, `remove part ${part}`);
+  }
+
+  /**
+   * @internal Point a verified part at another object holding exactly its lines (a format
+   * conversion), with the partition's totals, in one atomic write; refused unless the part
+   * still has the object `from` and the lease is ours.
+   */
+  async swapPartObject(lease: Lease, part: number, from: string, to: PartObject): Promise<void> {
+    const fence = this.ours(lease);
+    const totals = this.totals(lease);
+    const [swapped] = await runAtomically(this.db, [
+      {
+        sql: `UPDATE ${this.t.parts} SET object_key = ?, manifest_key = ?, file_size = ?, sha256 = ?, chunk_bytes = ?, chunk_sha256 = ?
+              WHERE source_table = ? AND ${this.date} = ? AND part = ? AND object_key = ? AND verified_at IS NOT NULL AND ${fence.sql}`,
+        params: [
+          to.objectKey,
+          to.manifestKey,
+          to.fileSize,
+          to.sha256,
+          to.chunkBytes,
+          to.chunkSha256,
+          lease.table,
+          lease.date,
+          part,
+          from,
+          ...fence.params,
+        ],
+      },
+      {
+        // sha256 first: MariaDB reads the columns a SET assigned before it as already assigned.
+        sql: `UPDATE ${this.t.meta} SET ${totals.sql},
+                sha256 = CASE WHEN object_key = ? THEN ? ELSE sha256 END,
+                object_key = CASE WHEN object_key = ? THEN ? ELSE object_key END,
+                pending_object = NULL, updated_at = ?
+              WHERE source_table = ? AND ${this.date} = ? AND lease_owner = ?`,
+        params: [
+          ...totals.params,
+          from,
+          to.sha256,
+          from,
+          to.objectKey,
+          this.iso(),
+          lease.table,
+          lease.date,
+          lease.owner,
+        ],
+      },
+    ]);
+    // Stryker disable next-line StringLiteral: the error's words
+    if (swapped?.changes !== 1) throw await this.whyNot(lease, `swap part ${part}'s object`);
   }
 }

@@ -80,6 +80,12 @@ export interface PartRecord {
   skipsKnown: boolean;
 }
 
+/** The facts of the object a part's lines are stored in. */
+export type PartObject = Pick<
+  PartRecord,
+  "objectKey" | "manifestKey" | "fileSize" | "sha256" | "chunkBytes" | "chunkSha256"
+>;
+
 /** One part's rows counted by the stats column's value (null for SQL NULL), and their sum. */
 export interface PartRollup {
   counts: Map<string | null, number>;
