@@ -6,6 +6,7 @@ import { gunzipSync } from "node:zlib";
 import Database from "better-sqlite3";
 import { build } from "esbuild";
 import { Miniflare } from "miniflare";
+import { bytesAsyncBuffer, decodeParquetLines } from "../src/core/archive/parquet/index.js";
 import type { Row } from "../src/core/sql/source.js";
 
 export const TOKEN = "worker-admin-token-0123456789";
@@ -36,8 +37,10 @@ export interface TestWorker {
   scheduled(at: Date): Promise<void>;
   /** SQL on the Worker's D1 database, from outside the Worker. */
   sql<T = Row>(sql: string, ...params: unknown[]): Promise<T[]>;
-  /** The stored archive object, decompressed into rows. */
+  /** The stored archive object, decompressed (or decoded, for Parquet) into rows. */
   archivedRows(key: string): Promise<Row[]>;
+  /** The stored object's bytes. */
+  objectBytes(key: string): Promise<Uint8Array>;
   head(key: string): Promise<{ size: number; etag: string } | null>;
   /** SIGKILL the workerd process (Miniflare's dispose), keeping D1 and R2 on disk. */
   kill(): Promise<void>;
@@ -70,6 +73,12 @@ export async function startWorker(
     },
   });
   const base = "http://sluice.test";
+  const objectBytes = async (key: string) => {
+    const bucket = await mf.getR2Bucket("ARCHIVE");
+    const obj = await bucket.get(key);
+    if (!obj) throw new Error(`no object ${key}`);
+    return new Uint8Array(await obj.arrayBuffer());
+  };
   return {
     mf,
     dir,
@@ -102,15 +111,14 @@ export async function startWorker(
       return res.results as T[];
     },
     archivedRows: async (key) => {
-      const bucket = await mf.getR2Bucket("ARCHIVE");
-      const obj = await bucket.get(key);
-      if (!obj) throw new Error(`no object ${key}`);
-      const text = gunzipSync(Buffer.from(await obj.arrayBuffer())).toString("utf8");
-      return text
-        .split("\n")
-        .filter((l) => l !== "")
-        .map((l) => JSON.parse(l) as Row);
+      const bytes = await objectBytes(key);
+      const lines: string[] = [];
+      if (key.endsWith(".parquet")) {
+        for await (const batch of decodeParquetLines(bytesAsyncBuffer(bytes))) lines.push(...batch);
+      } else lines.push(...gunzipSync(bytes).toString("utf8").split("\n"));
+      return lines.filter((l) => l !== "").map((l) => JSON.parse(l) as Row);
     },
+    objectBytes,
     head: async (key) => {
       const bucket = await mf.getR2Bucket("ARCHIVE");
       const obj = await bucket.head(key);

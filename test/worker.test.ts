@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { DuckDBInstance } from "@duckdb/node-api";
 import { afterEach, describe, expect, it } from "vitest";
 import { daysBefore } from "../src/core/dates.js";
 import type { Row } from "../src/core/sql/source.js";
@@ -140,6 +141,38 @@ describe("the Worker on workerd with local D1 and R2", () => {
     expect(await count(w, other)).toBe(250);
     // The archive outlives the rows: still there, still the same rows.
     expectSameRows(await w.archivedRows(key), hot);
+  });
+
+  it("SLUICE_FORMAT=parquet: Parquet parts to R2 in row groups, read back by DuckDB, cleaned from D1", async () => {
+    const w = await open({ SLUICE_FORMAT: "parquet", SLUICE_ROW_GROUP_ROWS: "1000" });
+    const day = "2026-10-03";
+    await ingestDay(w, day, 3000);
+    const hot = await w.sql("SELECT * FROM traffic_events WHERE event_date = ? ORDER BY id", day);
+    const archived = await runJob(w, "archive", day);
+    expect(archived.job?.error).toBeNull();
+    expect(archived.record?.state).toBe("verified");
+    const key = archived.parts[0]?.objectKey as string;
+    expect(key).toMatch(new RegExp(`^traffic_events/date=${day}/part-0000-[0-9a-f]{8}\\.parquet$`));
+    expectSameRows(await w.archivedRows(key), hot);
+    // Another reader: DuckDB sees the row groups and the same rows.
+    const file = join(w.dir, "part.parquet");
+    writeFileSync(file, await w.objectBytes(key));
+    const duck = await (await DuckDBInstance.create(":memory:")).connect();
+    const read = await duck.runAndReadAll(
+      `SELECT COUNT(*)::INTEGER AS n, SUM(id)::BIGINT AS ids, SUM(duration_ms)::BIGINT AS ms,
+              (SELECT COUNT(DISTINCT row_group_id) FROM parquet_metadata('${file}'))::INTEGER AS groups
+         FROM read_parquet('${file}')`,
+    );
+    const sum = (k: string) => hot.reduce((s, r) => s + Number(r[k]), 0);
+    expect(read.getRowObjects()[0]).toEqual({
+      n: 3000,
+      ids: BigInt(sum("id")),
+      ms: BigInt(sum("duration_ms")),
+      groups: 3,
+    });
+    const cleaned = await runJob(w, "cleanup", day);
+    expect(cleaned.record).toMatchObject({ state: "cleaned", cleaned: true, cleanedCount: 3000 });
+    expect(await count(w, day)).toBe(0);
   });
 
   it("the scheduled handler archives and cleans every date older than the retention, only those", async () => {
