@@ -35,6 +35,8 @@ export default defineConfig({
       "test/restore-checks.test.ts",
       "test/deleted-counts.test.ts",
       "test/both-tiers.test.ts",
+      "test/parquet-parts.test.ts",
+      "test/convert.test.ts",
     ],
     testTimeout: 120_000,
     hookTimeout: 120_000,

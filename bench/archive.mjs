@@ -4,11 +4,13 @@
 //   node bench/archive.mjs --sizes=100000      # a quick look
 //   --naive-limit=SECONDS                      # stop the naive contender (default 300)
 //   --rounds=N                                 # every contender N times, taking turns
+//   --parquet                                  # (p) too: the same archive as Parquet parts
 //
 // For each size it generates a fresh day in SQLite (not timed), then runs under
 // /usr/bin/time -v:
 //   (a) sluice archive   key-paginated read -> JSONL -> gzip -> file, then read back and verified
 //   (a2) sluice cleanup  delete exactly the archived keys, batches of 1000, count to zero
+//   (p) with --parquet   sluice archive --format parquet: Parquet row groups, then verified
 //   (b) naive            the seed's old code: OFFSET pages into one array, join, gzip whole
 //   (c) sqlite3 | gzip   `sqlite3 -json ... | gzip` (RSS: the largest process of the pipe)
 // and prints wall seconds, rows/s, peak RSS, archive size and the load average as each
@@ -35,6 +37,7 @@ const limitArg = process.argv.find((a) => a.startsWith("--naive-limit="));
 const NAIVE_LIMIT_S = limitArg ? Number(limitArg.slice(14)) : 300;
 const roundsArg = process.argv.find((a) => a.startsWith("--rounds="));
 const ROUNDS = roundsArg ? Number(roundsArg.slice(9)) : 1;
+const PARQUET = process.argv.includes("--parquet");
 const loadsAtStart = loads();
 
 const mb = (bytes) => bytes / 1048576;
@@ -104,6 +107,30 @@ for (let round = 0; round < ROUNDS; round++) {
       sizeMB: b.code === 0 ? mb(statSync(naiveOut).size) : null,
     });
 
+    if (PARQUET) {
+      process.stderr.write("(p) sluice archive --format parquet ...\n");
+      const envP = { SLUICE_DB: `sqlite:${dbB}`, SLUICE_STORE: `file:${join(dir, "store-p")}` };
+      // On a copy: the ledger of this database must not list (p)'s part for (b) and (c).
+      const dbP = join(dir, "hot-p.db");
+      execFileSync("cp", [dbB, dbP]);
+      envP.SLUICE_DB = `sqlite:${dbP}`;
+      const p = timed(
+        process.execPath,
+        [CLI, "archive", `--date=${DATE}`, "--format=parquet"],
+        envP,
+      );
+      results.push({
+        rows: n,
+        contender: "(p) sluice archive, Parquet",
+        ...p,
+        sizeMB:
+          p.code === 0
+            ? mb(statSync(partObject(join(dir, "store-p", "traffic_events", `date=${DATE}`))).size)
+            : null,
+      });
+      rmSync(dbP, { force: true });
+    }
+
     if (hasSqlite3) {
       process.stderr.write("(c) sqlite3 -json | gzip ...\n");
       const pipeOut = join(dir, "pipe.json.gz");
@@ -148,22 +175,24 @@ console.log(
   "\ntargets: (a) peak RSS < 100 MB at 1M and within 10% of that at 5M; (a) wall <= 2x (c)",
 );
 for (const n of sizes) {
-  for (const [b, words] of [
-    ["(c)", "sqlite3 -json | gzip"],
-    ["(b)", "naive"],
+  for (const [a, b, words] of [
+    ["(a)", "(c)", "sqlite3 -json | gzip"],
+    ["(a)", "(b)", "naive"],
+    ["(p)", "(a)", "JSONL (goal: Parquet within 1.3x)"],
   ]) {
-    const rs = ratios(n, "(a)", b);
+    const rs = ratios(n, a, b);
     if (rs.length)
       console.log(
-        `  ${n.toLocaleString()} rows: wall (a) / ${b} ${words} = ${median(rs).toFixed(2)}x (median of ${rs.length} round(s): ${list(rs)})`,
+        `  ${n.toLocaleString()} rows: wall ${a} / ${b} ${words} = ${median(rs).toFixed(2)}x (median of ${rs.length} round(s): ${list(rs)})`,
       );
   }
 }
-if (sizes.length > 1) {
-  const lo = median(all(sizes[0], "(a)").map((r) => r.rssMB));
-  const hi = median(all(sizes.at(-1), "(a)").map((r) => r.rssMB));
+for (const who of PARQUET ? ["(a)", "(p)"] : ["(a)"]) {
+  if (sizes.length < 2) break;
+  const lo = median(all(sizes[0], who).map((r) => r.rssMB));
+  const hi = median(all(sizes.at(-1), who).map((r) => r.rssMB));
   console.log(
-    `  peak RSS of (a), median: ${lo.toFixed(1)} MB at ${sizes[0].toLocaleString()} -> ${hi.toFixed(1)} MB at ${sizes.at(-1).toLocaleString()} (${(((hi - lo) / lo) * 100).toFixed(1)}%)`,
+    `  peak RSS of ${who}, median: ${lo.toFixed(1)} MB at ${sizes[0].toLocaleString()} -> ${hi.toFixed(1)} MB at ${sizes.at(-1).toLocaleString()} (${(((hi - lo) / lo) * 100).toFixed(1)}%)`,
   );
 }
 writeFileSync(

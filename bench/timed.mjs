@@ -37,7 +37,9 @@ export function timed(cmd, args, env = {}) {
 /** The stored object of a part in a date's folder: `part-0000-<attempt>.jsonl.gz`. */
 export function partObject(folder, part = 0) {
   const prefix = `part-${String(part).padStart(4, "0")}-`;
-  const name = readdirSync(folder).find((n) => n.startsWith(prefix) && n.endsWith(".jsonl.gz"));
+  const name = readdirSync(folder).find(
+    (n) => n.startsWith(prefix) && (n.endsWith(".jsonl.gz") || n.endsWith(".parquet")),
+  );
   if (!name) throw new Error(`no object of part ${part} in ${folder}`);
   return join(folder, name);
 }

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { CleanupOptions } from "./archive/cleanup.js";
+import { DEFAULT_ROW_GROUP_ROWS } from "./archive/parquet/schema.js";
 import type { PartitionSpec } from "./archive/partition.js";
 import { BadInputError } from "./errors.js";
 import { IDENT } from "./sql/ident.js";
@@ -35,7 +36,7 @@ export const commonSettings = {
   /** How new parts are written: gzip JSONL, or Parquet (a part Parquet cannot hold exactly goes as JSONL). */
   SLUICE_FORMAT: z.enum(["jsonl", "parquet"]).default("jsonl"),
   /** Rows per Parquet row group: what the encoder holds at most. */
-  SLUICE_ROW_GROUP_ROWS: intSetting(20_000, 100, 1_000_000),
+  SLUICE_ROW_GROUP_ROWS: intSetting(DEFAULT_ROW_GROUP_ROWS, 100, 1_000_000),
   SLUICE_DELETE_BATCH: intSetting(1000, 1, 100_000),
   SLUICE_CLEANUP_BUDGET_MS: intSetting(0, 0, 86_400_000),
   HOT_RETENTION_DAYS: intSetting(3, 0, 36_500),

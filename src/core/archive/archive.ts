@@ -9,7 +9,9 @@ import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
 import { manifestText } from "./manifest.js";
 import { pagesByKey, tableLines } from "./pages.js";
-import { NotExactError, PlanError, type PlannedColumn, planColumns } from "./parquet/index.js";
+// Not the index: the Parquet libraries load only when a part is written as Parquet.
+import { PlanError, type PlannedColumn, planColumns } from "./parquet/schema.js";
+import { NotExactError } from "./parquet/values.js";
 import { manifestKeyOf, newAttempt, partManifestKey, partObjectKey } from "./partition.js";
 import { type PartPlan, countRowsAfter, planNextPart } from "./plan.js";
 import type { RowLines } from "./rows.js";

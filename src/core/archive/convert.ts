@@ -8,7 +8,8 @@ import type { JobContext } from "./context.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
 import { type ManifestFile, manifestText } from "./manifest.js";
-import { NotExactError, PlanError, type PlannedColumn, planColumns } from "./parquet/index.js";
+import { PlanError, type PlannedColumn, planColumns } from "./parquet/schema.js";
+import { NotExactError } from "./parquet/values.js";
 import {
   type PartFormat,
   manifestKeyOf,

@@ -11,7 +11,7 @@ import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
 import { lineReader } from "./line-reader.js";
 import { type ManifestFacts, manifestFacts } from "./manifest.js";
-import { decodeParquetLines, utf8Length } from "./parquet/index.js";
+import { utf8Length } from "./parquet/line.js";
 import { dayColumn, partFormat } from "./partition.js";
 import { RollupCounter, RollupTooLargeError } from "./rollup.js";
 import { VerifiedRanges } from "./verified-ranges.js";
@@ -163,6 +163,8 @@ export async function scanPart(
 
 /** A part's lines decoded from Parquet, their JSONL size added to the scan's as they come. */
 async function* parquetLines(file: VerifiedRanges, scan: PartScan): AsyncGenerator<string[]> {
+  // Loaded here: an archive of JSONL parts never loads the Parquet reader.
+  const { decodeParquetLines } = await import("./parquet/decode.js");
   for await (const lines of decodeParquetLines(file)) {
     for (const line of lines) scan.rawBytes += utf8Length(line) + 1;
     yield lines;

@@ -1,5 +1,5 @@
 import type { Codec } from "../bytes/codec.js";
-import { type PlannedColumn, encodeParquetStream } from "./parquet/index.js";
+import type { PlannedColumn } from "./parquet/schema.js";
 
 /** Store a part's bytes (the caller taps them for its digests); resolves once stored. */
 export type PutBody = (body: ReadableStream<Uint8Array>) => Promise<unknown>;
@@ -85,6 +85,7 @@ export async function writeParquetPart(
   const lines = (async function* () {
     for await (const page of pages) yield page.lines;
   })();
+  const { encodeParquetStream } = await import("./parquet/encode.js");
   const { stream, totals, failure } = encodeParquetStream(lines, plan, { rowGroupRows });
   try {
     await put(stream);

@@ -10,6 +10,7 @@ import {
 } from "./line.js";
 import {
   type ColumnKind,
+  DEFAULT_ROW_GROUP_ROWS,
   FORMAT_KEY,
   FORMAT_VERSION,
   type PlannedColumn,
@@ -19,7 +20,7 @@ import {
 import { NotExactError, exactValues, valuesOf } from "./values.js";
 
 export interface ParquetEncodeOptions {
-  /** Rows per row group: what the encoder holds at most (default 20,000). */
+  /** Rows per row group: what the encoder holds at most (default 5,000). */
   rowGroupRows?: number;
 }
 
@@ -32,8 +33,6 @@ export interface ParquetTotals {
   /** Bytes of the Parquet file emitted. */
   bytes: number;
 }
-
-export const DEFAULT_ROW_GROUP_ROWS = 20_000;
 
 /**
  * Encodes the lines of one part (pages of lines, in order) as a Parquet file, yielding its bytes

