@@ -3,6 +3,7 @@
 //   npm run bench:query                              # 30 days of 1M rows (setup: ~15 min)
 //   node bench/query.mjs --days=5 --rows=200000      # a quick look
 //   --rounds=N                                       # each contender N times, taking turns
+//   --format=parquet                                 # the days archived as Parquet parts
 //
 // Setup (not timed): N days of generated page views in SQLite, each archived, verified and
 // cleaned by sluice (gzip JSONL in a folder store). Then, under /usr/bin/time -v, the same
@@ -30,9 +31,16 @@ const ROWS = Number(arg("rows", "1000000"));
 const ROUNDS = Number(arg("rounds", "3"));
 const LAST = "2025-10-30";
 const GOAL = 1.2;
+const FORMAT = arg("format", "jsonl");
+if (!["jsonl", "parquet"].includes(FORMAT)) throw new Error("--format is jsonl or parquet");
 if (!existsSync(CLI)) throw new Error("run 'npm run build' first (npm run bench:query does)");
 
-const dir = join(ROOT, "bench", "out", `query-${DAYS}x${ROWS}`);
+const dir = join(
+  ROOT,
+  "bench",
+  "out",
+  `query-${DAYS}x${ROWS}${FORMAT === "jsonl" ? "" : `-${FORMAT}`}`,
+);
 const db = join(dir, "hot.db");
 const store = join(dir, "store");
 const env = { SLUICE_DB: `sqlite:${db}`, SLUICE_STORE: `file:${store}` };
@@ -49,7 +57,7 @@ if (!existsSync(join(dir, "ready"))) {
   for (let i = DAYS - 1; i >= 0; i--) {
     const d = new Date(Date.parse(`${LAST}T00:00:00Z`) - i * 86_400_000).toISOString().slice(0, 10);
     process.stderr.write(`archiving and cleaning ${d} ...\n`);
-    cli("archive", `--date=${d}`);
+    cli("archive", `--date=${d}`, `--format=${FORMAT}`);
     cli("cleanup", `--date=${d}`);
   }
   execFileSync("touch", [join(dir, "ready")]);
@@ -60,7 +68,11 @@ const direct = `
 import { DuckDBInstance } from "@duckdb/node-api";
 const db = await DuckDBInstance.create(":memory:");
 const c = await db.connect();
-const sql = process.argv[1].replace("traffic_events", "read_json('${store}/traffic_events/*/*.jsonl.gz', format = 'newline_delimited', hive_partitioning = true)");
+const sql = process.argv[1].replace("traffic_events", ${JSON.stringify(
+  FORMAT === "parquet"
+    ? `read_parquet('${store}/traffic_events/*/*.parquet', hive_partitioning = true)`
+    : `read_json('${store}/traffic_events/*/*.jsonl.gz', format = 'newline_delimited', hive_partitioning = true)`,
+)});
 const r = await c.runAndReadAll(sql);
 for (const row of r.getRowObjectsJson()) process.stdout.write(JSON.stringify(row) + "\\n");
 `;
@@ -93,7 +105,7 @@ if (distinct.size !== 1)
   throw new Error(`the answers differ:\n${[...answers].map(([k, v]) => `${k}: ${v}`).join("\n")}`);
 
 console.log(
-  `\nsluice query bench: ${DAYS} days x ${ROWS.toLocaleString()} rows, ${ROUNDS} rounds (load at end ${loads()})`,
+  `\nsluice query bench: ${DAYS} days x ${ROWS.toLocaleString()} rows as ${FORMAT}, ${ROUNDS} rounds (load at end ${loads()})`,
 );
 console.log(`SQL: ${SQL}`);
 console.log("| contender | wall s (median) | min | max | peak RSS MB (median) |");

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -202,6 +202,45 @@ for (const db of dbs) {
     });
   });
 }
+
+it("a line Parquet cannot give back, met after row groups went to the store: the part goes as JSONL, nothing of the Parquet upload left", async () => {
+  const db = dbs[0] as TestDb;
+  const table = "pq_late_refusal";
+  await db.run(`CREATE TABLE ${table} (id INTEGER PRIMARY KEY, event_date TEXT NOT NULL, f REAL)`);
+  const rows = 12_000;
+  for (let id = 1; id <= rows; id += 500) {
+    const values: unknown[] = [];
+    // SQLite writes the REAL 2.0 as "2.0"; a DOUBLE gives it back as 2.
+    for (let i = id; i < id + 500; i++) values.push(i, DAY, i === 9000 ? 2 : i + 0.5);
+    await db.run(
+      `INSERT INTO ${table} VALUES ${Array.from({ length: 500 }, () => "(?,?,?)").join(",")}`,
+      values,
+    );
+  }
+  const root = join(dir, "late");
+  const c = await open(db, table, `file:${root}`, { SLUICE_ROW_GROUP_ROWS: "1000" });
+  const warnings: string[] = [];
+  c.ctx.onWarning = (m) => warnings.push(m);
+  try {
+    const { written } = await archiveDate(c.ctx, c.owner, DAY);
+    expect(written?.objectKey).toMatch(/\.jsonl\.gz$/);
+    expect(written?.eventCount).toBe(rows);
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /part 0 is written as gzip JSONL: .*\(line 9000: ".*\\"f\\":2\.0}" would come back as ".*\\"f\\":2}"\)$/,
+      ),
+    ]);
+    const folder = join(root, table, `date=${DAY}`);
+    expect(
+      readdirSync(folder)
+        .map((n) => n.replace(/-[0-9a-f]{8}\./, "-*."))
+        .sort(),
+    ).toEqual(["part-0000-*.jsonl.gz", "part-0000-*.manifest.json"]);
+    expect(await cleanupDate(c.ctx, c.owner, DAY)).toMatchObject({ deleted: rows });
+  } finally {
+    await c.close();
+  }
+});
 
 it("sluice query --hot over a Parquet part a cleanup went part-way through: each row once", async () => {
   const db = dbs[0] as TestDb;
