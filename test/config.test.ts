@@ -6,6 +6,7 @@ import { parseEnv } from "node:util";
 import { describe, expect, it } from "vitest";
 import { daysBefore, parsePartitionDate, retentionCutoff } from "../src/core/dates.js";
 import { BadInputError } from "../src/core/errors.js";
+import { specOfSettings } from "../src/core/settings.js";
 import { checkIdentifier } from "../src/core/sql/ident.js";
 import { checkSeedFilter } from "../src/core/trace/seed-resolve.js";
 import { loadConfig } from "../src/node/config.js";
@@ -14,7 +15,7 @@ import {
   defaultTraceMemoryLimitMb,
   traceMemoryLimit,
 } from "../src/node/memory-limit.js";
-import { apiTable, loadTablesFile } from "../src/node/tables-file.js";
+import { apiTable, loadTablesFile, tableOverrides } from "../src/node/tables-file.js";
 
 describe("configuration and input validation", () => {
   it("defaults to the embedded store: SQLite and a local folder", () => {
@@ -186,5 +187,26 @@ describe("configuration and input validation", () => {
     expect(() => loadTablesFile(file({ a: { pathColumn: "u rl" } }))).toThrow(
       /tables\.a\.pathColumn: is not a plain identifier/,
     );
+  });
+
+  it("the part format: SLUICE_FORMAT, per table in the config file; anything else stops start-up", () => {
+    expect(loadConfig({})).toMatchObject({ SLUICE_FORMAT: "jsonl", SLUICE_ROW_GROUP_ROWS: 5000 });
+    const parquet = loadConfig({ SLUICE_FORMAT: "parquet", SLUICE_ROW_GROUP_ROWS: "1000" });
+    expect(specOfSettings(parquet)).toMatchObject({ format: "parquet", rowGroupRows: 1000 });
+    expect(() => loadConfig({ SLUICE_FORMAT: "csv" })).toThrow(/SLUICE_FORMAT="csv"/);
+    expect(() => loadConfig({ SLUICE_ROW_GROUP_ROWS: "10" })).toThrow(/SLUICE_ROW_GROUP_ROWS="10"/);
+    const dir = mkdtempSync(join(tmpdir(), "sluice-config-"));
+    const path = join(dir, "tables.json");
+    writeFileSync(
+      path,
+      JSON.stringify({ tables: { pv: { format: "parquet", rowGroupRows: 2000 } } }),
+    );
+    const pv = loadTablesFile(path).tables.get("pv");
+    expect(loadConfig({}, tableOverrides("pv", pv ?? {}))).toMatchObject({
+      SLUICE_FORMAT: "parquet",
+      SLUICE_ROW_GROUP_ROWS: 2000,
+    });
+    writeFileSync(path, JSON.stringify({ tables: { pv: { format: "orc" } } }));
+    expect(() => loadTablesFile(path)).toThrow(/tables\.pv\.format/);
   });
 });
