@@ -1,9 +1,7 @@
 import { webCodec } from "../bytes/codec.js";
 import { portableSha256 } from "../bytes/hash.js";
-import { tap } from "../bytes/lines.js";
 import { LeaseLostError } from "../errors.js";
 import { putBytes } from "../store.js";
-import { ChunkDigester } from "./chunks.js";
 import type { JobContext } from "./context.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
@@ -15,7 +13,7 @@ import { NotExactError } from "./parquet/values.js";
 import { manifestKeyOf, newAttempt, partManifestKey, partObjectKey } from "./partition.js";
 import { type PartPlan, countRowsAfter, planNextPart } from "./plan.js";
 import type { RowLines } from "./rows.js";
-import { type PutBody, writeJsonlPart, writeParquetPart } from "./write-part.js";
+import { type StoredFacts, digestedPut, writeJsonlPart, writeParquetPart } from "./write-part.js";
 
 /**
  * The error to report for a failed upload: that the lease was lost, when it was (another
@@ -149,15 +147,11 @@ function asJsonl(table: string, date: string, part: number, err: Error): string 
 }
 
 /** What one upload of a part wrote, once the store has it all. */
-interface Written {
+interface Written extends StoredFacts {
   objectKey: string;
   manifestKey: string;
   rows: number;
   rawBytes: number;
-  bytes: number;
-  sha256: string;
-  chunkBytes: number;
-  chunkSha256: string;
   minKey: number;
   maxKey: number;
 }
@@ -182,24 +176,10 @@ async function writePart(
   const objectKey = partObjectKey(partSpec, date, next.part, attempt);
   const manifestKey = partManifestKey(partSpec, date, next.part, attempt);
   await ledger.setPendingObject(lease, objectKey);
-  const sha256 = ctx.sha256 ?? portableSha256;
-  const hash = sha256();
-  const chunks = new ChunkDigester(sha256);
+  const { put, facts } = digestedPut(store, objectKey, ctx.sha256 ?? portableSha256);
   let rows = 0;
-  let bytes = 0;
   let minKey: number | null = null;
   let maxKey: number | null = null;
-  const put: PutBody = (body) =>
-    store.put(
-      objectKey,
-      body.pipeThrough(
-        tap((chunk) => {
-          hash.update(chunk);
-          chunks.update(chunk);
-          bytes += chunk.byteLength;
-        }),
-      ),
-    );
   const pages = (async function* () {
     for await (const page of pagesByKey(ctx, lines, date, next.after, lease)) {
       minKey ??= page.firstKey;
@@ -226,16 +206,5 @@ async function writePart(
     await store.delete(objectKey);
     return null;
   }
-  return {
-    objectKey,
-    manifestKey,
-    rows,
-    rawBytes,
-    bytes,
-    sha256: hash.hex(),
-    chunkBytes: chunks.chunkBytes,
-    chunkSha256: chunks.finish(),
-    minKey,
-    maxKey,
-  };
+  return { objectKey, manifestKey, rows, rawBytes, minKey, maxKey, ...facts() };
 }

@@ -1,9 +1,7 @@
 import { webCodec } from "../bytes/codec.js";
-import { portableSha256 } from "../bytes/hash.js";
-import { tap } from "../bytes/lines.js";
+import { type Sha256Factory, portableSha256 } from "../bytes/hash.js";
 import { BadInputError, VerificationError } from "../errors.js";
 import { getText, putBytes } from "../store.js";
-import { ChunkDigester } from "./chunks.js";
 import type { JobContext } from "./context.js";
 import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
@@ -19,7 +17,7 @@ import {
   partObjectKey,
 } from "./partition.js";
 import { scanPart, verifyPart } from "./verify.js";
-import { type PutBody, writeJsonlPart, writeParquetPart } from "./write-part.js";
+import { digestedPut, writeJsonlPart, writeParquetPart } from "./write-part.js";
 
 /** What a conversion of one date did. */
 export interface ConvertResult {
@@ -129,20 +127,7 @@ async function rewrite(
   await ledger.setPendingObject(lease, objectKey);
 
   const sha256 = ctx.sha256 ?? portableSha256;
-  const hash = sha256();
-  const chunks = new ChunkDigester(sha256);
-  let bytes = 0;
-  const put: PutBody = (body) =>
-    store.put(
-      objectKey,
-      body.pipeThrough(
-        tap((chunk) => {
-          hash.update(chunk);
-          chunks.update(chunk);
-          bytes += chunk.byteLength;
-        }),
-      ),
-    );
+  const { put, facts } = digestedPut(store, objectKey, sha256);
   // The old part's lines, read as verify reads them, handed to the writer one batch at a time.
   const handoff = new TransformStream<string[], { lines: string[] }>({
     transform: (lines, c) => c.enqueue({ lines }),
@@ -182,14 +167,15 @@ async function rewrite(
     throw err;
   }
 
+  const stored = facts();
   const next: PartRecord = {
     ...part,
     objectKey,
     manifestKey,
-    fileSize: bytes,
-    sha256: hash.hex(),
-    chunkBytes: chunks.chunkBytes,
-    chunkSha256: chunks.finish(),
+    fileSize: stored.bytes,
+    sha256: stored.sha256,
+    chunkBytes: stored.chunkBytes,
+    chunkSha256: stored.chunkSha256,
   };
   const encodings = new Map(old.columns?.map((c) => [c.type, c.encoding]) ?? []);
   const manifest = manifestText(next, spec, old.columns ?? [], (t) => encodings.get(t));
@@ -217,7 +203,7 @@ class LineDigest {
 
   private readonly encoder = new TextEncoder();
 
-  constructor(sha256: typeof portableSha256) {
+  constructor(sha256: Sha256Factory) {
     this.hash = sha256();
   }
 

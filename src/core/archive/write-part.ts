@@ -1,8 +1,54 @@
 import type { Codec } from "../bytes/codec.js";
+import type { Sha256Factory } from "../bytes/hash.js";
+import { tap } from "../bytes/lines.js";
+import type { ObjectStore } from "../store.js";
+import { ChunkDigester } from "./chunks.js";
 import type { PlannedColumn } from "./parquet/schema.js";
 
 /** Store a part's bytes (the caller taps them for its digests); resolves once stored. */
 export type PutBody = (body: ReadableStream<Uint8Array>) => Promise<unknown>;
+
+/** What the store was given for one object, final once the put has resolved. */
+export interface StoredFacts {
+  bytes: number;
+  sha256: string;
+  chunkBytes: number;
+  chunkSha256: string;
+}
+
+/**
+ * A put of `objectKey` into `store` that digests the bytes as they go (the whole sha256 and
+ * each chunk's), for the ledger and the manifest; `facts()` once the put has resolved.
+ */
+export function digestedPut(
+  store: ObjectStore,
+  objectKey: string,
+  sha256: Sha256Factory,
+): { put: PutBody; facts: () => StoredFacts } {
+  const hash = sha256();
+  const chunks = new ChunkDigester(sha256);
+  let bytes = 0;
+  const put: PutBody = (body) =>
+    store.put(
+      objectKey,
+      body.pipeThrough(
+        tap((chunk) => {
+          hash.update(chunk);
+          chunks.update(chunk);
+          bytes += chunk.byteLength;
+        }),
+      ),
+    );
+  return {
+    put,
+    facts: () => ({
+      bytes,
+      sha256: hash.hex(),
+      chunkBytes: chunks.chunkBytes,
+      chunkSha256: chunks.finish(),
+    }),
+  };
+}
 
 /** Lines in pages, in key order, as pagesByKey gives them. */
 export type LinePages = AsyncIterable<{ lines: readonly string[] }>;
