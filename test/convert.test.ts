@@ -1,14 +1,21 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { afterAll, describe, expect, it } from "vitest";
-import { archiveDate, cleanupDate, convertDate, restoreDate } from "../src/core/archive/jobs.js";
+import { archivePartition } from "../src/core/archive/archive.js";
+import {
+  archiveDate,
+  cleanupDate,
+  convertDate,
+  restoreDate,
+  withLease,
+} from "../src/core/archive/jobs.js";
 import type { PartRecord } from "../src/core/archive/ledger/records.js";
-import { VerificationError } from "../src/core/errors.js";
+import { LeaseLostError, VerificationError } from "../src/core/errors.js";
 import type { ObjectStore } from "../src/core/store.js";
 import type { NodeContext } from "../src/node/context.js";
-import { preparedTable } from "./helpers.js";
+import { preparedTable, tableContext } from "./helpers.js";
 import { type TestDb, mariaDb, postgresDb, sqliteDb } from "./servers.js";
 
 /**
@@ -62,9 +69,17 @@ for (const db of dbs) {
         expect(cut.deleted).toBe(1000);
         const [old] = await c.ctx.ledger.parts(table, DAY);
 
+        const seen: number[] = [];
+        c.ctx.onProgress = (p) => {
+          if (p.phase === "convert") seen.push(p.done);
+        };
         const out = await convertDate(c.ctx, c.owner, DAY, "parquet");
+        c.ctx.onProgress = undefined;
         expect(out).toMatchObject({ converted: 1, already: 0, kept: 0 });
         expect(out.bytesBefore).toBe(old?.fileSize);
+        // Progress as the old part's lines are read, to its last.
+        expect(seen.at(-1)).toBe(ROWS);
+        expect(seen).toEqual([...seen].sort((a, b) => a - b));
         expect(stored(root, table)).toEqual(["part-0000-*.manifest.json", "part-0000-*.parquet"]);
         const [now] = await c.ctx.ledger.parts(table, DAY);
         // Everything but the object's own facts is as it was: the lines are the same text.
@@ -75,6 +90,7 @@ for (const db of dbs) {
         };
         expect(same(now)).toEqual(same(old));
         expect(now?.sha256).not.toBe(old?.sha256);
+        expect(out.bytesAfter).toBe(now?.fileSize);
         expect(await sums(root, table)).toEqual(before);
         const meta = await c.ctx.ledger.get(table, DAY);
         expect(meta?.fileSize).toBe(now?.fileSize);
@@ -177,6 +193,165 @@ describe("convert refuses what it cannot prove", () => {
       expect(await convertDate(c.ctx, c.owner, DAY, "parquet")).toMatchObject({ converted: 1 });
       expect(existsSync(join(root, orphan))).toBe(false);
       expect(readdirSync(folder)).toHaveLength(2);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("refuses a date with no part, or with a part not verified, and changes nothing", async () => {
+    const c = await preparedTable(db.url, root, "cv_refuse", DAY, 500);
+    try {
+      await expect(convertDate(c.ctx, c.owner, DAY, "parquet")).rejects.toThrow(
+        /cv_refuse 2025-10-13 has no archived part/,
+      );
+      // Written, not verified: what verify has not proven is not rewritten.
+      await withLease(c.ctx, c.owner, DAY, (lease) => archivePartition(c.ctx, lease, DAY));
+      const before = await c.ctx.ledger.parts("cv_refuse", DAY);
+      await expect(convertDate(c.ctx, c.owner, DAY, "parquet")).rejects.toThrow(
+        /part 0 is not verified: run archive/,
+      );
+      expect(await c.ctx.ledger.parts("cv_refuse", DAY)).toEqual(before);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("a damaged old object or a missing manifest stops the conversion naming it; the ledger is untouched", async () => {
+    const table = "cv_damaged";
+    const c = await archived(table);
+    try {
+      const [old] = await c.ctx.ledger.parts(table, DAY);
+      const path = join(root, old?.objectKey as string);
+      const bytes = readFileSync(path);
+      writeFileSync(
+        path,
+        bytes.map((b, i) => (i === 40 ? b ^ 1 : b)),
+      );
+      const err = await convertDate(c.ctx, c.owner, DAY, "parquet").catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(VerificationError);
+      expect(String(err)).toContain(`${old?.objectKey} failed verification: chunk 0`);
+      expect((await c.ctx.ledger.parts(table, DAY))[0]).toEqual(old);
+      expect(stored(root, table)).toEqual(["part-0000-*.jsonl.gz", "part-0000-*.manifest.json"]);
+      writeFileSync(path, bytes);
+      rmSync(join(root, old?.manifestKey as string));
+      await expect(convertDate(c.ctx, c.owner, DAY, "parquet")).rejects.toThrow(
+        /manifest .*\.manifest\.json is missing/,
+      );
+      expect((await c.ctx.ledger.parts(table, DAY))[0]).toEqual(old);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("a pending upload that is the part's own object is never taken for a leftover", async () => {
+    const table = "cv_pending_own";
+    const c = await archived(table);
+    try {
+      const [old] = await c.ctx.ledger.parts(table, DAY);
+      await c.ctx.ledger.acquire(table, DAY, c.owner).then(async (lease) => {
+        await c.ctx.ledger.setPendingObject(lease, old?.objectKey as string);
+        await lease.release();
+      });
+      expect(await convertDate(c.ctx, c.owner, DAY, "parquet")).toMatchObject({ converted: 1 });
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("the ledger's swap is fenced: another object than the one read, or a lease gone, changes nothing", async () => {
+    const table = "cv_fence";
+    const c = await archived(table);
+    try {
+      const [old] = await c.ctx.ledger.parts(table, DAY);
+      const to = {
+        objectKey: "x.parquet",
+        manifestKey: "x.manifest.json",
+        fileSize: 1,
+        sha256: "0".repeat(64),
+        chunkBytes: 1 << 20,
+        chunkSha256: "0".repeat(64),
+      };
+      const lease = await c.ctx.ledger.acquire(table, DAY, c.owner);
+      await expect(c.ctx.ledger.swapPartObject(lease, 0, "not-its-object", to)).rejects.toThrow(
+        /could not swap part 0's object/,
+      );
+      await lease.release();
+      await expect(
+        c.ctx.ledger.swapPartObject(lease, 0, old?.objectKey as string, to),
+      ).rejects.toBeInstanceOf(LeaseLostError);
+      expect((await c.ctx.ledger.parts(table, DAY))[0]).toEqual(old);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe("convert keeps what a part says of itself", () => {
+  const db = dbs[0] as TestDb;
+  const root = join(dir, "kept");
+
+  it("a part Parquet cannot hold exactly stays JSONL, told why; the manifest's column encodings carry over", async () => {
+    const file = join(dir, "kept.db");
+    const { default: Database } = await import("better-sqlite3");
+    const sqlite = new Database(file);
+    sqlite.exec(`CREATE TABLE real_pv (id INTEGER PRIMARY KEY, event_date TEXT NOT NULL, f REAL);
+      CREATE TABLE blob_pv (id INTEGER PRIMARY KEY, event_date TEXT NOT NULL, bl BLOB)`);
+    const add = sqlite.prepare("INSERT INTO real_pv VALUES (?, ?, ?)");
+    const addBlob = sqlite.prepare("INSERT INTO blob_pv VALUES (?, ?, ?)");
+    for (let i = 1; i <= 300; i++) {
+      add.run(i, DAY, i === 150 ? 1e308 : i + 0.5);
+      addBlob.run(i, DAY, Buffer.from([i % 256, 0, 255]));
+    }
+    sqlite.close();
+    for (const table of ["real_pv", "blob_pv"]) {
+      const c = await tableContext(`sqlite:${file}`, root, table);
+      const warnings: string[] = [];
+      c.ctx.onWarning = (m) => warnings.push(m);
+      try {
+        await archiveDate(c.ctx, c.owner, DAY);
+        const [old] = await c.ctx.ledger.parts(table, DAY);
+        const oldManifest = JSON.parse(
+          readFileSync(join(root, old?.manifestKey as string), "utf8"),
+        );
+        const out = await convertDate(c.ctx, c.owner, DAY, "parquet");
+        const [now] = await c.ctx.ledger.parts(table, DAY);
+        if (table === "real_pv") {
+          expect(out).toMatchObject({ converted: 0, kept: 1 });
+          expect(warnings).toEqual([
+            expect.stringMatching(
+              /^real_pv 2025-10-13 part 0 stays jsonl: parquet would not give its lines back exactly \(line 150/,
+            ),
+          ]);
+          expect(now).toEqual(old);
+        } else {
+          expect(out).toMatchObject({ converted: 1, kept: 0 });
+          const manifest = JSON.parse(readFileSync(join(root, now?.manifestKey as string), "utf8"));
+          expect(manifest.format).toBe("sluice-parquet/1");
+          expect(manifest.columns).toEqual(oldManifest.columns);
+          expect(manifest.columns.find((x: { name: string }) => x.name === "bl")?.encoding).toBe(
+            "hex",
+          );
+        }
+      } finally {
+        await c.close();
+      }
+    }
+  });
+
+  it("a manifest whose column list names one twice: no plan, the part stays, told why", async () => {
+    const c = await preparedTable(db.url, root, "cv_dup", DAY, 200);
+    const warnings: string[] = [];
+    c.ctx.onWarning = (m) => warnings.push(m);
+    try {
+      await archiveDate(c.ctx, c.owner, DAY);
+      const [old] = await c.ctx.ledger.parts("cv_dup", DAY);
+      const path = join(root, old?.manifestKey as string);
+      const manifest = JSON.parse(readFileSync(path, "utf8"));
+      manifest.columns.push(manifest.columns[1]);
+      writeFileSync(path, JSON.stringify(manifest));
+      expect(await convertDate(c.ctx, c.owner, DAY, "parquet")).toMatchObject({ kept: 1 });
+      expect(warnings).toEqual([expect.stringMatching(/stays jsonl: .*appears twice/)]);
+      expect((await c.ctx.ledger.parts("cv_dup", DAY))[0]).toEqual(old);
     } finally {
       await c.close();
     }

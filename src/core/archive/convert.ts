@@ -112,6 +112,7 @@ async function rewrite(
   }
   const old = JSON.parse(oldText) as ManifestFile;
   let plan: PlannedColumn[] = [];
+  // Stryker disable next-line ConditionalExpression: equivalent; a plan made for JSONL goes unused (planColumns refuses only a name listed twice, which a manifest written by archive never has)
   if (format === "parquet") {
     try {
       plan = planColumns(old.columns ?? [], source.dialect.name);
@@ -153,18 +154,20 @@ async function rewrite(
     await writer.close();
   })();
   reading.catch((err) => writer.abort(err).catch(() => undefined));
-  try {
-    const pages = handoff.readable;
-    await Promise.all([
-      reading,
-      format === "parquet"
-        ? writeParquetPart(pages, plan, spec.rowGroupRows, put)
-        : writeJsonlPart(ctx.codec ?? webCodec, pages, put),
-    ]);
-  } catch (err) {
+  const pages = handoff.readable;
+  const writing =
+    format === "parquet"
+      ? writeParquetPart(pages, plan, spec.rowGroupRows, put)
+      : writeJsonlPart(ctx.codec ?? webCodec, pages, put);
+  // Each side's failure breaks the other's stream: report the one that caused it.
+  const [read, wrote] = await Promise.allSettled([reading, writing]);
+  if (read.status === "rejected" || wrote.status === "rejected") {
     await store.delete(objectKey).catch(() => undefined);
-    if (err instanceof NotExactError) return err;
-    throw err;
+    const writeErr = wrote.status === "rejected" ? wrote.reason : undefined;
+    const readErr = read.status === "rejected" ? read.reason : undefined;
+    if (writeErr instanceof NotExactError) return writeErr;
+    if (readErr instanceof VerificationError || writeErr === undefined) throw readErr;
+    throw writeErr;
   }
 
   const stored = facts();
@@ -184,6 +187,7 @@ async function rewrite(
   const newLines = new LineDigest(sha256);
   try {
     await verifyPart(ctx, next, (line) => newLines.add(line));
+    // Stryker disable next-line ConditionalExpression: defense in depth against a codec bug; no input reaches it (the encoder refuses a line that would not render back to itself)
     if (newLines.hex() !== oldLines.hex()) {
       throw new VerificationError(objectKey, [
         `its lines differ from those of ${part.objectKey} (the sha256 of their text)`,
@@ -207,7 +211,9 @@ class LineDigest {
     this.hash = sha256();
   }
 
+  // Stryker disable next-line BlockStatement: as the comparison of the digests, which alone reads them
   add(line: string): void {
+    // Stryker disable next-line StringLiteral: as above
     this.hash.update(this.encoder.encode(`${line}\n`));
   }
 
