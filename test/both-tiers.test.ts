@@ -1,16 +1,14 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { afterAll, describe, expect, it } from "vitest";
 import { archiveDate, cleanupDate, restoreDate } from "../src/core/archive/jobs.js";
 import { CleanupIncompleteError } from "../src/core/errors.js";
 import { loadConfig } from "../src/node/config.js";
 import { type NodeContext, openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
-import { archiveQuery } from "../src/node/query/archive-query.js";
 import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
-import { preparedTable, tableContext } from "./helpers.js";
+import { preparedTable, queryRows, tableContext } from "./helpers.js";
 import { type TestDb, mariaDb, postgresDb, sqliteDb } from "./servers.js";
 
 /**
@@ -34,27 +32,12 @@ interface Totals {
 
 /** The day's rows as the query answers them over `c`'s table. */
 async function queried(c: NodeContext, hot: boolean, warnings: string[] = []): Promise<Totals> {
-  let text = "";
-  const out = new Writable({
-    write(chunk, _enc, done) {
-      text += String(chunk);
-      done();
-    },
-  });
-  await archiveQuery(
-    [c],
-    {
-      sql: `SELECT COUNT(*)::BIGINT AS n, COALESCE(SUM(id), 0)::BIGINT AS ids, COALESCE(SUM(duration_ms), 0)::BIGINT AS ms FROM ${c.ctx.spec.table} WHERE date = '${DAY}'`,
-      hot,
-      format: "ndjson",
-      cacheDir: join(dir, "cache"),
-      cacheBytes: 1 << 30,
-      onWarning: (m) => warnings.push(m),
-    },
-    out,
+  const [row] = await queryRows(
+    c,
+    `SELECT COUNT(*)::BIGINT AS n, COALESCE(SUM(id), 0)::BIGINT AS ids, COALESCE(SUM(duration_ms), 0)::BIGINT AS ms FROM ${c.ctx.spec.table} WHERE date = '${DAY}'`,
+    { hot, cacheDir: join(dir, "cache"), onWarning: (m) => warnings.push(m) },
   );
-  const row = JSON.parse(text.trim()) as Record<string, unknown>;
-  return { n: Number(row.n), ids: Number(row.ids), ms: Number(row.ms) };
+  return { n: Number(row?.n), ids: Number(row?.ids), ms: Number(row?.ms) };
 }
 
 for (const maybe of dbs) {

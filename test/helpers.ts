@@ -1,11 +1,13 @@
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import Database from "better-sqlite3";
 import { type StatsReader, statsReader } from "../src/core/stats/queries.js";
 import { loadConfig } from "../src/node/config.js";
 import { type NodeContext, openContext } from "../src/node/context.js";
 import { openSource } from "../src/node/open.js";
+import { type ArchiveQueryOptions, archiveQuery } from "../src/node/query/archive-query.js";
 import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
 
 export interface Workspace {
@@ -119,4 +121,24 @@ export async function preparedTable(
   await prepareTrafficData(source, { table, date, count });
   await source.close();
   return tableContext(url, store, table);
+}
+
+/** One SELECT through archiveQuery in this process, its NDJSON rows parsed. */
+export async function queryRows(
+  c: NodeContext,
+  sql: string,
+  options: Omit<ArchiveQueryOptions, "sql" | "format" | "cacheBytes">,
+): Promise<Record<string, unknown>[]> {
+  let text = "";
+  const out = new Writable({
+    write(chunk, _enc, done) {
+      text += String(chunk);
+      done();
+    },
+  });
+  await archiveQuery([c], { sql, format: "ndjson", cacheBytes: 1 << 30, ...options }, out);
+  return text
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }

@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { afterAll, describe, expect, it } from "vitest";
 import { archiveDate, cleanupDate, withLease } from "../src/core/archive/jobs.js";
@@ -11,7 +10,7 @@ import { CleanupIncompleteError } from "../src/core/errors.js";
 import { getText } from "../src/core/store.js";
 import { loadConfig } from "../src/node/config.js";
 import { type NodeContext, openContext } from "../src/node/context.js";
-import { archiveQuery } from "../src/node/query/archive-query.js";
+import { queryRows } from "./helpers.js";
 import { type S3Server, startS3rver } from "./s3rver.js";
 import { type TestDb, mariaDb, postgresDb, sqliteDb } from "./servers.js";
 
@@ -249,21 +248,8 @@ it("sluice query --hot over a Parquet part a cleanup went part-way through: each
   await fill(db, table, ROWS);
   const c = await open(db, table, `file:${join(dir, "hot-query")}`);
   const sums = `SELECT COUNT(*)::BIGINT AS n, SUM(id)::BIGINT AS ids, SUM(n)::BIGINT AS ns FROM ${table}`;
-  const ask = async (hot: boolean) => {
-    let text = "";
-    const out = new Writable({
-      write(chunk, _enc, done) {
-        text += String(chunk);
-        done();
-      },
-    });
-    await archiveQuery(
-      [c],
-      { sql: sums, hot, format: "ndjson", cacheDir: join(dir, "cache"), cacheBytes: 1 << 30 },
-      out,
-    );
-    return JSON.parse(text) as Record<string, unknown>;
-  };
+  const ask = async (hot: boolean) =>
+    (await queryRows(c, sums, { hot, cacheDir: join(dir, "cache") }))[0] as Record<string, unknown>;
   const truth = async () => {
     const [r] = await db.query(`SELECT COUNT(*) AS n, SUM(id) AS ids, SUM(n) AS ns FROM ${table}`);
     return { n: String(r?.n), ids: String(r?.ids ?? 0), ns: String(r?.ns ?? 0) };
