@@ -243,16 +243,26 @@ describe("convert refuses what it cannot prove", () => {
     }
   });
 
-  it("a pending upload that is the part's own object is never taken for a leftover", async () => {
+  it("a pending upload that is one of the parts' own objects is never taken for a leftover", async () => {
     const table = "cv_pending_own";
     const c = await archived(table);
     try {
-      const [old] = await c.ctx.ledger.parts(table, DAY);
+      // Late rows, cleaned too: a second part.
+      for (let i = 0; i < 20; i++) {
+        await db.run(
+          `INSERT INTO ${table} (event_date, ts, path, status, duration_ms) VALUES (?, 0, '/late', 200, 1)`,
+          [DAY],
+        );
+      }
+      await archiveDate(c.ctx, c.owner, DAY);
+      await cleanupDate(c.ctx, c.owner, DAY);
+      const parts = await c.ctx.ledger.parts(table, DAY);
+      expect(parts).toHaveLength(2);
       await c.ctx.ledger.acquire(table, DAY, c.owner).then(async (lease) => {
-        await c.ctx.ledger.setPendingObject(lease, old?.objectKey as string);
+        await c.ctx.ledger.setPendingObject(lease, parts[0]?.objectKey as string);
         await lease.release();
       });
-      expect(await convertDate(c.ctx, c.owner, DAY, "parquet")).toMatchObject({ converted: 1 });
+      expect(await convertDate(c.ctx, c.owner, DAY, "parquet")).toMatchObject({ converted: 2 });
     } finally {
       await c.close();
     }
@@ -351,6 +361,14 @@ describe("convert keeps what a part says of itself", () => {
       writeFileSync(path, JSON.stringify(manifest));
       expect(await convertDate(c.ctx, c.owner, DAY, "parquet")).toMatchObject({ kept: 1 });
       expect(warnings).toEqual([expect.stringMatching(/stays jsonl: .*appears twice/)]);
+      expect((await c.ctx.ledger.parts("cv_dup", DAY))[0]).toEqual(old);
+      // A manifest from before columns were listed: no plan fits its lines.
+      manifest.columns = undefined;
+      writeFileSync(path, JSON.stringify(manifest));
+      expect(await convertDate(c.ctx, c.owner, DAY, "parquet")).toMatchObject({ kept: 1 });
+      expect(warnings[1]).toMatch(
+        /stays jsonl: parquet would not give its lines back exactly \(line 1: /,
+      );
       expect((await c.ctx.ledger.parts("cv_dup", DAY))[0]).toEqual(old);
     } finally {
       await c.close();

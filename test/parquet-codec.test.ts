@@ -15,6 +15,7 @@ import {
   encodeParquetStream,
   planColumns,
 } from "../src/core/archive/parquet/index.js";
+import { whereNotExact } from "../src/core/archive/parquet/values.js";
 import type { Column, Dialect } from "../src/core/sql/source.js";
 import { loadConfig } from "../src/node/config.js";
 import { type NodeContext, openContext } from "../src/node/context.js";
@@ -364,6 +365,18 @@ describe("lines that cannot be exact are refused", () => {
     await refused('{"id":1.5,"v":1,"s":"x"}', "id");
     await refused('{"id":"2","v":1,"s":"x"}', "id");
     await refused('{"id":2,"v":"NaN","s":"x"}', "v");
+  });
+
+  it("what a person is told: where the texts part, or the value and why its column refused it", () => {
+    const line = `{"id":2,"v":1.0,"s":"${"x".repeat(100)}"}`;
+    const again = `{"id":2,"v":1,"s":"${"x".repeat(100)}"}`;
+    // The texts part at character 13 ("." against ","): 24 characters either side, from the start.
+    expect(whereNotExact(new NotExactError(7, undefined, line, again))).toBe(
+      `line 7: ${JSON.stringify(line.slice(0, 37))} would come back as ${JSON.stringify(again.slice(0, 37))}`,
+    );
+    expect(whereNotExact(new NotExactError(3, "id", '"2"', "a quoted integer"))).toBe(
+      `line 3, column 'id': "\\"2\\"" (a quoted integer)`,
+    );
   });
 
   it("a key order, a missing or an extra key, a duplicate, whitespace", async () => {

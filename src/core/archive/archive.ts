@@ -9,7 +9,7 @@ import { manifestText } from "./manifest.js";
 import { pagesByKey, tableLines } from "./pages.js";
 // Not the index: the Parquet libraries load only when a part is written as Parquet.
 import { PlanError, type PlannedColumn, planColumns } from "./parquet/schema.js";
-import { NotExactError } from "./parquet/values.js";
+import { NotExactError, whereNotExact } from "./parquet/values.js";
 import { manifestKeyOf, newAttempt, partManifestKey, partObjectKey } from "./partition.js";
 import { type PartPlan, countRowsAfter, planNextPart } from "./plan.js";
 import type { RowLines } from "./rows.js";
@@ -133,16 +133,7 @@ export async function archivePartition(
 }
 
 function asJsonl(table: string, date: string, part: number, err: Error): string {
-  let why = err.message;
-  if (err instanceof NotExactError) {
-    // Where the texts part, with a little context on either side: a whole line is too long.
-    const { expected: want, actual: got } = err;
-    let at = 0;
-    while (at < want.length && want[at] === got[at]) at++;
-    const from = Math.max(0, at - 24);
-    const column = err.column === undefined ? "" : `, column '${err.column}'`;
-    why = `line ${err.lineNumber}${column}: ${JSON.stringify(want.slice(from, at + 24))} would come back as ${JSON.stringify(got.slice(from, at + 24))}`;
-  }
+  const why = err instanceof NotExactError ? whereNotExact(err) : err.message;
   return `${table} ${date} part ${part} is written as gzip JSONL: Parquet would not give its lines back exactly (${why})`;
 }
 

@@ -26,6 +26,22 @@ export class NotExactError extends Error {
   }
 }
 
+/**
+ * Why a part cannot be Parquet, for a person: the line and column, and where the line's text
+ * and Parquet's part, with a little context on either side (a whole line is too long).
+ */
+export function whereNotExact(err: NotExactError): string {
+  const { expected: want, actual: got } = err;
+  // A value its column's type refused: the value, and why.
+  if (err.column !== undefined) {
+    return `line ${err.lineNumber}, column '${err.column}': ${JSON.stringify(want.slice(0, 48))} (${got})`;
+  }
+  let at = 0;
+  while (at < want.length && want[at] === got[at]) at++;
+  const from = Math.max(0, at - 24);
+  return `line ${err.lineNumber}: ${JSON.stringify(want.slice(from, at + 24))} would come back as ${JSON.stringify(got.slice(from, at + 24))}`;
+}
+
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 const JSON_NUMBER = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$/;
