@@ -5,7 +5,7 @@ import type { ObjectStore } from "../store.js";
 import { ChunkDigester } from "./chunks.js";
 import type { PlannedColumn } from "./parquet/schema.js";
 
-/** Store a part's bytes (the caller taps them for its digests); resolves once stored. */
+/** Store a part's bytes; resolves once the store has them all. */
 export type PutBody = (body: ReadableStream<Uint8Array>) => Promise<unknown>;
 
 /** What the store was given for one object, final once the put has resolved. */
@@ -18,7 +18,7 @@ export interface StoredFacts {
 
 /**
  * A put of `objectKey` into `store` that digests the bytes as they go (the whole sha256 and
- * each chunk's), for the ledger and the manifest; `facts()` once the put has resolved.
+ * each chunk's), for the ledger and the manifest; `facts()`, once, after the put resolved.
  */
 export function digestedPut(
   store: ObjectStore,
