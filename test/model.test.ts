@@ -10,6 +10,7 @@ import { FsStore } from "../src/adapters/fs/store.js";
 import type { JobContext } from "../src/core/archive/context.js";
 import { archiveDate, cleanupDate, verifyDate } from "../src/core/archive/jobs.js";
 import { Ledger } from "../src/core/archive/ledger/ledger.js";
+import { bytesAsyncBuffer, decodeParquetLines } from "../src/core/archive/parquet/index.js";
 import { SluiceError } from "../src/core/errors.js";
 import type { Row, SqlExecutor, SqlSource } from "../src/core/sql/source.js";
 import { statsReader } from "../src/core/stats/queries.js";
@@ -37,7 +38,19 @@ import { type TestDb, postgresDb, sqliteDb } from "./servers.js";
 const RUNS = Number(process.env.SLUICE_MODEL_RUNS ?? 12);
 const SEED = Number(process.env.SLUICE_MODEL_SEED ?? 20261202);
 const MAX_COMMANDS = Number(process.env.SLUICE_MODEL_COMMANDS ?? 30);
+/** The parts' format (SLUICE_MODEL_FORMAT=parquet: the same histories over Parquet parts). */
+const FORMAT = process.env.SLUICE_MODEL_FORMAT === "parquet" ? "parquet" : "jsonl";
 const DAYS = ["2025-10-13", "2025-10-14"] as const;
+
+/** A stored part's lines, straight from its bytes (gunzip, or the Parquet decoder). */
+async function partLines(key: string, bytes: Uint8Array): Promise<string[]> {
+  if (!key.endsWith(".parquet")) {
+    return gunzipSync(bytes).toString("utf8").split("\n").filter(Boolean);
+  }
+  const out: string[] = [];
+  for await (const batch of decodeParquetLines(bytesAsyncBuffer(bytes))) out.push(...batch);
+  return out;
+}
 type Day = (typeof DAYS)[number];
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-model-"));
@@ -246,7 +259,7 @@ async function check(model: Model, real: Real): Promise<void> {
       for await (const page of ctx.ledger.skippedKeys(table, d, p.part)) {
         for (const s of page) skipped.add(s.key);
       }
-      for (const line of gunzipSync(bytes).toString("utf8").split("\n").filter(Boolean)) {
+      for (const line of await partLines(p.objectKey, bytes)) {
         const row = JSON.parse(line) as Row;
         const id = Number(row.id);
         cold.add(`${id} ${d} ${String(row.path)}`);
@@ -488,7 +501,13 @@ for (const maybe of dbs) {
           source,
           store: new FsStore(join(dir, db.name, table)),
           ledger,
-          spec: { table, partitionColumn: "event_date", keyColumn: "id", rollupColumn: "path" },
+          spec: {
+            table,
+            partitionColumn: "event_date",
+            keyColumn: "id",
+            rollupColumn: "path",
+            format: FORMAT,
+          },
           fetchSize: 4,
           sha256: nodeSha256,
           codec: zlibCodec,
