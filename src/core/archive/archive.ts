@@ -1,5 +1,4 @@
 import { webCodec } from "../bytes/codec.js";
-import { portableSha256 } from "../bytes/hash.js";
 import { LeaseLostError } from "../errors.js";
 import { putBytes } from "../store.js";
 import type { JobContext } from "./context.js";
@@ -10,10 +9,15 @@ import { pagesByKey, tableLines } from "./pages.js";
 // Not the index: the Parquet libraries load only when a part is written as Parquet.
 import { PlanError, type PlannedColumn, planColumns } from "./parquet/schema.js";
 import { NotExactError, whereNotExact } from "./parquet/values.js";
-import { manifestKeyOf, newAttempt, partManifestKey, partObjectKey } from "./partition.js";
 import { type PartPlan, countRowsAfter, planNextPart } from "./plan.js";
 import type { RowLines } from "./rows.js";
-import { type StoredFacts, digestedPut, writeJsonlPart, writeParquetPart } from "./write-part.js";
+import {
+  type StoredFacts,
+  removeUnrecordedUpload,
+  startUpload,
+  writeJsonlPart,
+  writeParquetPart,
+} from "./write-part.js";
 
 /**
  * The error to report for a failed upload: that the lease was lost, when it was (another
@@ -57,12 +61,7 @@ export async function archivePartition(
   }
 
   await ledger.move(lease, "archiving");
-  // An upload a dead holder began and never recorded: nothing refers to it.
-  const pending = (await ledger.get(spec.table, date))?.pendingObject;
-  if (pending && !parts.some((p) => p.objectKey === pending)) {
-    await store.delete(pending);
-    await store.delete(manifestKeyOf(pending));
-  }
+  await removeUnrecordedUpload(ctx, date, parts);
   const lines = await tableLines(ctx);
   let plan: PlannedColumn[] | null = null;
   if (spec.format === "parquet") {
@@ -162,12 +161,13 @@ async function writePart(
   plan: PlannedColumn[] | null,
 ): Promise<Written | NotExactError | null> {
   const { spec, ledger, store } = ctx;
-  const attempt = newAttempt();
-  const partSpec = { ...spec, format: plan ? "parquet" : "jsonl" } as const;
-  const objectKey = partObjectKey(partSpec, date, next.part, attempt);
-  const manifestKey = partManifestKey(partSpec, date, next.part, attempt);
-  await ledger.setPendingObject(lease, objectKey);
-  const { put, facts } = digestedPut(store, objectKey, ctx.sha256 ?? portableSha256);
+  const { objectKey, manifestKey, put, facts } = await startUpload(
+    ctx,
+    lease,
+    date,
+    next.part,
+    plan ? "parquet" : "jsonl",
+  );
   let rows = 0;
   let minKey: number | null = null;
   let maxKey: number | null = null;

@@ -8,16 +8,14 @@ import type { PartRecord } from "./ledger/records.js";
 import { type ManifestFile, manifestText } from "./manifest.js";
 import { PlanError, type PlannedColumn, planColumns } from "./parquet/schema.js";
 import { NotExactError, whereNotExact } from "./parquet/values.js";
-import {
-  type PartFormat,
-  manifestKeyOf,
-  newAttempt,
-  partFormat,
-  partManifestKey,
-  partObjectKey,
-} from "./partition.js";
+import { type PartFormat, partFormat } from "./partition.js";
 import { scanPart, verifyPart } from "./verify.js";
-import { digestedPut, writeJsonlPart, writeParquetPart } from "./write-part.js";
+import {
+  removeUnrecordedUpload,
+  startUpload,
+  writeJsonlPart,
+  writeParquetPart,
+} from "./write-part.js";
 
 /** What a conversion of one date did. */
 export interface ConvertResult {
@@ -64,11 +62,7 @@ export async function convertPartition(
     );
   }
   // A conversion killed mid-upload left an object nothing refers to.
-  const pending = (await ledger.get(spec.table, date))?.pendingObject;
-  if (pending && !parts.some((p) => p.objectKey === pending)) {
-    await store.delete(pending);
-    await store.delete(manifestKeyOf(pending));
-  }
+  await removeUnrecordedUpload(ctx, date, parts);
   for (const part of parts) {
     if (partFormat(part.objectKey) === format) {
       out.already++;
@@ -105,7 +99,7 @@ async function rewrite(
   part: PartRecord,
   format: PartFormat,
 ): Promise<PartRecord | NotExactError | PlanError> {
-  const { ledger, spec, store, source } = ctx;
+  const { spec, store, source } = ctx;
   const oldText = await getText(store, part.manifestKey);
   if (oldText === null) {
     throw new VerificationError(part.objectKey, [`manifest ${part.manifestKey} is missing`]);
@@ -121,14 +115,14 @@ async function rewrite(
       throw err;
     }
   }
-  const attempt = newAttempt();
-  const to = { ...spec, format };
-  const objectKey = partObjectKey(to, part.date, part.part, attempt);
-  const manifestKey = partManifestKey(to, part.date, part.part, attempt);
-  await ledger.setPendingObject(lease, objectKey);
-
+  const { objectKey, manifestKey, put, facts } = await startUpload(
+    ctx,
+    lease,
+    part.date,
+    part.part,
+    format,
+  );
   const sha256 = ctx.sha256 ?? portableSha256;
-  const { put, facts } = digestedPut(store, objectKey, sha256);
   // The old part's lines, read as verify reads them, handed to the writer one batch at a time.
   const handoff = new TransformStream<string[], { lines: string[] }>({
     transform: (lines, c) => c.enqueue({ lines }),

@@ -1,9 +1,19 @@
 import type { Codec } from "../bytes/codec.js";
-import type { Sha256Factory } from "../bytes/hash.js";
+import { type Sha256Factory, portableSha256 } from "../bytes/hash.js";
 import { tap } from "../bytes/lines.js";
 import type { ObjectStore } from "../store.js";
 import { ChunkDigester } from "./chunks.js";
+import type { JobContext } from "./context.js";
+import type { Lease } from "./ledger/lease.js";
+import type { PartRecord } from "./ledger/records.js";
 import type { PlannedColumn } from "./parquet/schema.js";
+import {
+  type PartFormat,
+  manifestKeyOf,
+  newAttempt,
+  partManifestKey,
+  partObjectKey,
+} from "./partition.js";
 
 /** Store a part's bytes; resolves once the store has them all. */
 export type PutBody = (body: ReadableStream<Uint8Array>) => Promise<unknown>;
@@ -20,7 +30,7 @@ export interface StoredFacts {
  * A put of `objectKey` into `store` that digests the bytes as they go (the whole sha256 and
  * each chunk's), for the ledger and the manifest; `facts()`, once, after the put resolved.
  */
-export function digestedPut(
+function digestedPut(
   store: ObjectStore,
   objectKey: string,
   sha256: Sha256Factory,
@@ -48,6 +58,39 @@ export function digestedPut(
       chunkSha256: chunks.finish(),
     }),
   };
+}
+
+/**
+ * A new upload of part `part` of `date` in `format`: its own attempt's keys, named in the
+ * ledger as pending (so that an upload a killed holder left is found), and its digesting put.
+ */
+export async function startUpload(
+  ctx: JobContext,
+  lease: Lease,
+  date: string,
+  part: number,
+  format: PartFormat,
+): Promise<{ objectKey: string; manifestKey: string; put: PutBody; facts: () => StoredFacts }> {
+  const attempt = newAttempt();
+  const spec = { ...ctx.spec, format };
+  const objectKey = partObjectKey(spec, date, part, attempt);
+  const manifestKey = partManifestKey(spec, date, part, attempt);
+  await ctx.ledger.setPendingObject(lease, objectKey);
+  const { put, facts } = digestedPut(ctx.store, objectKey, ctx.sha256 ?? portableSha256);
+  return { objectKey, manifestKey, put, facts };
+}
+
+/** Remove the upload a dead holder began and never recorded: no part in `parts` refers to it. */
+export async function removeUnrecordedUpload(
+  ctx: JobContext,
+  date: string,
+  parts: readonly PartRecord[],
+): Promise<void> {
+  const pending = (await ctx.ledger.get(ctx.spec.table, date))?.pendingObject;
+  if (pending && !parts.some((p) => p.objectKey === pending)) {
+    await ctx.store.delete(pending);
+    await ctx.store.delete(manifestKeyOf(pending));
+  }
 }
 
 /** Lines in pages, in key order, as pagesByKey gives them. */
