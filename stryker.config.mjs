@@ -11,6 +11,7 @@ export default {
   coverageAnalysis: "perTest",
   mutate: [
     "src/core/archive/verify.ts",
+    "src/core/archive/part-lines.ts",
     "src/core/archive/line-reader.ts",
     "src/core/archive/cleanup.ts",
     "src/core/archive/cleanup-batch.ts",

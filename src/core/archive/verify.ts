@@ -1,6 +1,6 @@
 import { webCodec } from "../bytes/codec.js";
 import { portableSha256 } from "../bytes/hash.js";
-import { readLines, tap } from "../bytes/lines.js";
+import { tap } from "../bytes/lines.js";
 import { VerificationError } from "../errors.js";
 import { toCount } from "../sql/source.js";
 import { getText } from "../store.js";
@@ -11,10 +11,9 @@ import type { Lease } from "./ledger/lease.js";
 import type { PartRecord } from "./ledger/records.js";
 import { lineReader } from "./line-reader.js";
 import { type ManifestFacts, manifestFacts } from "./manifest.js";
-import { utf8Length } from "./parquet/line.js";
+import { jsonlLines, parquetLines } from "./part-lines.js";
 import { dayColumn, partFormat } from "./partition.js";
 import { RollupCounter, RollupTooLargeError } from "./rollup.js";
-import { VerifiedRanges } from "./verified-ranges.js";
 
 class CallerError {
   constructor(readonly cause: unknown) {}
@@ -95,22 +94,19 @@ export async function scanPart(
       problems.push(`Parquet part ${part.objectKey} has no chunk digests to read it by`);
       return scan;
     }
-    // A Parquet file is read from its footer, by ranges: first the whole object once, in
-    // order (its size, sha256 and every chunk), then its rows from chunks checked again.
-    try {
-      for await (const _ of stored);
-    } catch (err) {
-      problems.push(...(refused ?? storeFailure(err)).problems);
-      return scan;
-    }
-    batches = parquetLines(new VerifiedRanges(ctx.store, expected, sha256), scan);
-  } else {
-    const raw = stored.pipeThrough((ctx.codec ?? webCodec).gunzip()).pipeThrough(
-      tap((chunk) => {
-        scan.rawBytes += chunk.byteLength;
-      }),
+    const lines = await parquetLines(
+      ctx.store,
+      stored,
+      expected,
+      sha256,
+      scan,
+      problems,
+      () => refused,
     );
-    batches = readLines(raw);
+    if (!lines) return scan;
+    batches = lines;
+  } else {
+    batches = jsonlLines(ctx.codec ?? webCodec, stored, scan);
   }
   const read = lineReader(spec.keyColumn, spec.partitionColumn, part.date, dayColumn(spec));
   try {
@@ -159,22 +155,6 @@ export async function scanPart(
   scan.sha256 = hash.hex();
   scan.chunkSha256 = chunks.finish();
   return scan;
-}
-
-/** A part's lines decoded from Parquet, their JSONL size added to the scan's as they come. */
-async function* parquetLines(file: VerifiedRanges, scan: PartScan): AsyncGenerator<string[]> {
-  // Loaded here: an archive of JSONL parts never loads the Parquet reader.
-  const { decodeParquetLines } = await import("./parquet/decode.js");
-  for await (const lines of decodeParquetLines(file)) {
-    for (const line of lines) scan.rawBytes += utf8Length(line) + 1;
-    yield lines;
-  }
-}
-
-/** A read of the store that failed before any chunk was refused. */
-function storeFailure(err: unknown): VerificationError {
-  if (err instanceof VerificationError) return err;
-  return new VerificationError("", [`read failed (${(err as Error).message})`]);
 }
 
 function compare(problems: string[], what: string, expected: unknown, actual: unknown): void {
