@@ -1,4 +1,4 @@
-import type { RowPacer } from "../core/trace/pacer.js";
+import type { RowPacer } from "../core/pacer.js";
 
 /**
  * Runs a full collection after every `every` rows (ids, edges) a long stream handles, and at

@@ -183,7 +183,7 @@ async function writePart(
   let rawBytes: number;
   try {
     rawBytes = plan
-      ? await writeParquetPart(pages, plan, spec.rowGroupRows, put)
+      ? await writeParquetPart(pages, plan, spec.rowGroupRows, put, ctx.pacer)
       : await writeJsonlPart(ctx.codec ?? webCodec, pages, put);
   } catch (err) {
     if (err instanceof NotExactError) {
@@ -192,6 +192,8 @@ async function writePart(
     }
     throw await unlessLeaseLost(lease, err);
   }
+  // The Parquet writer and its footer are garbage now: collected before verify reads the part.
+  ctx.pacer?.end();
   if (minKey === null || maxKey === null) {
     // The rows vanished under us: nothing written is used.
     await store.delete(objectKey);

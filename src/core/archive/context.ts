@@ -1,5 +1,6 @@
 import type { Codec } from "../bytes/codec.js";
 import type { Sha256Factory } from "../bytes/hash.js";
+import type { RowPacer } from "../pacer.js";
 import type { ProgressListener } from "../progress.js";
 import type { SqlSource } from "../sql/source.js";
 import type { ObjectStore } from "../store.js";
@@ -20,4 +21,6 @@ export interface JobContext {
   /** Told what a person should know that is no failure (a part written as JSONL, not Parquet). */
   onWarning?: (message: string) => void;
   signal?: AbortSignal;
+  /** Told of the rows a Parquet part encodes or decodes, to pace garbage collection (Node). */
+  pacer?: RowPacer;
 }

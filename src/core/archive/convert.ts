@@ -151,10 +151,11 @@ async function rewrite(
   const pages = handoff.readable;
   const writing =
     format === "parquet"
-      ? writeParquetPart(pages, plan, spec.rowGroupRows, put)
+      ? writeParquetPart(pages, plan, spec.rowGroupRows, put, ctx.pacer)
       : writeJsonlPart(ctx.codec ?? webCodec, pages, put);
   // Each side's failure breaks the other's stream: report the one that caused it.
   const [read, wrote] = await Promise.allSettled([reading, writing]);
+  ctx.pacer?.end();
   // Stryker disable next-line ConditionalExpression: equivalent; a failed read aborts the write, which fails too
   if (read.status === "rejected" || wrote.status === "rejected") {
     await store.delete(objectKey).catch(() => undefined);

@@ -2,6 +2,7 @@ import type { Codec } from "../bytes/codec.js";
 import type { Sha256Factory } from "../bytes/hash.js";
 import { readLines, tap } from "../bytes/lines.js";
 import { VerificationError } from "../errors.js";
+import type { RowPacer } from "../pacer.js";
 import type { ObjectStore } from "../store.js";
 import type { ExpectedObject } from "./chunks.js";
 import { utf8Length } from "./parquet/line.js";
@@ -30,7 +31,8 @@ export function jsonlLines(
  * A Parquet part's lines. A Parquet file is read from its footer, by ranges: first the whole
  * object once, in order, through `stored` (which checks its size, sha256 and every chunk), then
  * its rows from chunks checked again. Null, its problems in `problems`, when that first read
- * failed; `refused` is the chunk check's own refusal, if it made one.
+ * failed; `refused` is the chunk check's own refusal, if it made one. `pacer` is told of the
+ * rows decoded.
  */
 export async function parquetLines(
   store: ObjectStore,
@@ -40,6 +42,7 @@ export async function parquetLines(
   counts: LineCounts,
   problems: string[],
   refused: () => VerificationError | null,
+  pacer?: RowPacer,
 ): Promise<AsyncIterable<string[]> | null> {
   try {
     for await (const _ of stored);
@@ -47,17 +50,23 @@ export async function parquetLines(
     problems.push(...(refused() ?? storeFailure(err)).problems);
     return null;
   }
-  return decoded(new VerifiedRanges(store, expected, sha256), counts);
+  return decoded(new VerifiedRanges(store, expected, sha256), counts, pacer);
 }
 
 /** A part's lines decoded from Parquet, their JSONL size counted as they come. */
-async function* decoded(file: VerifiedRanges, counts: LineCounts): AsyncGenerator<string[]> {
+async function* decoded(
+  file: VerifiedRanges,
+  counts: LineCounts,
+  pacer: RowPacer | undefined,
+): AsyncGenerator<string[]> {
   // Loaded here: an archive of JSONL parts never loads the Parquet reader.
   const { decodeParquetLines } = await import("./parquet/decode.js");
   for await (const lines of decodeParquetLines(file)) {
     for (const line of lines) counts.rawBytes += utf8Length(line) + 1;
+    pacer?.count(lines.length);
     yield lines;
   }
+  pacer?.end();
 }
 
 /** A read of the store that failed before any chunk was refused. */

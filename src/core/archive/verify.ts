@@ -102,6 +102,7 @@ export async function scanPart(
       scan,
       problems,
       () => refused,
+      ctx.pacer,
     );
     if (!lines) return scan;
     batches = lines;

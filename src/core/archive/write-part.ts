@@ -1,6 +1,7 @@
 import type { Codec } from "../bytes/codec.js";
 import { type Sha256Factory, portableSha256 } from "../bytes/hash.js";
 import { tap } from "../bytes/lines.js";
+import type { RowPacer } from "../pacer.js";
 import type { ObjectStore } from "../store.js";
 import { ChunkDigester } from "./chunks.js";
 import type { JobContext } from "./context.js";
@@ -163,16 +164,21 @@ export async function writeJsonlPart(
  * Write the pages as a Parquet file through `put`, a row group encoded only when the store
  * reads on; returns the size of the same lines as JSONL. The encoder's own refusal
  * (NotExactError: a line Parquet would not give back byte for byte) is what it throws,
- * whatever the store made of the broken body.
+ * whatever the store made of the broken body. `pacer` is told of each page's rows; its end is
+ * the caller's, once the writer (and the footer it held) is garbage.
  */
 export async function writeParquetPart(
   pages: LinePages,
   plan: readonly PlannedColumn[],
   rowGroupRows: number | undefined,
   put: PutBody,
+  pacer?: RowPacer,
 ): Promise<number> {
   const lines = (async function* () {
-    for await (const page of pages) yield page.lines;
+    for await (const page of pages) {
+      pacer?.count(page.lines.length);
+      yield page.lines;
+    }
   })();
   const { encodeParquetStream } = await import("./parquet/encode.js");
   const { stream, totals, failure } = encodeParquetStream(lines, plan, { rowGroupRows });

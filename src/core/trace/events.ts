@@ -1,5 +1,5 @@
+import type { RowPacer } from "../pacer.js";
 import type { Row, SqlSource } from "../sql/source.js";
-import type { RowPacer } from "./pacer.js";
 import { idBatches, placeholders, readSqlStreaming } from "./readers.js";
 import { DEFECT_RECORDS_COLUMNS, UPSTREAM_HISTORY_COLUMNS } from "./tables.js";
 

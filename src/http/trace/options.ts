@@ -1,7 +1,7 @@
 import type { Codec } from "../../core/bytes/codec.js";
+import type { RowPacer } from "../../core/pacer.js";
 import type { Semaphore } from "../../core/semaphore.js";
 import type { SqlSource } from "../../core/sql/source.js";
-import type { RowPacer } from "../../core/trace/pacer.js";
 import type { TraceJobs } from "../../core/trace/trace-jobs.js";
 import type { RequestLog } from "../env.js";
 
