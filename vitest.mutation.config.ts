@@ -37,6 +37,7 @@ export default defineConfig({
       "test/both-tiers.test.ts",
       "test/parquet-parts.test.ts",
       "test/convert.test.ts",
+      "test/write-part.test.ts",
     ],
     testTimeout: 120_000,
     hookTimeout: 120_000,

@@ -112,15 +112,18 @@ async function floor(env, date, bytes, archived) {
     left -= size;
   }
   await upload.complete(parts);
-  // Read back as verify does: the archive sluice wrote, through the runtime's gunzip.
-  const reader = (await env.ARCHIVE.get(archived)).body
-    .pipeThrough(new DecompressionStream("gzip"))
-    .getReader();
+  // Read back as verify does: a gzip JSONL part once, through the runtime's gunzip; a Parquet
+  // part twice (whole, then every chunk again by ranges), as it is stored.
+  const parquet = archived.endsWith(".parquet");
   let read = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    read += value.byteLength;
+  for (let pass = 0; pass < (parquet ? 2 : 1); pass++) {
+    const body = (await env.ARCHIVE.get(archived)).body;
+    const reader = (parquet ? body : body.pipeThrough(new DecompressionStream("gzip"))).getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      read += value.byteLength;
+    }
   }
   return { rows, bytes, rawBytes: read };
 }

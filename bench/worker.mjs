@@ -3,6 +3,7 @@
 //
 //   npm run bench:worker                    # 1M events
 //   node bench/worker.mjs --sizes=100000,1000000 --baseline-limit=100000 [--fetch=1000]
+//   node bench/worker.mjs --format=parquet  # the Worker writes Parquet parts (SLUICE_FORMAT)
 //   (--fetch sets the Worker's DB_SLOW_FETCHMANY_SIZE; --baseline-limit skips the seed's paths
 //   above that size: its OFFSET pages take ~85 s at 1M)
 //
@@ -57,7 +58,9 @@ const DATE = "2026-10-01";
 const NOW = new Date("2026-11-20T03:30:00Z");
 const SAMPLE_MS = 50;
 const FETCH = arg("fetch");
-const SLUICE_VARS = FETCH ? { DB_SLOW_FETCHMANY_SIZE: FETCH } : {};
+const FORMAT = arg("format") ?? "jsonl";
+if (!["jsonl", "parquet"].includes(FORMAT)) throw new Error("--format is jsonl or parquet");
+const SLUICE_VARS = { SLUICE_FORMAT: FORMAT, ...(FETCH ? { DB_SLOW_FETCHMANY_SIZE: FETCH } : {}) };
 const { generateTrafficDay } = await import(join(ROOT, "dist/workloads/traffic/generate.js"));
 const { TRAFFIC_COLUMNS } = await import(join(ROOT, "dist/core/ingest/event.js"));
 
@@ -196,7 +199,7 @@ async function liveSet(dir, script) {
       source,
       store,
       ledger,
-      spec: DEFAULT_SPEC,
+      spec: { ...DEFAULT_SPEC, format: FORMAT },
       fetchSize: FETCH ? Number(FETCH) : undefined,
     };
     const out = await archiveDate(ctx, "bench", DATE);
@@ -315,7 +318,7 @@ for (const n of SIZES) {
   );
   results.push({
     n,
-    what: "floor: the same D1 reads, R2 bytes and gunzip, nothing kept",
+    what: `floor: the same D1 reads, R2 bytes and ${FORMAT === "jsonl" ? "gunzip" : "two reads back"}, nothing kept`,
     ...floor,
   });
   console.error(JSON.stringify(results.at(-1)));
@@ -370,7 +373,7 @@ console.log("|---|---|---|---|---|---|---|---|---|---|");
 for (const r of results) {
   const rows = r.rows ?? r.deleted;
   console.log(
-    `| ${r.n} | ${r.what} | ${f(r.secs, 2)} | ${rows ? Math.round(rows / r.secs) : "-"} | ${r.r2Parts ?? "-"} | ${f(r.idleRssMB)} -> ${f(r.peakRssMB)} | ${f(r.peakRssMB - floorPeak.get(r.n))} | ${f(r.peakAnonMB)} | ${f(r.load, 2)} | ${r.error ?? [r.jobSecs !== undefined ? `job's own clock ${f(r.jobSecs, 2)} s` : "", r.liveOverMB !== undefined ? `live set after GC: +${f(r.liveOverMB)} MB over ${f(r.liveBeforeMB)}` : "", r.bytes ? `${f(r.bytes / 2 ** 20)} MiB gz` : "", r.state ?? "", r.rowsLeft !== undefined ? `${r.rowsLeft} left` : ""].filter(Boolean).join(", ")} |`,
+    `| ${r.n} | ${r.what} | ${f(r.secs, 2)} | ${rows ? Math.round(rows / r.secs) : "-"} | ${r.r2Parts ?? "-"} | ${f(r.idleRssMB)} -> ${f(r.peakRssMB)} | ${f(r.peakRssMB - floorPeak.get(r.n))} | ${f(r.peakAnonMB)} | ${f(r.load, 2)} | ${r.error ?? [r.jobSecs !== undefined ? `job's own clock ${f(r.jobSecs, 2)} s` : "", r.liveOverMB !== undefined ? `live set after GC: +${f(r.liveOverMB)} MB over ${f(r.liveBeforeMB)}` : "", r.bytes ? `${f(r.bytes / 2 ** 20)} MiB ${FORMAT === "jsonl" ? "gz" : "Parquet"}` : "", r.state ?? "", r.rowsLeft !== undefined ? `${r.rowsLeft} left` : ""].filter(Boolean).join(", ")} |`,
   );
 }
 mkdirSync(OUT, { recursive: true });

@@ -276,7 +276,10 @@ for (const maybe of dbs) {
     const db = maybe as TestDb;
     let tables = 0;
 
-    async function archived(before?: Damage["before"]): Promise<Archived> {
+    async function archived(
+      before?: Damage["before"],
+      format: "jsonl" | "parquet" = "jsonl",
+    ): Promise<Archived> {
       const table = `vc_${++tables}`;
       const source = openSource(db.url, { create: true });
       try {
@@ -287,7 +290,12 @@ for (const maybe of dbs) {
       await before?.(db, table);
       const store = join(dir, name, table);
       const c = await openContext(
-        loadConfig({ SLUICE_DB: db.url, SLUICE_STORE: `file:${store}`, SLUICE_TABLE: table }),
+        loadConfig({
+          SLUICE_DB: db.url,
+          SLUICE_STORE: `file:${store}`,
+          SLUICE_TABLE: table,
+          SLUICE_FORMAT: format,
+        }),
       );
       const out = await archiveDate(c.ctx, c.owner, DAY);
       expect(out.written).toMatchObject({ part: 0, eventCount: await db.count(table, DAY) });
@@ -382,6 +390,53 @@ for (const maybe of dbs) {
         await expect(verifyDate(a.c.ctx, a.c.owner, DAY)).rejects.toBeInstanceOf(VerificationError);
         const [kept] = await a.c.ctx.ledger.parts(a.table, DAY);
         expect(kept?.verifiedAt).not.toBeNull();
+      } finally {
+        await a.c.close();
+      }
+    });
+
+    it("a Parquet part with bytes appended is refused, though its recorded bytes alone would decode", async () => {
+      const a = await archived(undefined, "parquet");
+      try {
+        expect(a.part.objectKey).toMatch(/\.parquet$/);
+        const bytes = await objectBytes(a.c.ctx.store, a.part.objectKey);
+        const longer = new Uint8Array(bytes.length + 10);
+        longer.set(bytes);
+        await putBytes(a.c.ctx.store, a.part.objectKey, longer);
+        const err = await verifyDate(a.c.ctx, a.c.owner, DAY).catch((e: unknown) => e);
+        // Its last chunk read whole holds the extra bytes (a read by the recorded ranges would not).
+        expect((err as VerificationError).problems).toEqual([
+          "chunk 0 (bytes 0..) differs from its recorded sha256",
+        ]);
+        expect((await a.c.ctx.ledger.parts(a.table, DAY))[0]?.verifiedAt).toBeNull();
+        expect(await db.count(a.table, DAY)).toBe(ROWS);
+      } finally {
+        await a.c.close();
+      }
+    });
+
+    it("a Parquet part whose read breaks mid-way (no digest refused it): the read's failure is named", async () => {
+      const a = await archived(undefined, "parquet");
+      try {
+        const store = a.c.ctx.store;
+        a.c.ctx.store = Object.assign(Object.create(store) as ObjectStore, {
+          async get(key: string) {
+            const body = await store.get(key);
+            if (!body || key !== a.part.objectKey) return body;
+            const reader = body.getReader();
+            return new ReadableStream<Uint8Array>({
+              async pull(controller) {
+                const { done, value } = await reader.read();
+                if (done) controller.error(new Error("connection reset by peer"));
+                else controller.enqueue(value);
+              },
+            });
+          },
+        });
+        const err = await verifyDate(a.c.ctx, a.c.owner, DAY).catch((e: unknown) => e);
+        expect((err as VerificationError).problems).toEqual([
+          "read failed (connection reset by peer)",
+        ]);
       } finally {
         await a.c.close();
       }
