@@ -47,7 +47,7 @@ export async function parquetLines(
   try {
     for await (const _ of stored);
   } catch (err) {
-    problems.push(...(refused() ?? storeFailure(err)).problems);
+    problems.push(...(refused()?.problems ?? readProblems(err)));
     return null;
   }
   return decoded(new VerifiedRanges(store, expected, sha256), counts, pacer);
@@ -69,8 +69,8 @@ async function* decoded(
   pacer?.end();
 }
 
-/** A read of the store that failed before any chunk was refused. */
-function storeFailure(err: unknown): VerificationError {
-  if (err instanceof VerificationError) return err;
-  return new VerificationError("", [`read failed (${(err as Error).message})`]);
+/** What a read of the store that failed before any chunk was refused tells. */
+function readProblems(err: unknown): string[] {
+  if (err instanceof VerificationError) return err.problems;
+  return [`read failed (${(err as Error).message})`];
 }
