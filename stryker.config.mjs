@@ -12,6 +12,8 @@ export default {
   mutate: [
     "src/core/archive/verify.ts",
     "src/core/archive/part-lines.ts",
+    "src/core/archive/write-part.ts",
+    "src/core/archive/pages.ts",
     "src/core/archive/line-reader.ts",
     "src/core/archive/cleanup.ts",
     "src/core/archive/cleanup-batch.ts",

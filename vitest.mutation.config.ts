@@ -38,6 +38,7 @@ export default defineConfig({
       "test/parquet-parts.test.ts",
       "test/convert.test.ts",
       "test/write-part.test.ts",
+      "test/pages.test.ts",
     ],
     testTimeout: 120_000,
     hookTimeout: 120_000,

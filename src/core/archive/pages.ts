@@ -44,24 +44,33 @@ export async function* pagesByKey(
     }
     return key;
   };
-  const read = (sql: string, params: unknown[]) => ctx.source.pages.read(sql, params);
-  let last = after;
+  const read = (last: number | null): Promise<Row[]> => {
+    const reading =
+      last === null
+        ? ctx.source.pages.read(first, [...day.params, size])
+        : ctx.source.pages.read(next, [...day.params, last, size]);
+    // Awaited below, or abandoned with the generator: a failure then is no one's to report.
+    reading.catch(() => undefined);
+    return reading;
+  };
+  let reading = read(after);
   for (;;) {
     ctx.signal?.throwIfAborted();
-    const rows =
-      last === null
-        ? await read(first, [...day.params, size])
-        : await read(next, [...day.params, last, size]);
+    const rows = await reading;
     if (rows.length === 0) return;
     const out = {
       lines: rows.map(lines.line),
       firstKey: keyOf(rows[0]),
       lastKey: keyOf(rows.at(-1)),
     };
-    last = out.lastKey;
+    const full = rows.length === size;
+    // The next page is asked for before this one is handed on: the database reads it while
+    // the caller encodes and stores this one. It starts after this page's last key, as the
+    // read after the caller would have.
+    if (full) reading = read(out.lastKey);
     yield out;
     await lease?.keepAlive();
-    if (rows.length < size) return;
+    if (!full) return;
   }
 }
 

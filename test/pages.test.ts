@@ -1,0 +1,83 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, expect, it } from "vitest";
+import { pagesByKey, tableLines } from "../src/core/archive/pages.js";
+import { loadConfig } from "../src/node/config.js";
+import { openContext } from "../src/node/context.js";
+import { openSource } from "../src/node/open.js";
+import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
+
+const DAY = "2025-10-13";
+const dir = mkdtempSync(join(tmpdir(), "sluice-pages-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function opened() {
+  const url = `sqlite:${join(dir, "hot.db")}`;
+  const source = openSource(url, { create: true });
+  await prepareTrafficData(source, { date: DAY, count: 250 });
+  await source.close();
+  const c = await openContext(
+    loadConfig({ SLUICE_DB: url, SLUICE_STORE: `file:${join(dir, "a")}` }),
+  );
+  c.ctx.fetchSize = 100;
+  return c;
+}
+
+it("reads every page once, in key order, each asked for before the one before it is handed on", async () => {
+  const c = await opened();
+  try {
+    const pages = c.ctx.source.pages;
+    const read = pages.read.bind(pages);
+    const asked: number[] = [];
+    let handedOn = 0;
+    pages.read = (sql, params) => {
+      asked.push(handedOn);
+      return read(sql, params);
+    };
+    const keys: number[] = [];
+    for await (const page of pagesByKey(c.ctx, await tableLines(c.ctx), DAY, null)) {
+      handedOn++;
+      keys.push(...page.lines.map((l) => (JSON.parse(l) as { id: number }).id));
+      expect([page.firstKey, page.lastKey]).toEqual([keys.at(-page.lines.length), keys.at(-1)]);
+    }
+    expect(keys).toEqual(Array.from({ length: 250 }, (_, i) => i + 1));
+    // Three pages (100, 100, 50): the second asked for before the first was handed on, the
+    // third before the second; the short third page ends it without another read.
+    expect(asked).toEqual([0, 0, 1]);
+  } finally {
+    await c.close();
+  }
+});
+
+it("a caller that stops early leaves the page read ahead for it unreported, even when that read fails", async () => {
+  const c = await opened();
+  const unhandled: unknown[] = [];
+  const onUnhandled = (err: unknown) => unhandled.push(err);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    const pages = c.ctx.source.pages;
+    const read = pages.read.bind(pages);
+    let reads = 0;
+    pages.read = async (sql, params) => {
+      if (++reads === 2) throw new Error("connection lost");
+      return read(sql, params);
+    };
+    for await (const page of pagesByKey(c.ctx, await tableLines(c.ctx), DAY, null)) {
+      expect(page.lines).toHaveLength(100);
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    expect(reads).toBe(2);
+    expect(unhandled).toEqual([]);
+    // Taken to the end, the same failure is the caller's.
+    reads = 0;
+    const all = async () => {
+      for await (const _ of pagesByKey(c.ctx, await tableLines(c.ctx), DAY, null));
+    };
+    await expect(all()).rejects.toThrow("connection lost");
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+    await c.close();
+  }
+});
