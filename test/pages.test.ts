@@ -81,3 +81,24 @@ it("a caller that stops early leaves the page read ahead for it unreported, even
     await c.close();
   }
 });
+
+it("a key column that holds no integers, and a missing table, are refused by name", async () => {
+  const c = await opened();
+  try {
+    const source = openSource(`sqlite:${join(dir, "hot.db")}`);
+    await source.execute("CREATE TABLE text_keys (id TEXT, event_date TEXT)");
+    await source.execute("INSERT INTO text_keys VALUES ('a1', ?)", [DAY]);
+    await source.close();
+    c.ctx.spec = { ...c.ctx.spec, table: "text_keys" };
+    const read = async () => {
+      for await (const _ of pagesByKey(c.ctx, await tableLines(c.ctx), DAY, null));
+    };
+    await expect(read()).rejects.toThrow(
+      `key column 'id' of 'text_keys' must hold integers; found "a1"`,
+    );
+    c.ctx.spec = { ...c.ctx.spec, table: "no_such_table" };
+    await expect(tableLines(c.ctx)).rejects.toThrow("table 'no_such_table' does not exist");
+  } finally {
+    await c.close();
+  }
+});
