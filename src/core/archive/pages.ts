@@ -31,7 +31,8 @@ export async function* pagesByKey(
   const hint = await ctx.source.pages.hint(table, partitionColumn, keyColumn);
   const day = dayCondition(q(partitionColumn), dayColumn(ctx.spec), date);
   // Stryker disable next-line LogicalOperator,StringLiteral: equivalent; an index hint picks the plan, never the rows
-  const from = `SELECT ${lines.selectList} FROM ${q(table)}${hint && ` ${hint}`} WHERE ${day.sql}`;
+  const hinted = hint && ` ${hint}`;
+  const from = `SELECT ${lines.selectList} FROM ${q(table)}${hinted} WHERE ${day.sql}`;
   const page = (more: string) =>
     // Stryker disable next-line BooleanLiteral: equivalent on these engines (the inner ORDER BY ... LIMIT orders what they return), and verify refuses a part out of key order
     lines.select(`${from}${more} ORDER BY ${q(keyColumn)} LIMIT ?`, true);
