@@ -49,7 +49,7 @@ export async function archiveQuery(
   const scratch = await mkdtemp(join(tmpdir(), "sluice-query-"));
   const cache = new PartCache(resolve(o.cacheDir), o.cacheBytes);
   const readable = new Set<string>([scratch, cache.dir]);
-  const views: string[] = [];
+  const tables: { i: number; table: string; keyColumn: string; reads: TableReads }[] = [];
   try {
     const used = new Set<string>();
     for (const [i, c] of contexts.entries()) {
@@ -61,15 +61,26 @@ export async function archiveQuery(
           `${table} ${p.date} part ${p.part} was cleaned, leaving ${p.eventCount - p.cleanedCount} of its rows, before the ledger recorded which: those rows may count twice (changed and kept) or once too often (deleted by hand)`,
         );
       }
-      if (reads.files.length === 0) continue;
-      views.push(...viewSql(i, table, keyColumn, reads.files, reads.skipped));
+      if (reads.files.length > 0) tables.push({ i, table, keyColumn, reads });
     }
     await cache.evict(used);
 
     const db = await duckdb.DuckDBInstance.create(":memory:");
     const conn = await db.connect();
     try {
-      for (const v of views) await conn.run(v);
+      for (const t of tables) {
+        const columns = await jsonColumns(conn, t.reads.files);
+        for (const v of viewSql(
+          t.i,
+          t.table,
+          t.keyColumn,
+          t.reads.files,
+          t.reads.skipped,
+          columns,
+        )) {
+          await conn.run(v);
+        }
+      }
       const dirs = [...readable].map((d) => `'${sqlText(d.endsWith("/") ? d : `${d}/`)}'`);
       const paths = o.parquet ? [`'${sqlText(resolve(o.parquet))}'`] : [];
       // From here on DuckDB reads nothing but the archive, the cache and its scratch files.
@@ -119,9 +130,31 @@ export async function archiveQuery(
 }
 
 /**
+ * The columns DuckDB detects in a table's JSONL files, read once (all files, by name) as a
+ * `columns = {...}` struct; "" when there are none to read. Without it read_json samples
+ * every file again at each bind: the view's, the statement check's and the query's.
+ */
+async function jsonColumns(
+  conn: import("@duckdb/node-api").DuckDBConnection,
+  files: TableReads["files"],
+): Promise<string> {
+  const json = files.filter((f) => !f.path.endsWith(".parquet"));
+  if (json.length === 0) return "";
+  const list = json.map((f) => `'${sqlText(f.path)}'`).join(", ");
+  const described = await conn.runAndReadAll(
+    `DESCRIBE SELECT * FROM read_json([${list}], format = 'newline_delimited', union_by_name = true)`,
+  );
+  const columns = described
+    .getRowObjectsJson()
+    .map((r) => `'${sqlText(String(r.column_name))}': '${sqlText(String(r.column_type))}'`);
+  return columns.length ? `{${columns.join(", ")}}` : "";
+}
+
+/**
  * The statements that make one table's view over its files (`schema.table` gets its schema):
  * whole files read as they are; of the others, each line counted when its key is at most the
- * file's `passed` (null: any) and it is not one of the skipped lines.
+ * file's `passed` (null: any) and it is not one of the skipped lines. `columns`: the JSONL
+ * files' columns as jsonColumns gives them ("": detected by read_json).
  */
 function viewSql(
   i: number,
@@ -129,6 +162,7 @@ function viewSql(
   keyColumn: string,
   files: TableReads["files"],
   skipped: string,
+  columns: string,
 ): string[] {
   const ident = (p: string) => `"${p.replaceAll('"', '""')}"`;
   const name = table.split(".").map(ident).join(".");
@@ -142,7 +176,7 @@ function viewSql(
     const reads = [];
     if (json.length) {
       reads.push(
-        `SELECT * FROM read_json(${list(json)}, format = 'newline_delimited', hive_partitioning = true, union_by_name = true${extra})`,
+        `SELECT * FROM read_json(${list(json)}, format = 'newline_delimited', hive_partitioning = true, ${columns ? `columns = ${columns}` : "union_by_name = true"}${extra})`,
       );
     }
     if (parquet.length) {
