@@ -68,6 +68,9 @@ export async function archiveQuery(
     const db = await duckdb.DuckDBInstance.create(":memory:");
     const conn = await db.connect();
     try {
+      // A Parquet footer is read at each bind of a view (its creation, the statement check,
+      // the query) unless kept: 30 days of 1M rows, 0.77 -> 0.64 s.
+      await conn.run("SET parquet_metadata_cache = true");
       for (const t of tables) {
         const columns = await jsonColumns(conn, t.reads.files);
         for (const v of viewSql(
