@@ -66,7 +66,7 @@ const schema = {
     .max(1 << 20)
     .optional(),
   TRACE_GC_EVERY_ROWS: int(100_000, 0, 1 << 30),
-  SLUICE_GC_EVERY_ROWS: int(250_000, 0, 1 << 30),
+  SLUICE_GC_EVERY_ROWS: int(100_000, 0, 1 << 30),
   TRACE_IDLE_TIMEOUT_MS: int(30_000, 100, 3_600_000),
   TRACE_JOBS_MAX: int(8, 1, 1000),
   TRACE_JOB_TTL: duration("24h", 1000, 365 * 86_400_000),
