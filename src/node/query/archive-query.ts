@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import type { Writable } from "node:stream";
 import { BadInputError } from "../../core/errors.js";
 import type { NodeContext } from "../context.js";
+import { loadDuckDb } from "./duckdb.js";
 import { PartCache } from "./part-cache.js";
 import { type RowWriter, rowWriter } from "./row-writers.js";
 import { type TableReads, tableReads, write } from "./table-reads.js";
@@ -41,11 +42,7 @@ export async function archiveQuery(
   o: ArchiveQueryOptions,
   out: Writable,
 ): Promise<number> {
-  const duckdb = await import("@duckdb/node-api").catch(() => {
-    throw new BadInputError(
-      "sluice query needs DuckDB (@duckdb/node-api, an optional dependency): npm install @duckdb/node-api",
-    );
-  });
+  const duckdb = loadDuckDb();
   const scratch = await mkdtemp(join(tmpdir(), "sluice-query-"));
   const cache = new PartCache(resolve(o.cacheDir), o.cacheBytes);
   const readable = new Set<string>([scratch, cache.dir]);
