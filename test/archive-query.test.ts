@@ -15,6 +15,7 @@ import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { DuckDBInstance } from "@duckdb/node-api";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WHOLE_ROWS } from "../src/node/query/archive-query.js";
 import { type S3Server, startS3rver } from "./s3rver.js";
 
 /**
@@ -205,6 +206,23 @@ describe("sluice query on a folder store", () => {
     }
   });
 
+  it("a result read whole (its LIMIT at most WHOLE_ROWS) and one streamed (above it, or with no LIMIT): every row, in order", () => {
+    for (const limit of [WHOLE_ROWS, WHOLE_ROWS + 1, null]) {
+      const sql = `SELECT i, i * 2 AS twice FROM range(3 * ${WHOLE_ROWS}) t(i) ORDER BY i DESC${limit === null ? "" : ` LIMIT ${limit}`}`;
+      const r = sluice(env, "--json", "query", sql);
+      expect(r.code, r.stderr).toBe(0);
+      const rows = ndjson(r.stdout);
+      const n = limit ?? 3 * WHOLE_ROWS;
+      expect(rows).toHaveLength(n);
+      expect(
+        rows.every((x, k) => x.i === 3 * WHOLE_ROWS - 1 - k && x.twice === 2 * Number(x.i)),
+      ).toBe(true);
+    }
+    // LIMIT and OFFSET over both tiers, read whole.
+    const top = sluice(env, "--json", "query", "--hot", `${PER_DAY} LIMIT 1 OFFSET 1`);
+    expect(ndjson(top.stdout)).toEqual(before.slice(1, 2));
+  });
+
   for (const [name, sql, message] of [
     ["bad SQL", "SELEC 1", /Parser Error: syntax error at or near "SELEC"/],
     ["an unknown table", "SELECT * FROM nope", /Table with name nope does not exist/],
@@ -348,5 +366,31 @@ describe("sluice query over JSONL days whose columns differ", () => {
       expect.stringMatching(/^n\d+$/),
       expect.stringMatching(/^n\d+$/),
     ]);
+  });
+});
+
+describe("a result proven small by its LIMIT (read whole, not streamed)", () => {
+  it("counts only a constant integer LIMIT of the top level, the least of several", async () => {
+    const { limitOf } = await import("../src/node/query/statement.js");
+    const conn = await (await DuckDBInstance.create(":memory:")).connect();
+    const cases: [string, number | null][] = [
+      ["SELECT 1", null],
+      ["SELECT 1 LIMIT 10", 10],
+      ["SELECT 1 LIMIT 10 OFFSET 5", 10],
+      ["SELECT 1 UNION ALL SELECT 2 LIMIT 5", 5],
+      ["WITH x AS (SELECT 1 LIMIT 1) SELECT * FROM x, range(10) LIMIT 4", 4],
+      ["(SELECT 1 LIMIT 3) ORDER BY 1", 3],
+      ["SELECT * FROM (SELECT 1 LIMIT 2), range(10)", null],
+      ["SELECT 1 LIMIT ALL", null],
+      ["SELECT 1 LIMIT NULL", null],
+      ["SELECT 1 LIMIT 10%", null],
+      ["SELECT 1 LIMIT 2 + 3", null],
+      ["SELECT 1 LIMIT $1", null],
+      ["SELECT 1 LIMIT 5.5", null],
+      ["SELECT 1 LIMIT '5'", null],
+      ["SELECT 1 LIMIT 99999999999999999999", null],
+    ];
+    for (const [sql, bound] of cases) expect([sql, await limitOf(conn, sql)]).toEqual([sql, bound]);
+    conn.closeSync();
   });
 });

@@ -2,11 +2,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Writable } from "node:stream";
-import { BadInputError } from "../../core/errors.js";
 import type { NodeContext } from "../context.js";
 import { loadDuckDb } from "./duckdb.js";
 import { PartCache } from "./part-cache.js";
 import { type RowWriter, rowWriter } from "./row-writers.js";
+import { checkedSelect } from "./statement.js";
 import { type TableReads, tableReads, write } from "./table-reads.js";
 
 export interface ArchiveQueryOptions {
@@ -28,7 +28,8 @@ export interface ArchiveQueryOptions {
   signal?: AbortSignal;
 }
 
-const SELECT = 1; // DuckDB's StatementType.SELECT
+/** Results of at most this many rows (one DuckDB chunk) are read whole, not streamed. */
+export const WHOLE_ROWS = 2048;
 
 /**
  * Run one SELECT with DuckDB over the archive: each table a view over exactly the parts the
@@ -91,7 +92,7 @@ export async function archiveQuery(
       await conn.run("SET autoload_known_extensions = false");
       await conn.run("SET lock_configuration = true");
 
-      const sql = await onlyOneSelect(conn, o.sql);
+      const query = await checkedSelect(conn, o.sql);
       const progress = o.onProgress
         ? setInterval(() => {
             const p = conn.progress.percentage;
@@ -103,11 +104,15 @@ export async function archiveQuery(
       try {
         if (o.parquet) {
           const done = await conn.run(
-            `COPY (${sql}) TO '${sqlText(resolve(o.parquet))}' (FORMAT parquet, COMPRESSION zstd)`,
+            `COPY (${query.sql}) TO '${sqlText(resolve(o.parquet))}' (FORMAT parquet, COMPRESSION zstd)`,
           );
           return Number(done.rowsChanged);
         }
-        const result = await conn.stream(sql);
+        // A streamed result is read as DuckDB makes it, a chunk at a time, in bounded memory,
+        // but is made slower than one made whole (30 days of JSONL, top 10: 8.1 against 6.6 s
+        // on a loaded machine); so only a result its LIMIT proves small is made whole.
+        const small = query.rowsAtMost !== null && query.rowsAtMost <= WHOLE_ROWS;
+        const result = small ? await query.prepared.run() : await query.prepared.stream();
         const writer = rowWriter(o.format, result.columnNames(), result.columnTypes());
         let rows = 0;
         for await (const batch of result.yieldRowsJson()) {
@@ -207,32 +212,6 @@ function viewSql(
        AND NOT EXISTS (SELECT 1 FROM sluice_reads.skipped_${i} s WHERE s.file = l.sluice_file AND s.k = ${key})`);
   }
   return [...schema, ...setup, `CREATE VIEW ${name} AS ${selects.join(" UNION ALL BY NAME ")}`];
-}
-
-/** `sql` if it is exactly one SELECT; else bad input, with DuckDB's own words for bad SQL. */
-async function onlyOneSelect(
-  conn: import("@duckdb/node-api").DuckDBConnection,
-  sql: string,
-): Promise<string> {
-  let statements: import("@duckdb/node-api").DuckDBExtractedStatements;
-  try {
-    statements = await conn.extractStatements(sql);
-  } catch (err) {
-    throw new BadInputError((err as Error).message);
-  }
-  if (statements.count !== 1) {
-    throw new BadInputError(`give exactly one SELECT statement (found ${statements.count})`);
-  }
-  let type: number;
-  try {
-    type = (await statements.prepare(0)).statementType;
-  } catch (err) {
-    throw new BadInputError((err as Error).message);
-  }
-  if (type !== SELECT) {
-    throw new BadInputError("sluice query runs only a SELECT: the archive is read-only");
-  }
-  return sql.trim().replace(/;\s*$/, "");
 }
 
 const sqlText = (s: string) => s.replaceAll("'", "''");
