@@ -327,46 +327,50 @@ describe("sluice query on an S3-protocol store", () => {
   });
 });
 
-describe("sluice query over JSONL days whose columns differ", () => {
-  it("a column added after some days were archived: every day's rows, the column null where it did not exist", () => {
-    const sub = join(dir, "added-column");
-    const env = {
-      SLUICE_DB: `sqlite:${join(sub, "hot.db")}`,
-      SLUICE_STORE: `file:${join(sub, "archive")}`,
-    };
-    expect(sluice(env, "prepare-data", "--date=2025-10-13", "--days=2", "--count=300").code).toBe(
-      0,
-    );
-    expect(sluice(env, "archive", "--date=2025-10-12").code).toBe(0);
-    const hot = new Database(join(sub, "hot.db"));
-    hot.exec("ALTER TABLE traffic_events ADD COLUMN note TEXT");
-    hot.exec("UPDATE traffic_events SET note = 'n' || id WHERE event_date = '2025-10-13'");
-    const sums = hot
-      .prepare(
-        "SELECT event_date AS date, COUNT(*) AS n, COUNT(note) AS notes, SUM(id) AS ids FROM traffic_events GROUP BY event_date ORDER BY event_date",
-      )
-      .all();
-    hot.close();
-    expect(sluice(env, "archive", "--date=2025-10-13").code).toBe(0);
-    const sql =
-      "SELECT CAST(date AS VARCHAR) AS date, COUNT(*) AS n, COUNT(note) AS notes, SUM(id) AS ids FROM traffic_events GROUP BY date ORDER BY date";
-    for (const hotToo of [[], ["--hot"]]) {
-      const r = sluice(env, "--json", "query", ...hotToo, sql);
-      expect(r.code, r.stderr).toBe(0);
-      expect(ndjson(r.stdout)).toEqual(sums);
-    }
-    // The added column's values as the table holds them, on the day that has them.
-    const notes = sluice(
-      env,
-      "--json",
-      "query",
-      "SELECT note FROM traffic_events WHERE note IS NOT NULL ORDER BY id LIMIT 2",
-    );
-    expect(ndjson(notes.stdout).map((r) => r.note)).toEqual([
-      expect.stringMatching(/^n\d+$/),
-      expect.stringMatching(/^n\d+$/),
-    ]);
-  });
+describe("sluice query over days whose columns differ", () => {
+  it.each(["jsonl", "parquet"])(
+    "%s: a column added after some days were archived: every day's rows, the column null where it did not exist",
+    (format) => {
+      const sub = join(dir, `added-column-${format}`);
+      const env = {
+        SLUICE_DB: `sqlite:${join(sub, "hot.db")}`,
+        SLUICE_STORE: `file:${join(sub, "archive")}`,
+        SLUICE_FORMAT: format,
+      };
+      expect(sluice(env, "prepare-data", "--date=2025-10-13", "--days=2", "--count=300").code).toBe(
+        0,
+      );
+      expect(sluice(env, "archive", "--date=2025-10-12").code).toBe(0);
+      const hot = new Database(join(sub, "hot.db"));
+      hot.exec("ALTER TABLE traffic_events ADD COLUMN note TEXT");
+      hot.exec("UPDATE traffic_events SET note = 'n' || id WHERE event_date = '2025-10-13'");
+      const sums = hot
+        .prepare(
+          "SELECT event_date AS date, COUNT(*) AS n, COUNT(note) AS notes, SUM(id) AS ids FROM traffic_events GROUP BY event_date ORDER BY event_date",
+        )
+        .all();
+      hot.close();
+      expect(sluice(env, "archive", "--date=2025-10-13").code).toBe(0);
+      const sql =
+        "SELECT CAST(date AS VARCHAR) AS date, COUNT(*) AS n, COUNT(note) AS notes, SUM(id) AS ids FROM traffic_events GROUP BY date ORDER BY date";
+      for (const hotToo of [[], ["--hot"]]) {
+        const r = sluice(env, "--json", "query", ...hotToo, sql);
+        expect(r.code, r.stderr).toBe(0);
+        expect(ndjson(r.stdout)).toEqual(sums);
+      }
+      // The added column's values as the table holds them, on the day that has them.
+      const notes = sluice(
+        env,
+        "--json",
+        "query",
+        "SELECT note FROM traffic_events WHERE note IS NOT NULL ORDER BY id LIMIT 2",
+      );
+      expect(ndjson(notes.stdout).map((r) => r.note)).toEqual([
+        expect.stringMatching(/^n\d+$/),
+        expect.stringMatching(/^n\d+$/),
+      ]);
+    },
+  );
 });
 
 describe("a result proven small by its LIMIT (read whole, not streamed)", () => {

@@ -8,6 +8,7 @@ import { PartCache } from "./part-cache.js";
 import { type RowWriter, rowWriter } from "./row-writers.js";
 import { checkedSelect } from "./statement.js";
 import { type TableReads, tableReads, write } from "./table-reads.js";
+import { sqlText, viewStatements } from "./table-views.js";
 
 export interface ArchiveQueryOptions {
   sql: string;
@@ -70,15 +71,7 @@ export async function archiveQuery(
       // the query) unless kept: 30 days of 1M rows, 0.77 -> 0.64 s.
       await conn.run("SET parquet_metadata_cache = true");
       for (const t of tables) {
-        const columns = await jsonColumns(conn, t.reads.files);
-        for (const v of viewSql(
-          t.i,
-          t.table,
-          t.keyColumn,
-          t.reads.files,
-          t.reads.skipped,
-          columns,
-        )) {
+        for (const v of await viewStatements(conn, t.i, t.table, t.keyColumn, t.reads)) {
           await conn.run(v);
         }
       }
@@ -133,87 +126,5 @@ export async function archiveQuery(
     await rm(scratch, { recursive: true, force: true });
   }
 }
-
-/**
- * The columns DuckDB detects in a table's JSONL files, read once (all files, by name) as a
- * `columns = {...}` struct; "" when there are none to read. Without it read_json samples
- * every file again at each bind: the view's, the statement check's and the query's.
- */
-async function jsonColumns(
-  conn: import("@duckdb/node-api").DuckDBConnection,
-  files: TableReads["files"],
-): Promise<string> {
-  const json = files.filter((f) => !f.path.endsWith(".parquet"));
-  if (json.length === 0) return "";
-  const list = json.map((f) => `'${sqlText(f.path)}'`).join(", ");
-  const described = await conn.runAndReadAll(
-    `DESCRIBE SELECT * FROM read_json([${list}], format = 'newline_delimited', union_by_name = true)`,
-  );
-  const columns = described
-    .getRowObjectsJson()
-    .map((r) => `'${sqlText(String(r.column_name))}': '${sqlText(String(r.column_type))}'`);
-  return columns.length ? `{${columns.join(", ")}}` : "";
-}
-
-/**
- * The statements that make one table's view over its files (`schema.table` gets its schema):
- * whole files read as they are; of the others, each line counted when its key is at most the
- * file's `passed` (null: any) and it is not one of the skipped lines. `columns`: the JSONL
- * files' columns as jsonColumns gives them ("": detected by read_json).
- */
-function viewSql(
-  i: number,
-  table: string,
-  keyColumn: string,
-  files: TableReads["files"],
-  skipped: string,
-  columns: string,
-): string[] {
-  const ident = (p: string) => `"${p.replaceAll('"', '""')}"`;
-  const name = table.split(".").map(ident).join(".");
-  const schema = table.includes(".") ? [`CREATE SCHEMA IF NOT EXISTS ${name.split(".")[0]}`] : [];
-  const list = (some: TableReads["files"]) =>
-    `[${some.map((f) => `'${sqlText(f.path)}'`).join(", ")}]`;
-  // JSONL and Parquet parts (and the hot rows' JSONL) side by side, their columns matched by name.
-  const read = (some: TableReads["files"], extra = "") => {
-    const parquet = some.filter((f) => f.path.endsWith(".parquet"));
-    const json = some.filter((f) => !f.path.endsWith(".parquet"));
-    const reads = [];
-    if (json.length) {
-      reads.push(
-        `SELECT * FROM read_json(${list(json)}, format = 'newline_delimited', hive_partitioning = true, ${columns ? `columns = ${columns}` : "union_by_name = true"}${extra})`,
-      );
-    }
-    if (parquet.length) {
-      reads.push(
-        `SELECT * FROM read_parquet(${list(parquet)}, hive_partitioning = true, union_by_name = true${extra})`,
-      );
-    }
-    return `(${reads.join(" UNION ALL BY NAME ")})`;
-  };
-  const whole = files.filter((f) => f.whole);
-  const cut = files.filter((f) => !f.whole);
-  const selects = whole.length ? [`SELECT * FROM ${read(whole)}`] : [];
-  const setup: string[] = [];
-  if (cut.length) {
-    const passed = cut
-      .map((f) => `('${sqlText(f.path)}', ${f.passed === null ? "NULL" : f.passed})`)
-      .join(", ");
-    const key = `TRY_CAST(l.${ident(keyColumn)} AS BIGINT)`;
-    setup.push(
-      "CREATE SCHEMA IF NOT EXISTS sluice_reads",
-      `CREATE TABLE sluice_reads.files_${i} (file VARCHAR, passed BIGINT)`,
-      `INSERT INTO sluice_reads.files_${i} VALUES ${passed}`,
-      `CREATE TABLE sluice_reads.skipped_${i} AS SELECT * FROM read_json('${sqlText(skipped)}', format = 'newline_delimited', columns = {file: 'VARCHAR', k: 'BIGINT'})`,
-    );
-    selects.push(`SELECT l.* EXCLUDE (sluice_file) FROM ${read(cut, ", filename = 'sluice_file'")} l
-     JOIN sluice_reads.files_${i} f ON f.file = l.sluice_file
-     WHERE (f.passed IS NULL OR ${key} <= f.passed)
-       AND NOT EXISTS (SELECT 1 FROM sluice_reads.skipped_${i} s WHERE s.file = l.sluice_file AND s.k = ${key})`);
-  }
-  return [...schema, ...setup, `CREATE VIEW ${name} AS ${selects.join(" UNION ALL BY NAME ")}`];
-}
-
-const sqlText = (s: string) => s.replaceAll("'", "''");
 
 export type { RowWriter };
