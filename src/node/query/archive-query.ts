@@ -45,6 +45,11 @@ export async function archiveQuery(
   out: Writable,
 ): Promise<number> {
   const duckdb = loadDuckDb();
+  // DuckDB starts on a thread of its own while the ledger is read here.
+  const opening = duckdb.DuckDBInstance.create(":memory:");
+  // Its failure is thrown where it is awaited, not as an unhandled rejection meanwhile.
+  opening.catch(() => undefined);
+  let db: import("@duckdb/node-api").DuckDBInstance | undefined;
   const scratch = await mkdtemp(join(tmpdir(), "sluice-query-"));
   const cache = new PartCache(resolve(o.cacheDir), o.cacheBytes);
   const readable = new Set<string>([scratch, cache.dir]);
@@ -64,7 +69,7 @@ export async function archiveQuery(
     }
     await cache.evict(used);
 
-    const db = await duckdb.DuckDBInstance.create(":memory:");
+    db = await opening;
     const conn = await db.connect();
     try {
       // A Parquet footer is read at each bind of a view (its creation, the statement check,
@@ -120,9 +125,10 @@ export async function archiveQuery(
       }
     } finally {
       conn.closeSync();
-      db.closeSync();
     }
   } finally {
+    if (db) db.closeSync();
+    else await opening.then((d) => d.closeSync()).catch(() => undefined);
     await rm(scratch, { recursive: true, force: true });
   }
 }
