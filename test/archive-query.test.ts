@@ -393,6 +393,8 @@ describe("a result proven small by its LIMIT (read whole, not streamed)", () => 
       ["SELECT 1 LIMIT 5.5", null],
       ["SELECT 1 LIMIT '5'", null],
       ["SELECT 1 LIMIT 99999999999999999999", null],
+      ["PIVOT (SELECT 1 a, 'x' b) ON b USING sum(a)", null],
+      ["SUMMARIZE SELECT 1", null],
     ];
     for (const [sql, bound] of cases) expect([sql, await limitOf(conn, sql)]).toEqual([sql, bound]);
     conn.closeSync();

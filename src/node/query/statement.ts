@@ -43,10 +43,15 @@ export async function checkedSelect(conn: DuckDBConnection, sql: string): Promis
  * parameter). Of several, the least: each is applied to what the one before left.
  */
 export async function limitOf(conn: DuckDBConnection, sql: string): Promise<number | null> {
-  const read = await conn.runAndReadAll("SELECT json_serialize_sql($1::VARCHAR)", [sql]);
-  const tree = JSON.parse(String(read.getRowsJson()[0]?.[0])) as {
+  let tree: {
     statements?: { node?: { modifiers?: { type: string; limit?: Constant | null }[] } }[];
   };
+  try {
+    const read = await conn.runAndReadAll("SELECT json_serialize_sql($1::VARCHAR)", [sql]);
+    tree = JSON.parse(String(read.getRowsJson()[0]?.[0]));
+  } catch {
+    return null; // no bound known: the result streams
+  }
   let least: number | null = null;
   for (const m of tree.statements?.[0]?.node?.modifiers ?? []) {
     const value = m.type === "LIMIT_MODIFIER" && m.limit?.class === "CONSTANT" && m.limit.value;
