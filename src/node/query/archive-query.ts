@@ -72,8 +72,8 @@ export async function archiveQuery(
     db = await opening;
     const conn = await db.connect();
     try {
-      // A Parquet footer is read at each bind of a view (its creation, the statement check,
-      // the query) unless kept: 30 days of 1M rows, 0.77 -> 0.64 s.
+      // A Parquet footer read by one bind of a view (its creation, the statement check) or by
+      // the scan is kept for the others: 30 days of 1M rows, 0.77 -> 0.64 s.
       await conn.run("SET parquet_metadata_cache = true");
       for (const t of tables) {
         for (const v of await viewStatements(conn, t.i, t.table, t.keyColumn, t.reads)) {
