@@ -324,7 +324,14 @@ it("tells the runtime's pacer of every row it encodes and then decodes, and when
   const c = await open(db, table, `file:${join(dir, "archive", "pace")}`);
   let counted = 0;
   const ends: number[] = [];
-  c.ctx.pacer = { count: (n) => void (counted += n), end: () => void ends.push(counted) };
+  c.ctx.pacer = {
+    count: (n) => {
+      counted += n;
+    },
+    end: () => {
+      ends.push(counted);
+    },
+  };
   try {
     expect((await archiveDate(c.ctx, c.owner, DAY)).written?.eventCount).toBe(ROWS);
     // The writer's end comes before verification reads a row: its footer is garbage by then.
