@@ -45,11 +45,6 @@ export async function archiveQuery(
   out: Writable,
 ): Promise<number> {
   const duckdb = loadDuckDb();
-  // DuckDB starts on a thread of its own while the ledger is read here.
-  const opening = duckdb.DuckDBInstance.create(":memory:");
-  // Its failure is thrown where it is awaited, not as an unhandled rejection meanwhile.
-  opening.catch(() => undefined);
-  let db: import("@duckdb/node-api").DuckDBInstance | undefined;
   const scratch = await mkdtemp(join(tmpdir(), "sluice-query-"));
   const cache = new PartCache(resolve(o.cacheDir), o.cacheBytes);
   const readable = new Set<string>([scratch, cache.dir]);
@@ -69,7 +64,7 @@ export async function archiveQuery(
     }
     await cache.evict(used);
 
-    db = await opening;
+    const db = await duckdb.DuckDBInstance.create(":memory:");
     const conn = await db.connect();
     try {
       // A Parquet footer read by one bind of a view (its creation, the statement check) or by
@@ -125,10 +120,9 @@ export async function archiveQuery(
       }
     } finally {
       conn.closeSync();
+      db.closeSync();
     }
   } finally {
-    if (db) db.closeSync();
-    else await opening.then((d) => d.closeSync()).catch(() => undefined);
     await rm(scratch, { recursive: true, force: true });
   }
 }
