@@ -6,8 +6,7 @@ import type { ProgressListener } from "../core/progress.js";
 import { specOfSettings } from "../core/settings.js";
 import { zlibCodec } from "./codec.js";
 import type { Config } from "./config.js";
-import { fullGc } from "./full-gc.js";
-import { GcPacer } from "./gc-pacer.js";
+import { gcPacer } from "./gc-pacer.js";
 import { openSource, openStore } from "./open.js";
 import { isHolderGone, nodeSha256, ownerId } from "./owner.js";
 
@@ -61,10 +60,7 @@ export async function openContext(
         onProgress: options.onProgress,
         onWarning: options.onWarning,
         signal: options.signal,
-        pacer: new GcPacer(
-          config.SLUICE_GC_EVERY_ROWS > 0 ? fullGc() : null,
-          config.SLUICE_GC_EVERY_ROWS,
-        ),
+        pacer: gcPacer(config.SLUICE_GC_EVERY_ROWS),
       },
       owner: ownerId(),
       close: () => source.close(),

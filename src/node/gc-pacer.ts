@@ -1,4 +1,5 @@
 import type { RowPacer } from "../core/pacer.js";
+import { fullGc } from "./full-gc.js";
 
 /**
  * Runs a full collection after every `every` rows (ids, edges) a long stream handles, and at
@@ -31,4 +32,9 @@ export class GcPacer implements RowPacer {
     this.since = 0;
     this.collect?.();
   }
+}
+
+/** A pacer of full collections every `every` rows (0: none, and V8's flag left alone). */
+export function gcPacer(every: number): GcPacer {
+  return new GcPacer(every > 0 ? fullGc() : null, every);
 }

@@ -7,8 +7,7 @@ import { TraceJobs } from "../core/trace/trace-jobs.js";
 import type { TraceOptions } from "../http/routes/trace.js";
 import { zlibCodec } from "./codec.js";
 import type { Config } from "./config.js";
-import { fullGc } from "./full-gc.js";
-import { GcPacer } from "./gc-pacer.js";
+import { gcPacer } from "./gc-pacer.js";
 import { traceMemoryLimit } from "./memory-limit.js";
 import { openSource } from "./open.js";
 
@@ -74,7 +73,7 @@ export async function openTrace(
       maxBodyBytes: config.TRACE_MAX_BODY_BYTES,
       idleTimeoutMs: config.TRACE_IDLE_TIMEOUT_MS,
       stopping,
-      gc: new GcPacer(config.TRACE_GC_EVERY_ROWS > 0 ? fullGc() : null, config.TRACE_GC_EVERY_ROWS),
+      gc: gcPacer(config.TRACE_GC_EVERY_ROWS),
       jobs,
       codec: zlibCodec,
       memoryGuard:

@@ -22,18 +22,19 @@ export async function viewStatements(
   const ident = (p: string) => `"${p.replaceAll('"', '""')}"`;
   const name = table.split(".").map(ident).join(".");
   const schema = table.includes(".") ? [`CREATE SCHEMA IF NOT EXISTS ${name.split(".")[0]}`] : [];
-  const list = (some: Files) => `[${some.map((f) => `'${sqlText(f.path)}'`).join(", ")}]`;
   // JSONL and Parquet parts (and the hot rows' JSONL) side by side, their columns matched by name.
   const read = (some: Files, extra = "") => {
-    const json = some.filter((f) => !f.path.endsWith(".parquet"));
+    const json = some.filter((f) => !isParquet(f));
     const reads = [];
     if (json.length) {
       reads.push(
-        `SELECT * FROM read_json(${list(json)}, format = 'newline_delimited', hive_partitioning = true, ${columns ? `columns = ${columns}` : "union_by_name = true"}${extra})`,
+        `SELECT * FROM read_json(${fileList(json)}, format = 'newline_delimited', hive_partitioning = true, ${columns ? `columns = ${columns}` : "union_by_name = true"}${extra})`,
       );
     }
     for (const group of groupsOf(some, groups)) {
-      reads.push(`SELECT * FROM read_parquet(${list(group)}, hive_partitioning = true${extra})`);
+      reads.push(
+        `SELECT * FROM read_parquet(${fileList(group)}, hive_partitioning = true${extra})`,
+      );
     }
     return `(${reads.join(" UNION ALL BY NAME ")})`;
   };
@@ -66,11 +67,10 @@ export async function viewStatements(
  * every file again at each bind: the view's, the statement check's and the query's.
  */
 async function jsonColumns(conn: DuckDBConnection, files: Files): Promise<string> {
-  const json = files.filter((f) => !f.path.endsWith(".parquet"));
+  const json = files.filter((f) => !isParquet(f));
   if (json.length === 0) return "";
-  const list = json.map((f) => `'${sqlText(f.path)}'`).join(", ");
   const described = await conn.runAndReadAll(
-    `DESCRIBE SELECT * FROM read_json([${list}], format = 'newline_delimited', union_by_name = true)`,
+    `DESCRIBE SELECT * FROM read_json(${fileList(json)}, format = 'newline_delimited', union_by_name = true)`,
   );
   const columns = described
     .getRowObjectsJson()
@@ -87,11 +87,10 @@ async function jsonColumns(conn: DuckDBConnection, files: Files): Promise<string
  * gets its own read.
  */
 async function parquetGroups(conn: DuckDBConnection, files: Files): Promise<Map<string, string>> {
-  const parquet = files.filter((f) => f.path.endsWith(".parquet"));
+  const parquet = files.filter(isParquet);
   if (parquet.length === 0) return new Map();
-  const list = parquet.map((f) => `'${sqlText(f.path)}'`).join(", ");
   const read = await conn.runAndReadAll(
-    `SELECT file_name, CAST(list(struct_pack(name, type, type_length, repetition_type, num_children, converted_type, scale, precision, field_id, logical_type, duckdb_type) ORDER BY column_id) AS VARCHAR) FROM parquet_schema([${list}]) GROUP BY file_name`,
+    `SELECT file_name, CAST(list(struct_pack(name, type, type_length, repetition_type, num_children, converted_type, scale, precision, field_id, logical_type, duckdb_type) ORDER BY column_id) AS VARCHAR) FROM parquet_schema(${fileList(parquet)}) GROUP BY file_name`,
   );
   return new Map(read.getRowsJson().map(([file, schema]) => [String(file), String(schema)]));
 }
@@ -99,7 +98,7 @@ async function parquetGroups(conn: DuckDBConnection, files: Files): Promise<Map<
 /** `files`' Parquet files, those of one schema together (a file without one: alone). */
 function groupsOf(files: Files, schemas: ReadonlyMap<string, string>): Files[] {
   const groups = new Map<string, Files>();
-  for (const f of files.filter((f) => f.path.endsWith(".parquet"))) {
+  for (const f of files.filter(isParquet)) {
     const key = schemas.get(f.path) ?? `?${f.path}`;
     const group = groups.get(key);
     if (group) group.push(f);
@@ -107,6 +106,11 @@ function groupsOf(files: Files, schemas: ReadonlyMap<string, string>): Files[] {
   }
   return [...groups.values()];
 }
+
+const isParquet = (f: Files[number]) => f.path.endsWith(".parquet");
+
+/** The files as a DuckDB list of paths. */
+const fileList = (some: Files) => `[${some.map((f) => `'${sqlText(f.path)}'`).join(", ")}]`;
 
 /** Text inside single quotes in DuckDB's SQL. */
 export const sqlText = (s: string) => s.replaceAll("'", "''");
