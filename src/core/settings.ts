@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "zod/v3";
 import type { CleanupOptions } from "./archive/cleanup.js";
 import { DEFAULT_ROW_GROUP_ROWS } from "./archive/parquet/schema.js";
 import type { PartitionSpec } from "./archive/partition.js";

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "zod/v3";
 import type { CleanupOptions } from "../core/archive/cleanup.js";
 import {
   commonSettings,

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
-import { z } from "zod";
+import { z } from "zod/v3";
 import { BadInputError } from "../core/errors.js";
 import { IDENT, TABLE_NAME } from "../core/sql/ident.js";
 import { knownTimeZone } from "../core/time-zones.js";

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "zod/v3";
 import { commonSettings, intSetting, parseSettings } from "../core/settings.js";
 
 /**

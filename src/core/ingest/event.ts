@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "zod/v3";
 import { BadInputError } from "../errors.js";
 import type { Row } from "../sql/source.js";
 
