@@ -51,8 +51,8 @@ execFileSync(process.execPath, [
 ]);
 execFileSync("sqlite3", [template, "PRAGMA wal_checkpoint(TRUNCATE)"]);
 
-async function startService(dir) {
-  const { child, url } = await spawnServe(CLI, dir, { ADMIN_TOKEN: TOKEN });
+async function startService(dir, env = {}) {
+  const { child, url } = await spawnServe(CLI, dir, { ADMIN_TOKEN: TOKEN, ...env });
   return {
     url,
     pid: child.pid,
@@ -178,12 +178,18 @@ const results = [];
     load: t.load,
   });
 }
-// Ingest flat out (saturating the process), then at a steady 10,000 events/s.
-for (const rate of [undefined, 100]) {
-  const dir = join(OUT, `http-${rate ?? "max"}`);
+// Ingest flat out (saturating the process), then at a steady 10,000 events/s; each with the
+// jobs on their own thread (the default) and on the event loop (SLUICE_JOBS_THREAD=false).
+for (const [rate, thread] of [
+  [undefined, true],
+  [undefined, false],
+  [100, true],
+  [100, false],
+]) {
+  const dir = join(OUT, `http-${rate ?? "max"}-${thread ? "thread" : "loop"}`);
   mkdirSync(dir, { recursive: true });
   copyFileSync(template, join(dir, "hot.db"));
-  const svc = await startService(dir);
+  const svc = await startService(dir, { SLUICE_JOBS_THREAD: String(thread) });
   const idle = svc.rssMB();
   svc.resetPeak();
   note("archive: POST /admin/trigger-archive while ingest goes on ...");
@@ -214,7 +220,9 @@ for (const rate of [undefined, 100]) {
   ing.run.stop();
   const r = await ing.run;
   results.push({
-    what: `service archive, ${ROWS.toLocaleString()} rows, during ingest ${rate ? `at ${rate * PER_REQUEST} events/s` : "flat out"}`,
+    what: `service archive (jobs ${thread ? "thread" : "on the event loop"}), ${ROWS.toLocaleString()} rows, ingest ${rate ? `at ${rate * PER_REQUEST} events/s` : "flat out"}`,
+    flatOut: rate === undefined,
+    thread,
     wall,
     idle,
     peak,
@@ -247,5 +255,16 @@ for (const r of results) {
   ].filter(Boolean);
   console.log(
     `${r.what.padEnd(66)} ${f(r.wall, 2).padStart(7)} ${r.events === undefined ? "-".padStart(13) : Math.round(r.events).toLocaleString().padStart(13)} ${f(r.p99, 0).padStart(7)} ${f(r.idle).padStart(12)} ${f(r.peak).padStart(12)} ${f(r.load, 2).padStart(5)}  ${notes.join("; ")}`,
+  );
+}
+
+// Issue 18's goals for jobs beside ingest: the archive within 2x its CLI time, ingest keeping
+// at least 80% of the rate it has alone (both while ingest runs flat out).
+const alone = results[0];
+const cli = results[1];
+for (const r of results.filter((x) => x.flatOut)) {
+  const mode = r.thread ? "jobs thread" : "jobs on the event loop";
+  console.log(
+    `${mode}: archive ${f(r.wall / cli.wall, 2)}x its CLI time (goal at most 2x); ingest kept ${f((100 * r.events) / alone.events, 0)}% of its rate alone (goal at least 80%)`,
   );
 }

@@ -3,7 +3,7 @@ import type { Context } from "hono";
 import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import type { JobContext } from "../core/archive/context.js";
-import type { JobRunner } from "../core/archive/runner.js";
+import type { Jobs } from "../core/archive/runner.js";
 import { describeError } from "../core/errors.js";
 import type { StatsQuery } from "../core/stats/admission.js";
 import { statsReader } from "../core/stats/queries.js";
@@ -20,9 +20,9 @@ import { ingestTableOnly, statsTableOnly } from "./traffic-only.js";
 
 export interface AppOptions {
   ctx: JobContext;
-  runner: JobRunner;
+  runner: Jobs;
   /** Other tables the admin routes answer for (`?table=`), each with its own runner. */
-  others?: readonly { ctx: JobContext; runner: JobRunner }[];
+  others?: readonly { ctx: JobContext; runner: Jobs }[];
   /** Origins whose pages may call the API from a browser (CORS_ORIGINS); none by default. */
   corsOrigins?: readonly string[];
   /** Bearer token for /admin/*; without one the admin routes are off. */

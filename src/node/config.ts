@@ -47,6 +47,10 @@ const schema = {
   ARCHIVE_CRON: z.string().min(1).default("30 3 * * *"),
   VERIFY_CRON: z.string().min(1).default("off"),
   WEB_CONCURRENCY: int(2, 1, 64),
+  SLUICE_JOBS_THREAD: z
+    .enum(["true", "false", "1", "0"], { message: "expected true or false" })
+    .default("true")
+    .transform((v) => v === "true" || v === "1"),
   STATS_MAX_CONCURRENT: int(2, 1, 64),
   STATS_MAX_QUEUED: int(16, 0, 10_000),
   TRACE_DB: z.string().min(1).optional(),

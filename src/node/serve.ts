@@ -17,8 +17,7 @@ import { createMetrics } from "./metrics.js";
 import { openTrace } from "./open-trace.js";
 import { openSource } from "./open.js";
 import { SqliteReadThreads } from "./read-threads.js";
-import { startVerifySchedule } from "./scheduler.js";
-import { serveTable, tableJobs } from "./table-schedules.js";
+import { serviceJobs } from "./service-jobs.js";
 
 export interface Service {
   url: string;
@@ -58,20 +57,24 @@ export async function startService(
   const c = await openContext(config, { signal, onWarning: (m) => logger.warn(m) });
   const stats = statsReads(config, c.ctx.source);
   const metrics = createMetrics(c.ctx, stats.read);
-  const own = tableJobs(c, config, logger, metrics.jobFinished);
-  const runner = own.runner;
+  const jobs = await serviceJobs({
+    config,
+    others: options.others ?? [],
+    c,
+    signal,
+    logger,
+    onFinish: metrics.jobFinished,
+    verified: metrics.verified,
+  });
   const trace = await openTrace(config, logger, log, c.ctx.store, signal);
-  const others = await Promise.all(
-    (options.others ?? []).map((o) => serveTable(o, signal, logger)),
-  );
   const page = builtConsole();
   if (!page) log("the console is not built (npm run build): / answers 404");
   const app = createApp({
     console: page,
-    others,
+    others: jobs.others,
     trace: trace?.options,
     ctx: c.ctx,
-    runner,
+    runner: jobs.own,
     corsOrigins: config.CORS_ORIGINS,
     adminToken: config.ADMIN_TOKEN,
     ingestToken: config.INGEST_TOKEN,
@@ -121,7 +124,7 @@ export async function startService(
     });
   } catch (err) {
     // Nothing may stay behind to keep the process alive (and looking healthy) without a port.
-    await Promise.all(others.map((o) => o.stop()));
+    await jobs.stop();
     await trace?.source.close();
     await stats.close();
     await c.close();
@@ -134,40 +137,31 @@ export async function startService(
     throw err;
   }
   // Schedules start only once the service listens.
-  const scheduler =
-    options.scheduler !== false && config.ARCHIVE_CRON !== "off" ? own.schedule() : null;
-  if (scheduler)
-    log(
-      `archive schedule '${config.ARCHIVE_CRON}' (UTC); next run ${scheduler.next()?.toISOString()}`,
-    );
-  if (scheduler) for (const o of others) o.schedule();
-  if (scheduler && others.length) log(`also scheduled: ${others.map((o) => o.table).join(", ")}`);
-  const verifySchedule =
-    options.scheduler !== false && config.VERIFY_CRON !== "off"
-      ? startVerifySchedule({
-          pattern: config.VERIFY_CRON,
-          ctx: c.ctx,
-          owner: c.owner,
-          verified: metrics.verified,
-          log: (fields, message) => logger.warn(fields, message),
-        })
-      : null;
-  if (verifySchedule)
-    log(
-      `verify schedule '${config.VERIFY_CRON}' (UTC); next run ${verifySchedule.next()?.toISOString()}`,
-    );
+  if (options.scheduler !== false) {
+    const next = await jobs.schedule();
+    if (next.archiveNext) {
+      log(
+        `archive schedule '${config.ARCHIVE_CRON}' (UTC); next run ${next.archiveNext.toISOString()}`,
+      );
+      const others = jobs.others.map((o) => o.ctx.spec.table);
+      if (others.length) log(`also scheduled: ${others.join(", ")}`);
+    }
+    if (next.verifyNext) {
+      log(
+        `verify schedule '${config.VERIFY_CRON}' (UTC); next run ${next.verifyNext.toISOString()}`,
+      );
+    }
+  }
 
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST}:${port}`;
   const closed = new Promise<void>((resolve) => {
     const stop = async () => {
       log("stopping: no new connections; running jobs stop at their next batch");
-      scheduler?.stop();
-      verifySchedule?.stop();
       // A background trace job cannot resume: it records that it stopped, to be resubmitted.
       await trace?.options.jobs?.stop();
       await new Promise<void>((r) => server.close(() => r()));
-      await Promise.all([own, ...others].map((t) => t.stop()));
+      await jobs.stop();
       await stats.close();
       await trace?.source.close();
       await c.close();

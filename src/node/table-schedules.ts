@@ -1,9 +1,15 @@
-import type { Logger } from "pino";
 import type { JobContext } from "../core/archive/context.js";
 import { JobRunner, type JobView } from "../core/archive/runner.js";
 import { type Config, cleanupOptions } from "./config.js";
 import { type NodeContext, openContext } from "./context.js";
 import { type Scheduler, startScheduler } from "./scheduler.js";
+
+/** Where a table's jobs log: the service's logger, or the jobs thread's messages to it. */
+export interface JobLog {
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+  error(fields: Record<string, unknown>, message: string): void;
+}
 
 /** A table's jobs in the service: its runner (admin triggers) and its archive schedule. */
 export interface TableJobs {
@@ -20,7 +26,7 @@ export interface TableJobs {
 export function tableJobs(
   c: NodeContext,
   config: Config,
-  logger: Logger,
+  logger: JobLog,
   onFinish?: (job: JobView) => void,
 ): TableJobs {
   const table = c.ctx.spec.table;
@@ -56,9 +62,9 @@ export function tableJobs(
 export async function serveTable(
   config: Config,
   signal: AbortSignal,
-  logger: Logger,
+  logger: JobLog,
 ): Promise<TableJobs> {
-  const c = await openContext(config, { signal, onWarning: (m) => logger.warn(m) });
+  const c = await openContext(config, { signal, onWarning: (m) => logger.warn({}, m) });
   const jobs = tableJobs(c, config, logger);
   return {
     ...jobs,

@@ -43,11 +43,34 @@ export interface JobResult {
 }
 
 /**
+ * What the admin routes ask of a table's jobs: a JobRunner in the same process, or (Node's
+ * service) a client of the runner on the jobs thread.
+ */
+export interface Jobs {
+  /** Take the lease of `date` and run `kind` under it; throws LeaseHeldError when held. */
+  start(kind: JobKind, date: string): Promise<JobView>;
+  /** Resolves when the latest job of `date` started here has finished. */
+  done(date: string): Promise<void>;
+  /** The latest job of `date`, this process's own or the one the ledger's record holds. */
+  view(date: string, rec: PartitionRecord | null): JobView | null;
+}
+
+/**
+ * The job archive-status shows for a date: `local` (this process's latest) while it runs or
+ * when the ledger holds the same job (its progress is the freshest), else the ledger's.
+ */
+export function latestJob(local: JobView | undefined, rec: PartitionRecord | null): JobView | null {
+  const shared = parseJob(rec?.job ?? null);
+  if (local && (local.state === "running" || local.id === shared?.id)) return local;
+  return shared ?? local ?? null;
+}
+
+/**
  * Starts jobs in the background for the service: the lease is taken before `start` returns,
  * so that a partition someone else holds is refused at once, and the job then runs on while
  * its progress and outcome stay readable here. One job per partition in this process, too.
  */
-export class JobRunner {
+export class JobRunner implements Jobs {
   private readonly jobs = new Map<string, { view: JobView; done: Promise<void> }>();
   /** Dates whose job is between its start and its lease. */
   private readonly reserved = new Set<string>();
@@ -208,10 +231,7 @@ export class JobRunner {
    * it runs here (its progress is the freshest), else the one the ledger's record holds.
    */
   view(date: string, rec: PartitionRecord | null): JobView | null {
-    const local = this.get(date);
-    const shared = parseJob(rec?.job ?? null);
-    if (local && (local.state === "running" || local.id === shared?.id)) return local;
-    return shared ?? local ?? null;
+    return latestJob(this.get(date), rec);
   }
 
   /** Resolves when the latest job of `date` has finished (at once if there is none). */

@@ -1,7 +1,7 @@
 import { type Context, Hono } from "hono";
 import type { JobContext } from "../../core/archive/context.js";
 import { partitionStatus } from "../../core/archive/partition-status.js";
-import type { JobKind, JobRunner } from "../../core/archive/runner.js";
+import type { JobKind, Jobs } from "../../core/archive/runner.js";
 import { parsePartitionDate } from "../../core/dates.js";
 import { NotFoundError } from "../../core/errors.js";
 import { hasBearer, unauthorized } from "../bearer.js";
@@ -9,9 +9,9 @@ import type { AppEnv } from "../env.js";
 
 export interface AdminOptions {
   ctx: JobContext;
-  runner: JobRunner;
+  runner: Jobs;
   /** Other tables, chosen with `?table=`; without it the routes answer for `ctx`'s. */
-  others?: readonly { ctx: JobContext; runner: JobRunner }[];
+  others?: readonly { ctx: JobContext; runner: Jobs }[];
   /** Bearer token for every route here; without one they answer 403. */
   adminToken?: string;
   /** Keep the runtime alive for a job that runs on after its 202 (a Worker's waitUntil). */

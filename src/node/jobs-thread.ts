@@ -1,0 +1,139 @@
+import { parentPort, workerData } from "node:worker_threads";
+import type { VerifyResult } from "../core/archive/jobs.js";
+import type { JobKind, JobView } from "../core/archive/runner.js";
+import { InterruptedError } from "../core/errors.js";
+import type { Config } from "./config.js";
+import { type NodeContext, openContext } from "./context.js";
+import { startVerifySchedule } from "./scheduler.js";
+import { type JobLog, type TableJobs, tableJobs } from "./table-schedules.js";
+import { type WireError, toWire } from "./thread-errors.js";
+
+// The service's jobs on a thread of their own (thread-jobs.ts starts it): archive, verify and
+// cleanup read, encode, hash and compare on this thread's event loop, with connections of
+// their own, so that ingest and the routes keep theirs. Everything a job leaves for the
+// other processes (its lease, its progress, its outcome) is in the ledger as before.
+
+/** What the service sends. */
+export type ToJobs =
+  | { type: "start"; id: number; table: string; kind: JobKind; date: string }
+  | { type: "schedule" }
+  | { type: "stop" };
+
+/** What this thread answers. */
+export type FromJobs =
+  | { type: "ready"; tables: string[] }
+  | { type: "scheduled"; archiveNext: string | null; verifyNext: string | null }
+  | { type: "failed"; error: WireError }
+  | { type: "reply"; id: number; view: JobView }
+  | { type: "reply"; id: number; error: WireError }
+  | { type: "job"; table: string; view: JobView }
+  | { type: "verified"; results: VerifyResult[] }
+  | {
+      type: "log";
+      level: "info" | "warn" | "error";
+      fields: Record<string, unknown>;
+      message: string;
+    }
+  | { type: "stopped" };
+
+export interface JobsThreadData {
+  /** The service's table first, then the config file's others. */
+  configs: Config[];
+}
+
+// How often a running job's progress goes to the service (archive-status reads it there).
+const PROGRESS_MS = 250;
+
+const port = parentPort;
+if (!port) throw new Error("jobs-thread.ts runs as a worker thread (thread-jobs.ts starts it)");
+const post = (m: FromJobs) => port.postMessage(m);
+const log: JobLog = {
+  info: (fields, message) => post({ type: "log", level: "info", fields, message }),
+  warn: (fields, message) => post({ type: "log", level: "warn", fields, message }),
+  error: (fields, message) => post({ type: "log", level: "error", fields, message }),
+};
+
+const { configs } = workerData as JobsThreadData;
+const stop = new AbortController();
+const opened: NodeContext[] = [];
+const tables = new Map<string, TableJobs>();
+let verifySchedule: ReturnType<typeof startVerifySchedule> | null = null;
+
+async function open(): Promise<FromJobs> {
+  for (const config of configs) {
+    const c = await openContext(config, {
+      signal: stop.signal,
+      onWarning: (m) => log.warn({}, m),
+    });
+    opened.push(c);
+    let sentAt = 0;
+    const table = c.ctx.spec.table;
+    // A running job's progress, at most every PROGRESS_MS (the runner has just updated it).
+    const onProgress = () => {
+      if (Date.now() - sentAt < PROGRESS_MS) return;
+      sentAt = Date.now();
+      for (const view of jobs.runner.running()) post({ type: "job", table, view });
+    };
+    const jobs: TableJobs = tableJobs(
+      { ...c, ctx: { ...c.ctx, onProgress } },
+      config,
+      log,
+      (view) => post({ type: "job", table, view }),
+    );
+    tables.set(table, jobs);
+  }
+  return { type: "ready", tables: [...tables.keys()] };
+}
+
+/** The archive schedule of every table, and the verify schedule of the first. */
+function schedule(): FromJobs {
+  const own = configs[0] as Config;
+  const first = [...tables.values()][0] as TableJobs;
+  const archive = own.ARCHIVE_CRON !== "off";
+  if (archive) for (const t of tables.values()) t.schedule();
+  if (own.VERIFY_CRON !== "off" && !verifySchedule) {
+    verifySchedule = startVerifySchedule({
+      pattern: own.VERIFY_CRON,
+      ctx: first.ctx,
+      owner: (opened[0] as NodeContext).owner,
+      verified: (results) => post({ type: "verified", results }),
+      log: (fields, message) => log.warn(fields, message),
+    });
+  }
+  return {
+    type: "scheduled",
+    archiveNext: archive ? (first.schedule().next()?.toISOString() ?? null) : null,
+    verifyNext: verifySchedule?.next()?.toISOString() ?? null,
+  };
+}
+
+async function start(m: Extract<ToJobs, { type: "start" }>): Promise<void> {
+  try {
+    const jobs = tables.get(m.table);
+    if (!jobs) throw new Error(`the jobs thread has no table '${m.table}'`);
+    post({ type: "reply", id: m.id, view: await jobs.runner.start(m.kind, m.date) });
+  } catch (err) {
+    post({ type: "reply", id: m.id, error: toWire(err) });
+  }
+}
+
+/** Jobs stop at their next batch (resumable, marked interrupted); then everything closes. */
+async function close(): Promise<void> {
+  stop.abort(new InterruptedError());
+  verifySchedule?.stop();
+  await Promise.allSettled([...tables.values()].map((t) => t.stop()));
+  await Promise.allSettled(opened.map((c) => c.close()));
+  post({ type: "stopped" });
+  port?.close();
+}
+
+port.on("message", (m: ToJobs) => {
+  if (m.type === "start") void start(m);
+  else if (m.type === "schedule") post(schedule());
+  else if (m.type === "stop") void close();
+});
+open().then(post, async (err: unknown) => {
+  await Promise.allSettled(opened.map((c) => c.close()));
+  post({ type: "failed", error: toWire(err) });
+  port.close();
+});

@@ -1,0 +1,99 @@
+import type { Logger } from "pino";
+import type { JobContext } from "../core/archive/context.js";
+import type { VerifyResult } from "../core/archive/jobs.js";
+import type { JobView, Jobs } from "../core/archive/runner.js";
+import type { Config } from "./config.js";
+import { type NodeContext, openContext } from "./context.js";
+import { type VerifySchedule, startVerifySchedule } from "./scheduler.js";
+import { type TableJobs, serveTable, tableJobs } from "./table-schedules.js";
+import { startJobsThread } from "./thread-jobs.js";
+
+/** The service's jobs, every table's: what the admin routes start and the schedules run. */
+export interface ServiceJobs {
+  own: Jobs;
+  /** The config file's other tables: a context here (for the routes' reads) and their jobs. */
+  others: { ctx: JobContext; runner: Jobs }[];
+  /** Start the archive schedules and the verify schedule; when they run next. */
+  schedule(): Promise<{ archiveNext: Date | null; verifyNext: Date | null }>;
+  /** Running jobs stop at their next batch (resumable); then the jobs' connections close. */
+  stop(): Promise<void>;
+}
+
+export interface ServiceJobsOptions {
+  config: Config;
+  others: Config[];
+  /** The service's own context (its table). */
+  c: NodeContext;
+  signal: AbortSignal;
+  logger: Logger;
+  onFinish: (job: JobView) => void;
+  verified: (results: VerifyResult[]) => void;
+}
+
+/**
+ * The jobs on a thread of their own (SLUICE_JOBS_THREAD, the default): an archive reads,
+ * compresses and verifies without taking the event loop from ingest and the routes. Or, with
+ * it off, on this thread, as the Worker runs them.
+ */
+export function serviceJobs(o: ServiceJobsOptions): Promise<ServiceJobs> {
+  return o.config.SLUICE_JOBS_THREAD ? threadJobs(o) : localJobs(o);
+}
+
+async function threadJobs(o: ServiceJobsOptions): Promise<ServiceJobs> {
+  const opened: NodeContext[] = [];
+  try {
+    for (const other of o.others) {
+      opened.push(
+        await openContext(other, { signal: o.signal, onWarning: (m) => o.logger.warn(m) }),
+      );
+    }
+    const thread = await startJobsThread({
+      configs: [o.config, ...o.others],
+      logger: o.logger,
+      onFinish: o.onFinish,
+      verified: o.verified,
+    });
+    return {
+      own: thread.jobs(o.c.ctx.spec.table),
+      others: opened.map((c) => ({ ctx: c.ctx, runner: thread.jobs(c.ctx.spec.table) })),
+      schedule: () => thread.schedule(),
+      async stop() {
+        await thread.stop();
+        await Promise.all(opened.map((c) => c.close()));
+      },
+    };
+  } catch (err) {
+    await Promise.allSettled(opened.map((c) => c.close()));
+    throw err;
+  }
+}
+
+async function localJobs(o: ServiceJobsOptions): Promise<ServiceJobs> {
+  const own = tableJobs(o.c, o.config, o.logger, o.onFinish);
+  const others: TableJobs[] = await Promise.all(
+    o.others.map((other) => serveTable(other, o.signal, o.logger)),
+  );
+  let verify: VerifySchedule | null = null;
+  return {
+    own: own.runner,
+    others,
+    async schedule() {
+      const archive = o.config.ARCHIVE_CRON !== "off" ? own.schedule() : null;
+      if (archive) for (const t of others) t.schedule();
+      if (o.config.VERIFY_CRON !== "off") {
+        verify ??= startVerifySchedule({
+          pattern: o.config.VERIFY_CRON,
+          ctx: o.c.ctx,
+          owner: o.c.owner,
+          verified: o.verified,
+          log: (fields, message) => o.logger.warn(fields, message),
+        });
+      }
+      return { archiveNext: archive?.next() ?? null, verifyNext: verify?.next() ?? null };
+    },
+    async stop() {
+      verify?.stop();
+      await Promise.all([own, ...others].map((t) => t.stop()));
+    },
+  };
+}

@@ -1,0 +1,146 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { afterAll, describe, expect, it } from "vitest";
+import {
+  BadInputError,
+  CleanupIncompleteError,
+  LeaseHeldError,
+  NotFoundError,
+  SluiceError,
+} from "../src/core/errors.js";
+import { httpError } from "../src/http/status.js";
+import { loadConfig } from "../src/node/config.js";
+import { openSource } from "../src/node/open.js";
+import { fromWire, toWire } from "../src/node/thread-errors.js";
+import { startJobsThread } from "../src/node/thread-jobs.js";
+import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
+import { bearer, call, startServer, waitForJob } from "./http-helpers.js";
+
+/** What crosses from the jobs thread: the error a route maps, through a structured clone. */
+const across = (err: unknown) => fromWire(structuredClone(toWire(err)));
+
+describe("errors from the jobs thread", () => {
+  it("keep their class, their figures and so their HTTP answer", () => {
+    const held = new LeaseHeldError("traffic_events", "2025-10-13", "host:1:job2", 1_700_000_000);
+    const back = across(held);
+    expect(back).toBeInstanceOf(LeaseHeldError);
+    expect(back).toBeInstanceOf(SluiceError);
+    expect(back).toMatchObject({
+      name: "LeaseHeldError",
+      kind: "conflict",
+      table: "traffic_events",
+      date: "2025-10-13",
+      holder: "host:1:job2",
+      expiresAt: 1_700_000_000,
+      message: held.message,
+    });
+    expect(httpError(back)).toEqual(httpError(held));
+
+    const partial = new CleanupIncompleteError("t", "2025-10-13", 900, 100);
+    expect(across(partial)).toBeInstanceOf(CleanupIncompleteError);
+    expect(across(partial)).toMatchObject({ deleted: 900, remaining: 100 });
+    expect(httpError(across(partial))).toEqual(httpError(partial));
+  });
+
+  it("any other error comes back as an Error with its name and message (a 500)", () => {
+    const back = across(new TypeError("x is not a function"));
+    expect(back).toBeInstanceOf(Error);
+    expect(back).not.toBeInstanceOf(SluiceError);
+    expect(back).toMatchObject({ name: "TypeError", message: "x is not a function" });
+    expect(httpError(back).status).toBe(500);
+    expect(across("a string thrown")).toMatchObject({ message: "a string thrown" });
+  });
+});
+
+describe("the jobs thread", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-jobs-thread-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const silent = pino({ level: "silent" });
+
+  it("that cannot open its table fails to start with the typed error, and leaves nothing running", async () => {
+    const db = join(dir, "empty.db");
+    const source = openSource(`sqlite:${db}`, { create: true });
+    await source.close();
+    const config = loadConfig({
+      SLUICE_DB: `sqlite:${db}`,
+      SLUICE_STORE: `file:${join(dir, "archive")}`,
+      SLUICE_TABLE: "no_such_table",
+    });
+    const started = startJobsThread({ configs: [config], logger: silent });
+    await expect(started).rejects.toBeInstanceOf(BadInputError);
+    await expect(started).rejects.toThrow(/table 'no_such_table' does not exist/);
+  });
+
+  it("runs a table's archive there; its end reaches done() and onFinish, its refusals the caller", async () => {
+    const db = join(dir, "hot.db");
+    const source = openSource(`sqlite:${db}`, { create: true });
+    try {
+      await prepareTrafficData(source, { date: "2025-10-13", count: 2_000 });
+    } finally {
+      await source.close();
+    }
+    const config = loadConfig({
+      SLUICE_DB: `sqlite:${db}`,
+      SLUICE_STORE: `file:${join(dir, "archive")}`,
+    });
+    const finished: string[] = [];
+    const thread = await startJobsThread({
+      configs: [config],
+      logger: silent,
+      onFinish: (job) => finished.push(`${job.id} ${job.state}`),
+    });
+    try {
+      const jobs = thread.jobs("traffic_events");
+      const view = await jobs.start("archive-and-cleanup", "2025-10-13");
+      expect(view).toMatchObject({ kind: "archive-and-cleanup", date: "2025-10-13" });
+      await jobs.done("2025-10-13");
+      const ended = jobs.view("2025-10-13", null);
+      expect(ended?.state, ended?.error ?? "").toBe("succeeded");
+      expect(ended?.result?.cleanup).toMatchObject({ complete: true, deleted: 2_000 });
+      expect(finished).toEqual([`${view.id} succeeded`]);
+      // A cleanup of a date never archived is refused by the runner there, typed here.
+      const refused = jobs.start("cleanup", "2025-10-14");
+      await expect(refused).rejects.toBeInstanceOf(NotFoundError);
+      await expect(refused).rejects.toThrow(/no archive of traffic_events for 2025-10-14/);
+      expect(await thread.schedule()).toMatchObject({ archiveNext: expect.any(Date) });
+    } finally {
+      await thread.stop();
+    }
+    // Stopped: nothing more starts.
+    await expect(thread.jobs("traffic_events").start("archive", "2025-10-13")).rejects.toThrow(
+      /jobs thread has ended/,
+    );
+  });
+});
+
+describe("SLUICE_JOBS_THREAD=false", () => {
+  it("runs the service's jobs on its event loop, with the same answers", async () => {
+    const srv = await startServer({
+      seed: [{ date: "2025-10-13", count: 1_500 }],
+      env: { SLUICE_JOBS_THREAD: "false" },
+    });
+    try {
+      for (const kind of ["archive", "cleanup"]) {
+        const res = await call(`${srv.url}/admin/trigger-${kind}?date=2025-10-13`, {
+          method: "POST",
+          headers: bearer(),
+        });
+        expect(res.status, res.text).toBe(202);
+        const status = await waitForJob(srv.url, "2025-10-13");
+        expect(status.job?.state, status.job?.error ?? "").toBe("succeeded");
+      }
+      const status = await waitForJob(srv.url, "2025-10-13");
+      expect(status.record).toMatchObject({ state: "cleaned", eventCount: 1_500 });
+      expect(status.hotRows).toBe(0);
+      const again = await call(`${srv.url}/admin/trigger-cleanup?date=2025-10-14`, {
+        method: "POST",
+        headers: bearer(),
+      });
+      expect(again.status).toBe(404);
+    } finally {
+      await srv.stop();
+    }
+  });
+});
