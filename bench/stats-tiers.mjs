@@ -70,7 +70,7 @@ for (const name of DBS) {
   const url = name === "sqlite" ? `sqlite:${join(dir, "hot.db")}` : PG;
   const env = { SLUICE_DB: url, SLUICE_STORE: `file:${join(dir, "store")}`, SLUICE_TABLE: table };
   if (name !== "sqlite") {
-    const s = openSource(url);
+    const s = await openSource(url);
     await s.execute(`DROP TABLE IF EXISTS ${table}`);
     for (const t of [
       "archive_rollups",

@@ -274,7 +274,7 @@ describe("a ledger cleaned before it recorded skipped keys (version 7)", () => {
   const db = dbs[0] as TestDb;
 
   it("gets each part's passed key; a part that left rows is flagged, and the query warns", async () => {
-    const source = openSource(db.url, { create: true });
+    const source = await openSource(db.url, { create: true });
     for (const table of ["bt_old_whole", "bt_old_left"]) {
       await prepareTrafficData(source, { table, date: DAY, count: 50 });
     }
@@ -325,7 +325,7 @@ describe("a query while cleanup commits", () => {
   const db = dbs[0] as TestDb;
 
   it("the ledger changed between its reads: the hot rows are read again, each row once", async () => {
-    const source = openSource(db.url, { create: true });
+    const source = await openSource(db.url, { create: true });
     await prepareTrafficData(source, { table: "bt_race", date: DAY, count: 500 });
     await source.close();
     const config = loadConfig({

@@ -23,7 +23,7 @@ let n = 0;
 
 async function archived(rows: number): Promise<{ c: NodeContext; db: Database.Database }> {
   const file = join(dir, `hot-${++n}.db`);
-  const source = openSource(`sqlite:${file}`, { create: true });
+  const source = await openSource(`sqlite:${file}`, { create: true });
   await prepareTrafficData(source, { date: DAY, count: rows });
   await source.close();
   const c = await openContext(

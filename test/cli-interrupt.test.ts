@@ -198,7 +198,7 @@ describe.runIf(pgdb !== null)("Ctrl-C on the sluice CLI, on PostgreSQL with a sl
   let admin: pg.Client;
 
   beforeAll(async () => {
-    const source = openSource(db.url, { create: true });
+    const source = await openSource(db.url, { create: true });
     try {
       await prepareTrafficData(source, { table, date: DAY, count: ROWS });
     } finally {

@@ -400,7 +400,7 @@ describe.runIf(RUN && pgdb !== null)(
     const FILTER = { workcenter: "TMTT", from: "2000-01-01", to: "2100-01-01" };
 
     beforeAll(async () => {
-      source = openSource(db.url, { poolSize: 8 });
+      source = await openSource(db.url, { poolSize: 8 });
       await prepareMesData(source, { scale: 0.01 });
       // The source, except that event statements can be held after their first batch: the
       // response has begun and cannot end until the test lets them go on.

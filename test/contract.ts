@@ -68,7 +68,7 @@ export async function contractSuite(kind: "folder" | "s3"): Promise<void> {
       });
 
       async function load(table: string, days: { date: string; count: number }[]) {
-        const source = openSource(db.url, { create: true });
+        const source = await openSource(db.url, { create: true });
         try {
           for (const d of days) await prepareTrafficData(source, { ...d, table });
         } finally {

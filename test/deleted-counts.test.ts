@@ -137,7 +137,7 @@ for (const maybe of dbs) {
 
       it("a migration whose data fails writes no version row, so the next start migrates again", async () => {
         const table = "dc_migrate";
-        const source = openSource(db.url, { create: true });
+        const source = await openSource(db.url, { create: true });
         await prepareTrafficData(source, { table, date: DAY, count: 200 });
         await source.close();
         const kept = await groupBy(table);
@@ -153,7 +153,7 @@ for (const maybe of dbs) {
             `INSERT INTO archive_deleted_rollups (source_table, date, part, path, path_key, views) VALUES ('${table}', '${DAY}', 0, '/', 's:/', 7)`,
           );
           const migrate = async () => {
-            const s = openSource(db.url);
+            const s = await openSource(db.url);
             try {
               await new Ledger(s).migrate();
             } finally {
@@ -204,7 +204,7 @@ function fewParams(source: SqlSource, max: number): SqlSource {
 
 /** The traffic table with a path that may be null, and `count` generated rows of DAY in it. */
 async function nullablePathsDay(url: string, table: string, count: number): Promise<void> {
-  const source = openSource(url, { create: true });
+  const source = await openSource(url, { create: true });
   try {
     for (const sql of trafficSchema(source.dialect, table)) {
       await source.execute(sql.replace("path VARCHAR(512) NOT NULL", "path VARCHAR(512)"));

@@ -28,7 +28,7 @@ export async function workspace(
   const dir = mkdtempSync(join(tmpdir(), "sluice-test-"));
   const db = join(dir, "hot.db");
   const store = join(dir, "archive");
-  const source = openSource(`sqlite:${db}`, { create: true });
+  const source = await openSource(`sqlite:${db}`, { create: true });
   for (const d of days) await prepareTrafficData(source, { count: d.count, date: d.date });
   await source.close();
   const handles: Database.Database[] = [];
@@ -117,7 +117,7 @@ export async function preparedTable(
   date: string,
   count: number,
 ): Promise<NodeContext> {
-  const source = openSource(url, { create: true });
+  const source = await openSource(url, { create: true });
   await prepareTrafficData(source, { table, date, count });
   await source.close();
   return tableContext(url, store, table);

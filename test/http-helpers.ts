@@ -41,7 +41,7 @@ export async function startServer(o: ServerOptions = {}): Promise<TestServer> {
   const db = join(dir, "hot.db");
   const store = join(dir, "archive");
   if (o.seed?.length) {
-    const source = openSource(`sqlite:${db}`, { create: true });
+    const source = await openSource(`sqlite:${db}`, { create: true });
     try {
       for (const s of o.seed) await prepareTrafficData(source, s);
     } finally {

@@ -30,7 +30,7 @@ const mesDir = mkdtempSync(join(tmpdir(), "sluice-tokens-mes-"));
 
 beforeAll(async () => {
   // A small MES database, so that the trace routes are mounted.
-  const mes = openSource(`sqlite:${join(mesDir, "mes.db")}`, { create: true });
+  const mes = await openSource(`sqlite:${join(mesDir, "mes.db")}`, { create: true });
   try {
     await prepareMesData(mes, { scale: 0.001 });
   } finally {

@@ -61,7 +61,7 @@ describe("the jobs thread", () => {
 
   it("that cannot open its table fails to start with the typed error, and leaves nothing running", async () => {
     const db = join(dir, "empty.db");
-    const source = openSource(`sqlite:${db}`, { create: true });
+    const source = await openSource(`sqlite:${db}`, { create: true });
     await source.close();
     const config = loadConfig({
       SLUICE_DB: `sqlite:${db}`,
@@ -75,7 +75,7 @@ describe("the jobs thread", () => {
 
   it("runs a table's archive there; its end reaches done() and onFinish, its refusals the caller", async () => {
     const db = join(dir, "hot.db");
-    const source = openSource(`sqlite:${db}`, { create: true });
+    const source = await openSource(`sqlite:${db}`, { create: true });
     try {
       await prepareTrafficData(source, { date: "2025-10-13", count: 2_000 });
     } finally {

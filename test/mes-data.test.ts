@@ -67,7 +67,7 @@ describe(`MES factory at scale ${SCALE} (SQLite)`, () => {
   let data: Tables;
   const progress: [number, number][] = [];
   beforeAll(async () => {
-    source = openSource(`sqlite:${join(dir, "mes.db")}`, { create: true });
+    source = await openSource(`sqlite:${join(dir, "mes.db")}`, { create: true });
     summary = await prepareMesData(source, {
       scale: SCALE,
       onProgress: (done, total) => progress.push([done, total]),
@@ -309,7 +309,7 @@ describe(`MES factory at scale ${SCALE} (SQLite)`, () => {
       `writes the same tables and rows on ${maybe?.name ?? "a missing server"}`,
       async () => {
         const db = maybe as TestDb;
-        const other = openSource(db.url);
+        const other = await openSource(db.url);
         try {
           const got = await prepareMesData(other, { scale: SCALE });
           expect(got).toEqual(summary);

@@ -493,7 +493,7 @@ for (const maybe of dbs) {
             `CREATE TABLE ${table} (id BIGINT PRIMARY KEY, event_date VARCHAR(10) NOT NULL, path VARCHAR(64) NOT NULL)`,
           );
         }
-        const source = openSource(db.url);
+        const source = await openSource(db.url);
         const dead = new Set<string>();
         const ledger = ledgerOf(source, dead);
         await ledger.migrate();

@@ -20,7 +20,7 @@ it("import { archiveDate, ... } from 'sluice' archives and verifies a table, and
     `import { archiveDate, cleanupDate, loadConfig, openContext, openSource, partitionStatus,
   readSqlStreaming, traceJsonStream, CleanupIncompleteError } from "sluice";
 const db = "sqlite:${join(dir, "app.db")}";
-const s = openSource(db, { create: true });
+const s = await openSource(db, { create: true });
 await s.execute("CREATE TABLE pv (id INTEGER PRIMARY KEY, event_date TEXT NOT NULL, path TEXT)");
 for (let i = 1; i <= 50; i++) await s.execute("INSERT INTO pv VALUES (?, '2025-10-13', ?)", [i, "/p" + (i % 7)]);
 const rows = [];

@@ -14,7 +14,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function opened() {
   const url = `sqlite:${join(dir, "hot.db")}`;
-  const source = openSource(url, { create: true });
+  const source = await openSource(url, { create: true });
   await prepareTrafficData(source, { date: DAY, count: 250 });
   await source.close();
   const c = await openContext(
@@ -85,7 +85,7 @@ it("a caller that stops early leaves the page read ahead for it unreported, even
 it("a key column that holds no integers, and a missing table, are refused by name", async () => {
   const c = await opened();
   try {
-    const source = openSource(`sqlite:${join(dir, "hot.db")}`);
+    const source = await openSource(`sqlite:${join(dir, "hot.db")}`);
     await source.execute("CREATE TABLE text_keys (id TEXT, event_date TEXT)");
     await source.execute("INSERT INTO text_keys VALUES ('a1', ?)", [DAY]);
     await source.close();

@@ -33,7 +33,7 @@ describe.runIf(pg !== null)("PostgreSQL placeholders, run by the server", () => 
   it("a ? in a literal stays text, and jsonb's ? operator works beside parameters", async () => {
     const db = pg as TestDb;
     const { openSource } = await import("../src/node/open.js");
-    const source = openSource(db.url);
+    const source = await openSource(db.url);
     try {
       const [row] = await source.query(
         `SELECT 'what?' AS q, ?::int + 1 AS n, '{"a":1}'::jsonb ?? ? AS has`,

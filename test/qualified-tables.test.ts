@@ -121,7 +121,7 @@ for (const maybe of dbs) {
 }
 
 it("refuses SLUICE_LEDGER_SCHEMA on SQLite, and one that is not an identifier", async () => {
-  const sqlite = openSource(`sqlite:${join(dir, "l.db")}`, { create: true });
+  const sqlite = await openSource(`sqlite:${join(dir, "l.db")}`, { create: true });
   await sqlite.execute("CREATE TABLE traffic_events (id INTEGER PRIMARY KEY, event_date TEXT)");
   await sqlite.close();
   await expect(

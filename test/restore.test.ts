@@ -60,7 +60,7 @@ for (const maybe of dbs) {
     const db = maybe as TestDb;
 
     it("brings back every cleaned row exactly; a second run adds none; the next archive takes them as late rows", async () => {
-      const source = openSource(db.url, { create: true });
+      const source = await openSource(db.url, { create: true });
       await prepareTrafficData(source, { table: "rs", date: DAY, count: 5_000 });
       await prepareTrafficData(source, { table: "rs", date: "2025-10-14", count: 10 });
       await source.close();
@@ -122,7 +122,7 @@ for (const maybe of dbs) {
     });
 
     it("restores into a staging table of the same columns, the newest version of a row archived twice", async () => {
-      const source = openSource(db.url, { create: true });
+      const source = await openSource(db.url, { create: true });
       await prepareTrafficData(source, { table: "rt", date: DAY, count: 100 });
       await source.close();
       const c = await open(db, "rt");
@@ -150,7 +150,7 @@ for (const maybe of dbs) {
     });
 
     it("refuses a missing target, an unverified part and a date mid-cleanup, restoring nothing", async () => {
-      const source = openSource(db.url, { create: true });
+      const source = await openSource(db.url, { create: true });
       await prepareTrafficData(source, { table: "ru", date: DAY, count: 50 });
       await source.close();
       const c = await open(db, "ru");

@@ -78,7 +78,7 @@ for (const server of dbs) {
 
       it(`${TRIALS} kills during archive, verify and the rollup's write: each rerun's rollups equal the GROUP BY`, async () => {
         expect(existsSync(CLI), `${CLI} is missing: run 'npm run build'`).toBe(true);
-        const source = openSource(db.url, { create: true });
+        const source = await openSource(db.url, { create: true });
         const kept = new Map<string, number>();
         const hit: string[] = [];
         const prepare = async (table: string) => {

@@ -33,7 +33,7 @@ for (const server of servers) {
     () => {
       const s = server as TestDb;
       async function fresh(table: string, count: number) {
-        const source = openSource(s.url);
+        const source = await openSource(s.url);
         await prepareTrafficData(source, { count, date: DAY, table });
         await source.close();
         const store = join(dir, `${s.name}-${table}`);
@@ -106,7 +106,7 @@ for (const server of servers) {
       );
 
       it("stops a statement that runs past its timeout (SLUICE_STATEMENT_TIMEOUT_MS)", async () => {
-        const source = openSource(s.url, { statementTimeoutMs: 500 });
+        const source = await openSource(s.url, { statementTimeoutMs: 500 });
         try {
           const sleep = s.name === "PostgreSQL" ? "SELECT pg_sleep(5)" : "SELECT SLEEP(5)";
           await expect(source.query(sleep)).rejects.toThrow(
@@ -119,7 +119,7 @@ for (const server of servers) {
       });
 
       it("streams a large result in batches", async () => {
-        const source = openSource(s.url);
+        const source = await openSource(s.url);
         try {
           const seq =
             s.name === "PostgreSQL"
@@ -137,7 +137,7 @@ for (const server of servers) {
       it("a stream stopped before its first fetch gives back a connection the next statement can use", async () => {
         // One connection, fresh: the stream's statement is the first thing it runs. Stopped
         // before it reads, the statement must not stay queued on the connection it returns.
-        const source = openSource(s.url, { poolSize: 1 });
+        const source = await openSource(s.url, { poolSize: 1 });
         try {
           const stop = new AbortController();
           stop.abort(new Error("the client went away"));
@@ -164,7 +164,7 @@ for (const server of servers) {
 describe.runIf(servers[0] !== null)("PostgreSQL planner statistics", () => {
   it("analyzes a freshly loaded table before paging through it", async () => {
     const url = (servers[0] as TestDb).url;
-    const source = openSource(url);
+    const source = await openSource(url);
     await prepareTrafficData(source, { count: 20_000, date: DAY, table: "te_stats" });
     await source.close();
     const c = await openContext(
@@ -199,7 +199,7 @@ describe.runIf(servers[0] !== null)("PostgreSQL declarative partitions", () => {
   const exists = async (rel: string) =>
     (
       await (async () => {
-        const source = openSource(db().url);
+        const source = await openSource(db().url);
         try {
           return await source.query("SELECT to_regclass(?) IS NOT NULL AS e", [rel]);
         } finally {
@@ -214,7 +214,7 @@ describe.runIf(servers[0] !== null)("PostgreSQL declarative partitions", () => {
       country VARCHAR(2), user_agent VARCHAR(512), status INTEGER NOT NULL,
       duration_ms INTEGER NOT NULL, PRIMARY KEY (event_date, id)) PARTITION BY ${by}`);
     for (const p of partitions) await db().run(`CREATE TABLE ${p}`);
-    const source = openSource(db().url);
+    const source = await openSource(db().url);
     await prepareTrafficData(source, { count: 20_000, date: DAY, table });
     await prepareTrafficData(source, { count: 1_000, date: OTHER, table });
     await source.close();

@@ -46,7 +46,7 @@ async function serve(
 
 it("schedules every table of the config file: both are archived and cleaned; the admin routes take ?table=", async () => {
   const db = `sqlite:${join(dir, "hot.db")}`;
-  const source = openSource(db, { create: true });
+  const source = await openSource(db, { create: true });
   await prepareTrafficData(source, { table: "pv_a", date: "2025-10-13", days: 2, count: 300 });
   await prepareTrafficData(source, { table: "pv_b", date: "2025-10-13", count: 200 });
   await source.close();
@@ -63,7 +63,7 @@ it("schedules every table of the config file: both are archived and cleaned; the
     ADMIN_TOKEN: TOKEN,
   });
   const count = async (table: string) => {
-    const s = openSource(db);
+    const s = await openSource(db);
     try {
       return Number((await s.query(`SELECT COUNT(*) AS n FROM ${table}`))[0]?.n);
     } finally {
@@ -77,7 +77,7 @@ it("schedules every table of the config file: both are archived and cleaned; the
   }
   expect(await count("pv_a")).toBe(0);
   expect(await count("pv_b")).toBe(0);
-  const s = openSource(db);
+  const s = await openSource(db);
   try {
     const ledger = await s.query(
       "SELECT source_table AS t, date AS d, state FROM archive_metadata ORDER BY 1, 2",
@@ -114,7 +114,7 @@ it("schedules every table of the config file: both are archived and cleaned; the
 
 it("serves ingest and the stats routes from the table the config file marks api, grouping by its pathColumn", async () => {
   const db = `sqlite:${join(dir, "api.db")}`;
-  const source = openSource(db, { create: true });
+  const source = await openSource(db, { create: true });
   await prepareTrafficData(source, { table: "pv_a", date: "2025-10-13", count: 50 });
   await source.execute(
     "CREATE TABLE clicks (id INTEGER PRIMARY KEY, event_date TEXT NOT NULL, url TEXT NOT NULL)",

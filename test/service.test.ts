@@ -27,7 +27,7 @@ afterAll(() => {
 
 async function hotDb(name: string, days: { date: string; count: number }[]): Promise<string> {
   const dir = join(root, name);
-  const source = openSource(`sqlite:${join(dir, "hot.db")}`, { create: true });
+  const source = await openSource(`sqlite:${join(dir, "hot.db")}`, { create: true });
   for (const d of days) await prepareTrafficData(source, d);
   await source.close();
   return dir;

@@ -58,7 +58,7 @@ for (const server of dbs) {
 
       /** A table of its own: `days` days of `count` generated page views up to `date`. */
       async function prepared(name: string, count: number, date: string, days: number) {
-        const source = openSource(db.url, { create: true });
+        const source = await openSource(db.url, { create: true });
         await prepareTrafficData(source, { count, date, days, table: name });
         await source.close();
       }
@@ -341,7 +341,7 @@ for (const server of dbs) {
             await db.run("DELETE FROM archive_deleted_rollups");
             await db.run("UPDATE archive_parts SET deleted_rollup_rows = 0");
             await db.run("DELETE FROM sluice_migrations WHERE version = 6");
-            const sources = [openSource(db.url), openSource(db.url)];
+            const sources = [await openSource(db.url), await openSource(db.url)];
             try {
               const ledgers = sources.map((s) => new Ledger(s));
               // SQLite: two connections of one process would wait on each other's file lock

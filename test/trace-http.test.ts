@@ -57,7 +57,7 @@ describe.runIf(pgdb !== null)("trace routes on PostgreSQL", () => {
 
   beforeAll(async () => {
     const appName = `sluice_trace_${process.pid}`;
-    source = openSource(`${db.url}&application_name=${appName}`, { poolSize: 8 });
+    source = await openSource(`${db.url}&application_name=${appName}`, { poolSize: 8 });
     await prepareMesData(source, { scale: 0.01 });
     // Counts every streamed statement (the event queries), and otherwise is the source.
     const counting: SqlSource = Object.assign(Object.create(source), {

@@ -83,7 +83,7 @@ const requests = (): [string, unknown][] => [
 beforeAll(async () => {
   if (!existsSync(CLI))
     throw new Error(`${CLI} is missing: run 'npm run build' (npm test does it)`);
-  const source = openSource(`sqlite:${mes}`, { create: true });
+  const source = await openSource(`sqlite:${mes}`, { create: true });
   try {
     await prepareMesData(source, { scale: 0.01 });
     seeds = (

@@ -152,7 +152,7 @@ describe.runIf(pgdb !== null)("trace routes when the database or a client misbeh
   }
 
   beforeAll(async () => {
-    const source = openSource(db.url);
+    const source = await openSource(db.url);
     await prepareMesData(source, { scale: 0.01 });
     // Rows of ~1 KB: a response of ~10 MB, more than the sockets' buffers hold, so that a
     // client that does not read stops the server's writes.

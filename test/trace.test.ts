@@ -30,7 +30,7 @@ for (const maybe of dbs) {
     let source: SqlSource;
     let range: { from: string; to: string };
     beforeAll(async () => {
-      source = openSource(db.url, { create: true });
+      source = await openSource(db.url, { create: true });
       await prepareMesData(source, { scale: 0.01 });
       const [r] = await source.query(
         `SELECT MIN(${q("TRACKOUT_TS")}) AS lo, MAX(${q("TRACKOUT_TS")}) AS hi FROM ${q("lot_moves")} WHERE ${q("WORKCENTER")} = 'TMTT'`,

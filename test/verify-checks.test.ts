@@ -281,7 +281,7 @@ for (const maybe of dbs) {
       format: "jsonl" | "parquet" = "jsonl",
     ): Promise<Archived> {
       const table = `vc_${++tables}`;
-      const source = openSource(db.url, { create: true });
+      const source = await openSource(db.url, { create: true });
       try {
         await prepareTrafficData(source, { table, date: DAY, count: ROWS });
       } finally {

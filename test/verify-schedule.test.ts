@@ -21,7 +21,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 it("finds a corrupted and a deleted archive, records both, counts them, and changes nothing else", async () => {
   const db = join(dir, "hot.db");
-  const source = openSource(`sqlite:${db}`, { create: true });
+  const source = await openSource(`sqlite:${db}`, { create: true });
   await prepareTrafficData(source, { date: "2025-10-13", days: 3, count: 2_000 });
   await source.close();
   const c = await openContext(
@@ -69,7 +69,7 @@ it("finds a corrupted and a deleted archive, records both, counts them, and chan
     expect((await state("2025-10-12"))?.lastError).toMatch(/is missing from/);
     expect(await state("2025-10-13")).toMatchObject({ state: "verified" });
     // Nothing else changed: the hot rows are where they were.
-    const hot = openSource(`sqlite:${db}`);
+    const hot = await openSource(`sqlite:${db}`);
     try {
       const rows = await hot.query(
         `SELECT event_date AS d, COUNT(*) AS n FROM ${table} GROUP BY event_date ORDER BY 1`,

@@ -31,7 +31,7 @@ export async function openContext(
     readOnly?: boolean;
   } = {},
 ): Promise<NodeContext> {
-  const source = openSource(config.SLUICE_DB, {
+  const source = await openSource(config.SLUICE_DB, {
     statementTimeoutMs: config.SLUICE_STATEMENT_TIMEOUT_MS || undefined,
   });
   try {

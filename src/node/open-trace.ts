@@ -23,7 +23,7 @@ export async function openTrace(
   stopping: AbortSignal,
 ): Promise<{ source: SqlSource; options: TraceOptions } | null> {
   const url = config.TRACE_DB ?? config.SLUICE_DB;
-  const source = openSource(url, {
+  const source = await openSource(url, {
     statementTimeoutMs: config.SLUICE_STATEMENT_TIMEOUT_MS || undefined,
     poolSize: config.DB_SLOW_MAX_CONCURRENT * config.TRACE_WORKERS_PER_DOMAIN + 1,
   });

@@ -1,9 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { FsStore } from "../adapters/fs/store.js";
-import { MysqlSource } from "../adapters/mysql/source.js";
-import { PostgresSource } from "../adapters/postgres/source.js";
-import { SqliteSource } from "../adapters/sqlite/source.js";
 import { BadInputError } from "../core/errors.js";
 import type { SqlSource } from "../core/sql/source.js";
 import type { ObjectStore } from "../core/store.js";
@@ -16,18 +13,23 @@ function sqlitePath(url: string): string | null {
   return null;
 }
 
-/** Open the hot store named by a URL. `create` makes a missing SQLite file (prepare-data). */
-export function openSource(
+/**
+ * Open the hot store named by a URL. `create` makes a missing SQLite file (prepare-data). Each
+ * adapter is loaded only for its own URLs: a process on SQLite never loads the others.
+ */
+export async function openSource(
   url: string,
   options: { create?: boolean; statementTimeoutMs?: number; poolSize?: number } = {},
-): SqlSource {
+): Promise<SqlSource> {
   if (/^postgres(ql)?:\/\//.test(url)) {
+    const { PostgresSource } = await import("../adapters/postgres/source.js");
     return new PostgresSource(url, {
       statementTimeoutMs: options.statementTimeoutMs,
       max: options.poolSize,
     });
   }
   if (/^(mysql|mariadb):\/\//.test(url)) {
+    const { MysqlSource } = await import("../adapters/mysql/source.js");
     return new MysqlSource(url.replace(/^mariadb:/, "mysql:"), {
       statementTimeoutMs: options.statementTimeoutMs,
     });
@@ -35,6 +37,7 @@ export function openSource(
   const path = sqlitePath(url);
   if (path) {
     if (options.create && path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    const { SqliteSource } = await import("../adapters/sqlite/source.js");
     try {
       return new SqliteSource(path, options);
     } catch (err) {

@@ -47,7 +47,7 @@ export async function startService(
   };
   // An empty embedded default becomes a working service: the table ingest writes to.
   if (config.SLUICE_TABLE === "traffic_events") {
-    const source = openSource(config.SLUICE_DB, { create: true });
+    const source = await openSource(config.SLUICE_DB, { create: true });
     try {
       await ensureTrafficTable(source, config.SLUICE_TABLE);
     } finally {

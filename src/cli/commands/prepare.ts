@@ -29,7 +29,7 @@ export async function prepareData(opts: PrepareOptions, io: Io): Promise<void> {
   const date = parsePartitionDate(opts.date);
   // Before the database file is created: a bad name leaves nothing behind.
   checkIdentifier("table", config.SLUICE_TABLE);
-  const source = openSource(config.SLUICE_DB, { create: true });
+  const source = await openSource(config.SLUICE_DB, { create: true });
   const started = Date.now();
   try {
     const n = await prepareTrafficData(source, {
@@ -55,7 +55,7 @@ export async function prepareData(opts: PrepareOptions, io: Io): Promise<void> {
 /** prepare-data --workload=mes: the MES trace tables, generated at --scale. */
 async function prepareMes(config: Config, opts: PrepareOptions, io: Io): Promise<void> {
   const scale = checkMesScale(opts.scale ?? 1);
-  const source = openSource(config.SLUICE_DB, { create: true });
+  const source = await openSource(config.SLUICE_DB, { create: true });
   const started = Date.now();
   try {
     const s = await prepareMesData(source, {
