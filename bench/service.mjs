@@ -2,12 +2,14 @@
 //
 //   npm run bench:service                      # 30 s of ingest; a 1M-row archive over HTTP
 //   node bench/service.mjs --rows=100000 --seconds=5   # a quick look
+//   --rates=max                                # the archive beside ingest flat out only
 //
 // 1. ingest: autocannon POSTs batches of 100 events to /api/events for --seconds (10
 //    connections, loopback); accepted events/s, p99 latency, and the service's peak RSS.
 // 2. archive: the same day of --rows rows archived (write + verify) by `sluice archive` on
 //    the command line (the baseline), then by the service via POST /admin/trigger-archive
-//    while ingest goes on, flat out and at 10,000 events/s; wall seconds (from the trigger
+//    while ingest goes on, flat out and at 10,000 events/s, each with the jobs on their own
+//    thread (the default) and on the event loop (SLUICE_JOBS_THREAD=false); wall seconds (from the trigger
 //    until archive-status, asked every 100 ms, says the job ended), the events accepted
 //    meanwhile, and the service's peak RSS beside its idle RSS.
 // Events are counted only when accepted: from each 2xx answer's own count (`inserted`), over
@@ -180,12 +182,14 @@ const results = [];
 }
 // Ingest flat out (saturating the process), then at a steady 10,000 events/s; each with the
 // jobs on their own thread (the default) and on the event loop (SLUICE_JOBS_THREAD=false).
-for (const [rate, thread] of [
-  [undefined, true],
-  [undefined, false],
-  [100, true],
-  [100, false],
-]) {
+// --rates=max (flat out only) or --rates=max,100 (the default).
+const RATES = (arg("rates") ?? "max,100")
+  .split(",")
+  .map((r) => (r === "max" ? undefined : Number(r)));
+for (const [rate, thread] of RATES.flatMap((r) => [
+  [r, true],
+  [r, false],
+])) {
   const dir = join(OUT, `http-${rate ?? "max"}-${thread ? "thread" : "loop"}`);
   mkdirSync(dir, { recursive: true });
   copyFileSync(template, join(dir, "hot.db"));

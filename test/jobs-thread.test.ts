@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -17,6 +17,16 @@ import { fromWire, toWire } from "../src/node/thread-errors.js";
 import { startJobsThread } from "../src/node/thread-jobs.js";
 import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
 import { bearer, call, startServer, waitForJob } from "./http-helpers.js";
+
+/** The nice value of each thread of this process (field 19 of /proc/self/task/TID/stat). */
+function niceOfThreads(): number[] {
+  return readdirSync("/proc/self/task").map((tid) => {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[16]);
+  });
+}
 
 /** What crosses from the jobs thread: the error a route maps, through a structured clone. */
 const across = (err: unknown) => fromWire(structuredClone(toWire(err)));
@@ -84,6 +94,7 @@ describe("the jobs thread", () => {
     const config = loadConfig({
       SLUICE_DB: `sqlite:${db}`,
       SLUICE_STORE: `file:${join(dir, "archive")}`,
+      SLUICE_JOBS_NICE: "7",
     });
     const finished: string[] = [];
     const thread = await startJobsThread({
@@ -92,6 +103,11 @@ describe("the jobs thread", () => {
       onFinish: (job) => finished.push(`${job.id} ${job.state}`),
     });
     try {
+      // Linux: the jobs thread runs at SLUICE_JOBS_NICE, this one still at 0.
+      if (existsSync("/proc/self/task")) {
+        expect(niceOfThreads()).toContain(7);
+        expect(niceOfThreads().filter((n) => n === 7)).toHaveLength(1);
+      } else console.warn("SKIP the nice check: no /proc/self/task on this system");
       const jobs = thread.jobs("traffic_events");
       const view = await jobs.start("archive-and-cleanup", "2025-10-13");
       expect(view).toMatchObject({ kind: "archive-and-cleanup", date: "2025-10-13" });

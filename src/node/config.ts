@@ -51,6 +51,7 @@ const schema = {
     .enum(["true", "false", "1", "0"], { message: "expected true or false" })
     .default("true")
     .transform((v) => v === "true" || v === "1"),
+  SLUICE_JOBS_NICE: int(5, 0, 19),
   STATS_MAX_CONCURRENT: int(2, 1, 64),
   STATS_MAX_QUEUED: int(16, 0, 10_000),
   TRACE_DB: z.string().min(1).optional(),

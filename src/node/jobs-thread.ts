@@ -1,3 +1,5 @@
+import { readlinkSync } from "node:fs";
+import { setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import type { VerifyResult } from "../core/archive/jobs.js";
 import type { JobKind, JobView } from "../core/archive/runner.js";
@@ -54,6 +56,7 @@ const log: JobLog = {
 };
 
 const { configs } = workerData as JobsThreadData;
+lowerPriority((configs[0] as Config).SLUICE_JOBS_NICE);
 const stop = new AbortController();
 const opened: NodeContext[] = [];
 const tables = new Map<string, TableJobs>();
@@ -137,3 +140,17 @@ open().then(post, async (err: unknown) => {
   post({ type: "failed", error: toWire(err) });
   port.close();
 });
+
+/**
+ * Linux: this thread's nice value (Linux schedules threads, and a thread's id is a pid to
+ * setpriority), so that when the CPU is short ingest's thread comes first. Elsewhere: nothing.
+ */
+function lowerPriority(nice: number): void {
+  if (nice <= 0) return;
+  try {
+    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
+    setPriority(tid, nice);
+  } catch {
+    // Not Linux, or not allowed: the thread runs at the process's priority.
+  }
+}

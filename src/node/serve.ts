@@ -57,6 +57,8 @@ export async function startService(
   const c = await openContext(config, { signal, onWarning: (m) => logger.warn(m) });
   const stats = statsReads(config, c.ctx.source);
   const metrics = createMetrics(c.ctx, stats.read);
+  const trace = await openTrace(config, logger, log, c.ctx.store, signal);
+  // Last of what may fail to open: its thread would keep a process that failed to start alive.
   const jobs = await serviceJobs({
     config,
     others: options.others ?? [],
@@ -66,7 +68,6 @@ export async function startService(
     onFinish: metrics.jobFinished,
     verified: metrics.verified,
   });
-  const trace = await openTrace(config, logger, log, c.ctx.store, signal);
   const page = builtConsole();
   if (!page) log("the console is not built (npm run build): / answers 404");
   const app = createApp({
