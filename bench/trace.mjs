@@ -429,11 +429,12 @@ for (const scale of SCALES) {
     .filter(([, y]) => y)
     .map(([x, y]) => x.secs / y.secs);
   const rss = { scale, what: "sluice peak RSS < 150 MB", value: s.rssMB, met: s.rssMB < 150 };
-  const wall = { scale, what: "sluice wall / psql wall <= 2", value: median(ratios) };
-  wall.met = wall.value <= 2;
+  // Issue 18's goal (the first round's was 2x).
+  const wall = { scale, what: "sluice wall / psql wall <= 1.3", value: median(ratios) };
+  wall.met = wall.value <= 1.3;
   targets.push(rss, wall);
   console.log(
-    `scale ${scale}: sluice peak RSS ${f(s.rssMB)} MB (target < 150 MB: ${rss.met ? "met" : "NOT met"}); sluice wall / psql wall ${f(wall.value, 2)}x (median of ${ratios.length} round(s): ${ratios.map((x) => f(x, 2)).join(", ")}; target <= 2x: ${wall.met ? "met" : "NOT met"})`,
+    `scale ${scale}: sluice peak RSS ${f(s.rssMB)} MB (target < 150 MB: ${rss.met ? "met" : "NOT met"}); sluice wall / psql wall ${f(wall.value, 2)}x (median of ${ratios.length} round(s): ${ratios.map((x) => f(x, 2)).join(", ")}; target <= 1.3x: ${wall.met ? "met" : "NOT met"})`,
   );
 }
 const big = Math.max(...SCALES);

@@ -376,5 +376,16 @@ for (const r of results) {
     `| ${r.n} | ${r.what} | ${f(r.secs, 2)} | ${rows ? Math.round(rows / r.secs) : "-"} | ${r.r2Parts ?? "-"} | ${f(r.idleRssMB)} -> ${f(r.peakRssMB)} | ${f(r.peakRssMB - floorPeak.get(r.n))} | ${f(r.peakAnonMB)} | ${f(r.load, 2)} | ${r.error ?? [r.jobSecs !== undefined ? `job's own clock ${f(r.jobSecs, 2)} s` : "", r.liveOverMB !== undefined ? `live set after GC: +${f(r.liveOverMB)} MB over ${f(r.liveBeforeMB)}` : "", r.bytes ? `${f(r.bytes / 2 ** 20)} MiB ${FORMAT === "jsonl" ? "gz" : "Parquet"}` : "", r.state ?? "", r.rowsLeft !== undefined ? `${r.rowsLeft} left` : ""].filter(Boolean).join(", ")} |`,
   );
 }
+// Issue 18's goal: the Worker's archive + verify within 1.3x of its floor's wall time.
+for (const n of new Set(results.map((r) => r.n))) {
+  const a = results.find((r) => r.n === n && r.what === "sluice archive + verify");
+  const fl = results.find((r) => r.n === n && r.what.startsWith("floor"));
+  if (a?.secs && fl?.secs) {
+    const x = a.secs / fl.secs;
+    console.log(
+      `${n} events: sluice archive + verify / its floor = ${f(x, 2)}x (${f(a.secs, 2)} s vs ${f(fl.secs, 2)} s); goal at most 1.3x: ${x <= 1.3 ? "met" : "NOT met"}`,
+    );
+  }
+}
 mkdirSync(OUT, { recursive: true });
 writeFileSync(join(ROOT, "bench", "out", "worker-results.json"), JSON.stringify(results, null, 2));
