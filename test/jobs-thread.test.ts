@@ -1,6 +1,7 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { pino } from "pino";
 import { afterAll, describe, expect, it } from "vitest";
 import {
@@ -13,10 +14,11 @@ import {
 import { httpError } from "../src/http/status.js";
 import { loadConfig } from "../src/node/config.js";
 import { openSource } from "../src/node/open.js";
+import { startService } from "../src/node/serve.js";
 import { fromWire, toWire } from "../src/node/thread-errors.js";
 import { startJobsThread } from "../src/node/thread-jobs.js";
 import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
-import { bearer, call, startServer, waitForJob } from "./http-helpers.js";
+import { TOKEN, bearer, call, startServer, waitForJob } from "./http-helpers.js";
 
 /** The nice value of each thread of this process (field 19 of /proc/self/task/TID/stat). */
 function niceOfThreads(): number[] {
@@ -157,6 +159,103 @@ describe("SLUICE_JOBS_THREAD=false", () => {
       expect(again.status).toBe(404);
     } finally {
       await srv.stop();
+    }
+  });
+});
+
+/**
+ * A jobs thread that says it is ready, shows a job of 2025-10-13 running, and then dies on the
+ * first job it is asked to start: the end of a thread no one asked for (a bug, out of memory).
+ */
+const FAILING_THREAD = `
+import { parentPort } from "node:worker_threads";
+parentPort.postMessage({ type: "ready", tables: ["traffic_events"] });
+parentPort.postMessage({ type: "job", table: "traffic_events", view: {
+  id: "2025-10-13-1-0000abcd", kind: "archive", table: "traffic_events", date: "2025-10-13",
+  state: "running", startedAt: new Date().toISOString(), finishedAt: null, progress: null,
+  result: null, error: null } });
+parentPort.on("message", (m) => {
+  if (m.type === "schedule") parentPort.postMessage({ type: "scheduled", archiveNext: null, verifyNext: null });
+  if (m.type === "start") throw new Error("boom in the jobs thread");
+});
+`;
+
+describe("a jobs thread that ends on its own", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-jobs-thread-ends-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const script = join(dir, "failing-thread.mjs");
+  writeFileSync(script, FAILING_THREAD);
+  const db = join(dir, "hot.db");
+
+  it("fails the job it was running and every start after, and says so once", async () => {
+    const source = await openSource(`sqlite:${db}`, { create: true });
+    try {
+      await prepareTrafficData(source, { date: "2025-10-13", count: 500 });
+    } finally {
+      await source.close();
+    }
+    const ended: string[] = [];
+    const thread = await startJobsThread({
+      configs: [loadConfig({ SLUICE_DB: `sqlite:${db}`, SLUICE_STORE: `file:${dir}/a` })],
+      logger: pino({ level: "silent" }),
+      entry: pathToFileURL(script),
+      onEnded: (err) => ended.push(err.message),
+    });
+    try {
+      const jobs = thread.jobs("traffic_events");
+      await new Promise((r) => setTimeout(r, 100));
+      expect(jobs.view("2025-10-13", null)?.state).toBe("running");
+      await expect(jobs.start("archive", "2025-10-14")).rejects.toThrow(
+        /jobs thread has ended \(boom in the jobs thread\): restart the service/,
+      );
+      const view = jobs.view("2025-10-13", null);
+      expect(view?.state).toBe("failed");
+      expect(view?.error).toMatch(/the jobs thread failed: boom in the jobs thread/);
+      await jobs.done("2025-10-13");
+      await expect(jobs.start("cleanup", "2025-10-13")).rejects.toThrow(/jobs thread has ended/);
+      expect(ended).toEqual([
+        "the jobs thread has ended (boom in the jobs thread): restart the service",
+      ]);
+    } finally {
+      await thread.stop();
+    }
+  });
+
+  it("stops the service, failing (its supervisor starts another), after answering 500", async () => {
+    const abort = new AbortController();
+    const svc = await startService(
+      loadConfig({
+        SLUICE_DB: `sqlite:${db}`,
+        SLUICE_STORE: `file:${join(dir, "archive")}`,
+        PORT: "0",
+        ADMIN_TOKEN: TOKEN,
+        ARCHIVE_CRON: "off",
+        LOG_LEVEL: "silent",
+      }),
+      abort.signal,
+      { jobsThreadEntry: pathToFileURL(script), logger: pino({ level: "silent" }) },
+    );
+    const failed = svc.closed.then(
+      () => "closed without an error",
+      (err: Error) => err.message,
+    );
+    try {
+      const res = await call(`${svc.url}/admin/trigger-archive?date=2025-10-13`, {
+        method: "POST",
+        headers: bearer(),
+      });
+      expect(res.status, res.text).toBe(500);
+      expect(await failed).toMatch(/jobs thread has ended \(boom in the jobs thread\)/);
+    } finally {
+      abort.abort();
+      await failed;
+    }
+    const s = await openSource(`sqlite:${db}`);
+    try {
+      const rows = await s.query("SELECT COUNT(*) AS n FROM traffic_events");
+      expect(Number(rows[0]?.n)).toBe(500);
+    } finally {
+      await s.close();
     }
   });
 });

@@ -4,7 +4,7 @@ import type { Duplex } from "node:stream";
 import { serve } from "@hono/node-server";
 import type { Logger } from "pino";
 import { SqliteSource } from "../adapters/sqlite/source.js";
-import { BadInputError } from "../core/errors.js";
+import { BadInputError, SluiceError } from "../core/errors.js";
 import type { SqlSource } from "../core/sql/source.js";
 import { type StatsQuery, admitQueries } from "../core/stats/admission.js";
 import { createApp } from "../http/app.js";
@@ -39,6 +39,8 @@ export async function startService(
     others?: Config[];
     /** Log the start-up notices (open routes, admin off); one worker of several does. */
     announce?: boolean;
+    /** The jobs thread's script (default: jobs-thread.js); a test gives one that fails. */
+    jobsThreadEntry?: URL;
   } = {},
 ): Promise<Service> {
   const logger = options.logger ?? (await createLogger(config.LOG_LEVEL, config.LOG_FORMAT));
@@ -58,6 +60,9 @@ export async function startService(
   const stats = statsReads(config, c.ctx.source);
   const metrics = createMetrics(c.ctx, stats.read);
   const trace = await openTrace(config, logger, log, c.ctx.store, signal);
+  // A jobs thread that ends on its own leaves a process that can no longer archive or clean:
+  // it stops, failing, so that its supervisor (systemd, the cluster's primary) starts another.
+  const failed = new AbortController();
   // Last of what may fail to open: its thread would keep a process that failed to start alive.
   const jobs = await serviceJobs({
     config,
@@ -67,6 +72,11 @@ export async function startService(
     logger,
     onFinish: metrics.jobFinished,
     verified: metrics.verified,
+    entry: options.jobsThreadEntry,
+    onFailure: (err) => {
+      logger.fatal({ error: err.message }, "no job can run in this process any more: stopping it");
+      failed.abort(new SluiceError("failed", err.message));
+    },
   });
   const page = builtConsole();
   if (!page) log("the console is not built (npm run build): / answers 404");
@@ -156,8 +166,11 @@ export async function startService(
 
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST}:${port}`;
-  const closed = new Promise<void>((resolve) => {
+  const closed = new Promise<void>((resolve, reject) => {
+    let stopping = false;
     const stop = async () => {
+      if (stopping) return;
+      stopping = true;
       log("stopping: no new connections; running jobs stop at their next batch");
       // A background trace job cannot resume: it records that it stopped, to be resubmitted.
       await trace?.options.jobs?.stop();
@@ -166,10 +179,13 @@ export async function startService(
       await stats.close();
       await trace?.source.close();
       await c.close();
-      resolve();
+      if (failed.signal.aborted) reject(failed.signal.reason);
+      else resolve();
     };
-    if (signal.aborted) void stop();
-    else signal.addEventListener("abort", () => void stop(), { once: true });
+    for (const s of [signal, failed.signal]) {
+      if (s.aborted) void stop();
+      else s.addEventListener("abort", () => void stop(), { once: true });
+    }
   });
   return { url, closed };
 }

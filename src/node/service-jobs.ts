@@ -28,6 +28,10 @@ export interface ServiceJobsOptions {
   logger: Logger;
   onFinish: (job: JobView) => void;
   verified: (results: VerifyResult[]) => void;
+  /** The jobs thread ended on its own: no job can run in this process any more. */
+  onFailure: (err: Error) => void;
+  /** The jobs thread's script (default: jobs-thread.js). */
+  entry?: URL;
 }
 
 /**
@@ -52,6 +56,8 @@ async function threadJobs(o: ServiceJobsOptions): Promise<ServiceJobs> {
       logger: o.logger,
       onFinish: o.onFinish,
       verified: o.verified,
+      onEnded: o.onFailure,
+      entry: o.entry,
     });
     return {
       own: thread.jobs(o.c.ctx.spec.table),

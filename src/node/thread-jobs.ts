@@ -43,16 +43,22 @@ export async function startJobsThread(o: {
   logger: Logger;
   onFinish?: (job: JobView) => void;
   verified?: (results: VerifyResult[]) => void;
+  /** The thread ended on its own (an error, out of memory): no job can run in this process now. */
+  onEnded?: (err: Error) => void;
+  /** The thread's script (default: jobs-thread.js); a test gives one that fails. */
+  entry?: URL;
 }): Promise<JobsThread> {
   const data: JobsThreadData = { configs: o.configs };
-  const worker = new Worker(threadEntry(), { workerData: data });
+  const worker = new Worker(o.entry ?? threadEntry(), { workerData: data });
   let own: string | undefined;
   let scheduled: (m: FromJobs & { type: "scheduled" }) => void = () => undefined;
   const tables = new Map<string, ThreadTableJobs>();
   const replies = new Map<number, { resolve(v: JobView): void; reject(e: Error): void }>();
   let seq = 0;
-  // Set once the thread has died: a job can then no longer be started.
+  // Set once the thread has ended: a job can then no longer be started.
   let dead: Error | null = null;
+  let isReady = false;
+  let stopping = false;
   let stopped: () => void = () => undefined;
   const closed = new Promise<void>((resolve) => {
     stopped = resolve;
@@ -79,6 +85,7 @@ export async function startJobsThread(o: {
       switch (m.type) {
         case "ready":
           own = m.tables[0];
+          isReady = true;
           resolve();
           break;
         case "scheduled":
@@ -110,25 +117,23 @@ export async function startJobsThread(o: {
           break;
       }
     });
-    worker.once("error", (err) => {
-      // The thread died: nothing it ran can be waited for any more.
+    // The thread ended: on stop() (expected), or by an error or an exit no one asked for.
+    const ended = (err: Error) => {
+      if (dead) return;
       dead = err;
-      o.logger.error({ error: err.message }, "the jobs thread failed");
       for (const r of replies.values()) r.reject(gone(err));
       replies.clear();
       for (const t of tables.values()) t.abandon(err.message);
       scheduled({ type: "scheduled", archiveNext: null, verifyNext: null });
       reject(err);
       stopped();
-    });
-    worker.once("exit", () => {
-      dead ??= new Error("it has stopped");
-      for (const r of replies.values()) r.reject(gone(dead));
-      replies.clear();
-      scheduled({ type: "scheduled", archiveNext: null, verifyNext: null });
-      reject(new Error("the jobs thread ended before it was ready"));
-      stopped();
-    });
+      if (!stopping && isReady) {
+        o.logger.error({ error: err.message }, "the jobs thread ended");
+        o.onEnded?.(gone(err));
+      }
+    };
+    worker.once("error", ended);
+    worker.once("exit", (code) => ended(new Error(`it exited with code ${code}`)));
   });
   try {
     await ready;
@@ -147,6 +152,7 @@ export async function startJobsThread(o: {
       return { archiveNext: at(m.archiveNext), verifyNext: at(m.verifyNext) };
     },
     async stop() {
+      stopping = true;
       send({ type: "stop" });
       await closed;
       await worker.terminate();
