@@ -442,6 +442,53 @@ for (const maybe of dbs) {
       }
     });
 
+    it("a Parquet part recorded without chunk digests is not read (its ranges could not be checked): named, nothing deleted", async () => {
+      const a = await archived(undefined, "parquet");
+      try {
+        await db.run(
+          `UPDATE archive_parts SET chunk_sha256 = NULL, chunk_bytes = NULL WHERE source_table = '${a.table}'`,
+        );
+        const err = await verifyDate(a.c.ctx, a.c.owner, DAY).catch((e: unknown) => e);
+        expect((err as VerificationError).problems).toEqual([
+          `Parquet part ${a.part.objectKey} has no chunk digests to read it by`,
+        ]);
+        expect((await a.c.ctx.ledger.parts(a.table, DAY))[0]?.verifiedAt).toBeNull();
+        await expect(cleanupDate(a.c.ctx, a.c.owner, DAY)).rejects.toBeInstanceOf(NotVerifiedError);
+        expect(await db.count(a.table, DAY)).toBe(ROWS);
+      } finally {
+        await a.c.close();
+      }
+    });
+
+    it("a Parquet part that does not decode, though every digest of it matches (written broken): named as corrupt", async () => {
+      const a = await archived(undefined, "parquet");
+      try {
+        const store = a.c.ctx.store;
+        const bytes = await objectBytes(store, a.part.objectKey);
+        // Its trailing magic ("PAR1") broken, and every digest recorded again over the result.
+        bytes[bytes.length - 1] = 0x30;
+        await putBytes(store, a.part.objectKey, bytes);
+        const { createHash } = await import("node:crypto");
+        const sha = createHash("sha256").update(bytes).digest("hex");
+        expect(bytes.length).toBeLessThan(a.part.chunkBytes ?? 0);
+        await db.run(
+          `UPDATE archive_parts SET sha256 = '${sha}', chunk_sha256 = '${sha}' WHERE source_table = '${a.table}'`,
+        );
+        await rewriteManifest(store, a.part, (m) => {
+          m.sha256 = sha;
+          m.chunkSha256 = [sha];
+        });
+        const err = await verifyDate(a.c.ctx, a.c.owner, DAY).catch((e: unknown) => e);
+        expect((err as VerificationError).problems).toEqual([
+          expect.stringMatching(/^Parquet part is corrupt \(.+\)$/),
+        ]);
+        expect((await a.c.ctx.ledger.parts(a.table, DAY))[0]?.verifiedAt).toBeNull();
+        expect(await db.count(a.table, DAY)).toBe(ROWS);
+      } finally {
+        await a.c.close();
+      }
+    });
+
     it("a failed partition becomes verified again only by a verify that reads its parts, with its error cleared", async () => {
       const a = await archived();
       try {
