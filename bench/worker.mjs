@@ -82,6 +82,8 @@ async function bundle(entry) {
     format: "esm",
     platform: "browser",
     target: "es2022",
+    // Node's built-ins are the runtime's own under nodejs_compat (wrangler.toml).
+    external: ["node:*"],
     write: false,
     logLevel: "warning",
   });
@@ -94,6 +96,7 @@ function start(dir, script, vars = {}) {
     modules: true,
     script,
     compatibilityDate: "2026-04-01",
+    compatibilityFlags: ["nodejs_compat"],
     d1Databases: { DB: "sluice-hot" },
     r2Buckets: { ARCHIVE: "sluice-archive" },
     d1Persist: join(dir, "d1"),

@@ -21,6 +21,8 @@ export function workerBundle(): Promise<string> {
     format: "esm",
     platform: "browser",
     target: "es2022",
+    // Node's built-ins are the runtime's own under nodejs_compat (wrangler.toml).
+    external: ["node:*"],
     write: false,
     logLevel: "warning",
   }).then((r) => r.outputFiles[0]?.text ?? "");
@@ -59,6 +61,7 @@ export async function startWorker(
     modules: true,
     script: await workerBundle(),
     compatibilityDate: "2026-04-01",
+    compatibilityFlags: ["nodejs_compat"],
     d1Databases: { DB: "sluice-hot" },
     r2Buckets: { ARCHIVE: "sluice-archive" },
     d1Persist: join(dir, "d1"),

@@ -14,6 +14,7 @@ import { ensureTrafficTable } from "../workloads/traffic/prepare.js";
 import { type WorkerConfig, loadWorkerConfig } from "./config.js";
 import { workerConsole } from "./console-bundle.js";
 import { workerMetrics } from "./metrics.js";
+import { workerSha256 } from "./sha256.js";
 
 /** The bindings wrangler.toml declares: D1 as `DB`, R2 as `ARCHIVE`, plus string vars. */
 export interface Env {
@@ -67,6 +68,7 @@ async function setUp(env: Env): Promise<WorkerState> {
     ledger,
     spec,
     fetchSize: config.DB_SLOW_FETCHMANY_SIZE,
+    sha256: workerSha256,
     onWarning: (m) => log({ table: spec.table }, m),
   };
   const owner = `worker:${crypto.randomUUID()}`;
