@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync, readlinkSync } from "node:fs";
 import { hostname } from "node:os";
-import type { Sha256Factory } from "../core/bytes/hash.js";
+import { type Sha256Factory, nativeSha256 } from "../core/bytes/hash.js";
 
 /**
  * This machine and pid namespace: a hostname alone is shared by containers (same image, or
@@ -55,12 +55,4 @@ function isZombie(pid: number): boolean {
 }
 
 /** Node's native SHA-256 (several times faster than the portable one). */
-export const nodeSha256: Sha256Factory = () => {
-  const h = createHash("sha256");
-  return {
-    update: (bytes) => {
-      h.update(bytes);
-    },
-    hex: () => h.digest("hex"),
-  };
-};
+export const nodeSha256: Sha256Factory = nativeSha256(createHash);

@@ -19,3 +19,22 @@ export const portableSha256: Sha256Factory = () => {
     hex: () => bytesToHex(h.digest()),
   };
 };
+
+/** What `node:crypto`'s createHash gives (Node's, or workerd's under nodejs_compat). */
+type CreateHash = (algorithm: "sha256") => {
+  update(bytes: Uint8Array): unknown;
+  digest(encoding: "hex"): string;
+};
+
+/** The runtime's native SHA-256 through `createHash`, which the runtime passes in. */
+export function nativeSha256(createHash: CreateHash): Sha256Factory {
+  return () => {
+    const h = createHash("sha256");
+    return {
+      update: (bytes) => {
+        h.update(bytes);
+      },
+      hex: () => h.digest("hex"),
+    };
+  };
+}
