@@ -6,8 +6,13 @@ import type { JobKind, JobView } from "../core/archive/runner.js";
 import { InterruptedError } from "../core/errors.js";
 import type { Config } from "./config.js";
 import { type NodeContext, openContext } from "./context.js";
-import { startVerifySchedule } from "./scheduler.js";
-import { type JobLog, type TableJobs, tableJobs } from "./table-schedules.js";
+import {
+  type JobLog,
+  type ServiceSchedules,
+  type TableJobs,
+  serviceSchedules,
+  tableJobs,
+} from "./table-schedules.js";
 import { type WireError, toWire } from "./thread-errors.js";
 
 // The service's jobs on a thread of their own (thread-jobs.ts starts it): archive, verify and
@@ -60,7 +65,7 @@ lowerPriority((configs[0] as Config).SLUICE_JOBS_NICE);
 const stop = new AbortController();
 const opened: NodeContext[] = [];
 const tables = new Map<string, TableJobs>();
-let verifySchedule: ReturnType<typeof startVerifySchedule> | null = null;
+let schedules: ServiceSchedules | null = null;
 
 async function open(): Promise<FromJobs> {
   for (const config of configs) {
@@ -90,23 +95,18 @@ async function open(): Promise<FromJobs> {
 
 /** The archive schedule of every table, and the verify schedule of the first. */
 function schedule(): FromJobs {
-  const own = configs[0] as Config;
-  const first = [...tables.values()][0] as TableJobs;
-  const archive = own.ARCHIVE_CRON !== "off";
-  if (archive) for (const t of tables.values()) t.schedule();
-  if (own.VERIFY_CRON !== "off" && !verifySchedule) {
-    verifySchedule = startVerifySchedule({
-      pattern: own.VERIFY_CRON,
-      ctx: first.ctx,
-      owner: (opened[0] as NodeContext).owner,
-      verified: (results) => post({ type: "verified", results }),
-      log: (fields, message) => log.warn(fields, message),
-    });
-  }
+  schedules ??= serviceSchedules({
+    tables: [...tables.values()],
+    config: configs[0] as Config,
+    owner: (opened[0] as NodeContext).owner,
+    verified: (results) => post({ type: "verified", results }),
+    log,
+  });
+  const next = schedules.start();
   return {
     type: "scheduled",
-    archiveNext: archive ? (first.schedule().next()?.toISOString() ?? null) : null,
-    verifyNext: verifySchedule?.next()?.toISOString() ?? null,
+    archiveNext: next.archiveNext?.toISOString() ?? null,
+    verifyNext: next.verifyNext?.toISOString() ?? null,
   };
 }
 
@@ -123,7 +123,7 @@ async function start(m: Extract<ToJobs, { type: "start" }>): Promise<void> {
 /** Jobs stop at their next batch (resumable, marked interrupted); then everything closes. */
 async function close(): Promise<void> {
   stop.abort(new InterruptedError());
-  verifySchedule?.stop();
+  schedules?.stop();
   await Promise.allSettled([...tables.values()].map((t) => t.stop()));
   await Promise.allSettled(opened.map((c) => c.close()));
   post({ type: "stopped" });

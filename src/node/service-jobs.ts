@@ -4,8 +4,7 @@ import type { VerifyResult } from "../core/archive/jobs.js";
 import type { JobView, Jobs } from "../core/archive/runner.js";
 import type { Config } from "./config.js";
 import { type NodeContext, openContext } from "./context.js";
-import { type VerifySchedule, startVerifySchedule } from "./scheduler.js";
-import { type TableJobs, serveTable, tableJobs } from "./table-schedules.js";
+import { type TableJobs, serveTable, serviceSchedules, tableJobs } from "./table-schedules.js";
 import { startJobsThread } from "./thread-jobs.js";
 
 /** The service's jobs, every table's: what the admin routes start and the schedules run. */
@@ -79,26 +78,19 @@ async function localJobs(o: ServiceJobsOptions): Promise<ServiceJobs> {
   const others: TableJobs[] = await Promise.all(
     o.others.map((other) => serveTable(other, o.signal, o.logger)),
   );
-  let verify: VerifySchedule | null = null;
+  const schedules = serviceSchedules({
+    tables: [own, ...others],
+    config: o.config,
+    owner: o.c.owner,
+    verified: o.verified,
+    log: o.logger,
+  });
   return {
     own: own.runner,
     others,
-    async schedule() {
-      const archive = o.config.ARCHIVE_CRON !== "off" ? own.schedule() : null;
-      if (archive) for (const t of others) t.schedule();
-      if (o.config.VERIFY_CRON !== "off") {
-        verify ??= startVerifySchedule({
-          pattern: o.config.VERIFY_CRON,
-          ctx: o.c.ctx,
-          owner: o.c.owner,
-          verified: o.verified,
-          log: (fields, message) => o.logger.warn(fields, message),
-        });
-      }
-      return { archiveNext: archive?.next() ?? null, verifyNext: verify?.next() ?? null };
-    },
+    schedule: async () => schedules.start(),
     async stop() {
-      verify?.stop();
+      schedules.stop();
       await Promise.all([own, ...others].map((t) => t.stop()));
     },
   };

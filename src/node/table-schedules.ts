@@ -1,8 +1,14 @@
 import type { JobContext } from "../core/archive/context.js";
+import type { VerifyResult } from "../core/archive/jobs.js";
 import { JobRunner, type JobView } from "../core/archive/runner.js";
 import { type Config, cleanupOptions } from "./config.js";
 import { type NodeContext, openContext } from "./context.js";
-import { type Scheduler, startScheduler } from "./scheduler.js";
+import {
+  type Scheduler,
+  type VerifySchedule,
+  startScheduler,
+  startVerifySchedule,
+} from "./scheduler.js";
 
 /** Where a table's jobs log: the service's logger, or the jobs thread's messages to it. */
 export interface JobLog {
@@ -72,5 +78,46 @@ export async function serveTable(
       await jobs.stop();
       await c.close();
     },
+  };
+}
+
+/** The service's schedules, started once: what {@link serviceSchedules} gives. */
+export interface ServiceSchedules {
+  /** Start them (again: nothing more); when each runs next, null where it is off. */
+  start(): { archiveNext: Date | null; verifyNext: Date | null };
+  /** Stops the verify schedule (each table's own stop() stops its archive schedule). */
+  stop(): void;
+}
+
+/**
+ * Every table's archive schedule, when the service's own ARCHIVE_CRON is on, and the verify
+ * schedule of the first table (the service's own), whose context and owner it reads with.
+ * The same on the jobs thread and, with SLUICE_JOBS_THREAD=false, on the event loop.
+ */
+export function serviceSchedules(o: {
+  tables: readonly TableJobs[];
+  config: Config;
+  owner: string;
+  verified: (results: VerifyResult[]) => void;
+  log: JobLog;
+}): ServiceSchedules {
+  let verify: VerifySchedule | null = null;
+  return {
+    start() {
+      const [own] = o.tables;
+      const archive = own && o.config.ARCHIVE_CRON !== "off" ? own.schedule() : null;
+      if (archive) for (const t of o.tables) t.schedule();
+      if (own && o.config.VERIFY_CRON !== "off") {
+        verify ??= startVerifySchedule({
+          pattern: o.config.VERIFY_CRON,
+          ctx: own.ctx,
+          owner: o.owner,
+          verified: o.verified,
+          log: (fields, message) => o.log.warn(fields, message),
+        });
+      }
+      return { archiveNext: archive?.next() ?? null, verifyNext: verify?.next() ?? null };
+    },
+    stop: () => verify?.stop(),
   };
 }

@@ -50,6 +50,7 @@ export async function startJobsThread(o: {
 }): Promise<JobsThread> {
   const data: JobsThreadData = { configs: o.configs };
   const worker = new Worker(o.entry ?? threadEntry(), { workerData: data });
+  // The service's own table, as the thread named it once ready (undefined until then).
   let own: string | undefined;
   let scheduled: (m: FromJobs & { type: "scheduled" }) => void = () => undefined;
   const tables = new Map<string, ThreadTableJobs>();
@@ -57,7 +58,6 @@ export async function startJobsThread(o: {
   let seq = 0;
   // Set once the thread has ended: a job can then no longer be started.
   let dead: Error | null = null;
-  let isReady = false;
   let stopping = false;
   let stopped: () => void = () => undefined;
   const closed = new Promise<void>((resolve) => {
@@ -67,7 +67,7 @@ export async function startJobsThread(o: {
   const table = (name: string): ThreadTableJobs => {
     let t = tables.get(name);
     if (!t) {
-      t = new ThreadTableJobs(name, (kind, date) => {
+      t = new ThreadTableJobs((kind, date) => {
         const id = ++seq;
         if (dead) return Promise.reject(gone(dead));
         return new Promise<JobView>((resolve, reject) => {
@@ -85,7 +85,6 @@ export async function startJobsThread(o: {
       switch (m.type) {
         case "ready":
           own = m.tables[0];
-          isReady = true;
           resolve();
           break;
         case "scheduled":
@@ -127,7 +126,8 @@ export async function startJobsThread(o: {
       scheduled({ type: "scheduled", archiveNext: null, verifyNext: null });
       reject(err);
       stopped();
-      if (!stopping && isReady) {
+      // Ended after it was ready (it named its tables), and not by stop(): the service must know.
+      if (!stopping && own !== undefined) {
         o.logger.error({ error: err.message }, "the jobs thread ended");
         o.onEnded?.(gone(err));
       }
@@ -170,10 +170,7 @@ class ThreadTableJobs implements Jobs {
   private readonly latest = new Map<string, JobView>();
   private readonly waiting = new Map<string, { promise: Promise<void>; resolve(): void }>();
 
-  constructor(
-    readonly table: string,
-    private readonly begin: (kind: JobKind, date: string) => Promise<JobView>,
-  ) {}
+  constructor(private readonly begin: (kind: JobKind, date: string) => Promise<JobView>) {}
 
   async start(kind: JobKind, date: string): Promise<JobView> {
     const view = await this.begin(kind, date);
