@@ -25,15 +25,17 @@ export class SqliteSource implements SqlSource {
     ...plainPages(this),
     read: async (sql, params) => {
       if (this.path === ":memory:") return this.query(sql, params);
-      if (!this.pageReader) {
-        this.pageReader = this.openReader();
-        this.pageReader.pragma("cache_size = -2000");
-      }
-      return cached(this.pageStatements, this.pageReader, sql).all(...params) as Row[];
+      return cached(this.pageStatements, this.pageConnection(), sql).all(...params) as Row[];
+    },
+    readValues: async (sql, params) => {
+      const conn = this.path === ":memory:" ? this.db : this.pageConnection();
+      // Statements of their own: raw() stays set on a prepared statement.
+      return cached(this.valueStatements, conn, sql).raw(true).all(...params) as unknown[][];
     },
   };
   private pageReader: Database.Database | null = null;
   private readonly pageStatements = new Map<string, Database.Statement>();
+  private readonly valueStatements = new Map<string, Database.Statement>();
   readonly dayPartitions = null;
   private readonly db: Database.Database;
   /** Read-only connections for streams, one per open stream, kept for reuse. */
@@ -101,6 +103,15 @@ export class SqliteSource implements SqlSource {
       it.return?.();
       if (conn !== this.db) this.giveBack(conn);
     }
+  }
+
+  /** The read-only connection that pages are read on. */
+  private pageConnection(): Database.Database {
+    if (!this.pageReader) {
+      this.pageReader = this.openReader();
+      this.pageReader.pragma("cache_size = -2000");
+    }
+    return this.pageReader;
   }
 
   private takeReader(): Database.Database {

@@ -38,8 +38,7 @@ export async function* pagesByKey(
     lines.select(`${from}${more} ORDER BY ${q(keyColumn)} LIMIT ?`, true);
   const first = page("");
   const next = page(` AND ${q(keyColumn)} > ?`);
-  const keyOf = (row: Row | undefined) => {
-    const key = row && lines.key(row);
+  const keyOf = (key: unknown) => {
     if (typeof key !== "number" || !Number.isSafeInteger(key)) {
       throw new BadInputError(
         `key column '${keyColumn}' of '${table}' must hold integers; found ${JSON.stringify(key)}`,
@@ -47,11 +46,31 @@ export async function* pagesByKey(
     }
     return key;
   };
-  const read = (last: number | null): Promise<Row[]> => {
-    const reading =
-      last === null
-        ? ctx.source.pages.read(first, [...day.params, size])
-        : ctx.source.pages.read(next, [...day.params, last, size]);
+  // A line the database rendered comes with its key as a row of two values, where the driver
+  // reads such rows for less than objects.
+  const values = lines.rendered ? ctx.source.pages.readValues : undefined;
+  const read = (last: number | null): Promise<Page | null> => {
+    const [sql, params] =
+      last === null ? [first, [...day.params, size]] : [next, [...day.params, last, size]];
+    const reading = values
+      ? values.call(ctx.source.pages, sql, params).then((rows) =>
+          rows.length === 0
+            ? null
+            : {
+                lines: rows.map((r) => r[1] as string),
+                firstKey: keyOf((rows[0] as unknown[])[0]),
+                lastKey: keyOf((rows.at(-1) as unknown[])[0]),
+              },
+        )
+      : ctx.source.pages.read(sql, params).then((rows) =>
+          rows.length === 0
+            ? null
+            : {
+                lines: rows.map(lines.line),
+                firstKey: keyOf(lines.key(rows[0] as Row)),
+                lastKey: keyOf(lines.key(rows.at(-1) as Row)),
+              },
+        );
     // Awaited below, or abandoned with the generator: a failure then is no one's to report.
     reading.catch(() => undefined);
     return reading;
@@ -59,14 +78,9 @@ export async function* pagesByKey(
   let reading = read(after);
   for (;;) {
     ctx.signal?.throwIfAborted();
-    const rows = await reading;
-    if (rows.length === 0) return;
-    const out = {
-      lines: rows.map(lines.line),
-      firstKey: keyOf(rows[0]),
-      lastKey: keyOf(rows.at(-1)),
-    };
-    const full = rows.length === size;
+    const out = await reading;
+    if (out === null) return;
+    const full = out.lines.length === size;
     // The next page is asked for before this one is handed on: the database reads it while
     // the caller encodes and stores this one. It starts after this page's last key, as the
     // read after the caller would have.

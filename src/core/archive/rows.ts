@@ -19,6 +19,11 @@ export interface RowLines {
   select(inner: string, ordered: boolean): string;
   line(row: Row): string;
   key(row: Row): unknown;
+  /**
+   * True where the database renders the line: select() then gives two columns, the key and
+   * the line's text, in that order.
+   */
+  readonly rendered: boolean;
 }
 
 export function rowLines(
@@ -46,6 +51,7 @@ export function rowLines(
         `SELECT r.${q(keyColumn)} AS sluice_key, ${json} AS sluice_json FROM (${inner}) r${ordered ? ` ORDER BY r.${q(keyColumn)}` : ""}`,
       line: (row) => row.sluice_json as string,
       key: (row) => row.sluice_key,
+      rendered: true,
     };
   }
   // Property order follows the select list, except for names that look like array indexes.
@@ -57,6 +63,7 @@ export function rowLines(
     select: (inner) => inner,
     line: (row) => renderJson(row, names, plain),
     key: (row) => row[keyColumn],
+    rendered: false,
   };
 }
 

@@ -123,6 +123,11 @@ export interface PageReads {
   hint(table: string, partitionColumn: string, keyColumn: string): Promise<string>;
   /** One page's rows, where the driver has a cheaper way to read many that yields the same. */
   read(sql: string, params: readonly unknown[]): Promise<Row[]>;
+  /**
+   * The same page as arrays of each row's values in select-list order, where the driver makes
+   * those for less than objects (better-sqlite3's raw rows); absent elsewhere.
+   */
+  readValues?(sql: string, params: readonly unknown[]): Promise<unknown[][]>;
 }
 
 /** Day partitions of a table that a cleanup may drop whole (PostgreSQL's declarative ones). */

@@ -70,7 +70,9 @@ export class ContainerIds implements Iterable<string> {
   /** Id number `i`. */
   at(i: number): string {
     if (!(i >= 0 && i < this.count)) throw new RangeError(`no container ${i} of ${this.count}`);
-    return String.fromCharCode(...this.chars.subarray(this.start(i), this.ends[i] as number));
+    const codes = this.chars.subarray(this.start(i), this.ends[i] as number);
+    // apply takes the typed array as it is; a spread would walk it through its iterator (3x slower).
+    return String.fromCharCode.apply(null, codes as unknown as number[]);
   }
 
   *[Symbol.iterator](): Iterator<string> {
