@@ -30,7 +30,9 @@ export class SqliteSource implements SqlSource {
     readValues: async (sql, params) => {
       const conn = this.path === ":memory:" ? this.db : this.pageConnection();
       // Statements of their own: raw() stays set on a prepared statement.
-      return cached(this.valueStatements, conn, sql).raw(true).all(...params) as unknown[][];
+      return cached(this.valueStatements, conn, sql)
+        .raw(true)
+        .all(...params) as unknown[][];
     },
   };
   private pageReader: Database.Database | null = null;
