@@ -34,6 +34,8 @@ export interface ServerOptions {
   env?: Record<string, string | undefined>;
   /** Where the service logs (pino); by default nowhere. */
   logger?: Logger;
+  /** false: a cluster worker that runs no schedule (its jobs thread starts with a job). */
+  scheduler?: boolean;
 }
 
 export async function startServer(o: ServerOptions = {}): Promise<TestServer> {
@@ -65,7 +67,7 @@ export async function startServer(o: ServerOptions = {}): Promise<TestServer> {
         ...o.env,
       }),
       abort.signal,
-      { logger: o.logger },
+      { logger: o.logger, scheduler: o.scheduler },
     );
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });

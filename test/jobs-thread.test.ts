@@ -16,7 +16,7 @@ import { loadConfig } from "../src/node/config.js";
 import { openSource } from "../src/node/open.js";
 import { startService } from "../src/node/serve.js";
 import { fromWire, toWire } from "../src/node/thread-errors.js";
-import { startJobsThread } from "../src/node/thread-jobs.js";
+import { lazyJobsThread, startJobsThread } from "../src/node/thread-jobs.js";
 import { prepareTrafficData } from "../src/workloads/traffic/prepare.js";
 import { TOKEN, bearer, call, startServer, waitForJob } from "./http-helpers.js";
 
@@ -130,6 +130,98 @@ describe("the jobs thread", () => {
     await expect(thread.jobs("traffic_events").start("archive", "2025-10-13")).rejects.toThrow(
       /jobs thread has ended/,
     );
+  });
+});
+
+describe("a jobs thread started lazily", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-lazy-thread-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const silent = pino({ level: "silent" });
+  /** How many threads of this process run at `nice` (the jobs thread's SLUICE_JOBS_NICE). */
+  const threadsAt = (nice: number) => niceOfThreads().filter((n) => n === nice).length;
+
+  it("starts with the first job, once; before it a date's job is the ledger's; a failed start is tried again", async () => {
+    const db = join(dir, "hot.db");
+    const source = await openSource(`sqlite:${db}`, { create: true });
+    try {
+      await prepareTrafficData(source, { date: "2025-10-13", count: 500 });
+    } finally {
+      await source.close();
+    }
+    const env = { SLUICE_DB: `sqlite:${db}`, SLUICE_STORE: `file:${join(dir, "archive")}` };
+    const missing = lazyJobsThread(() =>
+      startJobsThread({
+        configs: [loadConfig({ ...env, SLUICE_TABLE: "no_such_table" })],
+        logger: silent,
+      }),
+    );
+    for (let i = 0; i < 2; i++) {
+      await expect(missing.jobs("no_such_table").start("archive", "2025-10-13")).rejects.toThrow(
+        /table 'no_such_table' does not exist/,
+      );
+      expect(missing.started).toBe(false);
+    }
+    await missing.stop();
+
+    let starts = 0;
+    const lazy = lazyJobsThread(() => {
+      starts++;
+      return startJobsThread({
+        configs: [loadConfig({ ...env, SLUICE_JOBS_NICE: "9" })],
+        logger: silent,
+      });
+    });
+    try {
+      const jobs = lazy.jobs("traffic_events");
+      expect(jobs.view("2025-10-13", null)).toBeNull();
+      await jobs.done("2025-10-13");
+      expect([lazy.started, starts]).toEqual([false, 0]);
+      if (existsSync("/proc/self/task")) expect(threadsAt(9)).toBe(0);
+      const [a, b] = await Promise.all([
+        jobs.start("archive", "2025-10-13"),
+        lazy.jobs("traffic_events").start("archive", "2025-10-14"),
+      ]);
+      expect([a.date, b.date, starts]).toEqual(["2025-10-13", "2025-10-14", 1]);
+      if (existsSync("/proc/self/task")) expect(threadsAt(9)).toBe(1);
+      await jobs.done("2025-10-13");
+      expect(jobs.view("2025-10-13", null)?.state).toBe("succeeded");
+      await jobs.start("cleanup", "2025-10-13");
+      await jobs.done("2025-10-13");
+      expect(jobs.view("2025-10-13", null)?.result?.cleanup).toMatchObject({ deleted: 500 });
+      expect(starts).toBe(1);
+    } finally {
+      await lazy.stop();
+    }
+    if (existsSync("/proc/self/task")) expect(threadsAt(9)).toBe(0);
+  });
+
+  it("is what a service without the schedule runs: no thread until an admin route starts a job", async () => {
+    const srv = await startServer({
+      seed: [{ date: "2025-10-13", count: 800 }],
+      env: { SLUICE_JOBS_NICE: "11" },
+      scheduler: false,
+    });
+    try {
+      const hasProc = existsSync("/proc/self/task");
+      const status = await call(`${srv.url}/admin/archive-status?date=2025-10-13`, {
+        headers: bearer(),
+      });
+      expect(status.status, status.text).toBe(200);
+      expect(status.body).toMatchObject({ job: null, hotRows: 800 });
+      if (hasProc) expect(threadsAt(11)).toBe(0);
+      const res = await call(`${srv.url}/admin/trigger-archive?date=2025-10-13`, {
+        method: "POST",
+        headers: bearer(),
+      });
+      expect(res.status, res.text).toBe(202);
+      if (hasProc) expect(threadsAt(11)).toBe(1);
+      const done = await waitForJob(srv.url, "2025-10-13");
+      expect(done.job?.state, done.job?.error ?? "").toBe("succeeded");
+      expect(done.record).toMatchObject({ eventCount: 800 });
+    } finally {
+      await srv.stop();
+    }
+    if (existsSync("/proc/self/task")) expect(threadsAt(11)).toBe(0);
   });
 });
 

@@ -73,6 +73,8 @@ export async function startService(
     onFinish: metrics.jobFinished,
     verified: metrics.verified,
     entry: options.jobsThreadEntry,
+    // A worker that runs no schedule starts its jobs thread only when a job is asked of it.
+    lazy: options.scheduler === false,
     onFailure: (err) => {
       logger.fatal({ error: err.message }, "no job can run in this process any more: stopping it");
       failed.abort(new SluiceError("failed", err.message));

@@ -5,7 +5,7 @@ import type { JobView, Jobs } from "../core/archive/runner.js";
 import type { Config } from "./config.js";
 import { type NodeContext, openContext } from "./context.js";
 import { type TableJobs, serveTable, serviceSchedules, tableJobs } from "./table-schedules.js";
-import { startJobsThread } from "./thread-jobs.js";
+import { lazyJobsThread, startJobsThread } from "./thread-jobs.js";
 
 /** The service's jobs, every table's: what the admin routes start and the schedules run. */
 export interface ServiceJobs {
@@ -31,6 +31,11 @@ export interface ServiceJobsOptions {
   onFailure: (err: Error) => void;
   /** The jobs thread's script (default: jobs-thread.js). */
   entry?: URL;
+  /**
+   * Start the jobs thread with the first job instead of now: for a cluster worker that runs
+   * no schedule (a table the thread cannot open is then refused at that job, not at start-up).
+   */
+  lazy?: boolean;
 }
 
 /**
@@ -50,14 +55,16 @@ async function threadJobs(o: ServiceJobsOptions): Promise<ServiceJobs> {
         await openContext(other, { signal: o.signal, onWarning: (m) => o.logger.warn(m) }),
       );
     }
-    const thread = await startJobsThread({
-      configs: [o.config, ...o.others],
-      logger: o.logger,
-      onFinish: o.onFinish,
-      verified: o.verified,
-      onEnded: o.onFailure,
-      entry: o.entry,
-    });
+    const start = () =>
+      startJobsThread({
+        configs: [o.config, ...o.others],
+        logger: o.logger,
+        onFinish: o.onFinish,
+        verified: o.verified,
+        onEnded: o.onFailure,
+        entry: o.entry,
+      });
+    const thread = o.lazy ? lazyJobsThread(start) : await start();
     return {
       own: thread.jobs(o.c.ctx.spec.table),
       others: opened.map((c) => ({ ctx: c.ctx, runner: thread.jobs(c.ctx.spec.table) })),

@@ -160,6 +160,52 @@ export async function startJobsThread(o: {
   };
 }
 
+/**
+ * A jobs thread started by the first job or schedule asked of it, not before: a cluster
+ * worker that runs no schedule then costs no thread (~15 MB) until an admin route starts a
+ * job. Until then a date's job is the ledger's, and nothing is waited for. A start that fails
+ * is tried again by the next.
+ */
+export function lazyJobsThread(start: () => Promise<JobsThread>): JobsThread & {
+  /** Whether the thread has been asked for. */
+  readonly started: boolean;
+} {
+  let starting: Promise<JobsThread> | null = null;
+  let thread: JobsThread | null = null;
+  const get = (): Promise<JobsThread> => {
+    starting ??= start().then(
+      (t) => {
+        thread = t;
+        return t;
+      },
+      (err: unknown) => {
+        starting = null;
+        throw err;
+      },
+    );
+    return starting;
+  };
+  return {
+    get started() {
+      return starting !== null;
+    },
+    jobs: (table) => ({
+      start: async (kind, date) => (await get()).jobs(table).start(kind, date),
+      done: async (date) => {
+        const t = await starting?.catch(() => null);
+        await t?.jobs(table).done(date);
+      },
+      view: (date, rec) =>
+        thread ? thread.jobs(table).view(date, rec) : latestJob(undefined, rec),
+    }),
+    schedule: async () => (await get()).schedule(),
+    async stop() {
+      const t = await starting?.catch(() => null);
+      await t?.stop();
+    },
+  };
+}
+
 /** Why no job can start: the thread is gone, and only a restart of the service brings it back. */
 function gone(cause: Error): Error {
   return new Error(`the jobs thread has ended (${cause.message}): restart the service`);
