@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { JsonRows, type RowBatch, rowsOf } from "../src/core/json/json-rows.js";
 import type { Row, SqlSource } from "../src/core/sql/source.js";
 import { domainEvents } from "../src/core/trace/events.js";
 import { traceLineage } from "../src/core/trace/lineage.js";
@@ -18,6 +19,13 @@ import { type TestDb, postgresDb, sqliteDb } from "./servers.js";
  * plain SELECT, the MSD pareto by GROUP BY.
  */
 const dir = mkdtempSync(join(tmpdir(), "sluice-trace-"));
+const decoder = new TextDecoder();
+/** A batch's rows as values: a JsonRows batch's read back from its JSON. */
+const valuesOf = (batch: RowBatch): Row[] =>
+  batch instanceof JsonRows
+    ? Array.from({ length: batch.length }, (_, i) => JSON.parse(decoder.decode(batch.row(i))))
+    : batch;
+
 const dbs = [sqliteDb(dir), await postgresDb()];
 afterAll(async () => {
   for (const db of dbs) await db?.close();
@@ -103,7 +111,17 @@ for (const maybe of dbs) {
           fetchSize: 250,
         })) {
           expect(batch.length).toBeLessThanOrEqual(250);
-          for (const r of batch) got.push(r);
+          // PostgreSQL's rows come through COPY, already JSON: the fields grouping and the
+          // pareto read are kept beside it, equal to the row's own.
+          expect(batch instanceof JsonRows).toBe(db.name === "PostgreSQL");
+          const rows = valuesOf(batch);
+          expect(rows).toHaveLength(batch.length);
+          for (const [i, r] of rows.entries()) {
+            const kept = rowsOf(batch)[i] as Row;
+            for (const k of Object.keys(kept)) expect(kept[k]).toBe(r[k]);
+            expect(kept.CONTAINERID).toBe(r.CONTAINERID);
+            got.push(r);
+          }
         }
         // Grouped: once a container's rows end, it never comes back.
         const closed = new Set<string>();
@@ -142,9 +160,9 @@ for (const maybe of dbs) {
       const pareto = new MsdPareto(containers);
       pareto.addLineage((await traceLineage(source, containers, "backward")).edges);
       for await (const b of domainEvents(source, "defect_records", containers))
-        pareto.addDefects(b);
+        pareto.addDefects(rowsOf(b));
       for await (const b of domainEvents(source, "upstream_history", containers))
-        pareto.addUpstream(b);
+        pareto.addUpstream(rowsOf(b));
       const result = pareto.result();
 
       await source.execute("DROP TABLE IF EXISTS t_cids");

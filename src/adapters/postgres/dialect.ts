@@ -25,6 +25,14 @@ export const postgresDialect: Dialect = {
   columnText: (quoted, type) =>
     type === "json" || type === "jsonb" ? `${quoted}::text` : undefined,
   asText: (expr) => `(${expr})::text`,
+  // int2 and int4 are JS numbers (pg parses them), written as COPY writes them; text types
+  // are strings, char(n) with its padding both ways. int8 may be a string: not here.
+  copyKind: (type) =>
+    type === "integer" || type === "smallint"
+      ? "number"
+      : type === "text" || /^character( varying)?(\(\d+\))?$/.test(type)
+        ? "string"
+        : undefined,
   // bytea as PostgreSQL prints it (bytea_output = 'hex'): `\\x` and two hex digits a byte.
   columnEncoding: (type) => (type === "bytea" ? "hex" : undefined),
   // Each member as text (`->>`), cast to the column's declared type: the text row_to_json

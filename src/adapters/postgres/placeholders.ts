@@ -3,7 +3,11 @@
  * string literal, a quoted identifier, a dollar-quoted string or a comment is text, not a
  * parameter; `??` stands for PostgreSQL's own `?` operator (jsonb `?`, `?|`, `?&`).
  */
-export function toDollarParams(sql: string): string {
+export function toDollarParams(
+  sql: string,
+  /** What parameter n (from 1) becomes: `$n` unless given. */
+  param: (n: number) => string = (n) => `$${n}`,
+): string {
   let out = "";
   let n = 0;
   let i = 0;
@@ -32,7 +36,7 @@ export function toDollarParams(sql: string): string {
         i += 2;
         continue;
       }
-      out += `$${++n}`;
+      out += param(++n);
       i = next;
       continue;
     }

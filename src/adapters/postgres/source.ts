@@ -11,8 +11,9 @@ import type {
 } from "../../core/sql/source.js";
 import { DEFAULT_FETCH_SIZE } from "../../core/sql/source.js";
 import { unavailable, watch } from "./connection.js";
+import { copyStatement } from "./copy-sql.js";
 import { postgresDialect } from "./dialect.js";
-import { postgresDriver as driver } from "./driver.js";
+import { postgresCopyTo as copyTo, postgresDriver as driver } from "./driver.js";
 import { postgresDayPartitions } from "./partitions.js";
 import { toDollarParams } from "./placeholders.js";
 
@@ -184,6 +185,44 @@ export class PostgresSource implements SqlSource {
       if ((cursor as unknown as { state: string }).state !== "done") clean = false;
       health.stop();
       client.release(clean && health.lost() === null ? undefined : true);
+    }
+  }
+
+  async *copyText(
+    sql: string,
+    params: readonly unknown[] = [],
+    options: { signal?: AbortSignal } = {},
+  ): AsyncIterable<Uint8Array> {
+    const signal = options.signal;
+    signal?.throwIfAborted();
+    const statement = copyStatement(sql, params);
+    const client = await this.connect();
+    const health = watch(client);
+    const pid = (client as unknown as { processID: number }).processID;
+    const copy = client.query(copyTo()(statement));
+    let finished = false;
+    let cancelled: Promise<void> | null = null;
+    const stop = () => {
+      cancelled ??= this.cancelBackend(pid);
+      copy.destroy();
+    };
+    signal?.addEventListener("abort", stop, { once: true });
+    try {
+      for await (const chunk of copy) yield chunk as Uint8Array;
+      // A COPY stopped by the signal may end its stream quietly: it is no whole answer.
+      signal?.throwIfAborted();
+      finished = true;
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      throw unavailable(err, health.lost()) ?? err;
+    } finally {
+      signal?.removeEventListener("abort", stop);
+      // A COPY left before its end (a consumer gone, an error) still holds the connection in
+      // its copy state: the statement is stopped and the client discarded, never reused.
+      if (!finished) stop();
+      await cancelled;
+      health.stop();
+      client.release(finished && health.lost() === null ? undefined : true);
     }
   }
 

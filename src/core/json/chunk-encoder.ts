@@ -1,6 +1,7 @@
 const encoder = new TextEncoder();
 
 export const COMMA = 0x2c;
+export const OPEN_BRACKET = 0x5b;
 export const NEWLINE = 0x0a;
 export const CLOSE_BRACE = 0x7d;
 

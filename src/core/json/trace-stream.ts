@@ -20,12 +20,16 @@
  * that the response is incomplete. There is no in-band error record.
  */
 import type { Row } from "../sql/source.js";
-import { CLOSE_BRACE, COMMA, ChunkEncoder, NEWLINE } from "./chunk-encoder.js";
+import { CLOSE_BRACE, COMMA, ChunkEncoder, NEWLINE, OPEN_BRACKET } from "./chunk-encoder.js";
 import { type AnyIterator, closeUnstarted, iteratorOf } from "./iterators.js";
+import { JsonRows, type RowBatch } from "./json-rows.js";
 import { jsonText, rowText, rowsText } from "./text.js";
 
-/** The rows of one domain, in batches as a cursor yields them (an array is fine for tests). */
-export type RowBatches = AsyncIterable<Row[]> | Iterable<Row[]>;
+/**
+ * The rows of one domain, in batches as a cursor yields them (an array is fine for tests): rows
+ * as values, or JsonRows whose JSON is written as it is.
+ */
+export type RowBatches = AsyncIterable<RowBatch> | Iterable<RowBatch>;
 
 /**
  * The domains, written one after another in this order: an object (its key order), a Map,
@@ -73,7 +77,7 @@ interface Format {
   open: string;
   domainStart(name: string, index: number): string;
   /** Write a non-empty batch; `first` when it is the domain's first. */
-  batch(out: ChunkEncoder, name: string, rows: Row[], first: boolean): void;
+  batch(out: ChunkEncoder, name: string, rows: RowBatch, first: boolean): void;
   domainEnd(name: string, count: number): string;
   close(trailer: Record<string, unknown> | undefined): string;
 }
@@ -82,6 +86,12 @@ const JSON_FORMAT: Format = {
   open: '{"results":{',
   domainStart: (name, index) => `${index > 0 ? "," : ""}${JSON.stringify(name)}:{"data":`,
   batch(out, _name, rows, first) {
+    if (rows instanceof JsonRows) {
+      // Already "r1,...,rn": the first batch's "[" opens "data".
+      out.byte(first ? OPEN_BRACKET : COMMA);
+      out.bytes(rows.text);
+      return;
+    }
     // "[r1,...,rn]" in one native call; the first batch's "[" opens "data".
     out.arrayItems(rowsText(rows), first);
   },
@@ -101,6 +111,16 @@ const NDJSON_FORMAT: Format = {
   domainStart: () => "",
   batch(out, name, rows) {
     const prefix = new TextEncoder().encode(`{"domain":${JSON.stringify(name)}`);
+    if (rows instanceof JsonRows) {
+      for (let i = 0; i < rows.length; i++) {
+        // A row's object has a member at least: its "{" becomes the prefix and a comma.
+        out.bytes(prefix);
+        out.byte(COMMA);
+        out.bytes(rows.row(i).subarray(1));
+        out.byte(NEWLINE);
+      }
+      return;
+    }
     for (const row of rows) {
       const text = rowText(row);
       out.bytes(prefix);
@@ -170,7 +190,7 @@ class DomainQueue {
  */
 type WriterState =
   | { kind: "between" }
-  | { kind: "reading"; name: string; it: AnyIterator<Row[]>; count: number }
+  | { kind: "reading"; name: string; it: AnyIterator<RowBatch>; count: number }
   | { kind: "done" };
 
 type Controller = ReadableStreamDefaultController<Uint8Array>;
@@ -234,7 +254,7 @@ class TraceWriter {
     s: Extract<WriterState, { kind: "reading" }>,
     controller: Controller,
   ): Promise<boolean> {
-    let step: IteratorResult<Row[]>;
+    let step: IteratorResult<RowBatch>;
     try {
       step = await s.it.next();
     } catch (err) {
@@ -249,7 +269,7 @@ class TraceWriter {
       return false;
     }
     const rows = step.value;
-    if (!Array.isArray(rows)) {
+    if (!Array.isArray(rows) && !(rows instanceof JsonRows)) {
       throw new TypeError(`domain ${JSON.stringify(s.name)}: a batch must be an array`);
     }
     if (rows.length === 0) return false;

@@ -55,6 +55,12 @@ export interface Dialect {
    * JSON value (binary as `base64`, PostgreSQL's bytea as `hex`); undefined otherwise.
    */
   columnEncoding?(type: string): string | undefined;
+  /**
+   * How a column of `type` reads in {@link SqlSource.copyText}, where its COPY text is exactly
+   * the JSON of the value the driver gives: an integer's digits ("number"), or text written as a
+   * JSON string ("string"); undefined for every other type.
+   */
+  copyKind?(type: string): "string" | "number" | undefined;
   /** `expr` read as the database's own text (a date or timestamp not made a JS Date). */
   asText?(expr: string): string;
   /**
@@ -150,6 +156,17 @@ export interface DayPartitions {
 export interface SqlSource extends SqlExecutor {
   /** Read a result of any size as batches; holds at most one batch (plus driver buffers). */
   stream(sql: string, params?: readonly unknown[], options?: StreamOptions): AsyncIterable<Row[]>;
+  /**
+   * A SELECT's rows in PostgreSQL's COPY text format (a tab between fields, a newline after
+   * each row, `\N` for NULL, backslash escapes), as the bytes arrive, with backpressure: for a
+   * reader that writes rows out without making a value of each field. Where the database has
+   * it (PostgreSQL); absent elsewhere.
+   */
+  copyText?(
+    sql: string,
+    params?: readonly unknown[],
+    options?: { signal?: AbortSignal },
+  ): AsyncIterable<Uint8Array>;
   /** Run `fn` in one transaction: all of it commits, or none of it (see {@link atomicity}). */
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
   readonly atomicity: Atomicity;

@@ -1,5 +1,7 @@
+import { type CopyColumn, CopyTextRows } from "../json/copy-text.js";
+import { type JsonRows, type RowBatch, rowsOf } from "../json/json-rows.js";
 import type { RowPacer } from "../pacer.js";
-import type { Row, SqlSource } from "../sql/source.js";
+import { DEFAULT_FETCH_SIZE, type Row, type SqlSource } from "../sql/source.js";
 import { idBatches, placeholders, readSqlStreaming } from "./readers.js";
 import { DEFECT_RECORDS_COLUMNS, UPSTREAM_HISTORY_COLUMNS } from "./tables.js";
 
@@ -10,6 +12,15 @@ export const EVENT_DOMAINS = {
 } as const;
 
 export type EventDomain = keyof typeof EVENT_DOMAINS;
+
+/**
+ * The fields of an event row read as values where rows come as JSON (the COPY path): what the
+ * grouping below and MsdPareto.add read. The rest of a row is only written out.
+ */
+const KEPT: { readonly [D in EventDomain]: readonly string[] } = {
+  upstream_history: ["CONTAINERID", "WORKCENTER", "EQUIPMENT"],
+  defect_records: ["CONTAINERID", "DEFECT_QTY"],
+};
 
 export function isEventDomain(name: unknown): name is EventDomain {
   return typeof name === "string" && Object.hasOwn(EVENT_DOMAINS, name);
@@ -33,7 +44,7 @@ export interface EventOptions {
  * statement's rows surviving into V8's old generation and raising RSS with the request.
  */
 class Fetcher {
-  private readonly chunks: Row[][] = [];
+  private readonly chunks: RowBatch[] = [];
   private done = false;
   private error: { err: unknown } | null = null;
   private wake: (() => void) | null = null;
@@ -43,13 +54,13 @@ class Fetcher {
   readonly finished: Promise<void>;
 
   constructor(
-    rows: AsyncIterable<Row[]>,
+    rows: AsyncIterable<RowBatch>,
     private readonly ahead = 2,
   ) {
     this.finished = this.run(rows);
   }
 
-  private async run(rows: AsyncIterable<Row[]>): Promise<void> {
+  private async run(rows: AsyncIterable<RowBatch>): Promise<void> {
     try {
       for await (const chunk of rows) {
         this.chunks.push(chunk);
@@ -86,7 +97,7 @@ class Fetcher {
   }
 
   /** The next chunk, or null at the end; throws what the statement threw. */
-  async next(): Promise<Row[] | null> {
+  async next(): Promise<RowBatch | null> {
     for (;;) {
       const chunk = this.chunks.shift();
       if (chunk) {
@@ -117,9 +128,10 @@ export async function* domainEvents(
   domain: EventDomain,
   cids: Iterable<string>,
   options: EventOptions = {},
-): AsyncGenerator<Row[]> {
+): AsyncGenerator<RowBatch> {
   const q = source.dialect.quote;
   const columns = EVENT_DOMAINS[domain].map(q).join(", ");
+  const copy = await copyColumns(source, domain);
   const workers = Math.max(1, options.workers ?? 2);
   const stop = new AbortController();
   const onAbort = () => stop.abort(options.signal?.reason);
@@ -128,15 +140,18 @@ export async function* domainEvents(
   const sqlFor = (n: number) =>
     `SELECT ${columns} FROM ${q(domain)} WHERE ${q("CONTAINERID")} IN (${placeholders(n)}) ORDER BY ${q("CONTAINERID")}, ${q("ID")}`;
   /** A statement, and the rows of its next containers already fetched. */
-  const inFlight: { fetcher: Fetcher; pending: Row[] | null }[] = [];
+  const inFlight: { fetcher: Fetcher; pending: RowBatch | null }[] = [];
   const fill = () => {
     while (inFlight.length < workers) {
       const next = batches.next();
       if (next.done) return;
-      const rows = readSqlStreaming(source, sqlFor(next.value.length), next.value, {
-        batchSize: options.fetchSize,
-        signal: stop.signal,
-      });
+      const sql = sqlFor(next.value.length);
+      const rows = copy
+        ? copyBatches(source, sql, next.value, copy, options.fetchSize, stop.signal)
+        : readSqlStreaming(source, sql, next.value, {
+            batchSize: options.fetchSize,
+            signal: stop.signal,
+          });
       inFlight.push({ fetcher: new Fetcher(rows), pending: null });
     }
   };
@@ -153,7 +168,7 @@ export async function* domainEvents(
         if (batch.length > 0) {
           options.gc?.count(batch.length);
           yield batch;
-          last = String((batch[batch.length - 1] as Row).CONTAINERID);
+          last = String((rowsOf(batch)[batch.length - 1] as Row).CONTAINERID);
         }
         const after = await s.fetcher.next();
         if (after === null) {
@@ -161,7 +176,8 @@ export async function* domainEvents(
           break;
         }
         let cut = 0;
-        while (cut < after.length && String((after[cut] as Row).CONTAINERID) === last) cut++;
+        const rows = rowsOf(after);
+        while (cut < after.length && String((rows[cut] as Row).CONTAINERID) === last) cut++;
         if (cut < after.length) {
           s.pending = cut === 0 ? after : after.slice(cut);
           batch = cut === 0 ? null : after.slice(0, cut);
@@ -191,4 +207,44 @@ export async function* domainEvents(
     options.signal?.removeEventListener("abort", onAbort);
     await Promise.all(inFlight.map((s) => s.fetcher.finished));
   }
+}
+
+/**
+ * The domain's columns as a COPY reads them, where the source has COPY and the dialect writes
+ * every one of them exactly as JSON; else null (rows are read as values and written in JS).
+ */
+async function copyColumns(source: SqlSource, domain: EventDomain): Promise<CopyColumn[] | null> {
+  const kind = source.dialect.copyKind;
+  if (!source.copyText || !kind) return null;
+  const types = new Map((await source.columnInfo(domain))?.map((c) => [c.name, c.type]) ?? []);
+  const columns: CopyColumn[] = [];
+  for (const name of EVENT_DOMAINS[domain]) {
+    const type = types.get(name);
+    const k = type === undefined ? undefined : kind(type);
+    if (!k) return null;
+    columns.push({ name, kind: k, keep: KEPT[domain].includes(name) });
+  }
+  return columns;
+}
+
+/** A statement's rows through COPY, as JSON, in batches of at most `size` rows. */
+async function* copyBatches(
+  source: SqlSource,
+  sql: string,
+  params: readonly unknown[],
+  columns: readonly CopyColumn[],
+  size = DEFAULT_FETCH_SIZE,
+  signal?: AbortSignal,
+): AsyncGenerator<JsonRows> {
+  const copyText = source.copyText as NonNullable<SqlSource["copyText"]>;
+  const rows = new CopyTextRows(columns);
+  const pieces = function* (batch: JsonRows) {
+    for (let at = 0; at < batch.length; at += size) yield batch.slice(at, at + size);
+  };
+  for await (const chunk of copyText.call(source, sql, params, { signal })) {
+    rows.push(chunk);
+    if (rows.rows >= size) yield* pieces(rows.take());
+  }
+  rows.end();
+  if (rows.rows > 0) yield* pieces(rows.take());
 }

@@ -1,3 +1,4 @@
+import { rowsOf } from "../json/json-rows.js";
 import type { SqlSource } from "../sql/source.js";
 import { type EventOptions, domainEvents } from "./events.js";
 import { lineageEdges } from "./lineage.js";
@@ -29,7 +30,7 @@ export async function computeMsdPareto(
   const rows = { defect_records: 0, upstream_history: 0 };
   for (const domain of MSD_DOMAIN_ORDER) {
     for await (const batch of domainEvents(source, domain, cids, options)) {
-      pareto.add(domain, batch);
+      pareto.add(domain, rowsOf(batch));
       rows[domain] += batch.length;
     }
   }

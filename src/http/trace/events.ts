@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import { BadInputError, TooManyContainersError } from "../../core/errors.js";
+import { type RowBatch, rowsOf } from "../../core/json/json-rows.js";
 import { traceJsonStream, traceNdjsonStream } from "../../core/json/trace-stream.js";
-import type { Row } from "../../core/sql/source.js";
 import type { ContainerIds } from "../../core/trace/container-ids.js";
 import {
   EVENT_DOMAINS,
@@ -84,14 +84,14 @@ export async function eventsBody(
 ): Promise<{ stream: ReadableStream<Uint8Array>; summary: () => { msd?: MsdResult } }> {
   const pareto = r.profile === "mid_section_defect" ? new MsdPareto(r.cids) : null;
   if (pareto) await feedMsdLineage(o.source, pareto, r.cids, { signal });
-  const feed = async function* (domain: EventDomain): AsyncGenerator<Row[]> {
+  const feed = async function* (domain: EventDomain): AsyncGenerator<RowBatch> {
     for await (const batch of domainEvents(o.source, domain, r.cids, {
       workers: o.workersPerDomain,
       fetchSize: o.fetchSize,
       signal,
       gc: o.gc,
     })) {
-      pareto?.add(domain, batch);
+      if (pareto) pareto.add(domain, rowsOf(batch));
       yield batch;
       wrote?.(domain, batch.length);
     }
