@@ -96,7 +96,7 @@ describe.runIf(pgdb !== null)("PostgreSQL's COPY read as JSON", () => {
   beforeAll(async () => {
     source = await openSource(`${db.url}&application_name=${APP}`);
     await source.execute(
-      `CREATE TABLE copy_rows (id SERIAL PRIMARY KEY, n INTEGER, s SMALLINT, t TEXT, v VARCHAR(300), c CHAR(6))`,
+      "CREATE TABLE copy_rows (id SERIAL PRIMARY KEY, n INTEGER, s SMALLINT, t TEXT, v VARCHAR(300), c CHAR(6))",
     );
     let k = 0;
     for (const text of nasty) {
