@@ -31,6 +31,34 @@ describe("GcPacer", () => {
   });
 });
 
+describe("GcPacer.bytes", () => {
+  it("runs a young collection after every `everyBytes` bytes, none when pacing is off", () => {
+    let full = 0;
+    let young = 0;
+    const pacer = new GcPacer(
+      () => full++,
+      1000,
+      () => young++,
+      2048,
+    );
+    pacer.bytes(2047);
+    expect(young).toBe(0);
+    pacer.bytes(1);
+    expect(young).toBe(1);
+    for (let i = 0; i < 10; i++) pacer.bytes(1000); // one every third: the count starts anew
+    expect([young, full]).toEqual([4, 0]);
+    const off = new GcPacer(
+      () => full++,
+      0,
+      () => young++,
+      1,
+    );
+    off.bytes(1e9);
+    new GcPacer(null, 10).bytes(1e9);
+    expect([young, full]).toEqual([4, 0]);
+  });
+});
+
 describe("fullGc", () => {
   it("is V8's collection: an object nothing refers to is gone after it", async () => {
     const gc = fullGc();
@@ -40,6 +68,8 @@ describe("fullGc", () => {
     await new Promise((r) => setImmediate(r));
     gc?.();
     expect(ref.deref()).toBeUndefined();
+    // A young collection is asked for the same way (what GcPacer.bytes runs).
+    expect(() => gc?.({ type: "minor" })).not.toThrow();
     // The service's own global gets no `gc`.
     expect((globalThis as { gc?: unknown }).gc).toBeUndefined();
   });

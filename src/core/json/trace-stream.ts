@@ -76,8 +76,11 @@ export function traceNdjsonStream(
 interface Format {
   open: string;
   domainStart(name: string, index: number): string;
-  /** Write a non-empty batch; `first` when it is the domain's first. */
-  batch(out: ChunkEncoder, name: string, rows: RowBatch, first: boolean): void;
+  /**
+   * Write a non-empty batch; `first` when it is the domain's first. Bytes it returns follow
+   * what it wrote, as a chunk of their own (handed on as they are, not copied).
+   */
+  batch(out: ChunkEncoder, name: string, rows: RowBatch, first: boolean): Uint8Array | undefined;
   domainEnd(name: string, count: number): string;
   close(trailer: Record<string, unknown> | undefined): string;
 }
@@ -87,13 +90,13 @@ const JSON_FORMAT: Format = {
   domainStart: (name, index) => `${index > 0 ? "," : ""}${JSON.stringify(name)}:{"data":`,
   batch(out, _name, rows, first) {
     if (rows instanceof JsonRows) {
-      // Already "r1,...,rn": the first batch's "[" opens "data".
+      // Already "r1,...,rn", the batch's own bytes: the first batch's "[" opens "data".
       out.byte(first ? OPEN_BRACKET : COMMA);
-      out.bytes(rows.text);
-      return;
+      return rows.text;
     }
     // "[r1,...,rn]" in one native call; the first batch's "[" opens "data".
     out.arrayItems(rowsText(rows), first);
+    return undefined;
   },
   domainEnd: (_name, count) => `${count === 0 ? "[" : ""}],"count":${count}}`,
   close(trailer) {
@@ -119,7 +122,7 @@ const NDJSON_FORMAT: Format = {
         out.bytes(rows.row(i).subarray(1));
         out.byte(NEWLINE);
       }
-      return;
+      return undefined;
     }
     for (const row of rows) {
       const text = rowText(row);
@@ -135,6 +138,7 @@ const NDJSON_FORMAT: Format = {
       }
       out.byte(NEWLINE);
     }
+    return undefined;
   },
   domainEnd: (name, count) => `{"domain":${JSON.stringify(name)},"count":${count},"end":true}\n`,
   close: (trailer) => (trailer === undefined ? "" : `{"trailer":${jsonText(trailer)}}\n`),
@@ -273,9 +277,10 @@ class TraceWriter {
       throw new TypeError(`domain ${JSON.stringify(s.name)}: a batch must be an array`);
     }
     if (rows.length === 0) return false;
-    this.format.batch(this.out, s.name, rows, s.count === 0);
+    const own = this.format.batch(this.out, s.name, rows, s.count === 0);
     s.count += rows.length;
     controller.enqueue(this.out.take());
+    if (own) controller.enqueue(own);
     return true;
   }
 

@@ -1,5 +1,5 @@
 import { type CopyColumn, CopyTextRows } from "../json/copy-text.js";
-import { type JsonRows, type RowBatch, rowsOf } from "../json/json-rows.js";
+import { JsonRows, type RowBatch, rowsOf } from "../json/json-rows.js";
 import type { RowPacer } from "../pacer.js";
 import { DEFAULT_FETCH_SIZE, type Row, type SqlSource } from "../sql/source.js";
 import { idBatches, placeholders, readSqlStreaming } from "./readers.js";
@@ -132,6 +132,10 @@ export async function* domainEvents(
   const q = source.dialect.quote;
   const columns = EVENT_DOMAINS[domain].map(q).join(", ");
   const copy = await copyColumns(source, domain);
+  const pace = (batch: RowBatch) => {
+    options.gc?.count(batch.length);
+    if (batch instanceof JsonRows) options.gc?.bytes?.(batch.text.byteLength);
+  };
   const workers = Math.max(1, options.workers ?? 2);
   const stop = new AbortController();
   const onAbort = () => stop.abort(options.signal?.reason);
@@ -166,7 +170,7 @@ export async function* domainEvents(
       let last: string | null = null;
       while (batch !== null) {
         if (batch.length > 0) {
-          options.gc?.count(batch.length);
+          pace(batch);
           yield batch;
           last = String((rowsOf(batch)[batch.length - 1] as Row).CONTAINERID);
         }
@@ -182,7 +186,7 @@ export async function* domainEvents(
           s.pending = cut === 0 ? after : after.slice(cut);
           batch = cut === 0 ? null : after.slice(0, cut);
           if (batch) {
-            options.gc?.count(batch.length);
+            pace(batch);
             yield batch;
           }
           break;
