@@ -158,6 +158,17 @@ function faulty(
             await tick();
             return pages.read(sql, params);
           },
+          // SQLite reads its pages as value rows: the same kill point before each.
+          ...(pages.readValues && {
+            readValues: async (sql: string, params: readonly unknown[]) => {
+              await tick();
+              return (pages.readValues as NonNullable<typeof pages.readValues>).call(
+                pages,
+                sql,
+                params,
+              );
+            },
+          }),
         };
       }
       if (key === "query" || key === "execute") {
