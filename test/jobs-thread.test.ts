@@ -195,33 +195,49 @@ describe("a jobs thread started lazily", () => {
     if (existsSync("/proc/self/task")) expect(threadsAt(9)).toBe(0);
   });
 
-  it("is what a service without the schedule runs: no thread until an admin route starts a job", async () => {
+  for (const [name, options] of [
+    ["a cluster worker that runs no schedule", { scheduler: false }],
+    ["a service whose crons are both off", { env: { ARCHIVE_CRON: "off", VERIFY_CRON: "off" } }],
+  ] as const) {
+    it(`is what ${name} runs: no thread until an admin route starts a job`, async () => {
+      const srv = await startServer({
+        seed: [{ date: "2025-10-13", count: 800 }],
+        ...options,
+        env: { SLUICE_JOBS_NICE: "11", ...("env" in options ? options.env : {}) },
+      });
+      try {
+        const hasProc = existsSync("/proc/self/task");
+        const status = await call(`${srv.url}/admin/archive-status?date=2025-10-13`, {
+          headers: bearer(),
+        });
+        expect(status.status, status.text).toBe(200);
+        expect(status.body).toMatchObject({ job: null, hotRows: 800 });
+        if (hasProc) expect(threadsAt(11)).toBe(0);
+        const res = await call(`${srv.url}/admin/trigger-archive?date=2025-10-13`, {
+          method: "POST",
+          headers: bearer(),
+        });
+        expect(res.status, res.text).toBe(202);
+        if (hasProc) expect(threadsAt(11)).toBe(1);
+        const done = await waitForJob(srv.url, "2025-10-13");
+        expect(done.job?.state, done.job?.error ?? "").toBe("succeeded");
+        expect(done.record).toMatchObject({ eventCount: 800 });
+      } finally {
+        await srv.stop();
+      }
+      if (existsSync("/proc/self/task")) expect(threadsAt(11)).toBe(0);
+    });
+  }
+
+  it("starts with the service where a cron runs", async () => {
     const srv = await startServer({
-      seed: [{ date: "2025-10-13", count: 800 }],
-      env: { SLUICE_JOBS_NICE: "11" },
-      scheduler: false,
+      env: { SLUICE_JOBS_NICE: "11", ARCHIVE_CRON: "30 3 * * *" },
     });
     try {
-      const hasProc = existsSync("/proc/self/task");
-      const status = await call(`${srv.url}/admin/archive-status?date=2025-10-13`, {
-        headers: bearer(),
-      });
-      expect(status.status, status.text).toBe(200);
-      expect(status.body).toMatchObject({ job: null, hotRows: 800 });
-      if (hasProc) expect(threadsAt(11)).toBe(0);
-      const res = await call(`${srv.url}/admin/trigger-archive?date=2025-10-13`, {
-        method: "POST",
-        headers: bearer(),
-      });
-      expect(res.status, res.text).toBe(202);
-      if (hasProc) expect(threadsAt(11)).toBe(1);
-      const done = await waitForJob(srv.url, "2025-10-13");
-      expect(done.job?.state, done.job?.error ?? "").toBe("succeeded");
-      expect(done.record).toMatchObject({ eventCount: 800 });
+      if (existsSync("/proc/self/task")) expect(threadsAt(11)).toBe(1);
     } finally {
       await srv.stop();
     }
-    if (existsSync("/proc/self/task")) expect(threadsAt(11)).toBe(0);
   });
 });
 

@@ -63,6 +63,9 @@ export async function startService(
   // A jobs thread that ends on its own leaves a process that can no longer archive or clean:
   // it stops, failing, so that its supervisor (systemd, the cluster's primary) starts another.
   const failed = new AbortController();
+  // The schedules this process runs: none in a cluster worker but the first, nor with both off.
+  const scheduling =
+    options.scheduler !== false && (config.ARCHIVE_CRON !== "off" || config.VERIFY_CRON !== "off");
   // Last of what may fail to open: its thread would keep a process that failed to start alive.
   const jobs = await serviceJobs({
     config,
@@ -73,8 +76,8 @@ export async function startService(
     onFinish: metrics.jobFinished,
     verified: metrics.verified,
     entry: options.jobsThreadEntry,
-    // A worker that runs no schedule starts its jobs thread only when a job is asked of it.
-    lazy: options.scheduler === false,
+    // A process that runs no schedule starts its jobs thread only when a job is asked of it.
+    lazy: !scheduling,
     onFailure: (err) => {
       logger.fatal({ error: err.message }, "no job can run in this process any more: stopping it");
       failed.abort(new SluiceError("failed", err.message));
@@ -150,7 +153,7 @@ export async function startService(
     throw err;
   }
   // Schedules start only once the service listens.
-  if (options.scheduler !== false) {
+  if (scheduling) {
     const next = await jobs.schedule();
     if (next.archiveNext) {
       log(

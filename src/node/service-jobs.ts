@@ -32,8 +32,9 @@ export interface ServiceJobsOptions {
   /** The jobs thread's script (default: jobs-thread.js). */
   entry?: URL;
   /**
-   * Start the jobs thread with the first job instead of now: for a cluster worker that runs
-   * no schedule (a table the thread cannot open is then refused at that job, not at start-up).
+   * Start the jobs thread with the first job instead of now: for a process that runs no
+   * schedule (a cluster worker but the first, or both crons off). The service opens the same
+   * tables at start-up, so a table that cannot be opened still stops it there.
    */
   lazy?: boolean;
 }
