@@ -39,6 +39,8 @@ export default defineConfig({
       "test/convert.test.ts",
       "test/write-part.test.ts",
       "test/pages.test.ts",
+      "test/copy-text.test.ts",
+      "test/trace.test.ts",
     ],
     testTimeout: 120_000,
     hookTimeout: 120_000,
