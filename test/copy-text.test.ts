@@ -1,5 +1,6 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { copyStatement } from "../src/adapters/postgres/copy-sql.js";
 import { type CopyColumn, CopyTextRows } from "../src/core/json/copy-text.js";
 import type { JsonRows } from "../src/core/json/json-rows.js";
 import type { Row, SqlSource } from "../src/core/sql/source.js";
@@ -71,10 +72,56 @@ describe("CopyTextRows", () => {
     expect(refusal("x\\\n1\n")).toThrow("a COPY row ends inside a field");
   });
 
+  it("writes a row whose JSON is six times its COPY text, given whole in one chunk", () => {
+    // Every control character becomes \u00XX: the most a byte can grow.
+    const field = "\u0001\u0002\u001e".repeat(40_000);
+    const copy = `1\t${field}\t\t0\n2\tON\tN\t12\n`;
+    const batch = convert(COLUMNS, bytes(copy), copy.length);
+    expect(decoder.decode(batch.text)).toBe(
+      stringified([
+        { ID: 1, NAME: field, NOTE: "", QTY: 0 },
+        // Two bytes ending in N are text, not \N.
+        { ID: 2, NAME: "ON", NOTE: "N", QTY: 12 },
+      ]),
+    );
+    expect(() => new CopyTextRows([])).toThrow("a COPY has at least one column");
+    expect(() => convert(COLUMNS.slice(3), bytes("12a\n"), 8)).toThrow(
+      'column QTY: "12a" is not an integer',
+    );
+  });
+
   it("keeps a value once while rows repeat it, and reads it anew when it changes", () => {
     const batch = convert(COLUMNS.slice(0, 2), bytes("1\tA\n2\tA\n3\tB\n4\tA\n"), 3);
     expect(batch.rows.map((r) => r.NAME)).toEqual(["A", "A", "B", "A"]);
     expect(batch.rows.map((r) => r.ID)).toEqual([1, 2, 3, 4]);
+  });
+});
+
+describe("copyStatement", () => {
+  it("writes each parameter in as a literal of its kind, and refuses any other", () => {
+    expect(
+      copyStatement("SELECT a FROM t WHERE b = ? AND c IN (?, ?, ?) AND d = '?'", [
+        "it's \\",
+        -1.5,
+        12n,
+        null,
+      ]),
+    ).toBe(
+      "COPY (SELECT a FROM t WHERE b =  E'it''s \\\\' AND c IN (-1.5, 12, NULL) AND d = '?') TO STDOUT",
+    );
+    for (const bad of [
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      undefined,
+      true,
+      { a: 1 },
+      new Date(0),
+    ]) {
+      expect(() => copyStatement("SELECT ?", [bad])).toThrow(
+        /a COPY parameter must be a string, a finite number or null/,
+      );
+    }
+    expect(() => copyStatement("SELECT ?, ?", [1])).toThrow("parameter 2 of 1 is missing");
   });
 });
 
