@@ -18,6 +18,7 @@ import { openTrace } from "./open-trace.js";
 import { openSource } from "./open.js";
 import { SqliteReadThreads } from "./read-threads.js";
 import { serviceJobs } from "./service-jobs.js";
+import { hasSchedules } from "./table-schedules.js";
 
 export interface Service {
   url: string;
@@ -64,8 +65,7 @@ export async function startService(
   // it stops, failing, so that its supervisor (systemd, the cluster's primary) starts another.
   const failed = new AbortController();
   // The schedules this process runs: none in a cluster worker but the first, nor with both off.
-  const scheduling =
-    options.scheduler !== false && (config.ARCHIVE_CRON !== "off" || config.VERIFY_CRON !== "off");
+  const scheduling = options.scheduler !== false && hasSchedules(config);
   // Last of what may fail to open: its thread would keep a process that failed to start alive.
   const jobs = await serviceJobs({
     config,

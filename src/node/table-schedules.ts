@@ -89,6 +89,11 @@ export interface ServiceSchedules {
   stop(): void;
 }
 
+/** Whether `config` starts any schedule: its ARCHIVE_CRON or its VERIFY_CRON is on. */
+export function hasSchedules(config: Config): boolean {
+  return config.ARCHIVE_CRON !== "off" || config.VERIFY_CRON !== "off";
+}
+
 /**
  * Every table's archive schedule, when the service's own ARCHIVE_CRON is on, and the verify
  * schedule of the first table (the service's own), whose context and owner it reads with.

@@ -49,28 +49,30 @@ export async function* pagesByKey(
   // A line the database rendered comes with its key as a row of two values, where the driver
   // reads such rows for less than objects.
   const values = lines.rendered ? ctx.source.pages.readValues : undefined;
+  const pageOf = (texts: string[], first: unknown, last: unknown): Page | null =>
+    texts.length === 0 ? null : { lines: texts, firstKey: keyOf(first), lastKey: keyOf(last) };
   const read = (last: number | null): Promise<Page | null> => {
     const [sql, params] =
       last === null ? [first, [...day.params, size]] : [next, [...day.params, last, size]];
     const reading = values
       ? values.call(ctx.source.pages, sql, params).then((rows) =>
-          rows.length === 0
-            ? null
-            : {
-                lines: rows.map((r) => r[1] as string),
-                firstKey: keyOf((rows[0] as unknown[])[0]),
-                lastKey: keyOf((rows.at(-1) as unknown[])[0]),
-              },
+          pageOf(
+            rows.map((r) => r[1] as string),
+            rows[0]?.[0],
+            rows.at(-1)?.[0],
+          ),
         )
-      : ctx.source.pages.read(sql, params).then((rows) =>
-          rows.length === 0
-            ? null
-            : {
-                lines: rows.map(lines.line),
-                firstKey: keyOf(lines.key(rows[0] as Row)),
-                lastKey: keyOf(lines.key(rows.at(-1) as Row)),
-              },
-        );
+      : ctx.source.pages
+          .read(sql, params)
+          .then((rows) =>
+            rows.length === 0
+              ? null
+              : pageOf(
+                  rows.map(lines.line),
+                  lines.key(rows[0] as Row),
+                  lines.key(rows.at(-1) as Row),
+                ),
+          );
     // Awaited below, or abandoned with the generator: a failure then is no one's to report.
     reading.catch(() => undefined);
     return reading;

@@ -20,8 +20,7 @@ export class JsonRows {
   slice(from: number, to = this.rows.length): JsonRows {
     const end = Math.min(to, this.rows.length);
     if (from >= end) return new JsonRows([], new Uint8Array(0), []);
-    // Row `from` starts after the comma that ends row from - 1.
-    const start = from === 0 ? 0 : (this.ends[from - 1] as number) + 1;
+    const start = this.start(from);
     return new JsonRows(
       this.rows.slice(from, end),
       this.text.subarray(start, this.ends[end - 1]),
@@ -31,7 +30,12 @@ export class JsonRows {
 
   /** Row `i`'s JSON object. */
   row(i: number): Uint8Array {
-    return this.text.subarray(i === 0 ? 0 : (this.ends[i - 1] as number) + 1, this.ends[i]);
+    return this.text.subarray(this.start(i), this.ends[i]);
+  }
+
+  /** Where row `i` starts: after the comma that ends row i - 1. */
+  private start(i: number): number {
+    return i === 0 ? 0 : (this.ends[i - 1] as number) + 1;
   }
 }
 
